@@ -1,0 +1,161 @@
+//! The one error type that crosses every layer.
+//!
+//! Every layer (kv, txn, sql, pgserver) returns [`Error`]. An error carries an
+//! [`ErrorKind`] that says what went wrong in terms a client can act on, and a
+//! message meant for a human. The kind, not the message, decides the SQLSTATE a
+//! client sees; that mapping lives in exactly one place, `pgserver`'s
+//! `sqlstate` module.
+//!
+//! Two questions every caller may ask:
+//! - [`Error::is_retryable`]: the transaction lost an optimistic-concurrency
+//!   race and may simply run again (SQLSTATE 40001).
+//! - [`Error::is_environmental`]: the failure came from the machine (disk,
+//!   network, a dead peer), not from the statement; running the same statement
+//!   against a healthy system could succeed.
+
+use std::fmt;
+
+/// What went wrong, as a client needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The transaction conflicted with a concurrent one and was aborted by OCC
+    /// certification. Retrying the whole transaction is safe.
+    SerializationFailure,
+    /// The SQL text does not parse.
+    Syntax,
+    /// A table (or view) named in the statement does not exist.
+    UndefinedTable,
+    /// A column named in the statement does not exist.
+    UndefinedColumn,
+    /// A function or operator does not exist for the given argument types.
+    UndefinedFunction,
+    /// A `$n` parameter is referenced but was not supplied, or similar.
+    UndefinedParameter,
+    /// `CREATE TABLE` of a name that is taken.
+    DuplicateTable,
+    /// A column name is used twice in one table definition.
+    DuplicateColumn,
+    /// A column reference matches more than one column.
+    AmbiguousColumn,
+    /// A non-aggregated column is used outside `GROUP BY`.
+    Grouping,
+    /// A value has the wrong type for where it is used.
+    DatatypeMismatch,
+    /// The statement is not valid for semantic reasons not covered above
+    /// (e.g. a table without a primary key).
+    InvalidDefinition,
+    /// A primary-key or unique constraint would be violated.
+    UniqueViolation,
+    /// `NULL` written into a `NOT NULL` column.
+    NotNullViolation,
+    /// Division (or modulo) by zero.
+    DivisionByZero,
+    /// A numeric value is out of range for its type.
+    NumericOutOfRange,
+    /// A string is longer than its column allows.
+    StringTooLong,
+    /// Text cannot be converted to the requested type.
+    InvalidTextRepresentation,
+    /// A datetime value is invalid or out of range.
+    DatetimeOutOfRange,
+    /// A statement arrived while the session's transaction has already failed.
+    InFailedTransaction,
+    /// `BEGIN` inside a transaction or similar misuse of transaction control.
+    ActiveTransaction,
+    /// A statement that needs a transaction block ran outside one.
+    NoActiveTransaction,
+    /// Valid PostgreSQL we do not support (yet).
+    FeatureNotSupported,
+    /// An argument to a function or a clause is invalid (e.g. negative LIMIT).
+    InvalidParameterValue,
+    /// A statement used more memory than the configured limit.
+    OutOfMemory,
+    /// The client sent something that violates the wire protocol.
+    Protocol,
+    /// The disk is full.
+    DiskFull,
+    /// An I/O operation failed.
+    Io,
+    /// A peer or shard could not be reached; the outcome may be unknown.
+    Unavailable,
+    /// A broken invariant: this is a bug in Mako.
+    Internal,
+}
+
+/// An error with its kind and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// What went wrong, for programs.
+    pub kind: ErrorKind,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// The result type used throughout Mako.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Builds an error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// An OCC conflict: the transaction may be retried.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::SerializationFailure, message)
+    }
+
+    /// A broken invariant (a bug).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Internal, message)
+    }
+
+    /// Valid SQL we do not support yet.
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::FeatureNotSupported, message)
+    }
+
+    /// True when running the same transaction again may succeed (SQLSTATE 40001).
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::SerializationFailure
+    }
+
+    /// True when the failure came from the environment (disk, network, peers)
+    /// rather than from the statement itself.
+    pub fn is_environmental(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::DiskFull | ErrorKind::Io | ErrorKind::Unavailable
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        let kind = if e.kind() == std::io::ErrorKind::StorageFull {
+            ErrorKind::DiskFull
+        } else {
+            ErrorKind::Io
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+/// Returns early with an error of the given kind and a formatted message.
+#[macro_export]
+macro_rules! bail {
+    ($kind:ident, $($arg:tt)*) => {
+        return Err($crate::Error::new($crate::ErrorKind::$kind, format!($($arg)*)))
+    };
+}
