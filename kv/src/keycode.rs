@@ -357,7 +357,15 @@ mod tests {
 
     #[test]
     fn special_floats() {
-        let order = [f64::NEG_INFINITY, -1.0, -0.0, 1e-300, 1.0, f64::INFINITY, f64::NAN];
+        let order = [
+            f64::NEG_INFINITY,
+            -1.0,
+            -0.0,
+            1e-300,
+            1.0,
+            f64::INFINITY,
+            f64::NAN,
+        ];
         let encoded: Vec<_> = order.iter().map(|f| enc(|o| encode_float(o, *f))).collect();
         assert!(encoded.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(
@@ -369,7 +377,10 @@ mod tests {
 
     #[test]
     fn bools_and_null_roundtrip() {
-        assert_eq!(roundtrip(&enc(|o| encode_bool(o, true))), KeyPart::Bool(true));
+        assert_eq!(
+            roundtrip(&enc(|o| encode_bool(o, true))),
+            KeyPart::Bool(true)
+        );
         assert!(enc(|o| encode_bool(o, false)) < enc(|o| encode_bool(o, true)));
         assert_eq!(roundtrip(&enc(encode_null)), KeyPart::Null);
     }
@@ -383,7 +394,13 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bytes in [&[][..], &[0x20, 1], &[0x40, b'a'], &[0x99], &[0x32, 0x80, 0x00, 77]] {
+        for bytes in [
+            &[][..],
+            &[0x20, 1],
+            &[0x40, b'a'],
+            &[0x99],
+            &[0x32, 0x80, 0x00, 77],
+        ] {
             let mut input = bytes;
             assert!(decode(&mut input).is_err(), "{bytes:?}");
         }

@@ -50,6 +50,9 @@ pub struct ReadResult {
     pub value: Option<Arc<[u8]>>,
     /// The VC of the version read, `None` when the key was never written.
     pub vc: Option<VectorClock>,
+    /// Whether the record was locked (being certified by some transaction)
+    /// when read.
+    pub locked: bool,
 }
 
 impl ReadResult {
@@ -59,6 +62,7 @@ impl ReadResult {
             version: 0,
             value: None,
             vc: None,
+            locked: false,
         }
     }
 }
@@ -110,6 +114,7 @@ impl Record {
                     version: w1 & !LOCK_BIT,
                     value,
                     vc,
+                    locked: w1 & LOCK_BIT != 0,
                 };
             }
         }
@@ -177,12 +182,16 @@ impl Record {
         let new = new.into_shared(&guard);
         self.head.store(new, Ordering::Release);
         self.prune(new, &stable, &guard);
-        self.word
-            .store((w & !LOCK_BIT) + 1, Ordering::Release);
+        self.word.store((w & !LOCK_BIT) + 1, Ordering::Release);
     }
 
     /// Unlinks every version older than the newest stable one.
-    fn prune(&self, head: Shared<'_, Version>, stable: &dyn Fn(&VectorClock) -> bool, guard: &Guard) {
+    fn prune(
+        &self,
+        head: Shared<'_, Version>,
+        stable: &dyn Fn(&VectorClock) -> bool,
+        guard: &Guard,
+    ) {
         let mut node = head;
         // SAFETY: nodes reachable from head are alive under `guard`.
         while let Some(v) = unsafe { node.as_ref() } {
@@ -278,7 +287,11 @@ mod tests {
             r.install(val(&i.to_string()), vc(i), 1, |c| c.get(0) <= 2);
         }
         let clocks: Vec<u64> = r.chain().iter().map(|(_, c, _)| c.get(0)).collect();
-        assert_eq!(clocks, vec![4, 3, 2], "versions below the newest stable one are gone");
+        assert_eq!(
+            clocks,
+            vec![4, 3, 2],
+            "versions below the newest stable one are gone"
+        );
         r.try_lock().unwrap();
         r.install(None, vc(5), 1, |_| true);
         assert_eq!(r.chain().len(), 1);
@@ -293,7 +306,12 @@ mod tests {
             std::thread::spawn(move || {
                 for i in 1..=5000u64 {
                     while r.try_lock().is_none() {}
-                    r.install(Some(Arc::from(i.to_be_bytes().as_slice())), vc(i), 1, |_| true);
+                    r.install(
+                        Some(Arc::from(i.to_be_bytes().as_slice())),
+                        vc(i),
+                        1,
+                        |_| true,
+                    );
                 }
             })
         };
@@ -305,7 +323,11 @@ mod tests {
                 assert!(n >= last, "versions never go backwards");
                 // Value i is installed as version i; a read through a held
                 // lock may see the next value with the old version number.
-                assert!(n == read.version || n == read.version + 1, "{n} vs {}", read.version);
+                assert!(
+                    n == read.version || n == read.version + 1,
+                    "{n} vs {}",
+                    read.version
+                );
                 last = n;
             }
         }

@@ -1,1 +1,30 @@
+//! `txn` — transactions: Silo-style OCC with Mako's certification path.
+//!
+//! What this layer owns:
+//! - [`Txn`] (get, scan, put, delete, commit, rollback): the coordinator of
+//!   one interactive transaction, run on the session's node. See [`txn`] for
+//!   the life of a transaction.
+//! - [`ShardClient`]: the participant RPCs (Lock, GetClock, Validate,
+//!   Install, Read) a coordinator sends to each shard; a direct call in one
+//!   process ([`local::LocalShard`]), an RPC across nodes later.
+//! - [`Db`]: the shards of the cluster as seen from one node, routing of
+//!   partitioned keys by hash, epochs, and the durability gate.
+//! - [`gate::CommitGate`]: where a commit waits until `VC ≤ watermark` before
+//!   it is acknowledged (Mako §4.3). Without replication or persistence the
+//!   gate opens immediately ([`gate::InstalledIsDurable`]).
+//!
+//! Caveats today: all shards live in one process; epochs never change
+//! (failover and FVW rollback come with replication); a participant keeps no
+//! per-transaction state, so a coordinator that dies between Lock and
+//! Install would leave locks behind (impossible in one process).
 
+pub mod client;
+pub mod db;
+pub mod gate;
+pub mod local;
+pub mod txn;
+
+pub use client::{KeyRange, ShardClient, TxnId};
+pub use db::Db;
+pub use kv::{Error, ErrorKind, Result};
+pub use txn::{CommitInfo, Placement, ScanPlacement, Txn, prefix_range};

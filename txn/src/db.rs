@@ -1,0 +1,103 @@
+//! `Db`: a node's handle on the shards of a cluster.
+//!
+//! It owns the participant clients (one per shard), routes partitioned keys
+//! to shards, hands out transaction ids and the current epoch, and holds the
+//! durability gate every commit passes through.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kv::{Shard, ShardId};
+
+use crate::client::{ShardClient, TxnId};
+use crate::gate::{CommitGate, InstalledIsDurable};
+use crate::local::LocalShard;
+use crate::txn::Txn;
+
+/// Commit and abort counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Transactions committed through the single-shard short path.
+    pub single_shard_commits: AtomicU64,
+    /// Transactions committed through the four cross-shard rounds.
+    pub cross_shard_commits: AtomicU64,
+    /// Transactions aborted by certification.
+    pub aborts: AtomicU64,
+}
+
+/// A node's view of the cluster's shards.
+pub struct Db {
+    /// One participant client per shard, indexed by shard id.
+    shards: Vec<Arc<dyn ShardClient>>,
+    /// The in-process stores, when the shards live in this process.
+    stores: Vec<Arc<Shard>>,
+    /// The current epoch (Mako §5); constant until failover exists.
+    epoch: AtomicU64,
+    /// Where commit replies wait for durability.
+    gate: Arc<dyn CommitGate>,
+    /// The next transaction id.
+    next_txn: AtomicU64,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl Db {
+    /// `shards` in-process shards, acknowledged once installed.
+    pub fn in_process(shards: usize) -> Arc<Db> {
+        assert!(shards > 0, "a cluster has at least one shard");
+        let stores: Vec<Arc<Shard>> = (0..shards).map(|i| Arc::new(Shard::new(i))).collect();
+        let clients = stores
+            .iter()
+            .map(|s| Arc::new(LocalShard::new(s.clone(), shards)) as Arc<dyn ShardClient>)
+            .collect();
+        Arc::new(Db {
+            shards: clients,
+            stores,
+            epoch: AtomicU64::new(1),
+            gate: Arc::new(InstalledIsDurable),
+            next_txn: AtomicU64::new(1),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Starts a transaction.
+    pub fn begin(self: &Arc<Self>) -> Txn {
+        let id = self.next_txn.fetch_add(1, Ordering::Relaxed);
+        Txn::new(self.clone(), id)
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard a partitioned key with this partition hash lives on.
+    pub fn shard_for(&self, hash: u64) -> ShardId {
+        (hash % self.shards.len() as u64) as ShardId
+    }
+
+    /// The participant client of `shard`.
+    pub fn client(&self, shard: ShardId) -> &Arc<dyn ShardClient> {
+        &self.shards[shard]
+    }
+
+    /// The in-process store of `shard`, if it lives in this process.
+    pub fn store(&self, shard: ShardId) -> Option<&Arc<Shard>> {
+        self.stores.get(shard)
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The durability gate.
+    pub fn gate(&self) -> &dyn CommitGate {
+        &*self.gate
+    }
+
+    /// A transaction id (exposed for callers that log them).
+    pub fn peek_next_txn_id(&self) -> TxnId {
+        self.next_txn.load(Ordering::Relaxed)
+    }
+}

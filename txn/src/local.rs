@@ -1,0 +1,202 @@
+//! The in-process participant: `ShardClient` as a direct call on a
+//! [`kv::Shard`].
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use kv::{ClockBuilder, Error, ReadResult, Result, Shard, ShardId, VectorClock};
+
+use crate::client::{
+    KeyRange, LocalCommit, PointCheck, ScanCheck, ScanResult, Seen, ShardClient, TxnId, Validation,
+    Write,
+};
+
+/// A shard in this process.
+pub struct LocalShard {
+    /// The store.
+    shard: Arc<Shard>,
+    /// The number of shards in the cluster (the length of vector clocks).
+    shards: usize,
+}
+
+impl LocalShard {
+    /// Wraps `shard`, one of `shards`.
+    pub fn new(shard: Arc<Shard>, shards: usize) -> Self {
+        LocalShard { shard, shards }
+    }
+
+    /// The store behind this client.
+    pub fn store(&self) -> &Arc<Shard> {
+        &self.shard
+    }
+
+    fn holds(held: &[Write], key: &[u8]) -> bool {
+        held.binary_search_by(|w| w.key.as_slice().cmp(key)).is_ok()
+    }
+
+    fn stale(what: &str) -> Error {
+        Error::conflict(format!(
+            "could not serialize access due to concurrent update ({what})"
+        ))
+    }
+
+    /// True when a read identified by `seen` still holds for `current`.
+    fn matches(seen: &Seen, current: &ReadResult, held: bool) -> bool {
+        if current.locked && !held {
+            return false;
+        }
+        match seen {
+            Seen::Version(v) => current.version == *v,
+            Seen::Vc(vc) => current.vc == *vc,
+        }
+    }
+
+    fn check_point(&self, p: &PointCheck, held: &[Write]) -> bool {
+        let is_held = Self::holds(held, &p.key);
+        match &p.seen {
+            // Fast path: compare the lock/version word only.
+            Seen::Version(v) => self.shard.check(&p.key, *v, is_held),
+            seen => Self::matches(seen, &self.shard.read(&p.key), is_held),
+        }
+    }
+
+    /// Re-scans the covered range: every record seen must be unchanged, and a
+    /// record not seen before must not be present now (a phantom) nor be in
+    /// the middle of someone else's commit.
+    fn check_scan(&self, s: &ScanCheck, held: &[Write]) -> bool {
+        let mut seen = s.seen.iter().peekable();
+        let mut ok = true;
+        let (start, end) = s.range.bounds();
+        self.shard.scan(start, end, |key, current| {
+            // Seen keys that the re-scan skipped were read as missing on
+            // another copy (replicated) or never existed: they must still be
+            // missing, which they are since they are not here.
+            while let Some((k, id)) = seen.peek() {
+                if k.as_slice() >= key {
+                    break;
+                }
+                if !Self::never_written(id) {
+                    ok = false;
+                    return ControlFlow::Break(());
+                }
+                seen.next();
+            }
+            let is_held = Self::holds(held, key);
+            let unchanged = match seen.peek() {
+                Some((k, id)) if k.as_slice() == key => {
+                    let r = Self::matches(id, &current, is_held);
+                    seen.next();
+                    r
+                }
+                _ => current.value.is_none() && (!current.locked || is_held),
+            };
+            if unchanged {
+                ControlFlow::Continue(())
+            } else {
+                ok = false;
+                ControlFlow::Break(())
+            }
+        });
+        ok && seen.all(|(_, id)| Self::never_written(id))
+    }
+
+    fn never_written(seen: &Seen) -> bool {
+        matches!(seen, Seen::Version(0) | Seen::Vc(None))
+    }
+
+    fn unlock_all(&self, writes: &[Write]) {
+        for w in writes {
+            self.shard.unlock(&w.key);
+        }
+    }
+}
+
+impl ShardClient for LocalShard {
+    fn shard_id(&self) -> ShardId {
+        self.shard.id()
+    }
+
+    fn read(&self, key: &[u8]) -> Result<ReadResult> {
+        Ok(self.shard.read(key))
+    }
+
+    fn scan(&self, range: &KeyRange, limit: Option<usize>) -> Result<ScanResult> {
+        let mut out = ScanResult {
+            records: Vec::new(),
+            covered: Some(range.clone()),
+        };
+        let mut present = 0usize;
+        let (start, end) = range.bounds();
+        self.shard.scan(start, end, |key, read| {
+            let is_present = read.value.is_some();
+            out.records.push((key.to_vec(), read));
+            if is_present {
+                present += 1;
+                if limit.is_some_and(|l| present >= l) {
+                    out.covered = Some(KeyRange {
+                        start: range.start.clone(),
+                        end: std::ops::Bound::Included(key.to_vec()),
+                    });
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        Ok(out)
+    }
+
+    fn lock(&self, _txn: TxnId, writes: &[Write]) -> Result<()> {
+        for (i, w) in writes.iter().enumerate() {
+            if self.shard.try_lock(&w.key).is_none() {
+                self.unlock_all(&writes[..i]);
+                return Err(Self::stale("row is locked by a committing transaction"));
+            }
+        }
+        Ok(())
+    }
+
+    fn get_clock(&self, _txn: TxnId) -> Result<u64> {
+        Ok(self.shard.next_clock())
+    }
+
+    fn validate(&self, _txn: TxnId, v: &Validation, held: &[Write]) -> Result<()> {
+        if !v.points.iter().all(|p| self.check_point(p, held)) {
+            return Err(Self::stale("a row read has changed"));
+        }
+        if !v.scans.iter().all(|s| self.check_scan(s, held)) {
+            return Err(Self::stale("a range read has changed"));
+        }
+        Ok(())
+    }
+
+    fn install(&self, _txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: u64) -> Result<()> {
+        for w in writes {
+            self.shard
+                .install(&w.key, w.value.clone(), vc.clone(), epoch);
+        }
+        Ok(())
+    }
+
+    fn release(&self, _txn: TxnId, writes: &[Write]) -> Result<()> {
+        self.unlock_all(writes);
+        Ok(())
+    }
+
+    fn commit_local(&self, c: LocalCommit<'_>) -> Result<VectorClock> {
+        self.lock(c.txn, c.writes)?;
+        let vc = if c.writes.is_empty() {
+            c.read_vc.clone()
+        } else {
+            let mut b = ClockBuilder::new(self.shards);
+            b.merge(c.read_vc);
+            b.observe(self.shard.id(), self.shard.next_clock());
+            b.build()
+        };
+        if let Err(e) = self.validate(c.txn, c.validation, c.writes) {
+            self.unlock_all(c.writes);
+            return Err(e);
+        }
+        self.install(c.txn, c.writes, &vc, c.epoch)?;
+        Ok(vc)
+    }
+}

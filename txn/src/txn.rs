@@ -1,0 +1,412 @@
+//! `Txn`: an interactive transaction, coordinated from the session's node.
+//!
+//! Execution (Silo-style OCC): reads go to the shard owning the key and
+//! record what they saw (version, or VC for replicated keys); scans record
+//! every record in the covered range so phantoms can be detected; writes are
+//! buffered and a transaction reads its own writes.
+//!
+//! Commit (Mako §4.2): a transaction touching one shard certifies with one
+//! call (`commit_local`). Otherwise the coordinator runs the four rounds
+//! among the participants: **Lock** the write set on every shard it writes
+//! (no-wait), **GetClock** on each of them, **Validate** the read set on every
+//! shard it read, **Install** the writes tagged with the VC, releasing the
+//! locks. The VC is the element-wise max of the GetClock replies and of the
+//! VCs of every version read. Any failed lock or validation aborts with a
+//! retryable serialization failure, and every lock taken is released. Finally
+//! the commit waits at the durability gate (VC ≤ watermark, Mako §4.3) before
+//! it returns.
+//!
+//! Replicated keys (the catalog; tables declared replicated) have a copy on
+//! every shard. Writes go to all copies in this transaction, so a replicated
+//! write makes every shard a participant. Reads use one copy, the
+//! transaction's *home* shard (the first shard it touched), and are validated
+//! on any one participant by comparing VCs, which are equal on all copies.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use kv::{ClockBuilder, Result, ShardId, VectorClock};
+
+use crate::client::{KeyRange, LocalCommit, PointCheck, ScanCheck, Seen, TxnId, Validation, Write};
+use crate::db::Db;
+
+/// Where a key lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// On the one shard chosen by this partition hash.
+    Partitioned(u64),
+    /// A copy on every shard.
+    Replicated,
+}
+
+/// Which shards a scan must visit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanPlacement {
+    /// The range lies within one partition (its first key column is fixed).
+    Partitioned(u64),
+    /// The range spans partitions: visit every shard and merge in key order.
+    AllShards,
+    /// A range of a replicated table: any one copy.
+    Replicated,
+}
+
+/// What a successful commit reports.
+#[derive(Clone, Debug)]
+pub struct CommitInfo {
+    /// The transaction id.
+    pub txn: TxnId,
+    /// The transaction's vector clock.
+    pub vc: VectorClock,
+    /// How many shards took part in certification.
+    pub participants: usize,
+}
+
+/// A buffered write.
+#[derive(Clone, Debug)]
+struct Buffered {
+    value: Option<Arc<[u8]>>,
+    placement: Placement,
+}
+
+/// An interactive transaction. Dropping it without committing rolls it back
+/// (nothing was written anywhere yet).
+pub struct Txn {
+    /// The node's shards.
+    db: Arc<Db>,
+    /// This transaction's id.
+    id: TxnId,
+    /// The shard replicated reads go to; the first shard this transaction
+    /// touched, so that single-partition transactions stay single-shard.
+    home: Option<ShardId>,
+    /// Point reads of partitioned keys, by shard.
+    points: Vec<(ShardId, PointCheck)>,
+    /// Point reads of replicated keys.
+    replicated_points: Vec<PointCheck>,
+    /// Range reads of partitioned keys, by shard.
+    scans: Vec<(ShardId, ScanCheck)>,
+    /// Range reads of replicated keys.
+    replicated_scans: Vec<ScanCheck>,
+    /// The write set, sorted by key.
+    writes: BTreeMap<Vec<u8>, Buffered>,
+    /// Max of the VCs of every version read.
+    read_vc: ClockBuilder,
+}
+
+impl Txn {
+    pub(crate) fn new(db: Arc<Db>, id: TxnId) -> Self {
+        let shards = db.shard_count();
+        Txn {
+            db,
+            id,
+            home: None,
+            points: Vec::new(),
+            replicated_points: Vec::new(),
+            scans: Vec::new(),
+            replicated_scans: Vec::new(),
+            writes: BTreeMap::new(),
+            read_vc: ClockBuilder::new(shards),
+        }
+    }
+
+    /// This transaction's id.
+    pub fn id(&self) -> TxnId {
+        self.id
+    }
+
+    /// True when the transaction has buffered writes.
+    pub fn has_writes(&self) -> bool {
+        !self.writes.is_empty()
+    }
+
+    /// The shard that holds a partitioned key, or the home shard for a
+    /// replicated one.
+    fn shard_of(&mut self, placement: Placement) -> ShardId {
+        match placement {
+            Placement::Partitioned(h) => {
+                let s = self.db.shard_for(h);
+                self.home.get_or_insert(s);
+                s
+            }
+            Placement::Replicated => self.home.unwrap_or(0),
+        }
+    }
+
+    fn observe_vc(&mut self, vc: &Option<VectorClock>) {
+        if let Some(vc) = vc {
+            self.read_vc.merge(vc);
+        }
+    }
+
+    /// Reads `key`, seeing this transaction's own writes.
+    pub fn get(&mut self, key: &[u8], placement: Placement) -> Result<Option<Arc<[u8]>>> {
+        if let Some(w) = self.writes.get(key) {
+            return Ok(w.value.clone());
+        }
+        let shard = self.shard_of(placement);
+        let read = self.db.client(shard).read(key)?;
+        self.observe_vc(&read.vc);
+        let replicated = placement == Placement::Replicated;
+        let check = PointCheck {
+            key: key.to_vec(),
+            seen: Seen::of(&read, replicated),
+        };
+        if replicated {
+            self.replicated_points.push(check);
+        } else {
+            self.points.push((shard, check));
+        }
+        Ok(read.value)
+    }
+
+    /// Returns the present rows in `range` in key order, seeing this
+    /// transaction's own writes, at most `limit` of them.
+    pub fn scan(
+        &mut self,
+        range: &KeyRange,
+        placement: ScanPlacement,
+        limit: Option<usize>,
+    ) -> Result<Vec<(Vec<u8>, Arc<[u8]>)>> {
+        let shards: Vec<ShardId> = match placement {
+            ScanPlacement::Partitioned(h) => vec![self.shard_of(Placement::Partitioned(h))],
+            ScanPlacement::AllShards => (0..self.db.shard_count()).collect(),
+            ScanPlacement::Replicated => vec![self.shard_of(Placement::Replicated)],
+        };
+        let replicated = placement == ScanPlacement::Replicated;
+        let own_writes: Vec<(Vec<u8>, Buffered)> = self
+            .writes
+            .range::<Vec<u8>, _>((range.start.clone(), range.end.clone()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // Own deletes could hide rows the limit counted; then read it all.
+        let shard_limit = if own_writes.is_empty() { limit } else { None };
+
+        let mut rows: Vec<(Vec<u8>, Arc<[u8]>)> = Vec::new();
+        for shard in shards {
+            let result = self.db.client(shard).scan(range, shard_limit)?;
+            let mut seen = Vec::with_capacity(result.records.len());
+            for (key, read) in result.records {
+                self.observe_vc(&read.vc);
+                seen.push((key.clone(), Seen::of(&read, replicated)));
+                if let Some(v) = read.value {
+                    rows.push((key, v));
+                }
+            }
+            let check = ScanCheck {
+                range: result.covered.unwrap_or_else(|| range.clone()),
+                seen,
+            };
+            if replicated {
+                self.replicated_scans.push(check);
+            } else {
+                self.scans.push((shard, check));
+            }
+        }
+        if placement == ScanPlacement::AllShards && self.db.shard_count() > 1 {
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        if !own_writes.is_empty() {
+            let mut merged: BTreeMap<Vec<u8>, Arc<[u8]>> = rows.into_iter().collect();
+            for (k, w) in own_writes {
+                match w.value {
+                    Some(v) => merged.insert(k, v),
+                    None => merged.remove(&k),
+                };
+            }
+            rows = merged.into_iter().collect();
+        }
+        if let Some(l) = limit {
+            rows.truncate(l);
+        }
+        Ok(rows)
+    }
+
+    /// Buffers a write of `value` at `key`.
+    pub fn put(&mut self, key: Vec<u8>, value: Arc<[u8]>, placement: Placement) {
+        if let Placement::Partitioned(h) = placement {
+            let s = self.db.shard_for(h);
+            self.home.get_or_insert(s);
+        }
+        self.writes.insert(
+            key,
+            Buffered {
+                value: Some(value),
+                placement,
+            },
+        );
+    }
+
+    /// Buffers a deletion of `key`.
+    pub fn delete(&mut self, key: Vec<u8>, placement: Placement) {
+        self.writes.insert(
+            key,
+            Buffered {
+                value: None,
+                placement,
+            },
+        );
+    }
+
+    /// Abandons the transaction. Nothing was written, so nothing is undone.
+    pub fn rollback(self) {}
+
+    /// Certifies and installs the transaction (see the module docs).
+    pub fn commit(self) -> Result<CommitInfo> {
+        let db = self.db.clone();
+        let result = self.certify();
+        match &result {
+            Ok(info) if info.participants > 1 => {
+                db.stats.cross_shard_commits.fetch_add(1, Ordering::Relaxed)
+            }
+            Ok(_) => db
+                .stats
+                .single_shard_commits
+                .fetch_add(1, Ordering::Relaxed),
+            Err(e) if e.is_retryable() => db.stats.aborts.fetch_add(1, Ordering::Relaxed),
+            Err(_) => 0,
+        };
+        result
+    }
+
+    fn certify(self) -> Result<CommitInfo> {
+        let db = &self.db;
+        let n = db.shard_count();
+        let mut writes: Vec<Vec<Write>> = vec![Vec::new(); n];
+        for (key, w) in &self.writes {
+            let write = Write {
+                key: key.clone(),
+                value: w.value.clone(),
+            };
+            match w.placement {
+                Placement::Partitioned(h) => writes[db.shard_for(h)].push(write),
+                Placement::Replicated => {
+                    for per_shard in writes.iter_mut() {
+                        per_shard.push(write.clone());
+                    }
+                }
+            }
+        }
+        let mut checks: Vec<Validation> = vec![Validation::default(); n];
+        for (s, p) in self.points {
+            checks[s].points.push(p);
+        }
+        for (s, c) in self.scans {
+            checks[s].scans.push(c);
+        }
+        let involved = |writes: &[Vec<Write>], checks: &[Validation]| -> Vec<ShardId> {
+            (0..n)
+                .filter(|&s| !writes[s].is_empty() || !checks[s].is_empty())
+                .collect()
+        };
+        // Replicated reads are validated on one participant: the home shard
+        // if it takes part, else any that does, else the shard read from.
+        if !self.replicated_points.is_empty() || !self.replicated_scans.is_empty() {
+            let current = involved(&writes, &checks);
+            let home = self.home.unwrap_or(0);
+            let anchor = if current.is_empty() || current.contains(&home) {
+                home
+            } else {
+                current[0]
+            };
+            checks[anchor].points.extend(self.replicated_points);
+            checks[anchor].scans.extend(self.replicated_scans);
+        }
+        let participants = involved(&writes, &checks);
+        let read_vc = self.read_vc.build();
+        let epoch = db.epoch();
+        let vc = match participants.as_slice() {
+            [] => read_vc,
+            [only] => db.client(*only).commit_local(LocalCommit {
+                txn: self.id,
+                writes: &writes[*only],
+                validation: &checks[*only],
+                read_vc: &read_vc,
+                epoch,
+            })?,
+            _ => Self::four_rounds(
+                db,
+                self.id,
+                &participants,
+                &writes,
+                &checks,
+                &self.read_vc,
+                epoch,
+            )?,
+        };
+        // Mako §4.3: acknowledge only once VC ≤ watermark.
+        db.gate().wait_durable(&vc)?;
+        Ok(CommitInfo {
+            txn: self.id,
+            vc,
+            participants: participants.len(),
+        })
+    }
+
+    /// Lock, GetClock, Validate, Install across several shards.
+    fn four_rounds(
+        db: &Db,
+        txn: TxnId,
+        participants: &[ShardId],
+        writes: &[Vec<Write>],
+        checks: &[Validation],
+        read_vc: &ClockBuilder,
+        epoch: u64,
+    ) -> Result<VectorClock> {
+        let writers: Vec<ShardId> = participants
+            .iter()
+            .copied()
+            .filter(|&s| !writes[s].is_empty())
+            .collect();
+        let release = |locked: &[ShardId]| {
+            for &s in locked {
+                // Best effort: a participant we cannot reach will time the
+                // locks out once lock cleanup exists (multi-node work).
+                let _ = db.client(s).release(txn, &writes[s]);
+            }
+        };
+        // Lock.
+        for (i, &s) in writers.iter().enumerate() {
+            if let Err(e) = db.client(s).lock(txn, &writes[s]) {
+                release(&writers[..i]);
+                return Err(e);
+            }
+        }
+        // GetClock.
+        let mut vc = read_vc.clone();
+        for &s in &writers {
+            match db.client(s).get_clock(txn) {
+                Ok(ts) => vc.observe(s, ts),
+                Err(e) => {
+                    release(&writers);
+                    return Err(e);
+                }
+            }
+        }
+        let vc = vc.build();
+        // Validate.
+        for &s in participants {
+            if checks[s].is_empty() {
+                continue;
+            }
+            if let Err(e) = db.client(s).validate(txn, &checks[s], &writes[s]) {
+                release(&writers);
+                return Err(e);
+            }
+        }
+        // Install. After a successful Validate everywhere the transaction is
+        // committed; in-process installs cannot fail.
+        for &s in &writers {
+            db.client(s).install(txn, &writes[s], &vc, epoch)?;
+        }
+        Ok(vc)
+    }
+}
+
+/// The range of every key starting with `prefix`.
+pub fn prefix_range(prefix: &[u8]) -> KeyRange {
+    KeyRange {
+        start: Bound::Included(prefix.to_vec()),
+        end: kv::keycode::prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded),
+    }
+}

@@ -1,0 +1,316 @@
+//! OCC and certification behaviour of `Txn`, including the anomaly cases
+//! (lost update, write skew, phantom) and a concurrent bank invariant.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use kv::keycode;
+use kv::keys::partition_hash;
+use txn::{Db, KeyRange, Placement, ScanPlacement, Txn, prefix_range};
+
+/// A partitioned key `<table 1000><index 1><int id>` and its placement.
+fn key(id: i64) -> (Vec<u8>, Placement) {
+    let mut k = kv::keys::index_prefix(1000, 1);
+    let mut col = Vec::new();
+    keycode::encode_int(&mut col, id);
+    k.extend_from_slice(&col);
+    (k, Placement::Partitioned(partition_hash(&col)))
+}
+
+fn val(n: i64) -> Arc<[u8]> {
+    Arc::from(n.to_be_bytes().as_slice())
+}
+
+fn num(v: &[u8]) -> i64 {
+    i64::from_be_bytes(v.try_into().unwrap())
+}
+
+fn get(t: &mut Txn, id: i64) -> Option<i64> {
+    let (k, p) = key(id);
+    t.get(&k, p).unwrap().map(|v| num(&v))
+}
+
+fn put(t: &mut Txn, id: i64, n: i64) {
+    let (k, p) = key(id);
+    t.put(k, val(n), p);
+}
+
+fn table() -> KeyRange {
+    prefix_range(&kv::keys::index_prefix(1000, 1))
+}
+
+fn setup(shards: usize, accounts: i64, balance: i64) -> Arc<Db> {
+    let db = Db::in_process(shards);
+    let mut t = db.begin();
+    for id in 0..accounts {
+        put(&mut t, id, balance);
+    }
+    t.commit().unwrap();
+    db
+}
+
+#[test]
+fn reads_see_own_writes_and_rollback_discards() {
+    let db = setup(2, 0, 0);
+    let mut t = db.begin();
+    assert_eq!(get(&mut t, 1), None);
+    put(&mut t, 1, 10);
+    assert_eq!(get(&mut t, 1), Some(10));
+    let rows = t.scan(&table(), ScanPlacement::AllShards, None).unwrap();
+    assert_eq!(rows.len(), 1);
+    t.rollback();
+    let mut t = db.begin();
+    assert_eq!(get(&mut t, 1), None, "rolled back writes are gone");
+}
+
+#[test]
+fn lost_update_aborts_one_writer() {
+    for shards in [1, 3] {
+        let db = setup(shards, 1, 100);
+        let mut a = db.begin();
+        let mut b = db.begin();
+        let x = get(&mut a, 0).unwrap();
+        let y = get(&mut b, 0).unwrap();
+        put(&mut a, 0, x + 1);
+        put(&mut b, 0, y + 1);
+        a.commit().unwrap();
+        let err = b.commit().unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let mut t = db.begin();
+        assert_eq!(get(&mut t, 0), Some(101));
+    }
+}
+
+#[test]
+fn write_skew_aborts_one_of_two() {
+    // Constraint: x + y >= 0. Each transaction checks it and withdraws 100
+    // from a different account: serially, the second would see the first.
+    for shards in [1, 4] {
+        let db = setup(shards, 2, 50);
+        let mut a = db.begin();
+        let mut b = db.begin();
+        let (ax, ay) = (get(&mut a, 0).unwrap(), get(&mut a, 1).unwrap());
+        let (bx, by) = (get(&mut b, 0).unwrap(), get(&mut b, 1).unwrap());
+        assert!(ax + ay >= 100 && bx + by >= 100);
+        put(&mut a, 0, ax - 100);
+        put(&mut b, 1, by - 100);
+        let ra = a.commit();
+        let rb = b.commit();
+        assert!(ra.is_ok() != rb.is_ok(), "exactly one commits");
+        let mut t = db.begin();
+        assert!(get(&mut t, 0).unwrap() + get(&mut t, 1).unwrap() >= 0);
+    }
+}
+
+#[test]
+fn phantom_insert_into_scanned_range_aborts_the_scanner() {
+    for shards in [1, 4] {
+        let db = setup(shards, 3, 1);
+        let mut a = db.begin();
+        let count = a
+            .scan(&table(), ScanPlacement::AllShards, None)
+            .unwrap()
+            .len() as i64;
+        let mut b = db.begin();
+        put(&mut b, 10, 1);
+        b.commit().unwrap();
+        put(&mut a, 100, count); // write derived from the scan
+        let err = a.commit().unwrap_err();
+        assert!(err.is_retryable(), "phantom must abort: {err}");
+    }
+}
+
+#[test]
+fn phantom_on_missing_point_read_aborts() {
+    let db = setup(2, 0, 0);
+    let mut a = db.begin();
+    assert_eq!(get(&mut a, 7), None);
+    let mut b = db.begin();
+    put(&mut b, 7, 1);
+    b.commit().unwrap();
+    put(&mut a, 8, 1);
+    assert!(a.commit().unwrap_err().is_retryable());
+}
+
+#[test]
+fn delete_in_scanned_range_aborts_the_scanner() {
+    let db = setup(2, 4, 1);
+    let mut a = db.begin();
+    a.scan(&table(), ScanPlacement::AllShards, None).unwrap();
+    let mut b = db.begin();
+    let (k, p) = key(2);
+    b.delete(k, p);
+    b.commit().unwrap();
+    put(&mut a, 50, 1);
+    assert!(a.commit().unwrap_err().is_retryable());
+}
+
+#[test]
+fn unrelated_insert_does_not_abort_a_limited_scan() {
+    let db = setup(1, 10, 1);
+    let mut a = db.begin();
+    let first = a.scan(&table(), ScanPlacement::AllShards, Some(2)).unwrap();
+    assert_eq!(first.len(), 2);
+    let mut b = db.begin();
+    put(&mut b, 1_000, 1); // beyond the covered part of the range
+    b.commit().unwrap();
+    put(&mut a, 2_000, 1);
+    a.commit()
+        .expect("the insert is outside what the scan covered");
+}
+
+#[test]
+fn read_only_transactions_validate() {
+    let db = setup(2, 2, 5);
+    let mut a = db.begin();
+    get(&mut a, 0);
+    let mut b = db.begin();
+    put(&mut b, 0, 6);
+    b.commit().unwrap();
+    assert!(a.commit().unwrap_err().is_retryable());
+}
+
+#[test]
+fn vector_clocks_cover_what_was_read() {
+    let db = setup(4, 8, 1);
+    let mut a = db.begin();
+    put(&mut a, 1, 2);
+    put(&mut a, 5, 2);
+    let first = a.commit().unwrap();
+    let mut b = db.begin();
+    get(&mut b, 1);
+    put(&mut b, 6, 3);
+    let second = b.commit().unwrap();
+    for (x, y) in first.vc.entries().iter().zip(second.vc.entries()) {
+        assert!(x <= y, "{:?} must be ≤ {:?}", first.vc, second.vc);
+    }
+}
+
+#[test]
+fn replicated_keys_are_written_everywhere_and_validated_anywhere() {
+    let db = Db::in_process(3);
+    let rk = b"replicated-key".to_vec();
+    let mut t = db.begin();
+    t.put(rk.clone(), val(1), Placement::Replicated);
+    let info = t.commit().unwrap();
+    assert_eq!(info.participants, 3);
+    for s in 0..3 {
+        let copy = db.store(s).unwrap().read(&rk);
+        assert_eq!(copy.value.as_deref().map(num), Some(1));
+        assert_eq!(copy.vc, Some(info.vc.clone()), "copies share the VC");
+    }
+    // A reader on one shard, writing another, conflicts with a change of the
+    // replicated key made meanwhile.
+    let mut a = db.begin();
+    put(&mut a, 3, 1);
+    assert_eq!(
+        a.get(&rk, Placement::Replicated)
+            .unwrap()
+            .as_deref()
+            .map(num),
+        Some(1)
+    );
+    let mut b = db.begin();
+    b.put(rk.clone(), val(2), Placement::Replicated);
+    b.commit().unwrap();
+    assert!(a.commit().unwrap_err().is_retryable());
+    // Without the concurrent change, reading a replicated key keeps a
+    // single-partition transaction on one shard.
+    let mut c = db.begin();
+    put(&mut c, 3, 1);
+    c.get(&rk, Placement::Replicated).unwrap();
+    assert_eq!(c.commit().unwrap().participants, 1);
+}
+
+#[test]
+fn held_lock_aborts_a_concurrent_committer() {
+    // A record locked by a committing transaction makes Lock fail (no-wait).
+    let db = setup(1, 1, 1);
+    let (k, _) = key(0);
+    let store = db.store(0).unwrap().clone();
+    store.try_lock(&k).unwrap();
+    let mut t = db.begin();
+    put(&mut t, 0, 5);
+    assert!(t.commit().unwrap_err().is_retryable());
+    store.unlock(&k);
+}
+
+/// Many threads move money between accounts spread over several shards,
+/// retrying aborts; concurrent read-only audits must always see the total,
+/// and the final total is unchanged.
+#[test]
+fn bank_transfers_keep_the_total() {
+    const ACCOUNTS: i64 = 20;
+    const BALANCE: i64 = 1_000;
+    const THREADS: u64 = 4;
+    const TRANSFERS: u64 = 2_000;
+    let db = setup(4, ACCOUNTS, BALANCE);
+    let stop = Arc::new(AtomicBool::new(false));
+    let aborts = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (db, aborts) = (db.clone(), aborts.clone());
+            std::thread::spawn(move || {
+                let mut seed = t * 7919 + 1;
+                let mut rand = move || {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed
+                };
+                let mut done = 0;
+                while done < TRANSFERS {
+                    let from = (rand() % ACCOUNTS as u64) as i64;
+                    let to = (rand() % ACCOUNTS as u64) as i64;
+                    let amount = (rand() % 50) as i64;
+                    let mut tx = db.begin();
+                    let a = get(&mut tx, from).unwrap();
+                    let b = get(&mut tx, to).unwrap();
+                    if from == to {
+                        continue;
+                    }
+                    put(&mut tx, from, a - amount);
+                    put(&mut tx, to, b + amount);
+                    match tx.commit() {
+                        Ok(_) => done += 1,
+                        Err(e) if e.is_retryable() => {
+                            aborts.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let auditor = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut audits = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let mut tx = db.begin();
+                let rows = tx.scan(&table(), ScanPlacement::AllShards, None).unwrap();
+                let total: i64 = rows.iter().map(|(_, v)| num(v)).sum();
+                if tx.commit().is_ok() {
+                    assert_eq!(
+                        total,
+                        ACCOUNTS * BALANCE,
+                        "a committed audit saw a partial transfer"
+                    );
+                    audits += 1;
+                }
+            }
+            audits
+        })
+    };
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    auditor.join().unwrap();
+    let mut tx = db.begin();
+    let total: i64 = (0..ACCOUNTS).map(|id| get(&mut tx, id).unwrap()).sum();
+    assert_eq!(total, ACCOUNTS * BALANCE);
+    let stats = &db.stats;
+    assert!(stats.cross_shard_commits.load(Ordering::Relaxed) > 0);
+    assert!(stats.single_shard_commits.load(Ordering::Relaxed) > 0);
+}
