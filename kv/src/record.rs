@@ -67,6 +67,9 @@ impl ReadResult {
     }
 }
 
+/// One version as reported by [`Record::chain`]: value, VC and epoch.
+pub type VersionInfo = (Option<Arc<[u8]>>, VectorClock, u64);
+
 /// A record: lock/version word plus version chain.
 pub struct Record {
     word: AtomicU64,
@@ -211,7 +214,7 @@ impl Record {
     }
 
     /// The VCs and epochs of the chain, newest first (for tests and tools).
-    pub fn chain(&self) -> Vec<(Option<Arc<[u8]>>, VectorClock, u64)> {
+    pub fn chain(&self) -> Vec<VersionInfo> {
         let guard = epoch::pin();
         let mut out = Vec::new();
         let mut node = self.head.load(Ordering::Acquire, &guard);

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_skiplist::SkipMap;
 
 use crate::clock::VectorClock;
-use crate::record::{ReadResult, Record};
+use crate::record::{ReadResult, Record, VersionInfo};
 
 /// Identifies a shard.
 pub type ShardId = usize;
@@ -152,7 +152,7 @@ impl Shard {
     }
 
     /// The version chain of `key`, newest first (for tests and tools).
-    pub fn chain(&self, key: &[u8]) -> Vec<(Option<Arc<[u8]>>, VectorClock, u64)> {
+    pub fn chain(&self, key: &[u8]) -> Vec<VersionInfo> {
         self.index
             .get(key)
             .map(|e| e.value().chain())

@@ -52,6 +52,9 @@ pub enum ScanPlacement {
     Replicated,
 }
 
+/// A key and its present value, as scans return them.
+pub type Entry = (Vec<u8>, Arc<[u8]>);
+
 /// What a successful commit reports.
 #[derive(Clone, Debug)]
 pub struct CommitInfo {
@@ -167,7 +170,7 @@ impl Txn {
         range: &KeyRange,
         placement: ScanPlacement,
         limit: Option<usize>,
-    ) -> Result<Vec<(Vec<u8>, Arc<[u8]>)>> {
+    ) -> Result<Vec<Entry>> {
         let shards: Vec<ShardId> = match placement {
             ScanPlacement::Partitioned(h) => vec![self.shard_of(Placement::Partitioned(h))],
             ScanPlacement::AllShards => (0..self.db.shard_count()).collect(),
@@ -182,7 +185,7 @@ impl Txn {
         // Own deletes could hide rows the limit counted; then read it all.
         let shard_limit = if own_writes.is_empty() { limit } else { None };
 
-        let mut rows: Vec<(Vec<u8>, Arc<[u8]>)> = Vec::new();
+        let mut rows: Vec<Entry> = Vec::new();
         for shard in shards {
             let result = self.db.client(shard).scan(range, shard_limit)?;
             let mut seen = Vec::with_capacity(result.records.len());
