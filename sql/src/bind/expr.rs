@@ -1,0 +1,879 @@
+//! Binding expressions: name resolution, typing with PostgreSQL's rules,
+//! literal and parameter type inference, aggregates.
+
+use std::ops::ControlFlow;
+
+use kv::{Error, ErrorKind, Result, bail};
+use sqlparser::ast;
+
+use super::{Binder, Scope};
+use crate::expr::{CmpOp, Expr, Func};
+use crate::plan::{AggCall, AggFunc};
+use crate::types::cast::{can_cast, cast};
+use crate::types::ops::ArithOp;
+use crate::types::text::parse_numeric;
+use crate::types::{DataType, Value};
+
+/// A bound expression and its static type.
+pub type Typed = (Expr, DataType);
+
+/// Aggregation state while binding the select list of a grouped query.
+#[derive(Debug)]
+pub struct AggState {
+    /// The scope the aggregate arguments and group keys are bound against.
+    pub input: Scope,
+    /// Bound GROUP BY expressions (output columns `0..n`).
+    pub group_by: Vec<Typed>,
+    /// Aggregates found so far (output columns `n..`).
+    pub aggs: Vec<AggCall>,
+}
+
+/// Case-folds an identifier as PostgreSQL does: unquoted names are
+/// lower-cased, quoted ones kept.
+pub fn ident(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+/// The last part of an object name, case-folded (we have one schema).
+pub fn object_name(n: &ast::ObjectName) -> Result<String> {
+    match n.0.last() {
+        Some(ast::ObjectNamePart::Identifier(i)) => Ok(ident(i)),
+        _ => Err(Error::new(ErrorKind::Syntax, format!("invalid name: {n}"))),
+    }
+}
+
+fn is_aggregate_name(name: &str) -> Option<AggFunc> {
+    Some(match name {
+        "count" => AggFunc::Count,
+        "sum" => AggFunc::Sum,
+        "min" => AggFunc::Min,
+        "max" => AggFunc::Max,
+        "avg" => AggFunc::Avg,
+        _ => return None,
+    })
+}
+
+fn function_name(f: &ast::Function) -> String {
+    f.name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(ident)
+        .unwrap_or_default()
+}
+
+/// True when the expression contains an aggregate call.
+pub fn contains_aggregate(e: &ast::Expr) -> bool {
+    let found = ast::visit_expressions(e, |x| {
+        if let ast::Expr::Function(f) = x
+            && is_aggregate_name(&function_name(f)).is_some()
+        {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    found.is_break()
+}
+
+/// Converts a type name from the AST.
+pub fn data_type(t: &ast::DataType) -> Result<DataType> {
+    use ast::DataType as A;
+    let len = |l: &Option<ast::CharacterLength>| -> Result<Option<u32>> {
+        match l {
+            None => Ok(None),
+            Some(ast::CharacterLength::IntegerLength { length, .. }) => {
+                if *length == 0 || *length > 10_485_760 {
+                    bail!(
+                        InvalidParameterValue,
+                        "length for type varchar must be between 1 and 10485760"
+                    );
+                }
+                Ok(Some(*length as u32))
+            }
+            Some(ast::CharacterLength::Max) => {
+                Err(Error::unsupported("VARCHAR(MAX) is not supported"))
+            }
+        }
+    };
+    let numeric = |info: &ast::ExactNumberInfo| -> Result<DataType> {
+        Ok(match info {
+            ast::ExactNumberInfo::None => DataType::Numeric(None),
+            ast::ExactNumberInfo::Precision(p) => numeric_typmod(*p as i64, 0)?,
+            ast::ExactNumberInfo::PrecisionAndScale(p, s) => numeric_typmod(*p as i64, *s)?,
+        })
+    };
+    Ok(match t {
+        A::Bool | A::Boolean => DataType::Bool,
+        A::SmallInt(_) | A::Int2(_) => DataType::Int2,
+        A::Int(_) | A::Integer(_) | A::Int4(_) => DataType::Int4,
+        A::BigInt(_) | A::Int8(_) => DataType::Int8,
+        A::Numeric(i) | A::Decimal(i) | A::Dec(i) => numeric(i)?,
+        A::Real | A::Float4 => DataType::Float4,
+        A::Float8 | A::DoublePrecision | A::Double(ast::ExactNumberInfo::None) => DataType::Float8,
+        A::Float(ast::ExactNumberInfo::Precision(p)) if *p <= 24 => DataType::Float4,
+        A::Float(_) => DataType::Float8,
+        A::Text => DataType::Text,
+        A::Varchar(l) | A::CharacterVarying(l) | A::CharVarying(l) => DataType::Varchar(len(l)?),
+        A::Char(l) | A::Character(l) => DataType::Char(len(l)?.unwrap_or(1)),
+        A::Timestamp(_, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => {
+            DataType::Timestamp
+        }
+        A::Custom(name, mods) if mods.is_empty() => match object_name(name)?.as_str() {
+            "int2" => DataType::Int2,
+            "int4" => DataType::Int4,
+            "int8" => DataType::Int8,
+            "float4" => DataType::Float4,
+            "float8" => DataType::Float8,
+            "bool" => DataType::Bool,
+            "bpchar" => DataType::Char(1),
+            "varchar" => DataType::Varchar(None),
+            "string" => DataType::Text,
+            other => bail!(FeatureNotSupported, "type \"{other}\" is not supported"),
+        },
+        other => bail!(FeatureNotSupported, "type {other} is not supported"),
+    })
+}
+
+fn numeric_typmod(p: i64, s: i64) -> Result<DataType> {
+    if !(1..=1000).contains(&p) {
+        bail!(
+            InvalidParameterValue,
+            "NUMERIC precision {p} must be between 1 and 1000"
+        );
+    }
+    if s < 0 || s > p {
+        bail!(
+            InvalidParameterValue,
+            "NUMERIC scale {s} must be between 0 and precision {p}"
+        );
+    }
+    Ok(DataType::Numeric(Some((p as u32, s as u32))))
+}
+
+/// The type of a numeric literal: integer if it fits in 32 bits, bigint if
+/// in 64, numeric otherwise (as PostgreSQL's lexer decides).
+fn number_literal(s: &str) -> Result<Typed> {
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        && let Ok(i) = s.parse::<i64>()
+    {
+        let ty = if i32::try_from(i).is_ok() {
+            DataType::Int4
+        } else {
+            DataType::Int8
+        };
+        return Ok((Expr::Const(Value::Int(i)), ty));
+    }
+    Ok((
+        Expr::Const(Value::Numeric(parse_numeric(s)?)),
+        DataType::Numeric(None),
+    ))
+}
+
+fn undefined_operator(l: DataType, op: &str, r: DataType) -> Error {
+    Error::new(
+        ErrorKind::UndefinedFunction,
+        format!(
+            "operator does not exist: {} {op} {}",
+            l.pg_name(),
+            r.pg_name()
+        ),
+    )
+}
+
+impl Binder<'_> {
+    /// Converts an expression to `to` in an implicit context: unknown
+    /// literals are parsed now, unknown parameters take the type, anything
+    /// else gets a cast node (folded when constant).
+    pub fn coerce(&mut self, (e, from): Typed, to: DataType) -> Result<Expr> {
+        if from == to {
+            return Ok(e);
+        }
+        match e {
+            Expr::Param(i) if from == DataType::Unknown => {
+                self.params[i] = Some(to);
+                Ok(Expr::Param(i))
+            }
+            Expr::Const(v) => Ok(Expr::Const(cast(v, from, to, false)?)),
+            e => Ok(Expr::Cast {
+                expr: Box::new(e),
+                from,
+                to,
+                explicit: false,
+            }),
+        }
+    }
+
+    /// Converts a value to a column's type in an assignment (INSERT, UPDATE,
+    /// DEFAULT), with PostgreSQL's assignment-cast rules.
+    pub fn coerce_assign(
+        &mut self,
+        (e, from): Typed,
+        col: &crate::catalog::Column,
+    ) -> Result<Expr> {
+        let to = col.ty;
+        let allowed = from == DataType::Unknown
+            || from == to
+            || (from.is_numeric() && to.is_numeric())
+            || to.is_string()
+            || (from.is_string() && to.is_string())
+            || from == to.without_modifiers();
+        if !allowed {
+            bail!(
+                DatatypeMismatch,
+                "column \"{}\" is of type {} but expression is of type {}",
+                col.name,
+                to.pg_name(),
+                from.pg_name()
+            );
+        }
+        // Typmods (length, precision) are enforced when the row is written.
+        let target = match to {
+            DataType::Numeric(_) | DataType::Varchar(_) => to.without_modifiers(),
+            DataType::Char(_) => DataType::Text,
+            other => other,
+        };
+        if from == DataType::Unknown && matches!(e, Expr::Const(_)) {
+            // Parse against the full type so errors name it.
+            if let Expr::Const(v) = e {
+                return Ok(Expr::Const(cast(v, from, to, false)?));
+            }
+        }
+        self.coerce((e, from), target)
+    }
+
+    /// Binds an expression that must be boolean (WHERE, HAVING, AND ...).
+    pub fn predicate(&mut self, e: &ast::Expr, scope: &Scope, clause: &str) -> Result<Expr> {
+        let typed = self.expr(e, scope)?;
+        self.require_bool(typed, clause)
+    }
+
+    fn require_bool(&mut self, (e, ty): Typed, clause: &str) -> Result<Expr> {
+        match ty {
+            DataType::Bool => Ok(e),
+            DataType::Unknown => self.coerce((e, ty), DataType::Bool),
+            other => bail!(
+                DatatypeMismatch,
+                "argument of {clause} must be type boolean, not type {}",
+                other.pg_name()
+            ),
+        }
+    }
+
+    /// Binds an expression against `scope`.
+    pub fn expr(&mut self, e: &ast::Expr, scope: &Scope) -> Result<Typed> {
+        if self.agg.is_some()
+            && let Some(found) = self.match_group_key(e)?
+        {
+            return Ok(found);
+        }
+        use ast::Expr as A;
+        match e {
+            A::Identifier(i) => self.column(None, &ident(i), scope),
+            A::CompoundIdentifier(parts) => match parts.as_slice() {
+                [t, c] => self.column(Some(&ident(t)), &ident(c), scope),
+                [_, t, c] => self.column(Some(&ident(t)), &ident(c), scope),
+                _ => bail!(FeatureNotSupported, "unsupported column reference {e}"),
+            },
+            A::Value(v) => self.literal(&v.value),
+            A::Nested(inner) => self.expr(inner, scope),
+            A::TypedString(ts) => {
+                let to = data_type(&ts.data_type)?;
+                let text = match &ts.value.value {
+                    ast::Value::SingleQuotedString(s) => s.clone(),
+                    other => bail!(Syntax, "unexpected literal {other}"),
+                };
+                Ok((
+                    Expr::Const(cast(Value::text(text), DataType::Unknown, to, true)?),
+                    to,
+                ))
+            }
+            A::Cast {
+                expr, data_type: t, ..
+            } => {
+                let to = data_type(t)?;
+                let (inner, from) = self.expr(expr, scope)?;
+                self.explicit_cast((inner, from), to)
+            }
+            A::UnaryOp { op, expr } => self.unary(*op, expr, scope),
+            A::BinaryOp { left, op, right } => self.binary(left, op, right, scope),
+            A::IsNull(x) | A::IsNotNull(x) => {
+                let (inner, _) = self.expr(x, scope)?;
+                Ok((
+                    Expr::IsNull(Box::new(inner), matches!(e, A::IsNotNull(_))),
+                    DataType::Bool,
+                ))
+            }
+            A::IsTrue(x) | A::IsNotTrue(x) | A::IsFalse(x) | A::IsNotFalse(x) => {
+                let inner = self.predicate(x, scope, "IS TRUE")?;
+                let want = matches!(e, A::IsTrue(_) | A::IsNotFalse(_));
+                let negated = matches!(e, A::IsNotTrue(_) | A::IsNotFalse(_));
+                let is = Expr::IsDistinct(
+                    Box::new(inner),
+                    Box::new(Expr::Const(Value::Bool(if negated { !want } else { want }))),
+                    !negated,
+                );
+                Ok((is, DataType::Bool))
+            }
+            A::IsDistinctFrom(a, b) | A::IsNotDistinctFrom(a, b) => {
+                let (l, r, _) = self.comparable(a, b, "IS DISTINCT FROM", scope)?;
+                let negated = matches!(e, A::IsNotDistinctFrom(..));
+                Ok((
+                    Expr::IsDistinct(Box::new(l), Box::new(r), negated),
+                    DataType::Bool,
+                ))
+            }
+            A::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
+                let ge = self.compare(expr, CmpOp::GtEq, low, scope)?;
+                let le = self.compare(expr, CmpOp::LtEq, high, scope)?;
+                let both = Expr::And(Box::new(ge), Box::new(le));
+                Ok((
+                    if *negated {
+                        Expr::Not(Box::new(both))
+                    } else {
+                        both
+                    },
+                    DataType::Bool,
+                ))
+            }
+            A::In {
+                expr,
+                target: ast::InTarget::List(list),
+                negated,
+                ..
+            } => {
+                let mut any: Option<Expr> = None;
+                for item in list {
+                    let eq = self.compare(expr, CmpOp::Eq, item, scope)?;
+                    any = Some(match any {
+                        None => eq,
+                        Some(prev) => Expr::Or(Box::new(prev), Box::new(eq)),
+                    });
+                }
+                let any =
+                    any.ok_or_else(|| Error::new(ErrorKind::Syntax, "IN list must not be empty"))?;
+                Ok((
+                    if *negated {
+                        Expr::Not(Box::new(any))
+                    } else {
+                        any
+                    },
+                    DataType::Bool,
+                ))
+            }
+            A::Function(f) => self.function(f, scope),
+            other => Err(Error::unsupported(format!(
+                "expression not supported yet: {other}"
+            ))),
+        }
+    }
+
+    /// In a grouped query, an expression equal to a GROUP BY key refers to
+    /// that key's output column.
+    fn match_group_key(&mut self, e: &ast::Expr) -> Result<Option<Typed>> {
+        let Some(state) = self.agg.take() else {
+            return Ok(None);
+        };
+        let saved_params = self.params.clone();
+        let plain = self.expr(e, &state.input);
+        let found = match plain {
+            Ok((bound, _)) => state
+                .group_by
+                .iter()
+                .position(|(g, _)| *g == bound)
+                .map(|i| (Expr::Column(i), state.group_by[i].1)),
+            Err(_) => {
+                self.params = saved_params;
+                None
+            }
+        };
+        self.agg = Some(state);
+        Ok(found)
+    }
+
+    fn column(&mut self, table: Option<&str>, name: &str, scope: &Scope) -> Result<Typed> {
+        if self.agg.is_some() {
+            let full = table.map_or(name.to_string(), |t| format!("{t}.{name}"));
+            // Only reached when the reference matched no GROUP BY key.
+            scope.resolve(table, name)?;
+            bail!(
+                Grouping,
+                "column \"{full}\" must appear in the GROUP BY clause or be used in an aggregate function"
+            );
+        }
+        let (i, ty) = scope.resolve(table, name)?;
+        Ok((Expr::Column(i), ty))
+    }
+
+    fn literal(&mut self, v: &ast::Value) -> Result<Typed> {
+        use ast::Value as V;
+        Ok(match v {
+            V::Number(s, _) => number_literal(s)?,
+            V::SingleQuotedString(s) | V::EscapedStringLiteral(s) => {
+                (Expr::Const(Value::text(s.as_str())), DataType::Unknown)
+            }
+            V::DollarQuotedString(d) => (
+                Expr::Const(Value::text(d.value.as_str())),
+                DataType::Unknown,
+            ),
+            V::Boolean(b) => (Expr::Const(Value::Bool(*b)), DataType::Bool),
+            V::Null => (Expr::Const(Value::Null), DataType::Unknown),
+            V::Placeholder(p) => {
+                let n: usize = p
+                    .strip_prefix('$')
+                    .and_then(|d| d.parse().ok())
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Syntax,
+                            format!("syntax error at or near \"{p}\""),
+                        )
+                    })?;
+                if n > 65_535 {
+                    bail!(Syntax, "parameter number {n} is out of range");
+                }
+                if self.params.len() < n {
+                    self.params.resize(n, None);
+                }
+                let ty = self.params[n - 1].unwrap_or(DataType::Unknown);
+                (Expr::Param(n - 1), ty)
+            }
+            other => bail!(FeatureNotSupported, "literal {other} is not supported"),
+        })
+    }
+
+    fn explicit_cast(&mut self, (e, from): Typed, to: DataType) -> Result<Typed> {
+        if let Expr::Param(i) = e
+            && from == DataType::Unknown
+        {
+            self.params[i] = Some(to);
+            return Ok((Expr::Param(i), to));
+        }
+        if !can_cast(from, to) {
+            bail!(
+                DatatypeMismatch,
+                "cannot cast type {} to {}",
+                from.pg_name(),
+                to.pg_name()
+            );
+        }
+        if let Expr::Const(v) = e {
+            return Ok((Expr::Const(cast(v, from, to, true)?), to));
+        }
+        Ok((
+            Expr::Cast {
+                expr: Box::new(e),
+                from,
+                to,
+                explicit: true,
+            },
+            to,
+        ))
+    }
+
+    fn unary(&mut self, op: ast::UnaryOperator, e: &ast::Expr, scope: &Scope) -> Result<Typed> {
+        match op {
+            ast::UnaryOperator::Not => {
+                let inner = self.predicate(e, scope, "NOT")?;
+                Ok((Expr::Not(Box::new(inner)), DataType::Bool))
+            }
+            ast::UnaryOperator::Minus => {
+                // A negative numeric constant is one literal, as in
+                // PostgreSQL's grammar (so -2147483648 is an integer).
+                if let ast::Expr::Value(v) = e
+                    && let ast::Value::Number(s, _) = &v.value
+                {
+                    return number_literal(&format!("-{s}"));
+                }
+                let (inner, ty) = self.expr(e, scope)?;
+                let ty = if ty == DataType::Unknown {
+                    DataType::Float8
+                } else {
+                    ty
+                };
+                if !ty.is_numeric() {
+                    bail!(
+                        UndefinedFunction,
+                        "operator does not exist: - {}",
+                        ty.pg_name()
+                    );
+                }
+                let ty = ty.without_modifiers();
+                if let Expr::Const(v) = &inner {
+                    return Ok((Expr::Const(crate::types::ops::negate(v, ty)?), ty));
+                }
+                Ok((Expr::Neg(Box::new(inner), ty), ty))
+            }
+            ast::UnaryOperator::Plus => {
+                let (inner, ty) = self.expr(e, scope)?;
+                if !ty.is_numeric() && ty != DataType::Unknown {
+                    bail!(
+                        UndefinedFunction,
+                        "operator does not exist: + {}",
+                        ty.pg_name()
+                    );
+                }
+                Ok((inner, ty))
+            }
+            other => Err(Error::unsupported(format!(
+                "operator {other} is not supported"
+            ))),
+        }
+    }
+
+    fn binary(
+        &mut self,
+        l: &ast::Expr,
+        op: &ast::BinaryOperator,
+        r: &ast::Expr,
+        scope: &Scope,
+    ) -> Result<Typed> {
+        use ast::BinaryOperator as B;
+        let arith = |op| Some(op);
+        let cmp = match op {
+            B::Eq => Some(CmpOp::Eq),
+            B::NotEq => Some(CmpOp::NotEq),
+            B::Lt => Some(CmpOp::Lt),
+            B::LtEq => Some(CmpOp::LtEq),
+            B::Gt => Some(CmpOp::Gt),
+            B::GtEq => Some(CmpOp::GtEq),
+            _ => None,
+        };
+        if let Some(c) = cmp {
+            return Ok((self.compare(l, c, r, scope)?, DataType::Bool));
+        }
+        let aop = match op {
+            B::Plus => arith(ArithOp::Add),
+            B::Minus => arith(ArithOp::Sub),
+            B::Multiply => arith(ArithOp::Mul),
+            B::Divide => arith(ArithOp::Div),
+            B::Modulo => arith(ArithOp::Mod),
+            _ => None,
+        };
+        if let Some(a) = aop {
+            return self.arithmetic(l, a, r, scope);
+        }
+        match op {
+            B::And | B::Or => {
+                let word = if *op == B::And { "AND" } else { "OR" };
+                let a = self.predicate(l, scope, word)?;
+                let b = self.predicate(r, scope, word)?;
+                let e = if *op == B::And {
+                    Expr::And(Box::new(a), Box::new(b))
+                } else {
+                    Expr::Or(Box::new(a), Box::new(b))
+                };
+                Ok((e, DataType::Bool))
+            }
+            B::StringConcat => {
+                let a = self.expr(l, scope)?;
+                let b = self.expr(r, scope)?;
+                let a = self.text_operand(a)?;
+                let b = self.text_operand(b)?;
+                Ok((Expr::Concat(Box::new(a), Box::new(b)), DataType::Text))
+            }
+            other => Err(Error::unsupported(format!(
+                "operator {other} is not supported yet"
+            ))),
+        }
+    }
+
+    fn text_operand(&mut self, (e, ty): Typed) -> Result<Expr> {
+        if ty == DataType::Text || ty == DataType::Unknown {
+            return self.coerce((e, ty), DataType::Text);
+        }
+        Ok(Expr::Cast {
+            expr: Box::new(e),
+            from: ty,
+            to: DataType::Text,
+            explicit: true,
+        })
+    }
+
+    /// The type two operands are compared in.
+    fn comparison_type(&self, l: DataType, r: DataType, op: &str) -> Result<DataType> {
+        use DataType::Unknown;
+        Ok(match (l, r) {
+            (Unknown, Unknown) => DataType::Text,
+            (Unknown, t) | (t, Unknown) => t.without_modifiers(),
+            (a, b) if a.is_numeric() && b.is_numeric() => DataType::numeric_common(a, b),
+            (a, b) if a.is_string() && b.is_string() => {
+                if matches!((a, b), (DataType::Char(_), DataType::Char(_))) {
+                    a
+                } else {
+                    DataType::Text
+                }
+            }
+            (a, b) if a == b => a,
+            (a, b) => return Err(undefined_operator(a, op, b)),
+        })
+    }
+
+    fn comparable(
+        &mut self,
+        l: &ast::Expr,
+        r: &ast::Expr,
+        op: &str,
+        scope: &Scope,
+    ) -> Result<(Expr, Expr, DataType)> {
+        let a = self.expr(l, scope)?;
+        let b = self.expr(r, scope)?;
+        let ty = self.comparison_type(a.1, b.1, op)?;
+        let ty = if let DataType::Char(_) = ty {
+            DataType::Text
+        } else {
+            ty
+        };
+        let a = self.coerce_text_like(a, ty)?;
+        let b = self.coerce_text_like(b, ty)?;
+        Ok((a, b, ty))
+    }
+
+    /// Like `coerce`, but CHAR/VARCHAR to TEXT needs no conversion of the
+    /// stored form (CHAR is stored without trailing blanks).
+    fn coerce_text_like(&mut self, (e, from): Typed, to: DataType) -> Result<Expr> {
+        if to == DataType::Text && from.is_string() {
+            return Ok(e);
+        }
+        self.coerce((e, from), to)
+    }
+
+    /// Binds `l op r` as a comparison.
+    pub fn compare(
+        &mut self,
+        l: &ast::Expr,
+        op: CmpOp,
+        r: &ast::Expr,
+        scope: &Scope,
+    ) -> Result<Expr> {
+        let (a, b, _) = self.comparable(l, r, op.symbol(), scope)?;
+        Ok(Expr::Cmp(op, Box::new(a), Box::new(b)))
+    }
+
+    fn arithmetic(
+        &mut self,
+        l: &ast::Expr,
+        op: ArithOp,
+        r: &ast::Expr,
+        scope: &Scope,
+    ) -> Result<Typed> {
+        let a = self.expr(l, scope)?;
+        let b = self.expr(r, scope)?;
+        use DataType::Unknown;
+        let ty = match (a.1, b.1) {
+            (Unknown, Unknown) => {
+                bail!(
+                    UndefinedFunction,
+                    "operator is not unique: unknown {} unknown",
+                    op.symbol()
+                )
+            }
+            (Unknown, t) | (t, Unknown) if t.is_numeric() => t.without_modifiers(),
+            (x, y) if x.is_numeric() && y.is_numeric() => {
+                DataType::numeric_common(x, y).without_modifiers()
+            }
+            (x, y) => return Err(undefined_operator(x, op.symbol(), y)),
+        };
+        if op == ArithOp::Mod && ty.is_float() {
+            return Err(undefined_operator(a.1, "%", b.1));
+        }
+        let left = self.coerce(a, ty)?;
+        let right = self.coerce(b, ty)?;
+        // Fold constants so errors like 1/0 surface at bind time, as in
+        // PostgreSQL's planner.
+        if let (Expr::Const(x), Expr::Const(y)) = (&left, &right) {
+            return Ok((Expr::Const(crate::types::ops::arith(op, x, y, ty)?), ty));
+        }
+        Ok((
+            Expr::Arith {
+                op,
+                left: Box::new(left),
+                right: Box::new(right),
+                ty,
+            },
+            ty,
+        ))
+    }
+
+    fn function(&mut self, f: &ast::Function, scope: &Scope) -> Result<Typed> {
+        let name = function_name(f);
+        let (args, distinct, star) = match &f.args {
+            ast::FunctionArguments::None => (Vec::new(), false, false),
+            ast::FunctionArguments::List(list) => {
+                let distinct = matches!(
+                    list.duplicate_treatment,
+                    Some(ast::DuplicateTreatment::Distinct)
+                );
+                let mut star = false;
+                let mut args = Vec::new();
+                for a in &list.args {
+                    match a {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                            args.push(e.clone())
+                        }
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => star = true,
+                        other => bail!(
+                            FeatureNotSupported,
+                            "function argument {other} is not supported"
+                        ),
+                    }
+                }
+                (args, distinct, star)
+            }
+            ast::FunctionArguments::Subquery(_) => bail!(
+                FeatureNotSupported,
+                "subquery arguments are not supported yet"
+            ),
+        };
+        if f.over.is_some() {
+            bail!(
+                FeatureNotSupported,
+                "window functions are not supported yet"
+            );
+        }
+        if let Some(func) = is_aggregate_name(&name) {
+            return self.aggregate(func, &args, distinct, star, scope);
+        }
+        if star || distinct {
+            bail!(UndefinedFunction, "function {name}(*) does not exist");
+        }
+        let mut bound = Vec::new();
+        for a in &args {
+            bound.push(self.expr(a, scope)?);
+        }
+        let types: Vec<DataType> = bound.iter().map(|b| b.1).collect();
+        let no_such = || {
+            let names: Vec<&str> = types.iter().map(|t| t.pg_name()).collect();
+            Error::new(
+                ErrorKind::UndefinedFunction,
+                format!("function {name}({}) does not exist", names.join(", ")),
+            )
+        };
+        let (func, arg_ty, ty) = match (name.as_str(), types.as_slice()) {
+            ("abs", [t]) if t.is_numeric() || *t == DataType::Unknown => {
+                let t = if *t == DataType::Unknown {
+                    DataType::Float8
+                } else {
+                    t.without_modifiers()
+                };
+                (Func::Abs, Some(t), t)
+            }
+            ("length" | "char_length" | "character_length", [t])
+                if t.is_string() || *t == DataType::Unknown =>
+            {
+                (Func::Length, Some(DataType::Text), DataType::Int4)
+            }
+            ("lower", [t]) if t.is_string() || *t == DataType::Unknown => {
+                (Func::Lower, Some(DataType::Text), DataType::Text)
+            }
+            ("upper", [t]) if t.is_string() || *t == DataType::Unknown => {
+                (Func::Upper, Some(DataType::Text), DataType::Text)
+            }
+            ("version", []) => (Func::Version, None, DataType::Text),
+            _ => return Err(no_such()),
+        };
+        let mut out = Vec::new();
+        for b in bound {
+            out.push(match arg_ty {
+                Some(t) => self.coerce_text_like(b, t)?,
+                None => b.0,
+            });
+        }
+        Ok((Expr::Func(func, out, ty), ty))
+    }
+
+    fn aggregate(
+        &mut self,
+        func: AggFunc,
+        args: &[ast::Expr],
+        distinct: bool,
+        star: bool,
+        _scope: &Scope,
+    ) -> Result<Typed> {
+        let Some(state) = self.agg.take() else {
+            bail!(Grouping, "aggregate functions are not allowed here");
+        };
+        // Arguments are bound against the input rows, where nested
+        // aggregates are not allowed.
+        let arg = match (star, args) {
+            (true, []) if func == AggFunc::Count => None,
+            (false, [a]) => {
+                let bound = self.expr(a, &state.input);
+                match bound {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        self.agg = Some(state);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => {
+                self.agg = Some(state);
+                bail!(
+                    UndefinedFunction,
+                    "function {}() with {} arguments does not exist",
+                    func.name(),
+                    args.len()
+                );
+            }
+        };
+        let mut state = state;
+        let (arg, arg_ty) = match arg {
+            Some((e, DataType::Unknown)) => {
+                let t = if matches!(func, AggFunc::Sum | AggFunc::Avg) {
+                    DataType::Numeric(None)
+                } else {
+                    DataType::Text
+                };
+                (Some(self.coerce((e, DataType::Unknown), t)?), t)
+            }
+            Some((e, t)) => (Some(e), t),
+            None => (None, DataType::Int8),
+        };
+        let ty = match (func, arg_ty) {
+            (AggFunc::Count, _) => DataType::Int8,
+            (AggFunc::Sum, DataType::Int2 | DataType::Int4) => DataType::Int8,
+            (AggFunc::Sum, DataType::Int8 | DataType::Numeric(_)) => DataType::Numeric(None),
+            (AggFunc::Sum, t) if t.is_float() => t,
+            (AggFunc::Avg, t) if t.is_integer() || matches!(t, DataType::Numeric(_)) => {
+                DataType::Numeric(None)
+            }
+            (AggFunc::Avg, t) if t.is_float() => DataType::Float8,
+            (AggFunc::Min | AggFunc::Max, t) if t != DataType::Bool => t.without_modifiers(),
+            (f, t) => {
+                self.agg = Some(state);
+                bail!(
+                    UndefinedFunction,
+                    "function {}({}) does not exist",
+                    f.name(),
+                    t.pg_name()
+                );
+            }
+        };
+        let call = AggCall {
+            func,
+            arg,
+            arg_ty,
+            ty,
+            distinct,
+        };
+        let index = match state.aggs.iter().position(|a| *a == call) {
+            Some(i) => i,
+            None => {
+                state.aggs.push(call);
+                state.aggs.len() - 1
+            }
+        };
+        let column = state.group_by.len() + index;
+        self.agg = Some(state);
+        Ok((Expr::Column(column), ty))
+    }
+}

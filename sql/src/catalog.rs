@@ -1,0 +1,225 @@
+//! The catalog: table definitions stored in the KV keyspace.
+//!
+//! Each table's definition is one replicated key under `kv::keys::CATALOG_TABLE`
+//! keyed by the table's name (JSON value); the next table id is a replicated
+//! sequence key. Because the catalog is read and written through the same
+//! transactions as rows, DDL is transactional: a `CREATE TABLE` inside
+//! `BEGIN … ROLLBACK` never existed, and a statement that used a definition
+//! conflicts (40001) with a concurrent DDL change of it.
+//!
+//! Decoded definitions are cached per thread by their stored bytes, so a hot
+//! statement pays one point read per table, not a JSON parse.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kv::keys::{self, TableId};
+use kv::{Error, ErrorKind, Result, keycode};
+use serde::{Deserialize, Serialize};
+use txn::{Placement, ScanPlacement, Txn, prefix_range};
+
+use crate::types::{DataType, Value};
+
+/// A column of a table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    /// The column name (case-folded unless it was quoted).
+    pub name: String,
+    /// Its type, with modifiers.
+    pub ty: DataType,
+    /// False for `NOT NULL` and primary-key columns.
+    pub nullable: bool,
+    /// The `DEFAULT` expression as SQL text, evaluated at each insert.
+    pub default: Option<String>,
+}
+
+/// A table definition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    /// The table's id in the keyspace; never reused.
+    pub id: TableId,
+    /// The table name.
+    pub name: String,
+    /// The columns, in definition order.
+    pub columns: Vec<Column>,
+    /// Indexes into `columns` of the primary key, in key order. Empty when
+    /// the table has no primary key: rows are then keyed by a hidden,
+    /// generated row id.
+    pub primary_key: Vec<usize>,
+}
+
+impl Table {
+    /// The position of a column by name.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// The name of the primary-key constraint, as PostgreSQL names it.
+    pub fn pkey_name(&self) -> String {
+        format!("{}_pkey", self.name)
+    }
+
+    /// The key prefix of every row of the table.
+    pub fn row_prefix(&self) -> Vec<u8> {
+        keys::index_prefix(self.id, keys::PRIMARY_INDEX)
+    }
+
+    /// The key and placement of a row, from its primary-key values in key
+    /// order. Partitioned by the hash of the first key column.
+    pub fn key_for(&self, pk_values: &[Value]) -> (Vec<u8>, Placement) {
+        let mut key = self.row_prefix();
+        let mut hash = 0;
+        for (i, v) in pk_values.iter().enumerate() {
+            let start = key.len();
+            encode_key_value(&mut key, v);
+            if i == 0 {
+                hash = keys::partition_hash(&key[start..]);
+            }
+        }
+        (key, Placement::Partitioned(hash))
+    }
+
+    /// The key and placement of a full row (primary-key tables only).
+    pub fn key_of_row(&self, row: &[Value]) -> (Vec<u8>, Placement) {
+        let pk: Vec<Value> = self.primary_key.iter().map(|&i| row[i].clone()).collect();
+        self.key_for(&pk)
+    }
+
+    /// A fresh key for a row of a table without a primary key.
+    pub fn generated_key(&self) -> (Vec<u8>, Placement) {
+        self.key_for(&[Value::Int(next_row_id())])
+    }
+}
+
+/// Appends the key encoding of a value.
+pub fn encode_key_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => keycode::encode_null(out),
+        Value::Bool(b) => keycode::encode_bool(out, *b),
+        Value::Int(i) => keycode::encode_int(out, *i),
+        Value::Numeric(d) => keycode::encode_numeric(out, *d),
+        Value::Float(f) => keycode::encode_float(out, *f),
+        Value::Text(s) => keycode::encode_text(out, s),
+        Value::Timestamp(t) => keycode::encode_timestamp(out, *t),
+    }
+}
+
+/// Row ids for tables without a primary key: unique within this process
+/// and, because they start from the wall clock in microseconds, across
+/// restarts unless a process inserted faster than one row per microsecond
+/// on average over its lifetime. An insert that meets an existing key
+/// simply takes the next id.
+pub fn next_row_id() -> i64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1);
+        let _ = NEXT.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    NEXT.fetch_add(1, Ordering::Relaxed) as i64
+}
+
+fn catalog_key(name: &str) -> Vec<u8> {
+    let mut k = keys::index_prefix(keys::CATALOG_TABLE, 1);
+    keycode::encode_text(&mut k, name);
+    k
+}
+
+fn sequence_key(name: &str) -> Vec<u8> {
+    let mut k = keys::index_prefix(keys::SEQUENCE_TABLE, 1);
+    keycode::encode_text(&mut k, name);
+    k
+}
+
+thread_local! {
+    static DECODED: RefCell<HashMap<Arc<[u8]>, Arc<Table>>> = RefCell::new(HashMap::new());
+}
+
+fn decode_table(bytes: Arc<[u8]>) -> Result<Arc<Table>> {
+    if let Some(t) = DECODED.with(|c| c.borrow().get(&bytes).cloned()) {
+        return Ok(t);
+    }
+    let table: Table = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::internal(format!("corrupt catalog entry: {e}")))?;
+    let table = Arc::new(table);
+    DECODED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() > 4096 {
+            c.clear();
+        }
+        c.insert(bytes, table.clone());
+    });
+    Ok(table)
+}
+
+/// Looks a table up by name within `txn`.
+pub fn get_table(txn: &mut Txn, name: &str) -> Result<Option<Arc<Table>>> {
+    match txn.get(&catalog_key(name), Placement::Replicated)? {
+        Some(bytes) => decode_table(bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Looks a table up, failing with 42P01 when it does not exist.
+pub fn require_table(txn: &mut Txn, name: &str) -> Result<Arc<Table>> {
+    get_table(txn, name)?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::UndefinedTable,
+            format!("relation \"{name}\" does not exist"),
+        )
+    })
+}
+
+/// Every table, by name.
+pub fn list_tables(txn: &mut Txn) -> Result<Vec<Arc<Table>>> {
+    let range = prefix_range(&keys::index_prefix(keys::CATALOG_TABLE, 1));
+    txn.scan(&range, ScanPlacement::Replicated, None)?
+        .into_iter()
+        .map(|(_, v)| decode_table(v))
+        .collect()
+}
+
+/// Creates a table, assigning its id. Fails with 42P07 if the name is taken.
+pub fn create_table(txn: &mut Txn, mut table: Table) -> Result<Arc<Table>> {
+    if get_table(txn, &table.name)?.is_some() {
+        return Err(Error::new(
+            ErrorKind::DuplicateTable,
+            format!("relation \"{}\" already exists", table.name),
+        ));
+    }
+    let seq = sequence_key("table_id");
+    let next = match txn.get(&seq, Placement::Replicated)? {
+        Some(b) => u32::from_be_bytes(
+            b[..]
+                .try_into()
+                .map_err(|_| Error::internal("corrupt table id sequence"))?,
+        ),
+        None => keys::FIRST_USER_TABLE,
+    };
+    table.id = next;
+    txn.put(
+        seq,
+        Arc::from(&(next + 1).to_be_bytes()[..]),
+        Placement::Replicated,
+    );
+    let bytes = serde_json::to_vec(&table).map_err(|e| Error::internal(e.to_string()))?;
+    txn.put(
+        catalog_key(&table.name),
+        Arc::from(bytes),
+        Placement::Replicated,
+    );
+    Ok(Arc::new(table))
+}
+
+/// Drops a table's definition. Its rows become unreachable (table ids are
+/// never reused); their space is reclaimed by future version GC.
+pub fn drop_table(txn: &mut Txn, name: &str) -> Result<()> {
+    require_table(txn, name)?;
+    txn.delete(catalog_key(name), Placement::Replicated);
+    Ok(())
+}

@@ -1,0 +1,572 @@
+//! A client session: transaction state, settings, prepared statements.
+//!
+//! The life of a statement:
+//! 1. `sqlparser` parses the text (PostgreSQL dialect);
+//! 2. transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`) and session
+//!    settings (`SET`, `SHOW`) are handled here;
+//! 3. anything else is bound ([`crate::bind`]) inside the session's
+//!    transaction — an explicit one after `BEGIN`, otherwise a fresh implicit
+//!    one — planned as key ranges ([`crate::planner`]) and executed
+//!    ([`crate::exec`]);
+//! 4. an implicit transaction commits right away. If certification fails
+//!    (40001) before anything was returned to the client, the statement is
+//!    retried in a new transaction a few times; an explicit transaction's
+//!    failure is the client's to retry.
+//!
+//! Errors inside an explicit transaction put the session in the *failed*
+//! state: every statement but `COMMIT`/`ROLLBACK` is refused with 25P02 until
+//! the transaction ends, and `COMMIT` then rolls back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kv::{Error, ErrorKind, Result, bail};
+use sqlparser::ast;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use txn::{Db, Txn};
+
+use crate::bind::expr::{ident, object_name};
+use crate::bind::{Binder, Bound, OutputColumn};
+use crate::catalog;
+use crate::exec::{Executor, Row};
+use crate::types::{DataType, Value};
+
+/// How many times an implicit transaction is retried after a 40001.
+const IMPLICIT_RETRIES: usize = 10;
+
+/// Where the session is with respect to transactions (the ReadyForQuery
+/// status byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnStatus {
+    /// No explicit transaction (`I`).
+    Idle,
+    /// Inside `BEGIN … COMMIT` (`T`).
+    InBlock,
+    /// Inside a transaction that failed (`E`).
+    Failed,
+}
+
+/// The result of one statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Rows, with the command tag to report (`SELECT`, `SHOW`, `EXPLAIN`).
+    Rows {
+        /// The columns.
+        columns: Vec<OutputColumn>,
+        /// The rows.
+        rows: Vec<Row>,
+        /// The command tag word.
+        tag: &'static str,
+    },
+    /// A command without rows, e.g. `INSERT` with its row count.
+    Command {
+        /// The command tag word(s).
+        tag: &'static str,
+        /// The affected row count, when the tag carries one.
+        rows: Option<u64>,
+    },
+    /// The statement was empty.
+    Empty,
+}
+
+/// What kind of statement a prepared statement is.
+#[derive(Clone, Debug)]
+enum Kind {
+    Begin(&'static str),
+    Commit,
+    Rollback,
+    Set(String, String),
+    Show(String),
+    /// Anything bound and executed in a transaction.
+    Data,
+    Empty,
+}
+
+/// A parsed (and, for data statements, bound) statement.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    ast: Option<ast::Statement>,
+    kind: Kind,
+    /// The bound form, valid while the tables it used are unchanged.
+    bound: Option<Bound>,
+    /// Tables the bound form depends on.
+    deps: Vec<(String, kv::keys::TableId)>,
+    /// Parameter types (declared or inferred).
+    pub param_types: Vec<DataType>,
+    /// Result columns, for statements that return rows.
+    pub columns: Option<Vec<OutputColumn>>,
+}
+
+/// One client's session.
+pub struct Session {
+    /// The cluster.
+    db: Arc<Db>,
+    /// The explicit transaction, if any.
+    txn: Option<Txn>,
+    /// True after an error inside the explicit transaction.
+    failed: bool,
+    /// `SET` values.
+    settings: BTreeMap<String, String>,
+}
+
+/// Parses SQL text into statements; a syntax error is 42601.
+pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
+    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
+        let msg = e.to_string();
+        let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg);
+        Error::new(ErrorKind::Syntax, format!("syntax error: {msg}"))
+    })
+}
+
+fn default_settings() -> BTreeMap<String, String> {
+    [
+        ("application_name", ""),
+        ("client_encoding", "UTF8"),
+        ("datestyle", "ISO, MDY"),
+        ("default_transaction_isolation", "serializable"),
+        ("extra_float_digits", "1"),
+        ("integer_datetimes", "on"),
+        ("intervalstyle", "postgres"),
+        ("search_path", "\"$user\", public"),
+        ("server_encoding", "UTF8"),
+        ("server_version", crate::SERVER_VERSION),
+        ("standard_conforming_strings", "on"),
+        ("timezone", "UTC"),
+        ("transaction_isolation", "serializable"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn classify(stmt: &ast::Statement) -> Result<Kind> {
+    use ast::Statement as S;
+    Ok(match stmt {
+        S::StartTransaction { begin, .. } => {
+            Kind::Begin(if *begin { "BEGIN" } else { "START TRANSACTION" })
+        }
+        S::Commit { chain: false, .. } => Kind::Commit,
+        S::Rollback {
+            chain: false,
+            savepoint: None,
+        } => Kind::Rollback,
+        S::Commit { .. } | S::Rollback { .. } => bail!(
+            FeatureNotSupported,
+            "AND CHAIN and savepoints are not supported yet"
+        ),
+        S::Set(ast::Set::SingleAssignment {
+            variable, values, ..
+        }) => {
+            let name = object_name(variable)?;
+            let value = values
+                .iter()
+                .map(setting_value)
+                .collect::<Vec<_>>()
+                .join(", ");
+            Kind::Set(name, value)
+        }
+        S::Set(ast::Set::SetTimeZone { value, .. }) => {
+            Kind::Set("timezone".into(), setting_value(value))
+        }
+        S::Set(ast::Set::SetNames { charset_name, .. }) => {
+            Kind::Set("client_encoding".into(), charset_name.value.clone())
+        }
+        S::Set(ast::Set::SetTransaction { .. }) => {
+            Kind::Set("transaction_isolation".into(), "serializable".into())
+        }
+        S::ShowVariable { variable } => {
+            Kind::Show(variable.iter().map(ident).collect::<Vec<_>>().join(" "))
+        }
+        _ => Kind::Data,
+    })
+}
+
+fn setting_value(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        ast::Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Session {
+    /// A new session on `db`.
+    pub fn new(db: Arc<Db>) -> Self {
+        Session {
+            db,
+            txn: None,
+            failed: false,
+            settings: default_settings(),
+        }
+    }
+
+    /// The transaction status to report to the client.
+    pub fn status(&self) -> TxnStatus {
+        if self.failed {
+            TxnStatus::Failed
+        } else if self.txn.is_some() {
+            TxnStatus::InBlock
+        } else {
+            TxnStatus::Idle
+        }
+    }
+
+    /// A setting's current value.
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings.get(&name.to_lowercase()).map(String::as_str)
+    }
+
+    /// Runs every statement of a simple-protocol query string, stopping at
+    /// the first error (which is the last element).
+    pub fn execute_script(&mut self, sql: &str) -> Vec<Result<Outcome>> {
+        let statements = match parse(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                self.note_error();
+                return vec![Err(e)];
+            }
+        };
+        if statements.is_empty() {
+            return vec![Ok(Outcome::Empty)];
+        }
+        let mut out = Vec::new();
+        for stmt in statements {
+            let result = match self.prepare_ast(Some(stmt), &[]) {
+                Ok(p) => self.execute(&p, &[]),
+                Err(e) => {
+                    self.note_error();
+                    Err(e)
+                }
+            };
+            let failed = result.is_err();
+            out.push(result);
+            if failed {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Parses and binds one statement for the extended protocol. `declared`
+    /// are the parameter types the client sent (`None`: infer).
+    pub fn prepare(&mut self, sql: &str, declared: &[Option<DataType>]) -> Result<Prepared> {
+        let result = parse(sql).and_then(|mut statements| match statements.len() {
+            0 => Ok(None),
+            1 => Ok(statements.pop()),
+            _ => bail!(
+                Syntax,
+                "cannot insert multiple commands into a prepared statement"
+            ),
+        });
+        let result = result.and_then(|stmt| self.prepare_ast(stmt, declared));
+        if result.is_err() {
+            self.note_error();
+        }
+        result
+    }
+
+    fn prepare_ast(
+        &mut self,
+        stmt: Option<ast::Statement>,
+        declared: &[Option<DataType>],
+    ) -> Result<Prepared> {
+        let Some(stmt) = stmt else {
+            return Ok(Prepared {
+                ast: None,
+                kind: Kind::Empty,
+                bound: None,
+                deps: vec![],
+                param_types: vec![],
+                columns: None,
+            });
+        };
+        let kind = classify(&stmt)?;
+        let mut prepared = Prepared {
+            ast: Some(stmt),
+            kind,
+            bound: None,
+            deps: Vec::new(),
+            param_types: declared
+                .iter()
+                .map(|d| d.unwrap_or(DataType::Text))
+                .collect(),
+            columns: None,
+        };
+        match prepared.kind {
+            Kind::Data => {
+                if self.failed {
+                    return Err(in_failed_transaction());
+                }
+                self.bind_prepared(&mut prepared, declared)?;
+            }
+            Kind::Show(ref name) => {
+                prepared.columns = Some(vec![OutputColumn {
+                    name: name.clone(),
+                    ty: DataType::Text,
+                }]);
+            }
+            _ => {}
+        }
+        Ok(prepared)
+    }
+
+    /// Binds a data statement (in the open transaction, so it sees that
+    /// transaction's DDL; otherwise in a throwaway one).
+    fn bind_prepared(&mut self, p: &mut Prepared, declared: &[Option<DataType>]) -> Result<()> {
+        let stmt = p.ast.as_ref().expect("data statement has an AST");
+        let mut scratch;
+        let txn = match self.txn.as_mut() {
+            Some(t) => t,
+            None => {
+                scratch = self.db.begin();
+                &mut scratch
+            }
+        };
+        let mut binder = Binder::new(txn, declared);
+        let bound = binder.bind(stmt)?;
+        p.param_types = binder.param_types();
+        p.deps = binder.deps().to_vec();
+        p.columns = match &bound {
+            Bound::Query { columns, .. } => Some(columns.clone()),
+            Bound::Explain(_) => Some(vec![OutputColumn {
+                name: "QUERY PLAN".into(),
+                ty: DataType::Text,
+            }]),
+            _ => None,
+        };
+        p.bound = Some(bound);
+        Ok(())
+    }
+
+    fn note_error(&mut self) {
+        if self.txn.is_some() {
+            self.failed = true;
+        }
+    }
+
+    /// Executes a prepared statement with parameter values (already of the
+    /// prepared parameter types).
+    pub fn execute(&mut self, p: &Prepared, params: &[Value]) -> Result<Outcome> {
+        let result = self.execute_inner(p, params);
+        if result.is_err() {
+            self.note_error();
+        }
+        result
+    }
+
+    fn execute_inner(&mut self, p: &Prepared, params: &[Value]) -> Result<Outcome> {
+        match &p.kind {
+            Kind::Empty => Ok(Outcome::Empty),
+            Kind::Begin(tag) => {
+                // BEGIN inside a transaction is a no-op, as in PostgreSQL
+                // (which also warns).
+                if self.txn.is_none() && !self.failed {
+                    self.txn = Some(self.db.begin());
+                }
+                Ok(Outcome::Command { tag, rows: None })
+            }
+            Kind::Commit => {
+                let txn = self.txn.take();
+                if std::mem::take(&mut self.failed) {
+                    return Ok(Outcome::Command {
+                        tag: "ROLLBACK",
+                        rows: None,
+                    });
+                }
+                if let Some(t) = txn {
+                    t.commit()?;
+                }
+                Ok(Outcome::Command {
+                    tag: "COMMIT",
+                    rows: None,
+                })
+            }
+            Kind::Rollback => {
+                self.txn = None;
+                self.failed = false;
+                Ok(Outcome::Command {
+                    tag: "ROLLBACK",
+                    rows: None,
+                })
+            }
+            _ if self.failed => Err(in_failed_transaction()),
+            Kind::Set(name, value) => {
+                self.settings.insert(name.to_lowercase(), value.clone());
+                Ok(Outcome::Command {
+                    tag: "SET",
+                    rows: None,
+                })
+            }
+            Kind::Show(name) => {
+                let value = self.setting(name).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::UndefinedParameter,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
+                })?;
+                Ok(Outcome::Rows {
+                    columns: vec![OutputColumn {
+                        name: name.clone(),
+                        ty: DataType::Text,
+                    }],
+                    rows: vec![vec![Value::text(value)]],
+                    tag: "SHOW",
+                })
+            }
+            Kind::Data => self.execute_data(p, params),
+        }
+    }
+
+    fn execute_data(&mut self, p: &Prepared, params: &[Value]) -> Result<Outcome> {
+        if params.len() < p.param_types.len() {
+            bail!(
+                Protocol,
+                "bind message supplies {} parameters, but prepared statement requires {}",
+                params.len(),
+                p.param_types.len()
+            );
+        }
+        if let Some(txn) = self.txn.as_mut() {
+            return run_in(txn, p, params);
+        }
+        let mut attempt = 0;
+        loop {
+            let mut txn = self.db.begin();
+            let result = run_in(&mut txn, p, params).and_then(|out| txn.commit().map(|_| out));
+            match result {
+                Err(e) if e.is_retryable() && attempt < IMPLICIT_RETRIES => {
+                    attempt += 1;
+                    std::thread::yield_now();
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn in_failed_transaction() -> Error {
+    Error::new(
+        ErrorKind::InFailedTransaction,
+        "current transaction is aborted, commands ignored until end of transaction block",
+    )
+}
+
+/// Runs a data statement in `txn`, re-binding it first if a table it was
+/// bound against has changed since.
+fn run_in(txn: &mut Txn, p: &Prepared, params: &[Value]) -> Result<Outcome> {
+    let mut stale = false;
+    for (name, id) in &p.deps {
+        if catalog::get_table(txn, name)?.is_none_or(|t| t.id != *id) {
+            stale = true;
+        }
+    }
+    let rebound;
+    let bound = match (&p.bound, stale) {
+        (Some(b), false) => b,
+        _ => {
+            let declared: Vec<Option<DataType>> = p.param_types.iter().map(|t| Some(*t)).collect();
+            let mut binder = Binder::new(txn, &declared);
+            rebound = binder.bind(p.ast.as_ref().expect("data statement"))?;
+            if binder.param_types() != p.param_types {
+                bail!(
+                    FeatureNotSupported,
+                    "cached plan must not change parameter types"
+                );
+            }
+            &rebound
+        }
+    };
+    run_bound(txn, bound, params)
+}
+
+fn run_bound(txn: &mut Txn, bound: &Bound, params: &[Value]) -> Result<Outcome> {
+    let mut exec = Executor { txn, params };
+    Ok(match bound {
+        Bound::Query { plan, columns } => Outcome::Rows {
+            columns: columns.clone(),
+            rows: exec.query(plan)?,
+            tag: "SELECT",
+        },
+        Bound::Insert { table, rows } => Outcome::Command {
+            tag: "INSERT",
+            rows: Some(exec.insert(table, rows)?),
+        },
+        Bound::Update { scan, filter, sets } => Outcome::Command {
+            tag: "UPDATE",
+            rows: Some(exec.update(scan, filter, sets)?),
+        },
+        Bound::Delete { scan, filter } => Outcome::Command {
+            tag: "DELETE",
+            rows: Some(exec.delete(scan, filter)?),
+        },
+        Bound::CreateTable {
+            table,
+            if_not_exists,
+        } => {
+            if !(*if_not_exists && catalog::get_table(txn, &table.name)?.is_some()) {
+                catalog::create_table(txn, table.clone())?;
+            }
+            Outcome::Command {
+                tag: "CREATE TABLE",
+                rows: None,
+            }
+        }
+        Bound::DropTable { names, if_exists } => {
+            for name in names {
+                if catalog::get_table(txn, name)?.is_some() {
+                    catalog::drop_table(txn, name)?;
+                } else if !if_exists {
+                    bail!(UndefinedTable, "table \"{name}\" does not exist");
+                }
+            }
+            Outcome::Command {
+                tag: "DROP TABLE",
+                rows: None,
+            }
+        }
+        Bound::Explain(inner) => Outcome::Rows {
+            columns: vec![OutputColumn {
+                name: "QUERY PLAN".into(),
+                ty: DataType::Text,
+            }],
+            rows: explain(inner)
+                .into_iter()
+                .map(|l| vec![Value::text(l)])
+                .collect(),
+            tag: "EXPLAIN",
+        },
+    })
+}
+
+/// The EXPLAIN text of a bound statement.
+pub fn explain(bound: &Bound) -> Vec<String> {
+    let mut out = Vec::new();
+    match bound {
+        Bound::Query { plan, .. } => plan.explain(0, &mut out),
+        Bound::Insert { table, rows } => {
+            out.push(format!("Insert on {} ({} rows)", table.name, rows.len()))
+        }
+        Bound::Update { scan, filter, .. } | Bound::Delete { scan, filter } => {
+            let verb = if matches!(bound, Bound::Update { .. }) {
+                "Update"
+            } else {
+                "Delete"
+            };
+            out.push(format!("{verb} on {}", scan.table.name));
+            let mut depth = 1;
+            if let Some(f) = filter {
+                out.push(format!("  Filter: {}", f.display(&scan.column_names())));
+                depth = 2;
+            }
+            out.push(format!("{}{}", "  ".repeat(depth), scan.describe()));
+        }
+        Bound::CreateTable { table, .. } => out.push(format!("Create Table {}", table.name)),
+        Bound::DropTable { names, .. } => out.push(format!("Drop Table {}", names.join(", "))),
+        Bound::Explain(inner) => out.extend(explain(inner)),
+    }
+    out
+}
