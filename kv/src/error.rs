@@ -29,8 +29,18 @@ pub enum ErrorKind {
     UndefinedColumn,
     /// A function or operator does not exist for the given argument types.
     UndefinedFunction,
-    /// A `$n` parameter is referenced but was not supplied, or similar.
+    /// A `$n` parameter is referenced but was not supplied.
     UndefinedParameter,
+    /// A named object other than a table or column (e.g. a setting) does
+    /// not exist.
+    UndefinedObject,
+    /// An ORDER BY / GROUP BY / DISTINCT reference to the select list is
+    /// invalid.
+    InvalidColumnReference,
+    /// A cast between two types that cannot be converted.
+    CannotCoerce,
+    /// A negative LIMIT or OFFSET.
+    InvalidRowCount,
     /// `CREATE TABLE` of a name that is taken.
     DuplicateTable,
     /// A column name is used twice in one table definition.

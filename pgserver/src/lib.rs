@@ -1,1 +1,17 @@
+//! `pgserver` — the `mako` binary's library: the PostgreSQL wire-protocol
+//! front end and the node wiring.
+//!
+//! - [`server`]: accepts TCP connections and runs one [`handler::Connection`]
+//!   per client over the node's shards ([`txn::Db`]).
+//! - [`handler`]: pgwire's simple and extended query handlers over a
+//!   `sql::Session`.
+//! - [`wire`]: type OIDs and the text/binary encodings of values.
+//! - [`sqlstate`]: the one place error kinds become SQLSTATE codes.
+//!
+//! Nothing of `sql` but `Session` (execute, prepare, describe) is used here.
 
+pub mod handler;
+pub mod server;
+pub mod slt;
+pub mod sqlstate;
+pub mod wire;

@@ -215,7 +215,7 @@ impl Executor<'_> {
                     match e.as_ref().map(|e| self.eval_const(e)).transpose()? {
                         None | Some(Value::Null) => Ok(None),
                         Some(Value::Int(n)) if n < 0 => {
-                            bail!(InvalidParameterValue, "{what} must not be negative")
+                            bail!(InvalidRowCount, "{what} must not be negative")
                         }
                         Some(Value::Int(n)) => Ok(Some(n as usize)),
                         Some(other) => Err(Error::internal(format!("{what} is {other:?}"))),

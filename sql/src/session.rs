@@ -342,6 +342,12 @@ impl Session {
         Ok(())
     }
 
+    /// Marks the explicit transaction, if any, as failed: used when an
+    /// error happens outside the session (e.g. decoding parameters).
+    pub fn mark_failed(&mut self) {
+        self.note_error();
+    }
+
     fn note_error(&mut self) {
         if self.txn.is_some() {
             self.failed = true;

@@ -459,7 +459,7 @@ impl Binder<'_> {
         }
         if !can_cast(from, to) {
             bail!(
-                DatatypeMismatch,
+                CannotCoerce,
                 "cannot cast type {} to {}",
                 from.pg_name(),
                 to.pg_name()

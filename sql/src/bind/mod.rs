@@ -356,7 +356,7 @@ impl<'t> Binder<'t> {
                 Some(ast::SelectItem::UnnamedExpr(e))
                 | Some(ast::SelectItem::ExprWithAlias { expr: e, .. }) => self.expr(e, scope),
                 _ => bail!(
-                    InvalidParameterValue,
+                    InvalidColumnReference,
                     "GROUP BY position {pos} is not in select list"
                 ),
             };
@@ -485,16 +485,18 @@ impl<'t> Binder<'t> {
                 };
             }
         }
-        plan = Plan::Project {
-            input: Box::new(plan),
-            exprs,
-        };
+        if !is_identity(&exprs, &plan) {
+            plan = Plan::Project {
+                input: Box::new(plan),
+                exprs,
+            };
+        }
         match &s.distinct {
             None | Some(ast::Distinct::All) => {}
             Some(ast::Distinct::Distinct) => {
                 if keys.iter().any(|k| k.column >= visible) {
                     bail!(
-                        InvalidDefinition,
+                        InvalidColumnReference,
                         "for SELECT DISTINCT, ORDER BY expressions must appear in select list"
                     );
                 }
@@ -587,7 +589,7 @@ impl<'t> Binder<'t> {
             let pos: usize = n.parse().unwrap_or(0);
             if pos == 0 || pos > columns.len() {
                 bail!(
-                    InvalidParameterValue,
+                    InvalidColumnReference,
                     "ORDER BY position {n} is not in select list"
                 );
             }
@@ -929,6 +931,16 @@ impl<'t> Binder<'t> {
             if_not_exists: c.if_not_exists,
         })
     }
+}
+
+/// True when `exprs` would just copy every column of `input` in order.
+fn is_identity(exprs: &[Expr], input: &Plan) -> bool {
+    let width = match input {
+        Plan::Aggregate { group_by, aggs, .. } => group_by.len() + aggs.len(),
+        Plan::Filter { input, .. } => return is_identity(exprs, input),
+        _ => return false,
+    };
+    exprs.len() == width && exprs.iter().enumerate().all(|(i, e)| *e == Expr::Column(i))
 }
 
 fn exprs_len(plan: &Plan) -> usize {

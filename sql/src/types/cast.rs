@@ -103,7 +103,7 @@ pub fn float_to_numeric(f: f64, from: DataType) -> Result<Decimal> {
 
 fn no_cast(from: DataType, to: DataType) -> Error {
     Error::new(
-        ErrorKind::DatatypeMismatch,
+        ErrorKind::CannotCoerce,
         format!("cannot cast type {} to {}", from.pg_name(), to.pg_name()),
     )
 }
@@ -139,10 +139,10 @@ pub fn cast(v: Value, from: DataType, to: DataType, explicit: bool) -> Result<Va
     }
     Ok(match (v, to) {
         (Value::Text(s), _) => {
-            if from == Unknown || !to.is_string() {
-                parse_text(&s, to)?
-            } else {
+            if to.is_string() {
                 fit_string(&s, to, explicit)?
+            } else {
+                parse_text(&s, to)?
             }
         }
         (v, Text | Varchar(None)) => Value::text(format_value(&v, from).expect("not null")),

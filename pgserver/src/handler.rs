@@ -1,0 +1,388 @@
+//! One client connection: pgwire's handler traits over a `sql::Session`.
+//!
+//! - Simple protocol: the whole query string goes to
+//!   `Session::execute_script`, which stops at the first error.
+//! - Extended protocol: Parse prepares and binds the statement (parameter
+//!   types are inferred when the client sends none), Describe answers from
+//!   the bound statement without executing, Bind/Execute decode the
+//!   parameters in the client's format and run it.
+//! - The ReadyForQuery status byte always comes from the session (idle, in
+//!   transaction, failed), not from guesses about the responses sent: a
+//!   COMMIT that fails certification leaves the session idle, not failed.
+
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use futures::{Sink, SinkExt, stream};
+use pgwire::api::auth::{
+    DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{
+    ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response,
+    send_ready_for_query,
+};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState, PgWireServerHandlers, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::extendedquery::Sync as PgSync;
+use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::SecretKey;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use sql::bind::OutputColumn;
+use sql::{Outcome, Prepared, Session, TxnStatus, Value};
+use txn::Db;
+
+use crate::sqlstate::sqlstate;
+use crate::wire::{Cell, declared_type, decode_binary, decode_text, pg_type};
+
+/// Converts an error to what the client sees.
+pub fn error_info(e: &kv::Error) -> ErrorInfo {
+    if e.kind == kv::ErrorKind::Internal {
+        tracing::error!(error = %e.message, "internal error");
+    }
+    ErrorInfo::new(
+        "ERROR".to_owned(),
+        sqlstate(e.kind).to_owned(),
+        e.message.clone(),
+    )
+}
+
+fn user_error(e: &kv::Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(e)))
+}
+
+fn status_byte(s: TxnStatus) -> TransactionStatus {
+    match s {
+        TxnStatus::Idle => TransactionStatus::Idle,
+        TxnStatus::InBlock => TransactionStatus::Transaction,
+        TxnStatus::Failed => TransactionStatus::Error,
+    }
+}
+
+/// A statement prepared by the extended protocol.
+#[derive(Clone, Debug)]
+pub struct Statement(Arc<Prepared>);
+
+/// Parses and binds statements for the extended protocol.
+pub struct StatementParser {
+    session: Arc<Mutex<Session>>,
+}
+
+fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
+    // A panic while holding the session is a bug; the session's state is
+    // still consistent enough to report errors, so keep serving.
+    session.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn schema(columns: &[OutputColumn], format: Option<&Format>) -> Vec<FieldInfo> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let f = format.map_or(FieldFormat::Text, |f| f.format_for(i));
+            FieldInfo::new(c.name.clone(), None, None, pg_type(c.ty), f)
+        })
+        .collect()
+}
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut session = lock(&self.session);
+        let declared: kv::Result<Vec<_>> = types
+            .iter()
+            .map(|t| t.as_ref().map_or(Ok(None), declared_type))
+            .collect();
+        let result = declared.and_then(|d| session.prepare(sql, &d));
+        match result {
+            Ok(p) => Ok(Some(Statement(Arc::new(p)))),
+            Err(e) => {
+                session.mark_failed();
+                Err(user_error(&e))
+            }
+        }
+    }
+
+    fn get_parameter_types(&self, stmt: &Statement) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.0.param_types.iter().map(|t| pg_type(*t)).collect())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Statement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(stmt
+            .0
+            .columns
+            .as_deref()
+            .map(|c| schema(c, format))
+            .unwrap_or_default())
+    }
+}
+
+/// The per-connection handler.
+pub struct Connection {
+    session: Arc<Mutex<Session>>,
+    parser: Arc<StatementParser>,
+}
+
+impl Connection {
+    /// A new connection with its own session on `db`.
+    pub fn new(db: Arc<Db>) -> Self {
+        let session = Arc::new(Mutex::new(Session::new(db)));
+        Connection {
+            parser: Arc::new(StatementParser {
+                session: session.clone(),
+            }),
+            session,
+        }
+    }
+
+    fn status(&self) -> TransactionStatus {
+        status_byte(lock(&self.session).status())
+    }
+}
+
+fn to_response(outcome: Outcome, format: Option<&Format>) -> PgWireResult<Response> {
+    Ok(match outcome {
+        Outcome::Empty => Response::EmptyQuery,
+        Outcome::Command { tag, rows } => {
+            let t = match (tag, rows) {
+                ("INSERT", Some(n)) => Tag::new("INSERT").with_oid(0).with_rows(n as usize),
+                (tag, Some(n)) => Tag::new(tag).with_rows(n as usize),
+                (tag, None) => Tag::new(tag),
+            };
+            match tag {
+                "BEGIN" | "START TRANSACTION" => Response::TransactionStart(t),
+                "COMMIT" | "ROLLBACK" => Response::TransactionEnd(t),
+                _ => Response::Execution(t),
+            }
+        }
+        Outcome::Rows { columns, rows, tag } => {
+            let fields = Arc::new(schema(&columns, format));
+            let mut encoder = DataRowEncoder::new(fields.clone());
+            let mut data = Vec::with_capacity(rows.len());
+            for row in &rows {
+                for (v, c) in row.iter().zip(&columns) {
+                    encoder.encode_field(&Cell { value: v, ty: c.ty })?;
+                }
+                data.push(Ok(encoder.take_row()));
+            }
+            let mut resp = QueryResponse::new(fields, stream::iter(data));
+            resp.set_command_tag(tag);
+            Response::Query(resp)
+        }
+    })
+}
+
+fn decode_params(portal: &Portal<Statement>) -> kv::Result<Vec<Value>> {
+    let types = &portal.statement.statement.0.param_types;
+    if portal.parameters.len() != types.len() {
+        return Err(kv::Error::new(
+            kv::ErrorKind::Protocol,
+            format!(
+                "bind message supplies {} parameters, but prepared statement requires {}",
+                portal.parameters.len(),
+                types.len()
+            ),
+        ));
+    }
+    portal
+        .parameters
+        .iter()
+        .zip(types)
+        .enumerate()
+        .map(|(i, (raw, ty))| match raw {
+            None => Ok(Value::Null),
+            Some(bytes) if portal.parameter_format.is_binary(i) => decode_binary(bytes, *ty),
+            Some(bytes) => decode_text(bytes, *ty),
+        })
+        .collect()
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Connection {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let responses = SimpleQueryHandler::do_query(self, client, &query.query).await?;
+        for r in responses {
+            match r {
+                Response::EmptyQuery => {
+                    client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(
+                            EmptyQueryResponse::new(),
+                        ))
+                        .await?
+                }
+                Response::Query(q) => send_query_response(client, q, true).await?,
+                Response::Execution(t)
+                | Response::TransactionStart(t)
+                | Response::TransactionEnd(t) => send_execution_response(client, t).await?,
+                Response::Error(e) => {
+                    client
+                        .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                        .await?
+                }
+                _ => {}
+            }
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        let status = self.status();
+        client.set_transaction_status(status);
+        send_ready_for_query(client, status).await
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let results = lock(&self.session).execute_script(query);
+        results
+            .into_iter()
+            .map(|r| match r {
+                Ok(o) => to_response(o, None),
+                Err(e) => Ok(Response::Error(Box::new(error_info(&e)))),
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Connection {
+    type Statement = Statement;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<StatementParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut session = lock(&self.session);
+        let result = decode_params(portal)
+            .and_then(|params| session.execute(&portal.statement.statement.0, &params));
+        match result {
+            Ok(o) => to_response(o, Some(&portal.result_column_format)),
+            Err(e) => {
+                session.mark_failed();
+                Err(user_error(&e))
+            }
+        }
+    }
+
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        let status = self.status();
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await?;
+        client.flush().await?;
+        Ok(())
+    }
+}
+
+/// Process ids reported to clients (BackendKeyData).
+static NEXT_PID: AtomicI32 = AtomicI32::new(1);
+
+#[async_trait]
+impl StartupHandler for Connection {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+            client.set_pid_and_secret_key(pid, SecretKey::I32(pid.wrapping_mul(7919)));
+            let mut params = DefaultServerParameterProvider::default();
+            params.server_version = sql::SERVER_VERSION.to_owned();
+            params.search_path = "\"$user\", public".to_owned();
+            params.time_zone = "UTC".to_owned();
+            params.date_style = "ISO, MDY".to_owned();
+            finish_authentication(client, &params).await?;
+            tracing::debug!(addr = %client.socket_addr(), "client connected");
+        }
+        Ok(())
+    }
+}
+
+impl PgWireServerHandlers for Connection {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::new(self.clone_handle())
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::new(self.clone_handle())
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(self.clone_handle())
+    }
+}
+
+impl Connection {
+    fn clone_handle(&self) -> Connection {
+        Connection {
+            session: self.session.clone(),
+            parser: self.parser.clone(),
+        }
+    }
+}

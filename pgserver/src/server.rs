@@ -1,0 +1,75 @@
+//! The listener: accepts clients until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use txn::Db;
+
+use crate::handler::Connection;
+
+/// A running server (for tests): its address and a handle to stop it.
+pub struct RunningServer {
+    /// The address clients connect to.
+    pub addr: SocketAddr,
+    /// The node's shards.
+    pub db: Arc<Db>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections and waits for the accept loop to end.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` completes. Each
+/// client gets its own session; a client's failure never affects others.
+pub async fn serve(listener: TcpListener, db: Arc<Db>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let conn = Arc::new(Connection::new(db.clone()));
+                    tokio::spawn(async move {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, None, conn).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Starts a server on `addr` (use port 0 for any free port) in the current
+/// tokio runtime.
+pub async fn start(addr: &str, db: Arc<Db>) -> std::io::Result<RunningServer> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(serve(listener, db.clone(), async {
+        let _ = rx.await;
+    }));
+    Ok(RunningServer {
+        addr,
+        db,
+        stop: Some(tx),
+        task: Some(task),
+    })
+}

@@ -1,0 +1,57 @@
+//! The one place where error kinds become SQLSTATE codes.
+
+use kv::ErrorKind;
+
+/// The SQLSTATE a client sees for an error kind.
+pub fn sqlstate(kind: ErrorKind) -> &'static str {
+    use ErrorKind::*;
+    match kind {
+        SerializationFailure => "40001",
+        Syntax => "42601",
+        UndefinedTable => "42P01",
+        UndefinedColumn => "42703",
+        UndefinedFunction => "42883",
+        UndefinedParameter => "42P02",
+        UndefinedObject => "42704",
+        DuplicateTable => "42P07",
+        DuplicateColumn => "42701",
+        AmbiguousColumn => "42702",
+        Grouping => "42803",
+        DatatypeMismatch => "42804",
+        InvalidColumnReference => "42P10",
+        CannotCoerce => "42846",
+        InvalidDefinition => "42P16",
+        UniqueViolation => "23505",
+        NotNullViolation => "23502",
+        DivisionByZero => "22012",
+        NumericOutOfRange => "22003",
+        StringTooLong => "22001",
+        InvalidTextRepresentation => "22P02",
+        DatetimeOutOfRange => "22008",
+        InvalidParameterValue => "22023",
+        InvalidRowCount => "2201W",
+        InFailedTransaction => "25P02",
+        ActiveTransaction => "25001",
+        NoActiveTransaction => "25P01",
+        FeatureNotSupported => "0A000",
+        OutOfMemory => "53200",
+        DiskFull => "53100",
+        Protocol => "08P01",
+        Io => "58030",
+        Unavailable => "08006",
+        Internal => "XX000",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_the_issue_names() {
+        assert_eq!(sqlstate(ErrorKind::Syntax), "42601");
+        assert_eq!(sqlstate(ErrorKind::SerializationFailure), "40001");
+        assert_eq!(sqlstate(ErrorKind::InFailedTransaction), "25P02");
+        assert_eq!(sqlstate(ErrorKind::FeatureNotSupported), "0A000");
+    }
+}
