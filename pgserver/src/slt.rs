@@ -75,10 +75,8 @@ impl AsyncDB for PgDb {
         let mut affected = 0;
         for m in messages {
             match m {
-                SimpleQueryMessage::RowDescription(desc) => {
-                    if columns.is_none() {
-                        columns = Some(desc.len());
-                    }
+                SimpleQueryMessage::RowDescription(desc) if columns.is_none() => {
+                    columns = Some(desc.len());
                 }
                 SimpleQueryMessage::Row(row) => {
                     if columns.is_none() {
