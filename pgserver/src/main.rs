@@ -75,6 +75,7 @@ fn start(listen: SocketAddr, data_dir: PathBuf, shards: usize) -> std::process::
             "persistence is not implemented yet: all data lives in memory and is lost when the server stops"
         );
         let db = Db::in_process(shards);
+        let listen = listener.local_addr().unwrap_or(listen);
         tracing::info!(%listen, shards, "mako is ready for PostgreSQL clients");
         pgserver::server::serve(listener, db, shutdown_signal()).await;
         tracing::info!("mako stopped");

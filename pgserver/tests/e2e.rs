@@ -1,0 +1,186 @@
+//! End-to-end: the real `mako` binary, driven by `psql` (the real client)
+//! and tokio-postgres, then stopped with SIGTERM.
+//!
+//! `psql` must be installed (`.ci/run` installs it); set `MAKO_SKIP_PSQL=1`
+//! to run the rest without it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Mako {
+    child: Child,
+    port: u16,
+}
+
+impl Mako {
+    fn start(shards: u16) -> Mako {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mako"))
+            .args([
+                "start",
+                "--listen",
+                "127.0.0.1:0",
+                "--shards",
+                &shards.to_string(),
+            ])
+            .env("MAKO_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn mako");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listen=").nth(1) {
+                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                    let addr =
+                        addr.trim_matches(|c: char| !c.is_ascii_digit() && c != '.' && c != ':');
+                    if let Some(port) = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok())
+                    {
+                        let _ = tx.send(port);
+                    }
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("mako did not report its address");
+        Mako { child, port }
+    }
+
+    fn psql(&self, script: &str) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "mako",
+                "-d",
+                "mako",
+            ])
+            .args(["-v", "ON_ERROR_STOP=0", "-A", "-t", "-c", script])
+            .output()
+            .expect("psql is not installed (run .ci/run, or set MAKO_SKIP_PSQL=1)");
+        let mut s = String::from_utf8_lossy(&out.stdout).to_string();
+        s.push_str(&String::from_utf8_lossy(&out.stderr));
+        s
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "mako did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn psql_available() -> bool {
+    if std::env::var_os("MAKO_SKIP_PSQL").is_some() {
+        return false;
+    }
+    Command::new("psql").arg("--version").output().is_ok()
+        || panic!("psql is not installed: run .ci/run (which installs it) or set MAKO_SKIP_PSQL=1")
+}
+
+#[test]
+fn psql_session_against_the_real_binary() {
+    if !psql_available() {
+        eprintln!("skipping the psql part (MAKO_SKIP_PSQL is set)");
+        return;
+    }
+    let mako = Mako::start(4);
+    // psql runs each -c string as one simple-protocol query.
+    let out = mako.psql(
+        "CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner TEXT NOT NULL, balance NUMERIC(12,2));
+         INSERT INTO accounts VALUES (1, 'ann', 100), (2, 'bob', 50), (3, 'cy', 0);",
+    );
+    assert_eq!(
+        out.trim(),
+        "INSERT 0 3",
+        "psql shows the last command's tag"
+    );
+    let plan = mako.psql("EXPLAIN SELECT owner FROM accounts WHERE id = 2");
+    assert!(
+        plan.contains("Point Get on accounts (1 shard): id = 2"),
+        "{plan}"
+    );
+    assert_eq!(
+        mako.psql("SELECT owner FROM accounts WHERE id = 2").trim(),
+        "bob"
+    );
+    assert_eq!(
+        mako.psql("UPDATE accounts SET balance = balance + 1 WHERE id >= 2")
+            .trim(),
+        "UPDATE 2"
+    );
+    assert_eq!(
+        mako.psql("DELETE FROM accounts WHERE id = 3").trim(),
+        "DELETE 1"
+    );
+    let out = mako.psql("BEGIN; UPDATE accounts SET balance = 0 WHERE id = 1; ROLLBACK; SELECT balance FROM accounts WHERE id = 1");
+    assert!(out.contains("100.00"), "{out}");
+    let out = mako.psql("SELECT 1/0");
+    assert!(out.contains("ERROR:  division by zero"), "{out}");
+    let out = mako.psql("SELECT id, balance FROM accounts ORDER BY id");
+    assert_eq!(out.trim(), "1|100.00\n2|51.00");
+    let status = mako.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}
+
+#[test]
+fn conflicting_commit_reports_40001_on_the_real_binary() {
+    let mako = Mako::start(2);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("host=127.0.0.1 port={} user=mako", mako.port);
+        let (a, ca) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let (b, cb) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(ca);
+        tokio::spawn(cb);
+        a.batch_execute("CREATE TABLE c (id INT PRIMARY KEY, n INT); INSERT INTO c VALUES (1, 0)")
+            .await
+            .unwrap();
+        a.batch_execute("BEGIN; UPDATE c SET n = n + 1 WHERE id = 1")
+            .await
+            .unwrap();
+        b.batch_execute("BEGIN; UPDATE c SET n = n + 1 WHERE id = 1")
+            .await
+            .unwrap();
+        a.batch_execute("COMMIT").await.unwrap();
+        let err = b.batch_execute("COMMIT").await.unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some("40001"), "{err:?}");
+    });
+    assert!(mako.terminate().success());
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mako"))
+        .args(["start", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--listen", "--data-dir", "--shards", "127.0.0.1:5433"] {
+        assert!(text.contains(flag), "{flag} missing from:\n{text}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_mako"))
+        .args(["start", "--shards", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "zero shards is refused");
+}
