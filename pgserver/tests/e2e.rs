@@ -71,7 +71,7 @@ impl Mako {
         s
     }
 
-    fn terminate(mut self) -> std::process::ExitStatus {
+    fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -82,6 +82,14 @@ impl Mako {
             assert!(Instant::now() < deadline, "mako did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl Drop for Mako {
+    fn drop(&mut self) {
+        // A failed test must not leave the server running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -99,7 +107,7 @@ fn psql_session_against_the_real_binary() {
         eprintln!("skipping the psql part (MAKO_SKIP_PSQL is set)");
         return;
     }
-    let mako = Mako::start(4);
+    let mut mako = Mako::start(4);
     // psql runs each -c string as one simple-protocol query.
     let out = mako.psql(
         "CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner TEXT NOT NULL, balance NUMERIC(12,2));
@@ -140,7 +148,7 @@ fn psql_session_against_the_real_binary() {
 
 #[test]
 fn conflicting_commit_reports_40001_on_the_real_binary() {
-    let mako = Mako::start(2);
+    let mut mako = Mako::start(2);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let url = format!("host=127.0.0.1 port={} user=mako", mako.port);
