@@ -35,8 +35,12 @@ enum KeyValue {
     /// A non-integral value for an integer column: no key equals it; ranges
     /// use the neighbouring integers.
     Between(Value, Value),
-    /// No row can match (NULL, or out of the column type's range).
+    /// No row can match (NULL).
     Never,
+    /// Greater than every value of the column's type.
+    AboveAll,
+    /// Less than every value of the column's type.
+    BelowAll,
 }
 
 fn key_value(v: Value, col: DataType) -> KeyValue {
@@ -48,7 +52,8 @@ fn key_value(v: Value, col: DataType) -> KeyValue {
             match (floor.to_i64(), ceil.to_i64()) {
                 (Some(f), Some(c)) if f == c => KeyValue::Exact(Value::Int(f)),
                 (Some(f), Some(c)) => KeyValue::Between(Value::Int(f), Value::Int(c)),
-                _ => KeyValue::Never,
+                _ if d.is_sign_negative() => KeyValue::BelowAll,
+                _ => KeyValue::AboveAll,
             }
         }
         (v, _) => KeyValue::Exact(v),
@@ -129,7 +134,8 @@ impl Executor<'_> {
                         KeyValue::Exact(v) if *inclusive => KeyBound::Included(with(&v)),
                         KeyValue::Exact(v) => after(with(&v)),
                         KeyValue::Between(_, ceil) => KeyBound::Included(with(&ceil)),
-                        KeyValue::Never => return Ok(Vec::new()),
+                        KeyValue::BelowAll => KeyBound::Included(key.clone()),
+                        KeyValue::Never | KeyValue::AboveAll => return Ok(Vec::new()),
                     },
                 };
                 let before =
@@ -140,7 +146,8 @@ impl Executor<'_> {
                         KeyValue::Exact(v) if *inclusive => before(with(&v)),
                         KeyValue::Exact(v) => KeyBound::Excluded(with(&v)),
                         KeyValue::Between(floor, _) => before(with(&floor)),
-                        KeyValue::Never => return Ok(Vec::new()),
+                        KeyValue::AboveAll => before(key.clone()),
+                        KeyValue::Never | KeyValue::BelowAll => return Ok(Vec::new()),
                     },
                 };
                 let range = KeyRange { start, end };

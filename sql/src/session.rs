@@ -233,6 +233,22 @@ impl Session {
         if statements.is_empty() {
             return vec![Ok(Outcome::Empty)];
         }
+        // Several statements without transaction control run in one
+        // implicit transaction, as in PostgreSQL: all or nothing.
+        let batch = statements.len() > 1
+            && self.txn.is_none()
+            && !self.failed
+            && statements
+                .iter()
+                .all(|s| matches!(classify(s), Ok(Kind::Data)));
+        if batch {
+            return self.execute_batch(statements);
+        }
+        self.execute_each(statements)
+    }
+
+    /// Runs statements one by one, stopping at the first error.
+    fn execute_each(&mut self, statements: Vec<ast::Statement>) -> Vec<Result<Outcome>> {
         let mut out = Vec::new();
         for stmt in statements {
             let result = match self.prepare_ast(Some(stmt), &[]) {
@@ -249,6 +265,38 @@ impl Session {
             }
         }
         out
+    }
+
+    /// Runs statements in one implicit transaction: an error rolls all of
+    /// them back; a serialization failure retries the whole batch (nothing
+    /// has been returned to the client yet).
+    fn execute_batch(&mut self, statements: Vec<ast::Statement>) -> Vec<Result<Outcome>> {
+        let mut attempt = 0;
+        loop {
+            self.txn = Some(self.db.begin());
+            let mut out = self.execute_each(statements.clone());
+            let txn = self.txn.take();
+            let failed = std::mem::take(&mut self.failed);
+            let last_err = out.last().and_then(|r| r.as_ref().err()).cloned();
+            let result = match (last_err, txn) {
+                (Some(e), _) => Err(e),
+                (None, Some(t)) if !failed => t.commit().map(|_| ()),
+                (None, _) => Ok(()),
+            };
+            match result {
+                Err(e) if e.is_retryable() && attempt < IMPLICIT_RETRIES => {
+                    attempt += 1;
+                    backoff(attempt);
+                }
+                Err(e) => {
+                    if !matches!(out.last(), Some(Err(_))) {
+                        out.push(Err(e));
+                    }
+                    return out;
+                }
+                Ok(()) => return out,
+            }
+        }
     }
 
     /// Parses and binds one statement for the extended protocol. `declared`
@@ -367,10 +415,11 @@ impl Session {
     fn execute_inner(&mut self, p: &Prepared, params: &[Value]) -> Result<Outcome> {
         match &p.kind {
             Kind::Empty => Ok(Outcome::Empty),
+            Kind::Begin(_) if self.failed => Err(in_failed_transaction()),
             Kind::Begin(tag) => {
                 // BEGIN inside a transaction is a no-op, as in PostgreSQL
                 // (which also warns).
-                if self.txn.is_none() && !self.failed {
+                if self.txn.is_none() {
                     self.txn = Some(self.db.begin());
                 }
                 Ok(Outcome::Command { tag, rows: None })
@@ -437,20 +486,47 @@ impl Session {
             );
         }
         if let Some(txn) = self.txn.as_mut() {
-            return run_in(txn, p, params);
+            return run_in(txn, p, params).map_err(|e| stale_reads_first(txn, e));
         }
         let mut attempt = 0;
         loop {
             let mut txn = self.db.begin();
-            let result = run_in(&mut txn, p, params).and_then(|out| txn.commit().map(|_| out));
+            let result = match run_in(&mut txn, p, params) {
+                Ok(out) => txn.commit().map(|_| out),
+                Err(e) => Err(stale_reads_first(&txn, e)),
+            };
             match result {
                 Err(e) if e.is_retryable() && attempt < IMPLICIT_RETRIES => {
                     attempt += 1;
-                    std::thread::yield_now();
+                    backoff(attempt);
                 }
                 other => return other,
             }
         }
+    }
+}
+
+/// Waits a little before retrying an implicit transaction, longer after
+/// each failure, so that contending transactions stop colliding.
+fn backoff(attempt: usize) {
+    if attempt <= 2 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(std::time::Duration::from_micros(20 << attempt.min(8)));
+    }
+}
+
+/// Reads do not wait for locks, so a statement may have seen a concurrent
+/// commit half-installed and failed on that (a division by zero, a
+/// duplicate key). If its reads are no longer current, the failure is
+/// reported as the serialization failure it really is, which clients retry.
+fn stale_reads_first(txn: &Txn, e: Error) -> Error {
+    if e.is_retryable() || e.is_environmental() {
+        return e;
+    }
+    match txn.check_reads() {
+        Err(stale) if stale.is_retryable() => stale,
+        _ => e,
     }
 }
 

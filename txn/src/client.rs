@@ -51,6 +51,16 @@ impl KeyRange {
         (as_ref(&self.start), as_ref(&self.end))
     }
 
+    /// True when no key can lie inside the range (start after end).
+    pub fn is_empty(&self) -> bool {
+        match (&self.start, &self.end) {
+            (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
+            (Bound::Included(s), Bound::Included(e)) => s > e,
+            (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
+            | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+        }
+    }
+
     /// True when `key` lies inside the range.
     pub fn contains(&self, key: &[u8]) -> bool {
         let after_start = match &self.start {

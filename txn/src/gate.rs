@@ -14,7 +14,10 @@ use kv::{Result, VectorClock};
 pub trait CommitGate: Send + Sync {
     /// Blocks until every entry of `vc` is covered by the watermark, or fails
     /// when that can no longer happen (the transaction's fate is then unknown
-    /// to the client, and the error says so).
+    /// to the client, and the error says so). The transaction is already
+    /// installed when this is called, so an error here must never be a
+    /// serialization failure: a client would retry, applying it twice. The
+    /// coordinator turns any such error into `Unavailable`.
     fn wait_durable(&self, vc: &VectorClock) -> Result<()>;
 }
 

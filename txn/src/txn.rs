@@ -27,7 +27,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use kv::{ClockBuilder, Result, ShardId, VectorClock};
+use kv::{ClockBuilder, Error, ErrorKind, Result, ShardId, VectorClock};
 
 use crate::client::{KeyRange, LocalCommit, PointCheck, ScanCheck, Seen, TxnId, Validation, Write};
 use crate::db::Db;
@@ -176,6 +176,9 @@ impl Txn {
             ScanPlacement::AllShards => (0..self.db.shard_count()).collect(),
             ScanPlacement::Replicated => vec![self.shard_of(Placement::Replicated)],
         };
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
         let replicated = placement == ScanPlacement::Replicated;
         let own_writes: Vec<(Vec<u8>, Buffered)> = self
             .writes
@@ -242,6 +245,10 @@ impl Txn {
 
     /// Buffers a deletion of `key`.
     pub fn delete(&mut self, key: Vec<u8>, placement: Placement) {
+        if let Placement::Partitioned(h) = placement {
+            let s = self.db.shard_for(h);
+            self.home.get_or_insert(s);
+        }
         self.writes.insert(
             key,
             Buffered {
@@ -272,10 +279,10 @@ impl Txn {
         result
     }
 
-    fn certify(self) -> Result<CommitInfo> {
+    /// The write set grouped by shard (replicated writes on every shard).
+    fn writes_by_shard(&self) -> Vec<Vec<Write>> {
         let db = &self.db;
-        let n = db.shard_count();
-        let mut writes: Vec<Vec<Write>> = vec![Vec::new(); n];
+        let mut writes: Vec<Vec<Write>> = vec![Vec::new(); db.shard_count()];
         for (key, w) in &self.writes {
             let write = Write {
                 key: key.clone(),
@@ -290,31 +297,59 @@ impl Txn {
                 }
             }
         }
+        writes
+    }
+
+    /// The read set grouped by the shard that validates it. Replicated reads
+    /// are validated on one participant: the home shard if it takes part,
+    /// else any that does, else the shard they were read from.
+    fn reads_by_shard(&self, writes: &[Vec<Write>]) -> Vec<Validation> {
+        let n = self.db.shard_count();
         let mut checks: Vec<Validation> = vec![Validation::default(); n];
-        for (s, p) in self.points {
-            checks[s].points.push(p);
+        for (s, p) in &self.points {
+            checks[*s].points.push(p.clone());
         }
-        for (s, c) in self.scans {
-            checks[s].scans.push(c);
+        for (s, c) in &self.scans {
+            checks[*s].scans.push(c.clone());
         }
-        let involved = |writes: &[Vec<Write>], checks: &[Validation]| -> Vec<ShardId> {
-            (0..n)
-                .filter(|&s| !writes[s].is_empty() || !checks[s].is_empty())
-                .collect()
-        };
-        // Replicated reads are validated on one participant: the home shard
-        // if it takes part, else any that does, else the shard read from.
         if !self.replicated_points.is_empty() || !self.replicated_scans.is_empty() {
-            let current = involved(&writes, &checks);
+            let current = involved(writes, &checks);
             let home = self.home.unwrap_or(0);
             let anchor = if current.is_empty() || current.contains(&home) {
                 home
             } else {
                 current[0]
             };
-            checks[anchor].points.extend(self.replicated_points);
-            checks[anchor].scans.extend(self.replicated_scans);
+            checks[anchor]
+                .points
+                .extend(self.replicated_points.iter().cloned());
+            checks[anchor]
+                .scans
+                .extend(self.replicated_scans.iter().cloned());
         }
+        checks
+    }
+
+    /// Checks, without committing, that everything read so far is still
+    /// current. A statement that fails with an ordinary error (say, a
+    /// division by zero) may have computed it from a read that raced a
+    /// concurrent commit (reads do not wait for locks); the session uses this
+    /// to report such a failure as the serialization failure it really is.
+    pub fn check_reads(&self) -> Result<()> {
+        let none: Vec<Vec<Write>> = vec![Vec::new(); self.db.shard_count()];
+        let checks = self.reads_by_shard(&none);
+        for (s, c) in checks.iter().enumerate() {
+            if !c.is_empty() {
+                self.db.client(s).validate(self.id, c, &[])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn certify(self) -> Result<CommitInfo> {
+        let db = &self.db;
+        let writes = self.writes_by_shard();
+        let checks = self.reads_by_shard(&writes);
         let participants = involved(&writes, &checks);
         let read_vc = self.read_vc.build();
         let epoch = db.epoch();
@@ -337,8 +372,19 @@ impl Txn {
                 epoch,
             )?,
         };
-        // Mako §4.3: acknowledge only once VC ≤ watermark.
-        db.gate().wait_durable(&vc)?;
+        // Mako §4.3: acknowledge only once VC ≤ watermark. The transaction is
+        // committed by now, so no failure here may look retryable: a retry
+        // would apply it twice.
+        db.gate().wait_durable(&vc).map_err(|e| {
+            if e.is_retryable() {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!("commit outcome unknown: {}", e.message),
+                )
+            } else {
+                e
+            }
+        })?;
         Ok(CommitInfo {
             txn: self.id,
             vc,
@@ -361,48 +407,74 @@ impl Txn {
             .copied()
             .filter(|&s| !writes[s].is_empty())
             .collect();
-        let release = |locked: &[ShardId]| {
-            for &s in locked {
-                // Best effort: a participant we cannot reach will time the
-                // locks out once lock cleanup exists (multi-node work).
-                let _ = db.client(s).release(txn, &writes[s]);
-            }
+        // Releases the locks taken so far if anything before the commit
+        // point fails or panics.
+        let mut held = LockGuard {
+            db,
+            txn,
+            writes,
+            locked: Vec::new(),
         };
         // Lock.
-        for (i, &s) in writers.iter().enumerate() {
-            if let Err(e) = db.client(s).lock(txn, &writes[s]) {
-                release(&writers[..i]);
-                return Err(e);
-            }
+        for &s in &writers {
+            db.client(s).lock(txn, &writes[s])?;
+            held.locked.push(s);
         }
         // GetClock.
         let mut vc = read_vc.clone();
         for &s in &writers {
-            match db.client(s).get_clock(txn) {
-                Ok(ts) => vc.observe(s, ts),
-                Err(e) => {
-                    release(&writers);
-                    return Err(e);
-                }
-            }
+            vc.observe(s, db.client(s).get_clock(txn)?);
         }
         let vc = vc.build();
         // Validate.
         for &s in participants {
-            if checks[s].is_empty() {
-                continue;
-            }
-            if let Err(e) = db.client(s).validate(txn, &checks[s], &writes[s]) {
-                release(&writers);
-                return Err(e);
+            if !checks[s].is_empty() {
+                db.client(s).validate(txn, &checks[s], &writes[s])?;
             }
         }
-        // Install. After a successful Validate everywhere the transaction is
-        // committed; in-process installs cannot fail.
+        // Commit point: every participant validated. Install everywhere;
+        // each install releases that shard's locks.
+        held.locked.clear();
+        let mut failed = Vec::new();
         for &s in &writers {
-            db.client(s).install(txn, &writes[s], &vc, epoch)?;
+            if let Err(e) = db.client(s).install(txn, &writes[s], &vc, epoch) {
+                failed.push(format!("shard {s}: {e}"));
+            }
+        }
+        if !failed.is_empty() {
+            // Impossible in one process. With remote shards, Install must be
+            // retried until acknowledged (multi-node work).
+            return Err(Error::internal(format!(
+                "transaction {txn} committed but could not be installed on {}",
+                failed.join(", ")
+            )));
         }
         Ok(vc)
+    }
+}
+
+/// The shards on which a transaction writes or validates something.
+fn involved(writes: &[Vec<Write>], checks: &[Validation]) -> Vec<ShardId> {
+    (0..writes.len())
+        .filter(|&s| !writes[s].is_empty() || !checks[s].is_empty())
+        .collect()
+}
+
+/// Locks a transaction holds before its commit point; released on drop.
+struct LockGuard<'a> {
+    db: &'a Db,
+    txn: TxnId,
+    writes: &'a [Vec<Write>],
+    locked: Vec<ShardId>,
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        for &s in &self.locked {
+            // Best effort: a participant we cannot reach will need lock
+            // cleanup by transaction id (multi-node work).
+            let _ = self.db.client(s).release(self.txn, &self.writes[s]);
+        }
     }
 }
 

@@ -314,3 +314,34 @@ fn bank_transfers_keep_the_total() {
     assert!(stats.cross_shard_commits.load(Ordering::Relaxed) > 0);
     assert!(stats.single_shard_commits.load(Ordering::Relaxed) > 0);
 }
+
+#[test]
+fn check_reads_detects_a_stale_read_without_committing() {
+    let db = setup(2, 2, 5);
+    let mut a = db.begin();
+    get(&mut a, 0);
+    a.scan(&table(), ScanPlacement::AllShards, None).unwrap();
+    a.check_reads().expect("nothing changed yet");
+    let mut b = db.begin();
+    put(&mut b, 1, 6);
+    b.commit().unwrap();
+    assert!(a.check_reads().unwrap_err().is_retryable());
+}
+
+#[test]
+fn inverted_range_reads_nothing_even_with_buffered_writes() {
+    let db = setup(1, 3, 1);
+    let mut t = db.begin();
+    put(&mut t, 7, 1);
+    let (k5, _) = key(5);
+    let (k3, _) = key(3);
+    let range = KeyRange {
+        start: std::ops::Bound::Excluded(k5),
+        end: std::ops::Bound::Excluded(k3),
+    };
+    assert!(
+        t.scan(&range, ScanPlacement::AllShards, None)
+            .unwrap()
+            .is_empty()
+    );
+}
