@@ -41,6 +41,11 @@ pub enum ErrorKind {
     CannotCoerce,
     /// A negative LIMIT or OFFSET.
     InvalidRowCount,
+    /// A scalar subquery returned more than one row.
+    CardinalityViolation,
+    /// A function argument is out of its domain (e.g. a negative substring
+    /// length, a bad LIKE escape).
+    InvalidArgument,
     /// `CREATE TABLE` of a name that is taken.
     DuplicateTable,
     /// A column name is used twice in one table definition.

@@ -30,6 +30,8 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         DatetimeOutOfRange => "22008",
         InvalidParameterValue => "22023",
         InvalidRowCount => "2201W",
+        CardinalityViolation => "21000",
+        InvalidArgument => "22023",
         InFailedTransaction => "25P02",
         ActiveTransaction => "25001",
         NoActiveTransaction => "25P01",

@@ -1,8 +1,9 @@
 //! The catalog: table definitions stored in the KV keyspace.
 //!
-//! Each table's definition is one replicated key under `kv::keys::CATALOG_TABLE`
-//! keyed by the table's name (JSON value); the next table id is a replicated
-//! sequence key. Because the catalog is read and written through the same
+//! Each table's definition (with its indexes) is one replicated key under
+//! `kv::keys::CATALOG_TABLE` index 1 keyed by the table's name (JSON value);
+//! views are under index 2, and index names (mapped to their table) under
+//! index 3. The next table id is a replicated sequence key. Because the catalog is read and written through the same
 //! transactions as rows, DDL is transactional: a `CREATE TABLE` inside
 //! `BEGIN … ROLLBACK` never existed, and a statement that used a definition
 //! conflicts (40001) with a concurrent DDL change of it.
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kv::keys::{self, TableId};
+use kv::keys::{self, IndexId, TableId};
 use kv::{Error, ErrorKind, Result, keycode};
 use serde::{Deserialize, Serialize};
 use txn::{Placement, ScanPlacement, Txn, prefix_range};
@@ -49,6 +50,46 @@ pub struct Table {
     /// the table has no primary key: rows are then keyed by a hidden,
     /// generated row id.
     pub primary_key: Vec<usize>,
+    /// Secondary indexes.
+    #[serde(default)]
+    pub indexes: Vec<Index>,
+    /// The id the next secondary index gets.
+    #[serde(default = "first_secondary_index")]
+    pub next_index_id: IndexId,
+}
+
+fn first_secondary_index() -> IndexId {
+    keys::PRIMARY_INDEX + 1
+}
+
+/// A secondary index. Its entries live in the same shard as their row:
+/// key `<table><index id><indexed columns><primary key>`, empty value, so
+/// an entry leads to its row by key and a prefix of the indexed columns is
+/// a key range.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    /// The index id within its table's keyspace (≥ 2).
+    pub id: IndexId,
+    /// The index name (unique among all relations and indexes).
+    pub name: String,
+    /// Indexes into the table's columns, in index order.
+    pub columns: Vec<usize>,
+    /// `UNIQUE`: no two rows with equal, non-NULL indexed values.
+    pub unique: bool,
+}
+
+/// A view: a stored query.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct View {
+    /// An id from the same sequence as tables, so a cached plan notices a
+    /// view that was dropped and created again.
+    pub id: TableId,
+    /// The view name.
+    pub name: String,
+    /// The defining query, as SQL text.
+    pub sql: String,
+    /// The view's column names.
+    pub columns: Vec<String>,
 }
 
 impl Table {
@@ -86,6 +127,37 @@ impl Table {
     pub fn key_of_row(&self, row: &[Value]) -> (Vec<u8>, Placement) {
         let pk: Vec<Value> = self.primary_key.iter().map(|&i| row[i].clone()).collect();
         self.key_for(&pk)
+    }
+
+    /// The key prefix of an index's entries.
+    pub fn index_prefix(&self, index: &Index) -> Vec<u8> {
+        keys::index_prefix(self.id, index.id)
+    }
+
+    /// The key of a row's entry in `index`, given the row and its stored
+    /// key; also the length of the indexed-values part of the key (the
+    /// prefix that must be unique) and whether an indexed value is NULL
+    /// (NULLs never conflict).
+    pub fn index_entry(
+        &self,
+        index: &Index,
+        row: &[Value],
+        row_key: &[u8],
+    ) -> (Vec<u8>, usize, bool) {
+        let mut key = self.index_prefix(index);
+        let mut has_null = false;
+        for &c in &index.columns {
+            has_null |= row[c].is_null();
+            encode_key_value(&mut key, &row[c]);
+        }
+        let values_len = key.len();
+        key.extend_from_slice(&row_key[keys::INDEX_PREFIX_LEN..]);
+        (key, values_len, has_null)
+    }
+
+    /// The index named `name`.
+    pub fn index(&self, name: &str) -> Option<&Index> {
+        self.indexes.iter().find(|i| i.name == name)
     }
 
     /// A fresh key for a row of a table without a primary key.
@@ -126,6 +198,19 @@ pub fn next_row_id() -> i64 {
 
 fn catalog_key(name: &str) -> Vec<u8> {
     let mut k = keys::index_prefix(keys::CATALOG_TABLE, 1);
+    keycode::encode_text(&mut k, name);
+    k
+}
+
+fn view_key(name: &str) -> Vec<u8> {
+    let mut k = keys::index_prefix(keys::CATALOG_TABLE, 2);
+    keycode::encode_text(&mut k, name);
+    k
+}
+
+/// Index name → name of its table.
+fn index_name_key(name: &str) -> Vec<u8> {
+    let mut k = keys::index_prefix(keys::CATALOG_TABLE, 3);
     keycode::encode_text(&mut k, name);
     k
 }
@@ -184,14 +269,24 @@ pub fn list_tables(txn: &mut Txn) -> Result<Vec<Arc<Table>>> {
         .collect()
 }
 
-/// Creates a table, assigning its id. Fails with 42P07 if the name is taken.
-pub fn create_table(txn: &mut Txn, mut table: Table) -> Result<Arc<Table>> {
-    if get_table(txn, &table.name)?.is_some() {
+/// Fails with 42P07 when a table, view or index already has `name`.
+fn check_name_free(txn: &mut Txn, name: &str) -> Result<()> {
+    let taken = get_table(txn, name)?.is_some()
+        || get_view(txn, name)?.is_some()
+        || txn
+            .get(&index_name_key(name), Placement::Replicated)?
+            .is_some();
+    if taken {
         return Err(Error::new(
             ErrorKind::DuplicateTable,
-            format!("relation \"{}\" already exists", table.name),
+            format!("relation \"{name}\" already exists"),
         ));
     }
+    Ok(())
+}
+
+/// The next id from the table-id sequence.
+fn next_id(txn: &mut Txn) -> Result<TableId> {
     let seq = sequence_key("table_id");
     let next = match txn.get(&seq, Placement::Replicated)? {
         Some(b) => u32::from_be_bytes(
@@ -201,25 +296,109 @@ pub fn create_table(txn: &mut Txn, mut table: Table) -> Result<Arc<Table>> {
         ),
         None => keys::FIRST_USER_TABLE,
     };
-    table.id = next;
     txn.put(
         seq,
         Arc::from(&(next + 1).to_be_bytes()[..]),
         Placement::Replicated,
     );
-    let bytes = serde_json::to_vec(&table).map_err(|e| Error::internal(e.to_string()))?;
-    txn.put(
-        catalog_key(&table.name),
-        Arc::from(bytes),
-        Placement::Replicated,
-    );
+    Ok(next)
+}
+
+fn put_json<T: Serialize>(txn: &mut Txn, key: Vec<u8>, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(|e| Error::internal(e.to_string()))?;
+    txn.put(key, Arc::from(bytes), Placement::Replicated);
+    Ok(())
+}
+
+/// Creates a table, assigning its id. Fails with 42P07 if the name is taken.
+pub fn create_table(txn: &mut Txn, mut table: Table) -> Result<Arc<Table>> {
+    check_name_free(txn, &table.name)?;
+    table.id = next_id(txn)?;
+    put_json(txn, catalog_key(&table.name), &table)?;
     Ok(Arc::new(table))
 }
 
-/// Drops a table's definition. Its rows become unreachable (table ids are
-/// never reused); their space is reclaimed by future version GC.
+/// Stores a changed definition of an existing table (new or dropped index).
+pub fn update_table(txn: &mut Txn, table: &Table) -> Result<()> {
+    put_json(txn, catalog_key(&table.name), table)
+}
+
+/// Drops a table's definition and its indexes' names. Its rows become
+/// unreachable (table ids are never reused); their space is reclaimed by
+/// future version GC.
 pub fn drop_table(txn: &mut Txn, name: &str) -> Result<()> {
-    require_table(txn, name)?;
+    let table = require_table(txn, name)?;
+    for index in &table.indexes {
+        txn.delete(index_name_key(&index.name), Placement::Replicated);
+    }
     txn.delete(catalog_key(name), Placement::Replicated);
     Ok(())
+}
+
+/// Looks a view up by name.
+pub fn get_view(txn: &mut Txn, name: &str) -> Result<Option<View>> {
+    match txn.get(&view_key(name), Placement::Replicated)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("corrupt catalog entry: {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// The id of the table or view called `name`.
+pub fn relation_id(txn: &mut Txn, name: &str) -> Result<Option<TableId>> {
+    if let Some(t) = get_table(txn, name)? {
+        return Ok(Some(t.id));
+    }
+    Ok(get_view(txn, name)?.map(|v| v.id))
+}
+
+/// Creates (or replaces) a view.
+pub fn create_view(txn: &mut Txn, mut view: View, or_replace: bool) -> Result<()> {
+    if !(or_replace && get_view(txn, &view.name)?.is_some()) {
+        check_name_free(txn, &view.name)?;
+    }
+    view.id = next_id(txn)?;
+    put_json(txn, view_key(&view.name), &view)
+}
+
+/// Drops a view; `false` when there is none.
+pub fn drop_view(txn: &mut Txn, name: &str) -> Result<bool> {
+    if get_view(txn, name)?.is_none() {
+        return Ok(false);
+    }
+    txn.delete(view_key(name), Placement::Replicated);
+    Ok(true)
+}
+
+/// Registers a new index of `table` (the caller fills its entries).
+pub fn create_index(txn: &mut Txn, table: &Table, mut index: Index) -> Result<(Arc<Table>, Index)> {
+    check_name_free(txn, &index.name)?;
+    let mut t = table.clone();
+    index.id = t.next_index_id;
+    t.next_index_id += 1;
+    t.indexes.push(index.clone());
+    update_table(txn, &t)?;
+    txn.put(
+        index_name_key(&index.name),
+        Arc::from(t.name.as_bytes()),
+        Placement::Replicated,
+    );
+    Ok((Arc::new(t), index))
+}
+
+/// Drops an index by name; `false` when there is none. Its entries become
+/// unreachable (index ids are not reused).
+pub fn drop_index(txn: &mut Txn, name: &str) -> Result<bool> {
+    let Some(owner) = txn.get(&index_name_key(name), Placement::Replicated)? else {
+        return Ok(false);
+    };
+    let owner = String::from_utf8_lossy(&owner).to_string();
+    if let Some(table) = get_table(txn, &owner)? {
+        let mut t = (*table).clone();
+        t.indexes.retain(|i| i.name != name);
+        update_table(txn, &t)?;
+    }
+    txn.delete(index_name_key(name), Placement::Replicated);
+    Ok(true)
 }

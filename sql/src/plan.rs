@@ -26,6 +26,21 @@ pub enum Access {
         /// Upper bound of the next key column: value and inclusiveness.
         upper: Option<(Expr, bool)>,
     },
+    /// A secondary index: equality on a prefix of its columns, optionally a
+    /// range on the next one; each entry leads to its row.
+    Index {
+        /// The index.
+        index: crate::catalog::Index,
+        /// Values of the leading indexed columns.
+        prefix: Vec<Expr>,
+        /// Lower bound of the next indexed column.
+        lower: Option<(Expr, bool)>,
+        /// Upper bound of the next indexed column.
+        upper: Option<(Expr, bool)>,
+        /// The value of the table's first primary-key column, when the
+        /// predicate fixes it: the entries are then on one shard.
+        partition: Option<Expr>,
+    },
     /// Every row of the table, on every shard.
     Full,
 }
@@ -82,6 +97,28 @@ pub struct AggCall {
     pub distinct: bool,
 }
 
+/// How a join treats rows without a match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Only matching pairs.
+    Inner,
+    /// Every left row; unmatched ones padded with NULLs.
+    Left,
+    /// Every row of both sides.
+    Full,
+}
+
+/// A set operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetOpKind {
+    /// `UNION`
+    Union,
+    /// `INTERSECT`
+    Intersect,
+    /// `EXCEPT`
+    Except,
+}
+
 /// A sort key: an output column and its direction.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SortKey {
@@ -107,12 +144,21 @@ pub enum Plan {
         /// The predicate.
         predicate: Expr,
     },
+    /// Literal rows (`VALUES (...), (...)`).
+    Values {
+        /// One expression per column per row (row-independent).
+        rows: Vec<Vec<Expr>>,
+        /// The column types.
+        types: Vec<DataType>,
+    },
     /// Computes new columns.
     Project {
         /// The input.
         input: Box<Plan>,
         /// One expression per output column.
         exprs: Vec<Expr>,
+        /// The type of each expression.
+        types: Vec<DataType>,
     },
     /// Groups rows and computes aggregates; outputs the group-by values
     /// followed by the aggregates.
@@ -121,8 +167,36 @@ pub enum Plan {
         input: Box<Plan>,
         /// Grouping expressions (none: one group over all rows).
         group_by: Vec<Expr>,
+        /// Their types.
+        group_types: Vec<DataType>,
         /// Aggregates.
         aggs: Vec<AggCall>,
+    },
+    /// Joins two inputs; outputs the left columns followed by the right.
+    Join {
+        /// Inner, left or full.
+        kind: JoinKind,
+        /// The probe side.
+        left: Box<Plan>,
+        /// The build side.
+        right: Box<Plan>,
+        /// Equality keys over left rows (paired with `right_keys`).
+        left_keys: Vec<Expr>,
+        /// Equality keys over right rows.
+        right_keys: Vec<Expr>,
+        /// Any other join condition, over the combined row.
+        residual: Option<Expr>,
+    },
+    /// `UNION`, `INTERSECT`, `EXCEPT` (with `ALL`: keep duplicates).
+    SetOp {
+        /// Which operation.
+        op: SetOpKind,
+        /// `ALL`.
+        all: bool,
+        /// The left input.
+        left: Box<Plan>,
+        /// The right input (same column types as the left).
+        right: Box<Plan>,
     },
     /// Removes duplicate rows.
     Distinct {
@@ -202,22 +276,119 @@ impl Scan {
                 };
                 format!("Range Scan on {t} ({shards}): {}", parts.join(" AND "))
             }
+            Access::Index {
+                index,
+                prefix,
+                lower,
+                upper,
+                partition,
+            } => {
+                let cols: Vec<&str> = index
+                    .columns
+                    .iter()
+                    .map(|&i| self.table.columns[i].name.as_str())
+                    .collect();
+                let mut parts: Vec<String> = prefix
+                    .iter()
+                    .zip(&cols)
+                    .map(|(v, c)| format!("{c} = {}", v.display(&names)))
+                    .collect();
+                let col = cols.get(prefix.len()).copied().unwrap_or("?");
+                if let Some((v, inclusive)) = lower {
+                    parts.push(format!(
+                        "{col} {} {}",
+                        if *inclusive { ">=" } else { ">" },
+                        v.display(&names)
+                    ));
+                }
+                if let Some((v, inclusive)) = upper {
+                    parts.push(format!(
+                        "{col} {} {}",
+                        if *inclusive { "<=" } else { "<" },
+                        v.display(&names)
+                    ));
+                }
+                let shards = if partition.is_some() {
+                    "1 shard"
+                } else {
+                    "all shards"
+                };
+                format!(
+                    "Index Scan on {t} using {} ({shards}): {}",
+                    index.name,
+                    parts.join(" AND ")
+                )
+            }
             Access::Full => format!("Full Scan on {t} (all shards)"),
         }
     }
 }
 
 impl Plan {
+    /// The types of the output columns.
+    pub fn output_types(&self) -> Vec<DataType> {
+        match self {
+            Plan::Unit => Vec::new(),
+            Plan::Scan(s) => s.table.columns.iter().map(|c| c.ty).collect(),
+            Plan::Values { types, .. } | Plan::Project { types, .. } => types.clone(),
+            Plan::Filter { input, .. }
+            | Plan::Distinct { input }
+            | Plan::Sort { input, .. }
+            | Plan::Limit { input, .. } => input.output_types(),
+            Plan::Aggregate {
+                group_types, aggs, ..
+            } => group_types
+                .iter()
+                .copied()
+                .chain(aggs.iter().map(|a| a.ty))
+                .collect(),
+            Plan::Join { left, right, .. } => {
+                let mut t = left.output_types();
+                t.extend(right.output_types());
+                t
+            }
+            Plan::SetOp { left, .. } => left.output_types(),
+        }
+    }
+
+    /// The number of output columns.
+    pub fn width(&self) -> usize {
+        self.output_types().len()
+    }
+
+    /// True when the plan reads at most one row through a point get and
+    /// uses only operators of the lean row-at-a-time path.
+    pub fn is_point_plan(&self) -> bool {
+        match self {
+            Plan::Unit => true,
+            Plan::Scan(s) => matches!(s.access, Access::Point { .. }),
+            Plan::Filter { input, .. }
+            | Plan::Project { input, .. }
+            | Plan::Aggregate { input, .. }
+            | Plan::Distinct { input }
+            | Plan::Sort { input, .. }
+            | Plan::Limit { input, .. } => input.is_point_plan(),
+            Plan::Values { .. } | Plan::Join { .. } | Plan::SetOp { .. } => false,
+        }
+    }
+
     /// Names of the output columns (for EXPLAIN).
     pub fn column_names(&self) -> Vec<String> {
         match self {
             Plan::Unit => Vec::new(),
             Plan::Scan(s) => s.column_names(),
+            Plan::Values { types, .. } => (1..=types.len()).map(|i| format!("column{i}")).collect(),
             Plan::Filter { input, .. }
             | Plan::Distinct { input }
             | Plan::Sort { input, .. }
             | Plan::Limit { input, .. } => input.column_names(),
-            Plan::Project { input, exprs } => {
+            Plan::Join { left, right, .. } => {
+                let mut n = left.column_names();
+                n.extend(right.column_names());
+                n
+            }
+            Plan::SetOp { left, .. } => left.column_names(),
+            Plan::Project { input, exprs, .. } => {
                 let names = input.column_names();
                 exprs.iter().map(|e| e.display(&names)).collect()
             }
@@ -225,6 +396,7 @@ impl Plan {
                 input,
                 group_by,
                 aggs,
+                ..
             } => {
                 let names = input.column_names();
                 group_by
@@ -248,6 +420,50 @@ impl Plan {
         let pad = "  ".repeat(depth);
         let line = match self {
             Plan::Unit => "Result (one row)".to_string(),
+            Plan::Values { rows, .. } => format!("Values ({} rows)", rows.len()),
+            Plan::Join {
+                kind,
+                left,
+                right,
+                left_keys,
+                right_keys,
+                residual,
+            } => {
+                let (ln, rn) = (left.column_names(), right.column_names());
+                let mut all = ln.clone();
+                all.extend(rn.clone());
+                let mut conds: Vec<String> = left_keys
+                    .iter()
+                    .zip(right_keys)
+                    .map(|(l, r)| format!("{} = {}", l.display(&ln), r.display(&rn)))
+                    .collect();
+                if let Some(r) = residual {
+                    conds.push(r.display(&all));
+                }
+                let algo = if left_keys.is_empty() {
+                    "Nested Loop"
+                } else {
+                    "Hash"
+                };
+                let kind = match kind {
+                    JoinKind::Inner => "Join",
+                    JoinKind::Left => "Left Join",
+                    JoinKind::Full => "Full Join",
+                };
+                if conds.is_empty() {
+                    format!("{algo} {kind}")
+                } else {
+                    format!("{algo} {kind}: {}", conds.join(" AND "))
+                }
+            }
+            Plan::SetOp { op, all, .. } => {
+                let name = match op {
+                    SetOpKind::Union => "Union",
+                    SetOpKind::Intersect => "Intersect",
+                    SetOpKind::Except => "Except",
+                };
+                format!("{name}{}", if *all { " All" } else { "" })
+            }
             Plan::Scan(s) => s.describe(),
             Plan::Filter { input, predicate } => {
                 format!("Filter: {}", predicate.display(&input.column_names()))
@@ -300,7 +516,11 @@ impl Plan {
         };
         out.push(format!("{pad}{line}"));
         match self {
-            Plan::Unit | Plan::Scan(_) => {}
+            Plan::Unit | Plan::Scan(_) | Plan::Values { .. } => {}
+            Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
+                left.explain(depth + 1, out);
+                right.explain(depth + 1, out);
+            }
             Plan::Filter { input, .. }
             | Plan::Project { input, .. }
             | Plan::Aggregate { input, .. }

@@ -10,6 +10,9 @@
 //! - a prefix fixed and/or the next column bounded → [`Access::Range`] (one
 //!   range scan; on one shard when the first key column is fixed, since rows
 //!   are partitioned by it);
+//! - otherwise the same test on the columns of each secondary index →
+//!   [`Access::Index`] (a range of index entries, each leading to its row;
+//!   on one shard when the predicate also fixes the first key column);
 //! - otherwise → [`Access::Full`].
 //!
 //! The whole predicate is still applied to every row read, so the access
@@ -80,14 +83,35 @@ fn operand_is_float(e: &Expr) -> bool {
     }
 }
 
-/// Chooses how to read `table`'s rows for `predicate`.
+/// Finds a comparison of a column with one of the given operators.
+type FindComparison<'a> = dyn Fn(usize, &[CmpOp]) -> Option<(CmpOp, Expr)> + 'a;
+
+/// Equalities on a prefix of `columns`, then bounds on the next column.
+type KeyRange = (Vec<Expr>, Option<(Expr, bool)>, Option<(Expr, bool)>);
+
+fn key_range(columns: &[usize], find: &FindComparison<'_>) -> KeyRange {
+    let mut prefix = Vec::new();
+    for &col in columns {
+        match find(col, &[CmpOp::Eq]) {
+            Some((_, v)) => prefix.push(v),
+            None => break,
+        }
+    }
+    let Some(&next) = columns.get(prefix.len()) else {
+        return (prefix, None, None);
+    };
+    let lower = find(next, &[CmpOp::Gt, CmpOp::GtEq]).map(|(op, v)| (v, op == CmpOp::GtEq));
+    let upper = find(next, &[CmpOp::Lt, CmpOp::LtEq]).map(|(op, v)| (v, op == CmpOp::LtEq));
+    (prefix, lower, upper)
+}
+
+/// Chooses how to read `table`'s rows for `predicate`: the primary key when
+/// the predicate fixes its first column, else the secondary index whose
+/// leading columns it constrains most, else a full scan.
 pub fn choose_access(table: &Table, predicate: Option<&Expr>) -> Access {
     let Some(predicate) = predicate else {
         return Access::Full;
     };
-    if table.primary_key.is_empty() {
-        return Access::Full;
-    }
     let conjuncts = predicate.conjuncts();
     let comparisons = column_comparisons(&conjuncts, table);
     let find = |col: usize, ops: &[CmpOp]| {
@@ -96,25 +120,57 @@ pub fn choose_access(table: &Table, predicate: Option<&Expr>) -> Access {
             .find(|(c, op, _)| *c == col && ops.contains(op))
             .map(|(_, op, v)| (*op, (*v).clone()))
     };
-    let mut prefix = Vec::new();
-    for &col in &table.primary_key {
-        match find(col, &[CmpOp::Eq]) {
-            Some((_, v)) => prefix.push(v),
-            None => break,
+    let mut pk_range = None;
+    if !table.primary_key.is_empty() {
+        let (prefix, lower, upper) = key_range(&table.primary_key, &find);
+        if prefix.len() == table.primary_key.len() {
+            return Access::Point { key: prefix };
+        }
+        if !prefix.is_empty() {
+            return Access::Range {
+                prefix,
+                lower,
+                upper,
+            };
+        }
+        if lower.is_some() || upper.is_some() {
+            pk_range = Some(Access::Range {
+                prefix,
+                lower,
+                upper,
+            });
         }
     }
-    if prefix.len() == table.primary_key.len() {
-        return Access::Point { key: prefix };
-    }
-    let next = table.primary_key[prefix.len()];
-    let lower = find(next, &[CmpOp::Gt, CmpOp::GtEq]).map(|(op, v)| (v, op == CmpOp::GtEq));
-    let upper = find(next, &[CmpOp::Lt, CmpOp::LtEq]).map(|(op, v)| (v, op == CmpOp::LtEq));
-    if prefix.is_empty() && lower.is_none() && upper.is_none() {
-        return Access::Full;
-    }
-    Access::Range {
-        prefix,
-        lower,
-        upper,
+    let partition = table
+        .primary_key
+        .first()
+        .and_then(|&c| find(c, &[CmpOp::Eq]))
+        .map(|(_, v)| v);
+    let best = table
+        .indexes
+        .iter()
+        .map(|index| (index, key_range(&index.columns, &find)))
+        .filter(|(_, (prefix, lower, upper))| {
+            !prefix.is_empty() || lower.is_some() || upper.is_some()
+        })
+        .max_by_key(|(index, (prefix, lower, upper))| {
+            (
+                prefix.len(),
+                lower.is_some() as usize + upper.is_some() as usize,
+                index.unique,
+                std::cmp::Reverse(index.id),
+            )
+        });
+    match best {
+        Some((index, (prefix, lower, upper))) if !prefix.is_empty() || pk_range.is_none() => {
+            Access::Index {
+                index: index.clone(),
+                prefix,
+                lower,
+                upper,
+                partition,
+            }
+        }
+        _ => pk_range.unwrap_or(Access::Full),
     }
 }

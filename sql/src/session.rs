@@ -29,7 +29,7 @@ use txn::{Db, Txn};
 use crate::bind::expr::{ident, object_name};
 use crate::bind::{Binder, Bound, OutputColumn};
 use crate::catalog;
-use crate::exec::{Executor, Row};
+use crate::exec::{ExecCtx, InsertSource, Returning, Row};
 use crate::types::{DataType, Value};
 
 /// How many times an implicit transaction is retried after a 40001.
@@ -127,6 +127,7 @@ fn default_settings() -> BTreeMap<String, String> {
         ("default_transaction_isolation", "serializable"),
         ("extra_float_digits", "1"),
         ("integer_datetimes", "on"),
+        ("mako.statement_memory", "1GB"),
         ("intervalstyle", "postgres"),
         ("search_path", "\"$user\", public"),
         ("server_encoding", "UTF8"),
@@ -213,6 +214,14 @@ impl Session {
         } else {
             TxnStatus::Idle
         }
+    }
+
+    /// The per-statement memory limit (`mako.statement_memory`: bytes, or
+    /// a number with kB, MB or GB).
+    pub fn memory_limit(&self) -> usize {
+        self.setting("mako.statement_memory")
+            .and_then(parse_memory)
+            .unwrap_or(crate::exec::DEFAULT_MEMORY_LIMIT)
     }
 
     /// A setting's current value.
@@ -380,6 +389,15 @@ impl Session {
         p.deps = binder.deps().to_vec();
         p.columns = match &bound {
             Bound::Query { columns, .. } => Some(columns.clone()),
+            Bound::Insert {
+                returning: Some(r), ..
+            }
+            | Bound::Update {
+                returning: Some(r), ..
+            }
+            | Bound::Delete {
+                returning: Some(r), ..
+            } => Some(r.columns.clone()),
             Bound::Explain(_) => Some(vec![OutputColumn {
                 name: "QUERY PLAN".into(),
                 ty: DataType::Text,
@@ -485,13 +503,14 @@ impl Session {
                 p.param_types.len()
             );
         }
+        let memory = self.memory_limit();
         if let Some(txn) = self.txn.as_mut() {
-            return run_in(txn, p, params).map_err(|e| stale_reads_first(txn, e));
+            return run_in(txn, p, params, memory).map_err(|e| stale_reads_first(txn, e));
         }
         let mut attempt = 0;
         loop {
             let mut txn = self.db.begin();
-            let result = match run_in(&mut txn, p, params) {
+            let result = match run_in(&mut txn, p, params, memory) {
                 Ok(out) => txn.commit().map(|_| out),
                 Err(e) => Err(stale_reads_first(&txn, e)),
             };
@@ -530,6 +549,21 @@ fn stale_reads_first(txn: &Txn, e: Error) -> Error {
     }
 }
 
+/// Parses `123`, `64kB`, `512MB`, `1GB`.
+fn parse_memory(s: &str) -> Option<usize> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: usize = t[..split].parse().ok()?;
+    let unit = match t[split..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1 << 10,
+        "mb" => 1 << 20,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
 fn in_failed_transaction() -> Error {
     Error::new(
         ErrorKind::InFailedTransaction,
@@ -539,10 +573,10 @@ fn in_failed_transaction() -> Error {
 
 /// Runs a data statement in `txn`, re-binding it first if a table it was
 /// bound against has changed since.
-fn run_in(txn: &mut Txn, p: &Prepared, params: &[Value]) -> Result<Outcome> {
+fn run_in(txn: &mut Txn, p: &Prepared, params: &[Value], memory: usize) -> Result<Outcome> {
     let mut stale = false;
     for (name, id) in &p.deps {
-        if catalog::get_table(txn, name)?.is_none_or(|t| t.id != *id) {
+        if catalog::relation_id(txn, name)? != Some(*id) {
             stale = true;
         }
     }
@@ -562,29 +596,95 @@ fn run_in(txn: &mut Txn, p: &Prepared, params: &[Value]) -> Result<Outcome> {
             &rebound
         }
     };
-    run_bound(txn, bound, params)
+    run_bound(txn, bound, params, memory)
 }
 
-fn run_bound(txn: &mut Txn, bound: &Bound, params: &[Value]) -> Result<Outcome> {
-    let mut exec = Executor { txn, params };
+fn with_returning(
+    tag: &'static str,
+    count: u64,
+    rows: Vec<Row>,
+    returning: &Option<Returning>,
+) -> Outcome {
+    match returning {
+        // The row count in the tag is the number of rows returned.
+        Some(r) => Outcome::Rows {
+            columns: r.columns.clone(),
+            rows,
+            tag: if tag == "INSERT" { "INSERT 0" } else { tag },
+        },
+        None => Outcome::Command {
+            tag,
+            rows: Some(count),
+        },
+    }
+}
+
+/// `SELECT ... FOR UPDATE`: rewrites the rows the query read with their
+/// own values, so that commit locks them and certifies them as writes.
+fn lock_rows_read(txn: &mut Txn, mark: (usize, usize)) -> Result<()> {
+    for key in txn.partitioned_reads_since(mark) {
+        let primary = key.len() > kv::keys::INDEX_PREFIX_LEN
+            && key[4..8] == kv::keys::PRIMARY_INDEX.to_be_bytes()
+            && key[..4] >= kv::keys::FIRST_USER_TABLE.to_be_bytes()[..];
+        if !primary {
+            continue;
+        }
+        let rest = &key[kv::keys::INDEX_PREFIX_LEN..];
+        let n = kv::keycode::component_len(rest)?;
+        let placement = txn::Placement::Partitioned(kv::keys::partition_hash(&rest[..n]));
+        if let Some(v) = txn.get(&key, placement)? {
+            txn.put(key, v, placement);
+        }
+    }
+    Ok(())
+}
+
+fn run_bound(txn: &mut Txn, bound: &Bound, params: &[Value], memory: usize) -> Result<Outcome> {
     Ok(match bound {
-        Bound::Query { plan, columns } => Outcome::Rows {
-            columns: columns.clone(),
-            rows: exec.query(plan)?,
-            tag: "SELECT",
-        },
-        Bound::Insert { table, rows } => Outcome::Command {
-            tag: "INSERT",
-            rows: Some(exec.insert(table, rows)?),
-        },
-        Bound::Update { scan, filter, sets } => Outcome::Command {
-            tag: "UPDATE",
-            rows: Some(exec.update(scan, filter, sets)?),
-        },
-        Bound::Delete { scan, filter } => Outcome::Command {
-            tag: "DELETE",
-            rows: Some(exec.delete(scan, filter)?),
-        },
+        Bound::Query {
+            plan,
+            columns,
+            for_update,
+        } => {
+            let mark = txn.read_mark();
+            let rows = ExecCtx::new(txn, params, memory).query(plan, &[])?;
+            if *for_update {
+                lock_rows_read(txn, mark)?;
+            }
+            Outcome::Rows {
+                columns: columns.clone(),
+                rows,
+                tag: "SELECT",
+            }
+        }
+        Bound::Insert {
+            table,
+            source,
+            conflict,
+            returning,
+        } => {
+            let (n, rows) =
+                ExecCtx::new(txn, params, memory).insert(table, source, conflict, returning)?;
+            with_returning("INSERT", n, rows, returning)
+        }
+        Bound::Update {
+            scan,
+            filter,
+            sets,
+            returning,
+        } => {
+            let (n, rows) =
+                ExecCtx::new(txn, params, memory).update(scan, filter, sets, returning)?;
+            with_returning("UPDATE", n, rows, returning)
+        }
+        Bound::Delete {
+            scan,
+            filter,
+            returning,
+        } => {
+            let (n, rows) = ExecCtx::new(txn, params, memory).delete(scan, filter, returning)?;
+            with_returning("DELETE", n, rows, returning)
+        }
         Bound::CreateTable {
             table,
             if_not_exists,
@@ -610,6 +710,51 @@ fn run_bound(txn: &mut Txn, bound: &Bound, params: &[Value]) -> Result<Outcome> 
                 rows: None,
             }
         }
+        Bound::CreateView { view, or_replace } => {
+            catalog::create_view(txn, view.clone(), *or_replace)?;
+            Outcome::Command {
+                tag: "CREATE VIEW",
+                rows: None,
+            }
+        }
+        Bound::DropView { names, if_exists } => {
+            for name in names {
+                if !catalog::drop_view(txn, name)? && !if_exists {
+                    bail!(UndefinedTable, "view \"{name}\" does not exist");
+                }
+            }
+            Outcome::Command {
+                tag: "DROP VIEW",
+                rows: None,
+            }
+        }
+        Bound::CreateIndex {
+            table,
+            index,
+            if_not_exists,
+        } => {
+            let exists = catalog::get_table(txn, &table.name)?
+                .is_some_and(|t| t.index(&index.name).is_some());
+            if !(*if_not_exists && exists) {
+                let (table, index) = catalog::create_index(txn, table, index.clone())?;
+                ExecCtx::new(txn, params, memory).build_index(&table, &index)?;
+            }
+            Outcome::Command {
+                tag: "CREATE INDEX",
+                rows: None,
+            }
+        }
+        Bound::DropIndex { names, if_exists } => {
+            for name in names {
+                if !catalog::drop_index(txn, name)? && !if_exists {
+                    bail!(UndefinedObject, "index \"{name}\" does not exist");
+                }
+            }
+            Outcome::Command {
+                tag: "DROP INDEX",
+                rows: None,
+            }
+        }
         Bound::Explain(inner) => Outcome::Rows {
             columns: vec![OutputColumn {
                 name: "QUERY PLAN".into(),
@@ -627,27 +772,39 @@ fn run_bound(txn: &mut Txn, bound: &Bound, params: &[Value]) -> Result<Outcome> 
 /// The EXPLAIN text of a bound statement.
 pub fn explain(bound: &Bound) -> Vec<String> {
     let mut out = Vec::new();
+    let scan_lines = |verb: &str,
+                      scan: &crate::plan::Scan,
+                      filter: &Option<crate::expr::Expr>,
+                      out: &mut Vec<String>| {
+        out.push(format!("{verb} on {}", scan.table.name));
+        let mut depth = 1;
+        if let Some(f) = filter {
+            out.push(format!("  Filter: {}", f.display(&scan.column_names())));
+            depth = 2;
+        }
+        out.push(format!("{}{}", "  ".repeat(depth), scan.describe()));
+    };
     match bound {
         Bound::Query { plan, .. } => plan.explain(0, &mut out),
-        Bound::Insert { table, rows } => {
-            out.push(format!("Insert on {} ({} rows)", table.name, rows.len()))
-        }
-        Bound::Update { scan, filter, .. } | Bound::Delete { scan, filter } => {
-            let verb = if matches!(bound, Bound::Update { .. }) {
-                "Update"
-            } else {
-                "Delete"
-            };
-            out.push(format!("{verb} on {}", scan.table.name));
-            let mut depth = 1;
-            if let Some(f) = filter {
-                out.push(format!("  Filter: {}", f.display(&scan.column_names())));
-                depth = 2;
+        Bound::Insert { table, source, .. } => match source {
+            InsertSource::Rows(rows) => {
+                out.push(format!("Insert on {} ({} rows)", table.name, rows.len()))
             }
-            out.push(format!("{}{}", "  ".repeat(depth), scan.describe()));
-        }
+            InsertSource::Query { plan, .. } => {
+                out.push(format!("Insert on {}", table.name));
+                plan.explain(1, &mut out);
+            }
+        },
+        Bound::Update { scan, filter, .. } => scan_lines("Update", scan, filter, &mut out),
+        Bound::Delete { scan, filter, .. } => scan_lines("Delete", scan, filter, &mut out),
         Bound::CreateTable { table, .. } => out.push(format!("Create Table {}", table.name)),
         Bound::DropTable { names, .. } => out.push(format!("Drop Table {}", names.join(", "))),
+        Bound::CreateView { view, .. } => out.push(format!("Create View {}", view.name)),
+        Bound::DropView { names, .. } => out.push(format!("Drop View {}", names.join(", "))),
+        Bound::CreateIndex { index, table, .. } => {
+            out.push(format!("Create Index {} on {}", index.name, table.name))
+        }
+        Bound::DropIndex { names, .. } => out.push(format!("Drop Index {}", names.join(", "))),
         Bound::Explain(inner) => out.extend(explain(inner)),
     }
     out

@@ -228,6 +228,27 @@ impl Txn {
         Ok(rows)
     }
 
+    /// A mark in the read set, for [`Txn::partitioned_reads_since`].
+    pub fn read_mark(&self) -> (usize, usize) {
+        (self.points.len(), self.scans.len())
+    }
+
+    /// Keys of partitioned records read (by point reads or inside scanned
+    /// ranges) since `mark`. `SELECT ... FOR UPDATE` rewrites them so that
+    /// they are locked and certified as writes at commit.
+    pub fn partitioned_reads_since(&self, mark: (usize, usize)) -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = self.points[mark.0.min(self.points.len())..]
+            .iter()
+            .map(|(_, p)| p.key.clone())
+            .collect();
+        for (_, scan) in &self.scans[mark.1.min(self.scans.len())..] {
+            keys.extend(scan.seen.iter().map(|(k, _)| k.clone()));
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// Buffers a write of `value` at `key`.
     pub fn put(&mut self, key: Vec<u8>, value: Arc<[u8]>, placement: Placement) {
         if let Placement::Partitioned(h) = placement {

@@ -7,7 +7,9 @@ use kv::{Error, ErrorKind, Result, bail};
 use sqlparser::ast;
 
 use super::{Binder, Scope};
-use crate::expr::{CmpOp, Expr, Func};
+use crate::bind::OutputColumn;
+use crate::expr::{CmpOp, Expr, Subquery, SubqueryKind};
+use crate::plan::Plan;
 use crate::plan::{AggCall, AggFunc};
 use crate::types::cast::{can_cast, cast};
 use crate::types::ops::ArithOp;
@@ -173,7 +175,39 @@ fn number_literal(s: &str) -> Result<Typed> {
     ))
 }
 
-fn undefined_operator(l: DataType, op: &str, r: DataType) -> Error {
+/// The type values of several types are converted to when they meet in one
+/// column (UNION, VALUES, CASE, COALESCE), with PostgreSQL's resolution:
+/// unknown literals take the others' type, numerics widen, strings become
+/// text, anything else must already agree.
+pub fn common_type(types: &[DataType], context: &str) -> Result<DataType> {
+    let mut result = DataType::Unknown;
+    for &t in types {
+        result = match (result, t) {
+            (DataType::Unknown, t) => t,
+            (r, DataType::Unknown) => r,
+            (r, t) if r == t => r,
+            (r, t) if r.is_numeric() && t.is_numeric() => {
+                DataType::numeric_common(r, t).without_modifiers()
+            }
+            (r, t) if r.is_string() && t.is_string() => {
+                if r.without_modifiers() == t.without_modifiers() {
+                    r.without_modifiers()
+                } else {
+                    DataType::Text
+                }
+            }
+            (r, t) => bail!(
+                DatatypeMismatch,
+                "{context} types {} and {} cannot be matched",
+                r.pg_name(),
+                t.pg_name()
+            ),
+        };
+    }
+    Ok(result)
+}
+
+pub(super) fn undefined_operator(l: DataType, op: &str, r: DataType) -> Error {
     Error::new(
         ErrorKind::UndefinedFunction,
         format!(
@@ -370,6 +404,197 @@ impl Binder<'_> {
                 ))
             }
             A::Function(f) => self.function(f, scope),
+            A::Subquery(q) => {
+                let (plan, columns, correlated) = self.expression_subquery(q, scope)?;
+                if columns.len() != 1 {
+                    bail!(Syntax, "subquery must return only one column");
+                }
+                let ty = columns[0].ty;
+                Ok((
+                    self.subquery_expr(SubqueryKind::Scalar, plan, correlated),
+                    ty,
+                ))
+            }
+            A::Exists { subquery, negated } => {
+                let (plan, _, correlated) = self.expression_subquery(subquery, scope)?;
+                let e = self.subquery_expr(SubqueryKind::Exists, plan, correlated);
+                Ok((
+                    if *negated { Expr::Not(Box::new(e)) } else { e },
+                    DataType::Bool,
+                ))
+            }
+            A::In {
+                expr,
+                target: ast::InTarget::Subquery(q),
+                negated,
+                ..
+            } => {
+                let probe = self.expr(expr, scope)?;
+                let (plan, columns, correlated) = self.expression_subquery(q, scope)?;
+                if columns.len() != 1 {
+                    bail!(Syntax, "subquery has too many columns");
+                }
+                let ty = self.comparison_type(probe.1, columns[0].ty, "=")?;
+                let ty = if let DataType::Char(_) = ty {
+                    DataType::Text
+                } else {
+                    ty
+                };
+                let probe = self.coerce_text_like(probe, ty)?;
+                let plan =
+                    if columns[0].ty == ty || (ty == DataType::Text && columns[0].ty.is_string()) {
+                        plan
+                    } else {
+                        self.convert_columns(plan, &columns, &[ty])?
+                    };
+                let kind = SubqueryKind::In {
+                    probe: Box::new(probe),
+                    negated: *negated,
+                };
+                Ok((self.subquery_expr(kind, plan, correlated), DataType::Bool))
+            }
+            A::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                let mut whens = Vec::new();
+                let mut results = Vec::new();
+                for w in conditions {
+                    let cond = match operand {
+                        Some(op) => self.compare(op, CmpOp::Eq, &w.condition, scope)?,
+                        None => self.predicate(&w.condition, scope, "CASE/WHEN")?,
+                    };
+                    whens.push(cond);
+                    results.push(self.expr(&w.result, scope)?);
+                }
+                let otherwise = match else_result {
+                    Some(e) => Some(self.expr(e, scope)?),
+                    None => None,
+                };
+                let mut types: Vec<DataType> = results.iter().map(|r| r.1).collect();
+                types.extend(otherwise.iter().map(|o| o.1));
+                let ty = common_type(&types, "CASE")?;
+                let mut arms = Vec::new();
+                for (c, r) in whens.into_iter().zip(results) {
+                    arms.push((c, self.coerce_text_like(r, ty)?));
+                }
+                let otherwise = match otherwise {
+                    Some(o) => Some(Box::new(self.coerce_text_like(o, ty)?)),
+                    None => None,
+                };
+                Ok((
+                    Expr::Case {
+                        whens: arms,
+                        otherwise,
+                    },
+                    ty,
+                ))
+            }
+            A::Like {
+                negated,
+                any: false,
+                expr,
+                pattern,
+                escape_char,
+            }
+            | A::ILike {
+                negated,
+                any: false,
+                expr,
+                pattern,
+                escape_char,
+            } => {
+                let case_insensitive = matches!(e, A::ILike { .. });
+                let s = self.expr(expr, scope)?;
+                let p = self.expr(pattern, scope)?;
+                for t in [s.1, p.1] {
+                    if !t.is_string() && t != DataType::Unknown {
+                        let op = if case_insensitive { "~~*" } else { "~~" };
+                        return Err(undefined_operator(s.1, op, p.1));
+                    }
+                }
+                let escape = match escape_char.as_deref() {
+                    None => Some('\\'),
+                    Some(ast::Expr::Value(v)) => match &v.value {
+                        ast::Value::SingleQuotedString(e) if e.is_empty() => None,
+                        ast::Value::SingleQuotedString(e) if e.chars().count() == 1 => {
+                            e.chars().next()
+                        }
+                        _ => bail!(InvalidArgument, "invalid escape string"),
+                    },
+                    Some(_) => bail!(FeatureNotSupported, "ESCAPE must be a constant string"),
+                };
+                let expr = Box::new(self.coerce_text_like(s, DataType::Text)?);
+                let pattern = Box::new(self.coerce_text_like(p, DataType::Text)?);
+                Ok((
+                    Expr::Like {
+                        expr,
+                        pattern,
+                        negated: *negated,
+                        case_insensitive,
+                        escape,
+                    },
+                    DataType::Bool,
+                ))
+            }
+            A::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut args = vec![self.expr(expr, scope)?];
+                args.push(match substring_from {
+                    Some(f) => self.expr(f, scope)?,
+                    None => (Expr::Const(Value::Int(1)), DataType::Int4),
+                });
+                if let Some(n) = substring_for {
+                    args.push(self.expr(n, scope)?);
+                }
+                self.scalar_function("substr", args)
+            }
+            A::Trim {
+                expr,
+                trim_where,
+                trim_what,
+                trim_characters,
+            } => {
+                if trim_characters.is_some() {
+                    bail!(FeatureNotSupported, "this form of TRIM is not supported");
+                }
+                let name = match trim_where {
+                    None | Some(ast::TrimWhereField::Both) => "btrim",
+                    Some(ast::TrimWhereField::Leading) => "ltrim",
+                    Some(ast::TrimWhereField::Trailing) => "rtrim",
+                };
+                let mut args = vec![self.expr(expr, scope)?];
+                if let Some(w) = trim_what {
+                    args.push(self.expr(w, scope)?);
+                }
+                self.scalar_function(name, args)
+            }
+            A::Position { expr, r#in } => {
+                let args = vec![self.expr(r#in, scope)?, self.expr(expr, scope)?];
+                self.scalar_function("strpos", args)
+            }
+            A::Ceil {
+                expr,
+                field: ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime),
+            }
+            | A::Floor {
+                expr,
+                field: ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime),
+            } => {
+                let name = if matches!(e, A::Ceil { .. }) {
+                    "ceil"
+                } else {
+                    "floor"
+                };
+                let args = vec![self.expr(expr, scope)?];
+                self.scalar_function(name, args)
+            }
             other => Err(Error::unsupported(format!(
                 "expression not supported yet: {other}"
             ))),
@@ -400,17 +625,90 @@ impl Binder<'_> {
     }
 
     fn column(&mut self, table: Option<&str>, name: &str, scope: &Scope) -> Result<Typed> {
-        if self.agg.is_some() {
-            let full = table.map_or(name.to_string(), |t| format!("{t}.{name}"));
-            // Only reached when the reference matched no GROUP BY key.
-            scope.resolve(table, name)?;
-            bail!(
-                Grouping,
-                "column \"{full}\" must appear in the GROUP BY clause or be used in an aggregate function"
-            );
+        match scope.resolve(table, name) {
+            Ok((i, ty)) => {
+                if self.agg.is_some() {
+                    // Only reached when the reference matched no GROUP BY key.
+                    let full = table.map_or(name.to_string(), |t| format!("{t}.{name}"));
+                    bail!(
+                        Grouping,
+                        "column \"{full}\" must appear in the GROUP BY clause or be used in an aggregate function"
+                    );
+                }
+                Ok((Expr::Column(i), ty))
+            }
+            Err(e)
+                if matches!(
+                    e.kind,
+                    ErrorKind::UndefinedColumn | ErrorKind::UndefinedTable
+                ) =>
+            {
+                // A column of an enclosing query: the subquery is correlated.
+                for (level, outer) in self.outer_scopes.iter().rev().enumerate() {
+                    if let Ok((i, ty)) = outer.resolve(table, name) {
+                        let level = level + 1;
+                        let n = self.correlated.len();
+                        for c in &mut self.correlated[n.saturating_sub(level)..] {
+                            *c = true;
+                        }
+                        return Ok((Expr::Outer(level, i), ty));
+                    }
+                }
+                Err(e)
+            }
+            Err(e) => Err(e),
         }
-        let (i, ty) = scope.resolve(table, name)?;
-        Ok((Expr::Column(i), ty))
+    }
+
+    /// Binds a subquery used in an expression of a query whose columns are
+    /// `scope`; returns its plan, result columns and whether it is
+    /// correlated.
+    fn expression_subquery(
+        &mut self,
+        q: &ast::Query,
+        scope: &Scope,
+    ) -> Result<(Plan, Vec<OutputColumn>, bool)> {
+        if self.agg.is_some() {
+            // Outer references would have to point at the grouped row.
+            self.outer_scopes.push(Scope::default());
+        } else {
+            self.outer_scopes.push(scope.clone());
+        }
+        self.correlated.push(false);
+        let saved_agg = self.agg.take();
+        let saved_for_update = self.for_update;
+        let result = self.query(q);
+        self.for_update = saved_for_update;
+        self.agg = saved_agg;
+        let correlated = self.correlated.pop().unwrap_or(false);
+        self.outer_scopes.pop();
+        let (plan, columns) = result?;
+        Ok((plan, columns, correlated))
+    }
+
+    /// Binds a subquery in FROM (or a view): it sees the same enclosing
+    /// queries as the query it is in, but not that query's own FROM items.
+    pub(super) fn subquery_plan(
+        &mut self,
+        q: &ast::Query,
+        _lateral: bool,
+    ) -> Result<(Plan, Vec<OutputColumn>)> {
+        let saved_agg = self.agg.take();
+        let saved_for_update = self.for_update;
+        let result = self.query(q);
+        self.for_update = saved_for_update;
+        self.agg = saved_agg;
+        result
+    }
+
+    fn subquery_expr(&mut self, kind: SubqueryKind, plan: Plan, correlated: bool) -> Expr {
+        self.next_subquery += 1;
+        Expr::Subquery(Box::new(Subquery {
+            id: self.next_subquery,
+            kind,
+            plan,
+            correlated,
+        }))
     }
 
     fn literal(&mut self, v: &ast::Value) -> Result<Typed> {
@@ -586,7 +884,7 @@ impl Binder<'_> {
         }
     }
 
-    fn text_operand(&mut self, (e, ty): Typed) -> Result<Expr> {
+    pub(super) fn text_operand(&mut self, (e, ty): Typed) -> Result<Expr> {
         if ty == DataType::Text || ty == DataType::Unknown {
             return self.coerce((e, ty), DataType::Text);
         }
@@ -599,7 +897,7 @@ impl Binder<'_> {
     }
 
     /// The type two operands are compared in.
-    fn comparison_type(&self, l: DataType, r: DataType, op: &str) -> Result<DataType> {
+    pub(super) fn comparison_type(&self, l: DataType, r: DataType, op: &str) -> Result<DataType> {
         use DataType::Unknown;
         Ok(match (l, r) {
             (Unknown, Unknown) => DataType::Text,
@@ -639,7 +937,7 @@ impl Binder<'_> {
 
     /// Like `coerce`, but CHAR/VARCHAR to TEXT needs no conversion of the
     /// stored form (CHAR is stored without trailing blanks).
-    fn coerce_text_like(&mut self, (e, from): Typed, to: DataType) -> Result<Expr> {
+    pub(super) fn coerce_text_like(&mut self, (e, from): Typed, to: DataType) -> Result<Expr> {
         if to == DataType::Text && from.is_string() {
             return Ok(e);
         }
@@ -749,45 +1047,7 @@ impl Binder<'_> {
         for a in &args {
             bound.push(self.expr(a, scope)?);
         }
-        let types: Vec<DataType> = bound.iter().map(|b| b.1).collect();
-        let no_such = || {
-            let names: Vec<&str> = types.iter().map(|t| t.pg_name()).collect();
-            Error::new(
-                ErrorKind::UndefinedFunction,
-                format!("function {name}({}) does not exist", names.join(", ")),
-            )
-        };
-        let (func, arg_ty, ty) = match (name.as_str(), types.as_slice()) {
-            ("abs", [t]) if t.is_numeric() || *t == DataType::Unknown => {
-                let t = if *t == DataType::Unknown {
-                    DataType::Float8
-                } else {
-                    t.without_modifiers()
-                };
-                (Func::Abs, Some(t), t)
-            }
-            ("length" | "char_length" | "character_length", [t])
-                if t.is_string() || *t == DataType::Unknown =>
-            {
-                (Func::Length, Some(DataType::Text), DataType::Int4)
-            }
-            ("lower", [t]) if t.is_string() || *t == DataType::Unknown => {
-                (Func::Lower, Some(DataType::Text), DataType::Text)
-            }
-            ("upper", [t]) if t.is_string() || *t == DataType::Unknown => {
-                (Func::Upper, Some(DataType::Text), DataType::Text)
-            }
-            ("version", []) => (Func::Version, None, DataType::Text),
-            _ => return Err(no_such()),
-        };
-        let mut out = Vec::new();
-        for b in bound {
-            out.push(match arg_ty {
-                Some(t) => self.coerce_text_like(b, t)?,
-                None => b.0,
-            });
-        }
-        Ok((Expr::Func(func, out, ty), ty))
+        self.scalar_function(&name, bound)
     }
 
     fn aggregate(

@@ -13,7 +13,7 @@ pub mod cast;
 pub mod datetime;
 pub mod ops;
 pub mod text;
-mod value;
+pub mod value;
 
 pub use value::Value;
 

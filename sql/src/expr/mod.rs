@@ -11,6 +11,9 @@ use std::fmt::Write as _;
 
 use kv::{Error, ErrorKind, Result};
 
+mod func;
+mod like;
+
 use crate::types::cast::cast;
 use crate::types::ops::{ArithOp, arith, negate};
 use crate::types::text::format_value;
@@ -69,33 +72,7 @@ impl CmpOp {
     }
 }
 
-/// A scalar function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Func {
-    /// `abs(x)`
-    Abs,
-    /// `length(s)` / `char_length(s)`
-    Length,
-    /// `lower(s)`
-    Lower,
-    /// `upper(s)`
-    Upper,
-    /// `version()`
-    Version,
-}
-
-impl Func {
-    /// The SQL name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Func::Abs => "abs",
-            Func::Length => "length",
-            Func::Lower => "lower",
-            Func::Upper => "upper",
-            Func::Version => "version",
-        }
-    }
-}
+pub use func::Func;
 
 /// A bound expression.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,16 +121,105 @@ pub enum Expr {
     IsDistinct(Box<Expr>, Box<Expr>, bool),
     /// `a || b` on text.
     Concat(Box<Expr>, Box<Expr>),
-    /// A scalar function call.
+    /// A scalar function call with its result type.
     Func(Func, Vec<Expr>, DataType),
+    /// A column of an enclosing query's current row, in a correlated
+    /// subquery: `(levels up, column)`, 1 being the immediately enclosing
+    /// query.
+    Outer(usize, usize),
+    /// `CASE WHEN c THEN r ... ELSE e END` (a simple `CASE x WHEN v` is
+    /// bound as `x = v` conditions).
+    Case {
+        /// Conditions and results, in order.
+        whens: Vec<(Expr, Expr)>,
+        /// The result when no condition holds (NULL if absent).
+        otherwise: Option<Box<Expr>>,
+    },
+    /// `COALESCE(a, b, ...)`: the first non-NULL argument.
+    Coalesce(Vec<Expr>),
+    /// `s [NOT] LIKE|ILIKE pattern [ESCAPE e]`.
+    Like {
+        /// The string.
+        expr: Box<Expr>,
+        /// The pattern.
+        pattern: Box<Expr>,
+        /// `NOT LIKE`.
+        negated: bool,
+        /// `ILIKE`.
+        case_insensitive: bool,
+        /// The escape character (`\` by default, `None` after `ESCAPE ''`).
+        escape: Option<char>,
+    },
+    /// A subquery used as an expression.
+    Subquery(Box<Subquery>),
+}
+
+/// How a subquery's rows become a value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SubqueryKind {
+    /// `(SELECT x ...)`: the single value of the single row, NULL if none.
+    Scalar,
+    /// `EXISTS (SELECT ...)`.
+    Exists,
+    /// `probe [NOT] IN (SELECT x ...)`, with SQL's NULL rules.
+    In {
+        /// The value looked for.
+        probe: Box<Expr>,
+        /// `NOT IN`.
+        negated: bool,
+    },
+}
+
+/// A subquery inside an expression.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subquery {
+    /// Unique within the statement; results of uncorrelated subqueries are
+    /// cached by it.
+    pub id: usize,
+    /// What the rows mean.
+    pub kind: SubqueryKind,
+    /// The subquery's plan.
+    pub plan: crate::plan::Plan,
+    /// True when the plan reads columns of enclosing queries, so it runs
+    /// once per outer row instead of once per statement.
+    pub correlated: bool,
+}
+
+/// Runs subqueries for expression evaluation (the executor implements it).
+pub trait SubqueryRunner {
+    /// Returns the rows of `sq` evaluated with `outer` as the enclosing
+    /// rows (innermost last).
+    fn rows(&self, sq: &Subquery, outer: &[&[Value]]) -> Result<std::rc::Rc<Vec<Vec<Value>>>>;
 }
 
 /// What an expression is evaluated against.
+#[derive(Clone, Copy)]
 pub struct Env<'a> {
     /// The input row.
     pub row: &'a [Value],
     /// The statement's parameters.
     pub params: &'a [Value],
+    /// Rows of enclosing queries (correlated subqueries), innermost last.
+    pub outer: &'a [&'a [Value]],
+    /// Runs subqueries; `None` where none can appear.
+    pub runner: Option<&'a dyn SubqueryRunner>,
+}
+
+impl<'a> Env<'a> {
+    /// An environment with just parameters (constants, key bounds).
+    pub fn params(params: &'a [Value]) -> Env<'a> {
+        Env {
+            row: &[],
+            params,
+            outer: &[],
+            runner: None,
+        }
+    }
+
+    /// The same environment over another row.
+    pub fn with_row(&self, row: &'a [Value]) -> Env<'a> {
+        Env { row, ..*self }
+    }
 }
 
 fn truth(v: &Value) -> Result<Option<bool>> {
@@ -254,7 +320,56 @@ impl Expr {
                 (Value::Text(x), Value::Text(y)) => Value::text(format!("{x}{y}")),
                 _ => Value::Null,
             },
-            Expr::Func(f, args, ty) => eval_func(*f, args, *ty, env)?,
+            Expr::Func(f, args, ty) => {
+                let vals = args
+                    .iter()
+                    .map(|a| a.eval(env))
+                    .collect::<Result<Vec<_>>>()?;
+                func::call(*f, &vals, *ty)?
+            }
+            Expr::Outer(level, i) => {
+                let row = env
+                    .outer
+                    .len()
+                    .checked_sub(*level)
+                    .and_then(|d| env.outer.get(d))
+                    .ok_or_else(|| Error::internal("outer reference without an outer row"))?;
+                row[*i].clone()
+            }
+            Expr::Case { whens, otherwise } => {
+                for (cond, result) in whens {
+                    if cond.is_true(env)? {
+                        return result.eval(env);
+                    }
+                }
+                match otherwise {
+                    Some(e) => e.eval(env)?,
+                    None => Value::Null,
+                }
+            }
+            Expr::Coalesce(args) => {
+                for a in args {
+                    let v = a.eval(env)?;
+                    if !v.is_null() {
+                        return Ok(v);
+                    }
+                }
+                Value::Null
+            }
+            Expr::Like {
+                expr,
+                pattern,
+                negated,
+                case_insensitive,
+                escape,
+            } => match (expr.eval(env)?, pattern.eval(env)?) {
+                (Value::Text(s), Value::Text(p)) => {
+                    let m = like::matches(&s, &p, *case_insensitive, *escape)?;
+                    Value::Bool(m != *negated)
+                }
+                _ => Value::Null,
+            },
+            Expr::Subquery(sq) => eval_subquery(sq, env)?,
         })
     }
 
@@ -263,16 +378,104 @@ impl Expr {
         Ok(truth(&self.eval(env)?)? == Some(true))
     }
 
-    /// True when the expression reads no column (constants and parameters
-    /// only), so it can be evaluated before any row is read.
+    /// True when the expression reads no column of the current row
+    /// (constants, parameters and outer-row columns only), so it can be
+    /// evaluated before any row is read. Subqueries count as row-dependent.
     pub fn is_row_independent(&self) -> bool {
         let mut independent = true;
         self.walk(&mut |e| {
-            if matches!(e, Expr::Column(_)) {
+            if matches!(e, Expr::Column(_) | Expr::Subquery(_)) {
                 independent = false;
             }
         });
         independent
+    }
+
+    /// The columns of the current row the expression reads.
+    pub fn columns_used(&self, out: &mut Vec<usize>) {
+        self.walk(&mut |e| {
+            if let Expr::Column(i) = e {
+                out.push(*i);
+            }
+        });
+    }
+
+    /// Rewrites column references with `f` (used when operators move
+    /// columns around, e.g. join inputs).
+    pub fn map_columns(&self, f: &dyn Fn(usize) -> usize) -> Expr {
+        let m = |e: &Expr| Box::new(e.map_columns(f));
+        match self {
+            Expr::Column(i) => Expr::Column(f(*i)),
+            Expr::Const(_) | Expr::Param(_) | Expr::Outer(..) | Expr::Subquery(_) => self.clone(),
+            Expr::Cast {
+                expr,
+                from,
+                to,
+                explicit,
+            } => Expr::Cast {
+                expr: m(expr),
+                from: *from,
+                to: *to,
+                explicit: *explicit,
+            },
+            Expr::Arith {
+                op,
+                left,
+                right,
+                ty,
+            } => Expr::Arith {
+                op: *op,
+                left: m(left),
+                right: m(right),
+                ty: *ty,
+            },
+            Expr::Neg(e, ty) => Expr::Neg(m(e), *ty),
+            Expr::Cmp(op, l, r) => Expr::Cmp(*op, m(l), m(r)),
+            Expr::And(a, b) => Expr::And(m(a), m(b)),
+            Expr::Or(a, b) => Expr::Or(m(a), m(b)),
+            Expr::Not(a) => Expr::Not(m(a)),
+            Expr::IsNull(e, n) => Expr::IsNull(m(e), *n),
+            Expr::IsDistinct(a, b, n) => Expr::IsDistinct(m(a), m(b), *n),
+            Expr::Concat(a, b) => Expr::Concat(m(a), m(b)),
+            Expr::Func(func, args, ty) => {
+                Expr::Func(*func, args.iter().map(|a| a.map_columns(f)).collect(), *ty)
+            }
+            Expr::Case { whens, otherwise } => Expr::Case {
+                whens: whens
+                    .iter()
+                    .map(|(c, r)| (c.map_columns(f), r.map_columns(f)))
+                    .collect(),
+                otherwise: otherwise.as_ref().map(|o| m(o)),
+            },
+            Expr::Coalesce(args) => Expr::Coalesce(args.iter().map(|a| a.map_columns(f)).collect()),
+            Expr::Like {
+                expr,
+                pattern,
+                negated,
+                case_insensitive,
+                escape,
+            } => Expr::Like {
+                expr: m(expr),
+                pattern: m(pattern),
+                negated: *negated,
+                case_insensitive: *case_insensitive,
+                escape: *escape,
+            },
+        }
+    }
+
+    /// Joins predicates with AND (`None` for an empty list).
+    pub fn and_all(mut parts: Vec<Expr>) -> Option<Expr> {
+        let first = if parts.is_empty() {
+            return None;
+        } else {
+            parts.remove(0)
+        };
+        Some(
+            parts
+                .into_iter()
+                .fold(first, |acc, p| Expr::And(Box::new(acc), Box::new(p))),
+        )
     }
 
     /// Visits every node, parents first.
@@ -293,8 +496,39 @@ impl Expr {
                 left.walk(f);
                 right.walk(f);
             }
-            Expr::Func(_, args, _) => args.iter().for_each(|a| a.walk(f)),
+            Expr::Func(_, args, _) | Expr::Coalesce(args) => args.iter().for_each(|a| a.walk(f)),
+            Expr::Outer(..) => {}
+            Expr::Case { whens, otherwise } => {
+                for (c, r) in whens {
+                    c.walk(f);
+                    r.walk(f);
+                }
+                if let Some(o) = otherwise {
+                    o.walk(f);
+                }
+            }
+            Expr::Like { expr, pattern, .. } => {
+                expr.walk(f);
+                pattern.walk(f);
+            }
+            Expr::Subquery(sq) => {
+                if let SubqueryKind::In { probe, .. } = &sq.kind {
+                    probe.walk(f);
+                }
+            }
         }
+    }
+
+    /// True when evaluating needs a subquery runner or outer rows, which
+    /// the vectorized evaluator leaves to the row-at-a-time path.
+    pub fn needs_context(&self) -> bool {
+        let mut needs = false;
+        self.walk(&mut |e| {
+            if matches!(e, Expr::Subquery(_) | Expr::Outer(..)) {
+                needs = true;
+            }
+        });
+        needs
     }
 
     /// Splits a predicate into its top-level `AND`ed parts.
@@ -397,6 +631,58 @@ impl Expr {
                 s.push_str(" || ");
                 b.write(s, names);
             }
+            Expr::Outer(level, i) => {
+                let _ = write!(s, "outer{level}.${i}");
+            }
+            Expr::Case { whens, otherwise } => {
+                s.push_str("CASE");
+                for (c, r) in whens {
+                    s.push_str(" WHEN ");
+                    c.write(s, names);
+                    s.push_str(" THEN ");
+                    r.write(s, names);
+                }
+                if let Some(o) = otherwise {
+                    s.push_str(" ELSE ");
+                    o.write(s, names);
+                }
+                s.push_str(" END");
+            }
+            Expr::Coalesce(args) => {
+                s.push_str("COALESCE(");
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        s.push_str(", ");
+                    }
+                    a.write(s, names);
+                }
+                s.push(')');
+            }
+            Expr::Like {
+                expr,
+                pattern,
+                negated,
+                case_insensitive,
+                ..
+            } => {
+                expr.write(s, names);
+                let op = if *case_insensitive { "ILIKE" } else { "LIKE" };
+                let _ = write!(s, " {}{op} ", if *negated { "NOT " } else { "" });
+                pattern.write(s, names);
+            }
+            Expr::Subquery(sq) => {
+                let kind = match &sq.kind {
+                    SubqueryKind::Scalar => "",
+                    SubqueryKind::Exists => "EXISTS ",
+                    SubqueryKind::In { negated: false, .. } => "IN ",
+                    SubqueryKind::In { negated: true, .. } => "NOT IN ",
+                };
+                if let SubqueryKind::In { probe, .. } = &sq.kind {
+                    probe.write(s, names);
+                    s.push(' ');
+                }
+                let _ = write!(s, "{kind}(subquery {})", sq.id);
+            }
             Expr::Func(f, args, _) => {
                 s.push_str(f.name());
                 s.push('(');
@@ -412,27 +698,46 @@ impl Expr {
     }
 }
 
-fn eval_func(f: Func, args: &[Expr], ty: DataType, env: &Env<'_>) -> Result<Value> {
-    let vals = args
-        .iter()
-        .map(|a| a.eval(env))
-        .collect::<Result<Vec<_>>>()?;
-    if f != Func::Version && vals.iter().any(Value::is_null) {
-        return Ok(Value::Null);
-    }
-    Ok(match (f, vals.as_slice()) {
-        (Func::Abs, [Value::Int(i)]) => Value::Int(crate::types::text::check_int_range(
-            i.checked_abs()
-                .ok_or_else(|| crate::types::text::int_out_of_range(ty))?,
-            ty,
-        )?),
-        (Func::Abs, [Value::Numeric(d)]) => Value::Numeric(d.abs()),
-        (Func::Abs, [Value::Float(x)]) => Value::Float(x.abs()),
-        (Func::Length, [Value::Text(s)]) => Value::Int(s.chars().count() as i64),
-        (Func::Lower, [Value::Text(s)]) => Value::text(s.to_lowercase()),
-        (Func::Upper, [Value::Text(s)]) => Value::text(s.to_uppercase()),
-        (Func::Version, []) => Value::text(crate::VERSION_STRING),
-        _ => return Err(Error::internal(format!("bad arguments to {}", f.name()))),
+fn eval_subquery(sq: &Subquery, env: &Env<'_>) -> Result<Value> {
+    let runner = env
+        .runner
+        .ok_or_else(|| Error::unsupported("subqueries are not allowed here"))?;
+    let mut stack: Vec<&[Value]> = env.outer.to_vec();
+    stack.push(env.row);
+    let rows = runner.rows(sq, &stack)?;
+    Ok(match &sq.kind {
+        SubqueryKind::Exists => Value::Bool(!rows.is_empty()),
+        SubqueryKind::Scalar => match rows.len() {
+            0 => Value::Null,
+            1 => rows[0].first().cloned().unwrap_or(Value::Null),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::CardinalityViolation,
+                    "more than one row returned by a subquery used as an expression",
+                ));
+            }
+        },
+        SubqueryKind::In { probe, negated } => {
+            let x = probe.eval(env)?;
+            let mut found = Some(false);
+            if rows.is_empty() {
+                found = Some(false);
+            } else if x.is_null() {
+                found = None;
+            } else {
+                for r in rows.iter() {
+                    match &r[0] {
+                        Value::Null => found = None,
+                        v if v.cmp_non_null(&x) == Ordering::Equal => {
+                            found = Some(true);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            from_truth(found.map(|f| f != *negated))
+        }
     })
 }
 
@@ -445,11 +750,7 @@ mod tests {
     }
 
     fn eval(e: &Expr) -> Value {
-        e.eval(&Env {
-            row: &[],
-            params: &[],
-        })
-        .unwrap()
+        e.eval(&Env::params(&[])).unwrap()
     }
 
     #[test]

@@ -1,0 +1,553 @@
+//! Binding FROM and WHERE: relations, join order, access paths.
+//!
+//! Comma-separated items and inner joins form one *join group*. Their ON
+//! conditions and the WHERE clause are split into conjuncts: a conjunct
+//! that reads one relation is pushed into it (where it also chooses that
+//! table's key-range access path); the others are join conditions. The join
+//! order is greedy, so planning stays polynomial for dozens of tables:
+//! start from the relation expected to yield the fewest rows, then
+//! repeatedly join the cheapest relation connected to what is already joined
+//! by an equality (a hash join), falling back to a cross join only when
+//! nothing is connected. Outer joins are not reordered: the group to their
+//! left is planned first and becomes one relation.
+
+use super::*;
+use crate::plan::{Access, JoinKind};
+
+/// A relation of a join group.
+pub(super) struct Rel {
+    /// Its plan.
+    plan: Plan,
+    /// Its columns.
+    scope: Scope,
+}
+
+/// A predicate with the relations it reads.
+struct Pred {
+    expr: Expr,
+    rels: Vec<usize>,
+    used: bool,
+}
+
+fn estimate(plan: &Plan) -> f64 {
+    match plan {
+        Plan::Scan(s) => match &s.access {
+            Access::Point { .. } => 1.0,
+            Access::Range { prefix, .. } if !prefix.is_empty() => 10.0 / (prefix.len() as f64),
+            Access::Range { .. } => 300.0,
+            Access::Index { prefix, .. } if !prefix.is_empty() => 20.0 / (prefix.len() as f64),
+            Access::Index { .. } => 300.0,
+            Access::Full => 1000.0,
+        },
+        Plan::Filter { input, .. } => estimate(input) * 0.5,
+        Plan::Values { rows, .. } => rows.len() as f64,
+        Plan::Unit => 1.0,
+        Plan::Limit { input, .. } => estimate(input).min(100.0),
+        Plan::Aggregate {
+            group_by, input, ..
+        } if group_by.is_empty() => {
+            let _ = input;
+            1.0
+        }
+        _ => 1000.0,
+    }
+}
+
+impl Binder<'_> {
+    /// Binds FROM and WHERE into one plan over the FROM columns, in the
+    /// order they were written.
+    pub(super) fn bind_from(
+        &mut self,
+        from: &[ast::TableWithJoins],
+        selection: Option<&ast::Expr>,
+    ) -> Result<(Plan, Scope)> {
+        let mut rels = Vec::new();
+        let mut on: Vec<&ast::Expr> = Vec::new();
+        for item in from {
+            self.bind_from_item(item, &mut rels, &mut on)?;
+        }
+        if rels.is_empty() {
+            rels.push(Rel {
+                plan: Plan::Unit,
+                scope: Scope::default(),
+            });
+        }
+        let scope = Scope::concat(rels.iter().map(|r| &r.scope));
+        let mut preds = Vec::new();
+        for cond in on {
+            let p = self.predicate(cond, &scope, "JOIN/ON")?;
+            preds.extend(p.conjuncts().into_iter().cloned());
+        }
+        if let Some(w) = selection {
+            if contains_aggregate(w) {
+                bail!(Grouping, "aggregate functions are not allowed in WHERE");
+            }
+            let p = self.predicate(w, &scope, "WHERE")?;
+            preds.extend(p.conjuncts().into_iter().cloned());
+        }
+        let plan = plan_group(rels, preds)?;
+        Ok((plan, scope))
+    }
+
+    /// Adds one FROM item's relations (and inner-join conditions) to the
+    /// group; outer joins collapse what is to their left into one relation.
+    fn bind_from_item<'a>(
+        &mut self,
+        item: &'a ast::TableWithJoins,
+        rels: &mut Vec<Rel>,
+        on: &mut Vec<&'a ast::Expr>,
+    ) -> Result<()> {
+        let mut local = vec![self.factor(&item.relation)?];
+        let mut local_on: Vec<&ast::Expr> = Vec::new();
+        for join in &item.joins {
+            use ast::JoinOperator as J;
+            let (kind, constraint) = match &join.join_operator {
+                J::Join(c) | J::Inner(c) => (None, Some(c)),
+                J::CrossJoin(c) => (None, Some(c)),
+                J::Left(c) | J::LeftOuter(c) => (Some((JoinKind::Left, false)), Some(c)),
+                J::Right(c) | J::RightOuter(c) => (Some((JoinKind::Left, true)), Some(c)),
+                J::FullOuter(c) => (Some((JoinKind::Full, false)), Some(c)),
+                other => bail!(
+                    FeatureNotSupported,
+                    "join type not supported yet: {other:?}"
+                ),
+            };
+            let cond = match constraint {
+                Some(ast::JoinConstraint::On(e)) => Some(e),
+                Some(ast::JoinConstraint::None) | None => None,
+                Some(other) => bail!(
+                    FeatureNotSupported,
+                    "join constraint not supported yet: {other:?}"
+                ),
+            };
+            let right = self.factor(&join.relation)?;
+            match kind {
+                None => {
+                    local.push(right);
+                    local_on.extend(cond);
+                }
+                Some((kind, swap)) => {
+                    let Some(cond) = cond else {
+                        bail!(Syntax, "outer joins need an ON condition");
+                    };
+                    // Everything so far becomes the outer join's left input.
+                    let left_scope = Scope::concat(local.iter().map(|r| &r.scope));
+                    let mut left_preds = Vec::new();
+                    for c in local_on.drain(..) {
+                        let p = self.predicate(c, &left_scope, "JOIN/ON")?;
+                        left_preds.extend(p.conjuncts().into_iter().cloned());
+                    }
+                    let left = Rel {
+                        plan: plan_group(std::mem::take(&mut local), left_preds)?,
+                        scope: left_scope,
+                    };
+                    local.push(self.outer_join(kind, swap, left, right, cond)?);
+                }
+            }
+        }
+        rels.extend(local);
+        on.extend(local_on);
+        Ok(())
+    }
+
+    /// `left LEFT|FULL JOIN right ON cond` (RIGHT JOIN is a swapped LEFT
+    /// JOIN, projected back to the written column order).
+    fn outer_join(
+        &mut self,
+        kind: JoinKind,
+        swap: bool,
+        left: Rel,
+        right: Rel,
+        cond: &ast::Expr,
+    ) -> Result<Rel> {
+        let written = Scope::concat([&left.scope, &right.scope]);
+        let bound = self.predicate(cond, &written, "JOIN/ON")?;
+        let (outer, inner) = if swap { (right, left) } else { (left, right) };
+        let n_outer = outer.scope.columns.len();
+        let n_inner = inner.scope.columns.len();
+        let n_left_written = if swap { n_inner } else { n_outer };
+        // Column positions: written order → join output (outer ++ inner).
+        let to_join = |c: usize| -> usize {
+            if swap {
+                if c < n_left_written {
+                    n_outer + c
+                } else {
+                    c - n_left_written
+                }
+            } else {
+                c
+            }
+        };
+        let mut left_keys = Vec::new();
+        let mut right_keys = Vec::new();
+        let mut residual = Vec::new();
+        let mut inner_only = Vec::new();
+        for p in bound.conjuncts() {
+            let p = p.map_columns(&to_join);
+            let mut cols = Vec::new();
+            p.columns_used(&mut cols);
+            let reads_outer = cols.iter().any(|&c| c < n_outer);
+            let reads_inner = cols.iter().any(|&c| c >= n_outer);
+            if let Expr::Cmp(CmpOp::Eq, a, b) = &p
+                && !p.needs_context()
+            {
+                let side = |e: &Expr| {
+                    let mut c = Vec::new();
+                    e.columns_used(&mut c);
+                    (
+                        !c.is_empty() && c.iter().all(|&x| x < n_outer),
+                        !c.is_empty() && c.iter().all(|&x| x >= n_outer),
+                    )
+                };
+                let ((ao, ai), (bo, bi)) = (side(a), side(b));
+                let shift = |e: &Expr| e.map_columns(&|c| c - n_outer);
+                if ao && bi {
+                    left_keys.push((**a).clone());
+                    right_keys.push(shift(b));
+                    continue;
+                }
+                if ai && bo {
+                    left_keys.push((**b).clone());
+                    right_keys.push(shift(a));
+                    continue;
+                }
+            }
+            if kind == JoinKind::Left && reads_inner && !reads_outer && !p.needs_context() {
+                // Conditions on the inner side alone filter it before the join.
+                inner_only.push(p.map_columns(&|c| c - n_outer));
+            } else {
+                residual.push(p);
+            }
+        }
+        let mut inner_plan = inner.plan;
+        if let Some(f) = Expr::and_all(inner_only) {
+            inner_plan = push_filter(inner_plan, f);
+        }
+        let mut plan = Plan::Join {
+            kind,
+            left: Box::new(outer.plan),
+            right: Box::new(inner_plan),
+            left_keys,
+            right_keys,
+            residual: Expr::and_all(residual),
+        };
+        if swap {
+            let types = plan.output_types();
+            let order: Vec<usize> = (0..n_outer + n_inner).map(to_join).collect();
+            plan = Plan::Project {
+                input: Box::new(plan),
+                exprs: order.iter().map(|&c| Expr::Column(c)).collect(),
+                types: order.iter().map(|&c| types[c]).collect(),
+            };
+        }
+        Ok(Rel {
+            plan,
+            scope: written,
+        })
+    }
+
+    /// One FROM factor: a table, a view, a subquery or a parenthesized join.
+    fn factor(&mut self, f: &ast::TableFactor) -> Result<Rel> {
+        match f {
+            ast::TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } => {
+                let n = object_name(name)?;
+                if let Some(table) = catalog::get_table(self.txn, &n)? {
+                    self.deps.push((n, table.id));
+                    let mut scope = Scope::of_table(&table, alias.as_ref().map(|a| ident(&a.name)));
+                    if let Some(a) = alias {
+                        rename_columns(&mut scope, &a.columns)?;
+                    }
+                    return Ok(Rel {
+                        plan: Plan::Scan(Scan {
+                            table,
+                            access: Access::Full,
+                        }),
+                        scope,
+                    });
+                }
+                if let Some(view) = catalog::get_view(self.txn, &n)? {
+                    self.deps.push((n.clone(), view.id));
+                    let q = match parse_statement(&view.sql)? {
+                        ast::Statement::Query(q) => q,
+                        _ => return Err(Error::internal("a view's definition is not a query")),
+                    };
+                    let qualifier = alias.as_ref().map_or(n.clone(), |a| ident(&a.name));
+                    let (plan, mut columns) = self.subquery_plan(&q, false)?;
+                    for (c, name) in columns.iter_mut().zip(&view.columns) {
+                        c.name = name.clone();
+                    }
+                    let mut scope = query::output_scope(&columns, Some(&qualifier));
+                    if let Some(a) = alias {
+                        rename_columns(&mut scope, &a.columns)?;
+                    }
+                    return Ok(Rel { plan, scope });
+                }
+                bail!(UndefinedTable, "relation \"{n}\" does not exist")
+            }
+            ast::TableFactor::Derived {
+                lateral,
+                subquery,
+                alias,
+                ..
+            } => {
+                if *lateral {
+                    bail!(FeatureNotSupported, "LATERAL is not supported yet");
+                }
+                let Some(alias) = alias else {
+                    bail!(Syntax, "subquery in FROM must have an alias");
+                };
+                let (plan, columns) = self.subquery_plan(subquery, false)?;
+                let mut scope = query::output_scope(&columns, Some(&ident(&alias.name)));
+                rename_columns(&mut scope, &alias.columns)?;
+                Ok(Rel { plan, scope })
+            }
+            ast::TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                if alias.is_some() {
+                    bail!(
+                        FeatureNotSupported,
+                        "aliases on parenthesized joins are not supported yet"
+                    );
+                }
+                let (plan, scope) = self.bind_from(std::slice::from_ref(table_with_joins), None)?;
+                Ok(Rel { plan, scope })
+            }
+            other => bail!(FeatureNotSupported, "FROM item not supported yet: {other}"),
+        }
+    }
+}
+
+fn rename_columns(scope: &mut Scope, names: &[ast::TableAliasColumnDef]) -> Result<()> {
+    if names.len() > scope.columns.len() {
+        bail!(
+            InvalidColumnReference,
+            "table has {} columns available but {} columns specified",
+            scope.columns.len(),
+            names.len()
+        );
+    }
+    for (c, n) in scope.columns.iter_mut().zip(names) {
+        c.name = ident(&n.name);
+    }
+    Ok(())
+}
+
+/// Adds a filter; a filter over a base table also picks its access path.
+fn push_filter(plan: Plan, predicate: Expr) -> Plan {
+    match plan {
+        Plan::Scan(mut scan) if scan.access == Access::Full => {
+            scan.access = choose_access(&scan.table, Some(&predicate));
+            Plan::Filter {
+                input: Box::new(Plan::Scan(scan)),
+                predicate,
+            }
+        }
+        Plan::Filter {
+            input,
+            predicate: existing,
+        } => {
+            let both = Expr::And(Box::new(existing), Box::new(predicate));
+            push_filter(*input, both)
+        }
+        other => Plan::Filter {
+            input: Box::new(other),
+            predicate,
+        },
+    }
+}
+
+/// Plans a join group: pushes single-relation predicates down, orders the
+/// joins greedily and returns a plan whose columns are in written order.
+fn plan_group(rels: Vec<Rel>, preds: Vec<Expr>) -> Result<Plan> {
+    let widths: Vec<usize> = rels.iter().map(|r| r.scope.columns.len()).collect();
+    let offsets: Vec<usize> = widths
+        .iter()
+        .scan(0, |acc, w| {
+            let o = *acc;
+            *acc += w;
+            Some(o)
+        })
+        .collect();
+    let rel_of = |c: usize| {
+        offsets
+            .iter()
+            .rposition(|&o| o <= c)
+            .expect("column of some relation")
+    };
+    let mut preds: Vec<Pred> = preds
+        .into_iter()
+        .map(|expr| {
+            let mut cols = Vec::new();
+            expr.columns_used(&mut cols);
+            let mut rels: Vec<usize> = cols.iter().map(|&c| rel_of(c)).collect();
+            rels.sort_unstable();
+            rels.dedup();
+            Pred {
+                expr,
+                rels,
+                used: false,
+            }
+        })
+        .collect();
+    // Push single-relation predicates into their relation.
+    let mut plans: Vec<Option<Plan>> = Vec::new();
+    for (i, rel) in rels.into_iter().enumerate() {
+        let local: Vec<Expr> = preds
+            .iter_mut()
+            .filter(|p| p.rels == [i])
+            .map(|p| {
+                p.used = true;
+                p.expr.map_columns(&|c| c - offsets[i])
+            })
+            .collect();
+        let plan = match Expr::and_all(local) {
+            Some(f) => push_filter(rel.plan, f),
+            None => rel.plan,
+        };
+        plans.push(Some(plan));
+    }
+    let n = plans.len();
+    // Greedy join order.
+    let start = (0..n)
+        .min_by(|&a, &b| {
+            estimate(plans[a].as_ref().unwrap()).total_cmp(&estimate(plans[b].as_ref().unwrap()))
+        })
+        .expect("at least one relation");
+    let mut joined = vec![start];
+    let mut layout: Vec<usize> = (offsets[start]..offsets[start] + widths[start]).collect();
+    let mut plan = plans[start].take().unwrap();
+    while joined.len() < n {
+        let connects = |p: &Pred, r: usize| {
+            !p.used
+                && p.rels.contains(&r)
+                && p.rels.iter().all(|x| *x == r || joined.contains(x))
+                && p.rels.len() > 1
+        };
+        let is_equi = |p: &Pred, r: usize| {
+            if let Expr::Cmp(CmpOp::Eq, a, b) = &p.expr {
+                let in_r = |e: &Expr| {
+                    let mut c = Vec::new();
+                    e.columns_used(&mut c);
+                    !c.is_empty() && c.iter().all(|&x| rel_of(x) == r)
+                };
+                let in_joined = |e: &Expr| {
+                    let mut c = Vec::new();
+                    e.columns_used(&mut c);
+                    !c.is_empty() && c.iter().all(|&x| joined.contains(&rel_of(x)))
+                };
+                (in_r(a) && in_joined(b)) || (in_r(b) && in_joined(a))
+            } else {
+                false
+            }
+        };
+        let next = (0..n)
+            .filter(|r| plans[*r].is_some())
+            .min_by(|&a, &b| {
+                let score = |r: usize| {
+                    let equi = preds
+                        .iter()
+                        .any(|p| connects(p, r) && is_equi(p, r) && !p.expr.needs_context());
+                    (!equi, estimate(plans[r].as_ref().unwrap()))
+                };
+                let (ea, ca) = score(a);
+                let (eb, cb) = score(b);
+                ea.cmp(&eb).then(ca.total_cmp(&cb))
+            })
+            .expect("a relation remains");
+        let right = plans[next].take().unwrap();
+        let position = |layout: &[usize], c: usize| {
+            layout.iter().position(|&x| x == c).expect("joined column")
+        };
+        let left_layout = layout.clone();
+        let mut new_layout = layout.clone();
+        new_layout.extend(offsets[next]..offsets[next] + widths[next]);
+        let mut left_keys = Vec::new();
+        let mut right_keys = Vec::new();
+        let mut residual = Vec::new();
+        for p in preds.iter_mut() {
+            if !connects(p, next) {
+                continue;
+            }
+            p.used = true;
+            if !p.expr.needs_context()
+                && let Expr::Cmp(CmpOp::Eq, a, b) = &p.expr
+            {
+                let mut ca = Vec::new();
+                a.columns_used(&mut ca);
+                let a_right = !ca.is_empty() && ca.iter().all(|&x| rel_of(x) == next);
+                let a_left = !ca.is_empty() && ca.iter().all(|&x| rel_of(x) != next);
+                let mut cb = Vec::new();
+                b.columns_used(&mut cb);
+                let b_right = !cb.is_empty() && cb.iter().all(|&x| rel_of(x) == next);
+                let b_left = !cb.is_empty() && cb.iter().all(|&x| rel_of(x) != next);
+                let to_left = |e: &Expr| e.map_columns(&|c| position(&left_layout, c));
+                let to_right = |e: &Expr| e.map_columns(&|c| c - offsets[next]);
+                if a_left && b_right {
+                    left_keys.push(to_left(a));
+                    right_keys.push(to_right(b));
+                    continue;
+                }
+                if a_right && b_left {
+                    left_keys.push(to_left(b));
+                    right_keys.push(to_right(a));
+                    continue;
+                }
+            }
+            residual.push(p.expr.map_columns(&|c| position(&new_layout, c)));
+        }
+        plan = Plan::Join {
+            kind: JoinKind::Inner,
+            left: Box::new(plan),
+            right: Box::new(right),
+            left_keys,
+            right_keys,
+            residual: Expr::and_all(residual),
+        };
+        joined.push(next);
+        layout = new_layout;
+    }
+    // Whatever is left (constants, predicates with subqueries) filters the
+    // joined rows.
+    let rest: Vec<Expr> = preds
+        .iter()
+        .filter(|p| !p.used)
+        .map(|p| {
+            p.expr
+                .map_columns(&|c| layout.iter().position(|&x| x == c).expect("joined column"))
+        })
+        .collect();
+    if let Some(f) = Expr::and_all(rest) {
+        plan = if n == 1 {
+            push_filter(plan, f)
+        } else {
+            Plan::Filter {
+                input: Box::new(plan),
+                predicate: f,
+            }
+        };
+    }
+    // Back to written order.
+    let total: usize = widths.iter().sum();
+    if layout != (0..total).collect::<Vec<_>>() {
+        let types = plan.output_types();
+        let exprs: Vec<Expr> = (0..total)
+            .map(|c| Expr::Column(layout.iter().position(|&x| x == c).unwrap()))
+            .collect();
+        let out_types = (0..total)
+            .map(|c| types[layout.iter().position(|&x| x == c).unwrap()])
+            .collect();
+        plan = Plan::Project {
+            input: Box::new(plan),
+            exprs,
+            types: out_types,
+        };
+    }
+    Ok(plan)
+}

@@ -1,0 +1,145 @@
+//! Resolving scalar function calls: which overload, argument conversions
+//! and result type, following PostgreSQL (e.g. `round(int)` is the double
+//! precision overload, `round(numeric, int)` the numeric one).
+
+use super::*;
+use crate::expr::Func;
+use crate::types::Value;
+
+fn is_text(t: DataType) -> bool {
+    t.is_string() || t == DataType::Unknown
+}
+
+fn is_int(t: DataType) -> bool {
+    t.is_integer() || t == DataType::Unknown
+}
+
+impl Binder<'_> {
+    /// Binds `name(args)` for a non-aggregate function.
+    pub(super) fn scalar_function(&mut self, name: &str, args: Vec<Typed>) -> Result<Typed> {
+        let types: Vec<DataType> = args.iter().map(|a| a.1).collect();
+        let no_such = || {
+            let names: Vec<&str> = types.iter().map(|t| t.pg_name()).collect();
+            Error::new(
+                ErrorKind::UndefinedFunction,
+                format!("function {name}({}) does not exist", names.join(", ")),
+            )
+        };
+        use DataType as T;
+        // (function, argument types to convert to, result type)
+        let (func, arg_types, ty): (Func, Vec<DataType>, DataType) = match (name, types.as_slice())
+        {
+            ("coalesce", ts) if !ts.is_empty() => {
+                let ty = common_type(ts, "COALESCE")?;
+                let mut out = Vec::new();
+                for a in args {
+                    out.push(self.coerce_text_like(a, ty)?);
+                }
+                return Ok((Expr::Coalesce(out), query::output_type(ty)));
+            }
+            ("nullif", [_, _]) => {
+                let mut it = args.into_iter();
+                let (a, b) = (it.next().unwrap(), it.next().unwrap());
+                let ty = self.comparison_type(a.1, b.1, "=")?;
+                let cmp_ty = if let T::Char(_) = ty { T::Text } else { ty };
+                let result_ty = query::output_type(a.1);
+                let left = self.coerce_text_like(a.clone(), cmp_ty)?;
+                let right = self.coerce_text_like(b, cmp_ty)?;
+                let value = self.coerce_text_like(a, result_ty)?;
+                let equal = Expr::Cmp(CmpOp::Eq, Box::new(left), Box::new(right));
+                return Ok((
+                    Expr::Case {
+                        whens: vec![(equal, Expr::Const(Value::Null))],
+                        otherwise: Some(Box::new(value)),
+                    },
+                    result_ty,
+                ));
+            }
+            ("abs", [t]) if t.is_numeric() || *t == T::Unknown => {
+                let t = if *t == T::Unknown {
+                    T::Float8
+                } else {
+                    t.without_modifiers()
+                };
+                (Func::Abs, vec![t], t)
+            }
+            ("round" | "ceil" | "ceiling" | "floor", [t]) if t.is_numeric() || *t == T::Unknown => {
+                let t = if matches!(t, T::Numeric(_)) {
+                    T::Numeric(None)
+                } else {
+                    T::Float8
+                };
+                let f = match name {
+                    "round" => Func::Round,
+                    "floor" => Func::Floor,
+                    _ => Func::Ceil,
+                };
+                (f, vec![t], t)
+            }
+            ("round", [t, n])
+                if (t.is_integer() || matches!(t, T::Numeric(_)) || *t == T::Unknown)
+                    && is_int(*n) =>
+            {
+                (
+                    Func::Round,
+                    vec![T::Numeric(None), T::Int4],
+                    T::Numeric(None),
+                )
+            }
+            ("mod", [a, b])
+                if (a.is_numeric() || *a == T::Unknown) && (b.is_numeric() || *b == T::Unknown) =>
+            {
+                let t = match (a, b) {
+                    (T::Unknown, T::Unknown) => T::Int4,
+                    (T::Unknown, x) | (x, T::Unknown) => x.without_modifiers(),
+                    (x, y) => T::numeric_common(*x, *y).without_modifiers(),
+                };
+                if t.is_float() {
+                    return Err(no_such());
+                }
+                (Func::Mod, vec![t, t], t)
+            }
+            ("length" | "char_length" | "character_length", [t]) if is_text(*t) => {
+                (Func::Length, vec![T::Text], T::Int4)
+            }
+            ("lower", [t]) if is_text(*t) => (Func::Lower, vec![T::Text], T::Text),
+            ("upper", [t]) if is_text(*t) => (Func::Upper, vec![T::Text], T::Text),
+            ("substr" | "substring", [s, f]) if is_text(*s) && is_int(*f) => {
+                (Func::Substr, vec![T::Text, T::Int8], T::Text)
+            }
+            ("substr" | "substring", [s, f, n]) if is_text(*s) && is_int(*f) && is_int(*n) => {
+                (Func::Substr, vec![T::Text, T::Int8, T::Int8], T::Text)
+            }
+            ("btrim" | "trim" | "ltrim" | "rtrim", ts)
+                if (1..=2).contains(&ts.len()) && ts.iter().all(|t| is_text(*t)) =>
+            {
+                let f = match name {
+                    "ltrim" => Func::Ltrim,
+                    "rtrim" => Func::Rtrim,
+                    _ => Func::Btrim,
+                };
+                (f, vec![T::Text; ts.len()], T::Text)
+            }
+            ("concat", ts) if !ts.is_empty() => {
+                let mut out = Vec::new();
+                for a in args {
+                    out.push(self.text_operand(a)?);
+                }
+                return Ok((Expr::Func(Func::Concat, out, T::Text), T::Text));
+            }
+            ("replace", [a, b, c]) if is_text(*a) && is_text(*b) && is_text(*c) => {
+                (Func::Replace, vec![T::Text; 3], T::Text)
+            }
+            ("strpos", [a, b]) if is_text(*a) && is_text(*b) => {
+                (Func::Strpos, vec![T::Text; 2], T::Int4)
+            }
+            ("version", []) => (Func::Version, vec![], T::Text),
+            _ => return Err(no_such()),
+        };
+        let mut out = Vec::new();
+        for (a, t) in args.into_iter().zip(arg_types) {
+            out.push(self.coerce_text_like(a, t)?);
+        }
+        Ok((Expr::Func(func, out, ty), ty))
+    }
+}

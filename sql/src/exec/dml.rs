@@ -1,0 +1,452 @@
+//! INSERT, UPDATE and DELETE: row-at-a-time writes through the
+//! transaction, keeping secondary indexes in step with rows.
+//!
+//! Every write first reads what it depends on (the key it inserts, the
+//! unique index range it checks), so concurrent conflicting writers fail
+//! certification instead of both succeeding.
+
+use std::sync::Arc;
+
+use kv::{Error, ErrorKind, Result, bail};
+use txn::{ScanPlacement, prefix_range};
+
+use super::scan::placement_of_key;
+use super::{ExecCtx, Row};
+use crate::bind::OutputColumn;
+use crate::catalog::{Index, Table};
+use crate::expr::Expr;
+use crate::plan::{Plan, Scan};
+use crate::rowcodec::encode_row;
+use crate::types::cast::cast;
+use crate::types::text::format_value;
+use crate::types::{DataType, Value};
+
+/// `RETURNING`: expressions over the written row.
+#[derive(Clone, Debug)]
+pub struct Returning {
+    /// One per result column, over the table's columns.
+    pub exprs: Vec<Expr>,
+    /// The result columns.
+    pub columns: Vec<OutputColumn>,
+}
+
+/// `ON CONFLICT`.
+#[derive(Clone, Debug)]
+pub enum Conflict {
+    /// `DO NOTHING`: skip rows that would violate the primary key or a
+    /// unique index (`target`, when given, names which).
+    Nothing {
+        /// The conflict target: a unique index, or `None` for the primary key
+        /// and any unique index.
+        target: Option<ConflictTarget>,
+    },
+    /// `DO UPDATE SET ... [WHERE ...]`: update the existing row instead.
+    Update {
+        /// Which constraint detects the conflict.
+        target: ConflictTarget,
+        /// New values: column, expression over `existing ++ excluded`, type.
+        sets: Vec<(usize, Expr, DataType)>,
+        /// Only update when this holds (over `existing ++ excluded`).
+        filter: Option<Expr>,
+    },
+}
+
+/// The constraint an ON CONFLICT clause is about.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConflictTarget {
+    /// The primary key.
+    PrimaryKey,
+    /// A unique index.
+    Unique(Index),
+}
+
+/// Where INSERT's rows come from.
+#[derive(Clone, Debug)]
+pub enum InsertSource {
+    /// `VALUES`: one expression per table column per row, with its type.
+    Rows(Vec<Vec<(Expr, DataType)>>),
+    /// `INSERT ... SELECT`: the query, the table column each of its
+    /// columns goes to, and every column's default.
+    Query {
+        /// The query.
+        plan: Box<Plan>,
+        /// Target column of each query column.
+        targets: Vec<usize>,
+        /// Defaults of the table's columns (used where not targeted).
+        defaults: Vec<(Expr, DataType)>,
+    },
+}
+
+fn unique_violation(name: &str, table: &Table, columns: &[usize], row: &[Value]) -> Error {
+    let cols: Vec<&str> = columns
+        .iter()
+        .map(|&i| table.columns[i].name.as_str())
+        .collect();
+    let vals: Vec<String> = columns
+        .iter()
+        .map(|&i| format_value(&row[i], table.columns[i].ty).unwrap_or_else(|| "null".into()))
+        .collect();
+    Error::new(
+        ErrorKind::UniqueViolation,
+        format!(
+            "duplicate key value violates unique constraint \"{name}\" (Key ({})=({}) already exists.)",
+            cols.join(", "),
+            vals.join(", ")
+        ),
+    )
+}
+
+impl ExecCtx<'_> {
+    /// Converts computed values to the columns' types and checks NOT NULL.
+    fn conform(&self, table: &Table, values: Vec<(Value, DataType)>) -> Result<Row> {
+        let mut row = Vec::with_capacity(values.len());
+        for ((v, ty), col) in values.into_iter().zip(&table.columns) {
+            let v = cast(v, ty, col.ty, false)?;
+            if v.is_null() && !col.nullable {
+                bail!(
+                    NotNullViolation,
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    col.name,
+                    table.name
+                );
+            }
+            row.push(v);
+        }
+        Ok(row)
+    }
+
+    /// The key of the row a unique index entry points to, if any row other
+    /// than `except` has these indexed values.
+    fn unique_holder(
+        &self,
+        table: &Table,
+        index: &Index,
+        row: &[Value],
+        except: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>> {
+        let probe_key = table.generated_key().0; // any well-formed row key
+        let (entry, values_len, has_null) =
+            table.index_entry(index, row, except.unwrap_or(&probe_key));
+        if has_null {
+            return Ok(None);
+        }
+        let range = prefix_range(&entry[..values_len]);
+        let found = self.with_txn(|t| t.scan(&range, ScanPlacement::AllShards, None))?;
+        for (k, _) in found {
+            let mut row_key = table.row_prefix();
+            row_key.extend_from_slice(&k[values_len..]);
+            if Some(row_key.as_slice()) != except {
+                return Ok(Some(row_key));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes the index entries of a row.
+    fn put_index_entries(&self, table: &Table, row: &[Value], key: &[u8]) -> Result<()> {
+        let placement = placement_of_key(key)?;
+        for index in &table.indexes {
+            let (entry, _, _) = table.index_entry(index, row, key);
+            self.with_txn(|t| t.put(entry, Arc::from(&[][..]), placement));
+        }
+        Ok(())
+    }
+
+    fn delete_index_entries(&self, table: &Table, row: &[Value], key: &[u8]) -> Result<()> {
+        let placement = placement_of_key(key)?;
+        for index in &table.indexes {
+            let (entry, _, _) = table.index_entry(index, row, key);
+            self.with_txn(|t| t.delete(entry, placement));
+        }
+        Ok(())
+    }
+
+    /// Checks the unique indexes for a row about to be stored at `key`.
+    fn check_unique_indexes(&self, table: &Table, row: &[Value], key: &[u8]) -> Result<()> {
+        for index in table.indexes.iter().filter(|i| i.unique) {
+            if self.unique_holder(table, index, row, Some(key))?.is_some() {
+                return Err(unique_violation(&index.name, table, &index.columns, row));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a new row; fails on a primary-key or unique-index conflict.
+    fn insert_row(&self, table: &Table, row: &Row) -> Result<Vec<u8>> {
+        let bytes: Arc<[u8]> = Arc::from(encode_row(row));
+        let (key, placement) = if table.primary_key.is_empty() {
+            loop {
+                let (key, placement) = table.generated_key();
+                if self.with_txn(|t| t.get(&key, placement))?.is_none() {
+                    break (key, placement);
+                }
+            }
+        } else {
+            let (key, placement) = table.key_of_row(row);
+            if self.with_txn(|t| t.get(&key, placement))?.is_some() {
+                return Err(unique_violation(
+                    &table.pkey_name(),
+                    table,
+                    &table.primary_key,
+                    row,
+                ));
+            }
+            (key, placement)
+        };
+        self.check_unique_indexes(table, row, &key)?;
+        self.with_txn(|t| t.put(key.clone(), bytes, placement));
+        self.put_index_entries(table, row, &key)?;
+        Ok(key)
+    }
+
+    /// Replaces the row at `key` (`old`) with `new`, moving it if its
+    /// primary key changed.
+    fn replace_row(&self, table: &Table, key: &[u8], old: &Row, new: &Row) -> Result<()> {
+        let placement = placement_of_key(key)?;
+        let bytes: Arc<[u8]> = Arc::from(encode_row(new));
+        self.delete_index_entries(table, old, key)?;
+        let new_key = if table.primary_key.is_empty() {
+            key.to_vec()
+        } else {
+            table.key_of_row(new).0
+        };
+        if new_key != key {
+            self.with_txn(|t| t.delete(key.to_vec(), placement));
+            let new_placement = placement_of_key(&new_key)?;
+            if self.with_txn(|t| t.get(&new_key, new_placement))?.is_some() {
+                return Err(unique_violation(
+                    &table.pkey_name(),
+                    table,
+                    &table.primary_key,
+                    new,
+                ));
+            }
+        }
+        self.check_unique_indexes(table, new, &new_key)?;
+        let new_placement = placement_of_key(&new_key)?;
+        self.with_txn(|t| t.put(new_key.clone(), bytes, new_placement));
+        self.put_index_entries(table, new, &new_key)
+    }
+
+    fn returning_row(
+        &self,
+        returning: &Option<Returning>,
+        row: &Row,
+        out: &mut Vec<Row>,
+    ) -> Result<()> {
+        if let Some(r) = returning {
+            let env = self.env(row, &[]);
+            out.push(
+                r.exprs
+                    .iter()
+                    .map(|e| e.eval(&env))
+                    .collect::<Result<Row>>()?,
+            );
+        }
+        Ok(())
+    }
+
+    /// The existing row an ON CONFLICT clause is about, if any.
+    fn conflicting_row(
+        &self,
+        table: &Table,
+        target: &Option<ConflictTarget>,
+        row: &Row,
+    ) -> Result<Option<(Vec<u8>, Row)>> {
+        let mut keys = Vec::new();
+        let check_pk = matches!(target, None | Some(ConflictTarget::PrimaryKey))
+            && !table.primary_key.is_empty();
+        if check_pk {
+            keys.push(table.key_of_row(row).0);
+        }
+        for index in table.indexes.iter().filter(|i| i.unique) {
+            let wanted = match target {
+                None => true,
+                Some(ConflictTarget::Unique(t)) => t.name == index.name,
+                Some(ConflictTarget::PrimaryKey) => false,
+            };
+            if wanted && let Some(k) = self.unique_holder(table, index, row, None)? {
+                keys.push(k);
+            }
+        }
+        for key in keys {
+            let placement = placement_of_key(&key)?;
+            if let Some(bytes) = self.with_txn(|t| t.get(&key, placement))? {
+                return Ok(Some((key, crate::rowcodec::decode_row(&bytes)?)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// INSERT: returns the number of rows inserted (or updated by ON
+    /// CONFLICT DO UPDATE) and the RETURNING rows.
+    pub fn insert(
+        &self,
+        table: &Table,
+        source: &InsertSource,
+        conflict: &Option<Conflict>,
+        returning: &Option<Returning>,
+    ) -> Result<(u64, Vec<Row>)> {
+        let candidates: Vec<Vec<(Value, DataType)>> = match source {
+            InsertSource::Rows(rows) => {
+                let env = self.env(&[], &[]);
+                rows.iter()
+                    .map(|r| {
+                        r.iter()
+                            .map(|(e, ty)| Ok((e.eval(&env)?, *ty)))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .collect::<Result<_>>()?
+            }
+            InsertSource::Query {
+                plan,
+                targets,
+                defaults,
+            } => {
+                let types = plan.output_types();
+                let rows = self.query(plan, &[])?;
+                let env = self.env(&[], &[]);
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let mut full: Vec<(Value, DataType)> = defaults
+                        .iter()
+                        .map(|(e, ty)| Ok((e.eval(&env)?, *ty)))
+                        .collect::<Result<_>>()?;
+                    for ((v, ty), &col) in r.into_iter().zip(&types).zip(targets) {
+                        full[col] = (v, *ty);
+                    }
+                    out.push(full);
+                }
+                out
+            }
+        };
+        let mut count = 0;
+        let mut returned = Vec::new();
+        for values in candidates {
+            let row = self.conform(table, values)?;
+            if let Some(c) = conflict {
+                let target = match c {
+                    Conflict::Nothing { target } => target.clone(),
+                    Conflict::Update { target, .. } => Some(target.clone()),
+                };
+                if let Some((key, existing)) = self.conflicting_row(table, &target, &row)? {
+                    if let Conflict::Update { sets, filter, .. } = c {
+                        let mut both = existing.clone();
+                        both.extend(row.iter().cloned());
+                        let env = self.env(&both, &[]);
+                        if let Some(f) = filter
+                            && !f.is_true(&env)?
+                        {
+                            continue;
+                        }
+                        let mut values: Vec<(Value, DataType)> = existing
+                            .iter()
+                            .cloned()
+                            .zip(table.columns.iter().map(|c| c.ty))
+                            .collect();
+                        for (col, e, ty) in sets {
+                            values[*col] = (e.eval(&env)?, *ty);
+                        }
+                        let new = self.conform(table, values)?;
+                        self.replace_row(table, &key, &existing, &new)?;
+                        self.returning_row(returning, &new, &mut returned)?;
+                        count += 1;
+                    }
+                    continue;
+                }
+            }
+            self.insert_row(table, &row)?;
+            self.returning_row(returning, &row, &mut returned)?;
+            count += 1;
+        }
+        Ok((count, returned))
+    }
+
+    fn matching(&self, scan: &Scan, filter: &Option<Expr>) -> Result<Vec<(Vec<u8>, Row)>> {
+        let rows = self.scan(scan, &[])?;
+        let Some(f) = filter else {
+            return Ok(rows);
+        };
+        let mut out = Vec::new();
+        for (k, r) in rows {
+            if f.is_true(&self.env(&r, &[]))? {
+                out.push((k, r));
+            }
+        }
+        Ok(out)
+    }
+
+    /// UPDATE: returns the number of rows updated and the RETURNING rows.
+    pub fn update(
+        &self,
+        scan: &Scan,
+        filter: &Option<Expr>,
+        sets: &[(usize, Expr, DataType)],
+        returning: &Option<Returning>,
+    ) -> Result<(u64, Vec<Row>)> {
+        let table = scan.table.clone();
+        let rows = self.matching(scan, filter)?;
+        let mut returned = Vec::new();
+        for (key, old) in &rows {
+            let mut values: Vec<(Value, DataType)> = old
+                .iter()
+                .cloned()
+                .zip(table.columns.iter().map(|c| c.ty))
+                .collect();
+            let env = self.env(old, &[]);
+            let computed = sets
+                .iter()
+                .map(|(c, e, ty)| Ok((*c, e.eval(&env)?, *ty)))
+                .collect::<Result<Vec<_>>>()?;
+            for (c, v, ty) in computed {
+                values[c] = (v, ty);
+            }
+            let new = self.conform(&table, values)?;
+            self.replace_row(&table, key, old, &new)?;
+            self.returning_row(returning, &new, &mut returned)?;
+        }
+        Ok((rows.len() as u64, returned))
+    }
+
+    /// DELETE: returns the number of rows deleted and the RETURNING rows.
+    pub fn delete(
+        &self,
+        scan: &Scan,
+        filter: &Option<Expr>,
+        returning: &Option<Returning>,
+    ) -> Result<(u64, Vec<Row>)> {
+        let rows = self.matching(scan, filter)?;
+        let mut returned = Vec::new();
+        for (key, row) in &rows {
+            let placement = placement_of_key(key)?;
+            self.with_txn(|t| t.delete(key.clone(), placement));
+            self.delete_index_entries(&scan.table, row, key)?;
+            self.returning_row(returning, row, &mut returned)?;
+        }
+        Ok((rows.len() as u64, returned))
+    }
+
+    /// Fills a new index from the table's rows, checking uniqueness.
+    pub fn build_index(&self, table: &Table, index: &Index) -> Result<()> {
+        let all = Scan {
+            table: Arc::new(table.clone()),
+            access: crate::plan::Access::Full,
+        };
+        let rows = self.scan(&all, &[])?;
+        let mut seen = std::collections::HashSet::new();
+        for (key, row) in &rows {
+            let (entry, values_len, has_null) = table.index_entry(index, row, key);
+            if index.unique && !has_null && !seen.insert(entry[..values_len].to_vec()) {
+                let mut e = unique_violation(&index.name, table, &index.columns, row);
+                e.message = format!(
+                    "could not create unique index \"{}\": {}",
+                    index.name, e.message
+                );
+                return Err(e);
+            }
+            let placement = placement_of_key(key)?;
+            self.with_txn(|t| t.put(entry, Arc::from(&[][..]), placement));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! Execution of bound statements over a transaction.
+//!
+//! Two paths run query plans:
+//! - the **vectorized** path ([`vector`]) for anything that reads more than
+//!   one row: operators pass Arrow record batches, and expressions are
+//!   evaluated a column at a time ([`veval`]), falling back to row-at-a-time
+//!   evaluation for the expressions it has no kernel for;
+//! - the lean **row** path ([`row`]) for plans that read at most one row by
+//!   a point get (most OLTP statements), where building batches would cost
+//!   more than it saves.
+//!
+//! Both read through [`ExecCtx`], which owns the statement's transaction,
+//! parameters, subquery results and memory budget. Writes ([`dml`]) are
+//! row-at-a-time and keep secondary indexes in step with rows.
+
+mod agg;
+mod dml;
+mod row;
+mod scan;
+pub mod vector;
+mod veval;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use kv::{Error, ErrorKind, Result};
+use txn::Txn;
+
+use std::cmp::Ordering;
+
+use crate::catalog::encode_key_value;
+use crate::expr::{Env, Subquery, SubqueryRunner};
+use crate::plan::{Plan, SortKey};
+use crate::types::Value;
+
+pub use dml::{Conflict, ConflictTarget, InsertSource, Returning};
+
+/// A row of values.
+pub type Row = Vec<Value>;
+
+/// The default per-statement memory budget for materialized results, sorts
+/// and hash tables (setting `mako.statement_memory`).
+pub const DEFAULT_MEMORY_LIMIT: usize = 1 << 30;
+
+/// Counts the memory a statement holds in materialized rows, sorts and hash
+/// tables, and fails the statement (SQLSTATE 53200) past the limit instead
+/// of letting it exhaust the server.
+pub struct Memory {
+    used: Cell<usize>,
+    limit: usize,
+}
+
+impl Memory {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Memory {
+            used: Cell::new(0),
+            limit,
+        }
+    }
+
+    /// Accounts for `bytes` more.
+    pub fn charge(&self, bytes: usize) -> Result<()> {
+        let used = self.used.get().saturating_add(bytes);
+        self.used.set(used);
+        if used > self.limit {
+            return Err(Error::new(
+                ErrorKind::OutOfMemory,
+                format!(
+                    "statement used more than its memory limit of {} bytes (SET mako.statement_memory to raise it)",
+                    self.limit
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Bytes accounted so far.
+    pub fn used(&self) -> usize {
+        self.used.get()
+    }
+}
+
+/// The approximate heap size of a row.
+pub fn row_size(row: &[Value]) -> usize {
+    row.iter()
+        .map(|v| match v {
+            Value::Text(s) => 32 + s.len(),
+            _ => 24,
+        })
+        .sum::<usize>()
+        + 24
+}
+
+/// What a statement executes in.
+pub struct ExecCtx<'t> {
+    /// The statement's transaction. Borrowed only around each read or write
+    /// so that subqueries evaluated inside expressions can read too.
+    txn: RefCell<&'t mut Txn>,
+    /// Parameter values.
+    pub params: &'t [Value],
+    /// Results of uncorrelated subqueries, by subquery id.
+    cache: RefCell<HashMap<usize, Rc<Vec<Row>>>>,
+    /// The memory budget.
+    pub memory: Memory,
+}
+
+impl<'t> ExecCtx<'t> {
+    /// A context over `txn` with parameter values and a memory limit.
+    pub fn new(txn: &'t mut Txn, params: &'t [Value], memory_limit: usize) -> Self {
+        ExecCtx {
+            txn: RefCell::new(txn),
+            params,
+            cache: RefCell::new(HashMap::new()),
+            memory: Memory::new(memory_limit),
+        }
+    }
+
+    /// Runs `f` with the transaction.
+    pub fn with_txn<R>(&self, f: impl FnOnce(&mut Txn) -> R) -> R {
+        f(&mut self.txn.borrow_mut())
+    }
+
+    /// An evaluation environment for `row`.
+    pub fn env<'a>(&'a self, row: &'a [Value], outer: &'a [&'a [Value]]) -> Env<'a> {
+        Env {
+            row,
+            params: self.params,
+            outer,
+            runner: Some(self),
+        }
+    }
+
+    /// Runs a query plan and returns its rows, choosing the execution path.
+    pub fn query(&self, plan: &Plan, outer: &[&[Value]]) -> Result<Vec<Row>> {
+        if plan.is_point_plan() {
+            self.query_rows(plan, outer)
+        } else {
+            let types = plan.output_types();
+            let batches = self.query_batches(plan, outer)?;
+            Ok(vector::rows_from_batches(&batches, &types))
+        }
+    }
+}
+
+impl SubqueryRunner for ExecCtx<'_> {
+    fn rows(&self, sq: &Subquery, outer: &[&[Value]]) -> Result<Rc<Vec<Row>>> {
+        if !sq.correlated
+            && let Some(rows) = self.cache.borrow().get(&sq.id)
+        {
+            return Ok(rows.clone());
+        }
+        let rows = Rc::new(self.query(&sq.plan, outer)?);
+        if !sq.correlated {
+            self.cache.borrow_mut().insert(sq.id, rows.clone());
+        }
+        Ok(rows)
+    }
+}
+
+/// A canonical byte form of a row, for grouping and DISTINCT (numerically
+/// equal values group together, as do -0.0 and 0.0).
+pub(crate) fn row_key(row: &[Value]) -> Vec<u8> {
+    let mut k = Vec::new();
+    for v in row {
+        encode_key_value(&mut k, v);
+    }
+    k
+}
+
+pub(crate) fn compare_rows(a: &Row, b: &Row, keys: &[SortKey]) -> Ordering {
+    for k in keys {
+        let (x, y) = (&a[k.column], &b[k.column]);
+        let o = match (x.is_null(), y.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => {
+                if k.nulls_first {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (false, true) => {
+                if k.nulls_first {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            (false, false) => {
+                let o = x.cmp_non_null(y);
+                if k.desc { o.reverse() } else { o }
+            }
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}

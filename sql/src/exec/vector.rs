@@ -1,0 +1,804 @@
+//! The vectorized path: operators over batches of Arrow arrays.
+//!
+//! Representation of SQL types in Arrow: every integer width and TIMESTAMP
+//! as `Int64` (range checks use the SQL type, carried beside the arrays),
+//! REAL and DOUBLE PRECISION as `Float64`, strings as `Utf8`, BOOLEAN as
+//! `Boolean`, and NUMERIC as 16-byte fixed-size binaries holding
+//! `rust_decimal` values, because PostgreSQL's NUMERIC keeps a scale per
+//! value, which Arrow's fixed-scale decimals cannot.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BinaryBuilder, BooleanArray, BooleanBuilder, FixedSizeBinaryArray,
+    FixedSizeBinaryBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder, StringArray,
+    StringBuilder, UInt32Array, new_null_array,
+};
+use arrow::compute::{SortColumn, SortOptions, concat, filter, lexsort_to_indices, take};
+use arrow::datatypes::DataType as ArrowType;
+use kv::{Error, Result};
+use rust_decimal::Decimal;
+
+use super::agg::Acc;
+use super::{ExecCtx, Row, row_key, row_size};
+use crate::catalog::encode_key_value;
+use crate::expr::Expr;
+use crate::plan::{AggCall, AggFunc, JoinKind, Plan, SetOpKind, SortKey};
+use crate::types::{DataType, Value};
+
+/// Rows per batch produced by scans and VALUES.
+pub const BATCH_ROWS: usize = 4096;
+
+/// A batch of rows as columns.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// One array per column.
+    pub columns: Vec<ArrayRef>,
+    /// The SQL type of each column.
+    pub types: Vec<DataType>,
+    /// The number of rows (needed when there are no columns).
+    pub rows: usize,
+}
+
+impl Batch {
+    fn memory(&self) -> usize {
+        self.columns
+            .iter()
+            .map(|c| c.get_array_memory_size())
+            .sum::<usize>()
+            + 64
+    }
+
+    /// The rows at `indices` (a `None` index gives a row of NULLs).
+    fn take(&self, indices: &UInt32Array) -> Result<Batch> {
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| take(c.as_ref(), indices, None).map_err(arrow_err))
+            .collect::<Result<_>>()?;
+        Ok(Batch {
+            columns,
+            types: self.types.clone(),
+            rows: indices.len(),
+        })
+    }
+
+    fn concat(batches: &[Batch], types: &[DataType]) -> Result<Batch> {
+        let rows = batches.iter().map(|b| b.rows).sum();
+        let mut columns = Vec::with_capacity(types.len());
+        for (c, ty) in types.iter().enumerate() {
+            let parts: Vec<&dyn Array> = batches.iter().map(|b| b.columns[c].as_ref()).collect();
+            columns.push(if parts.is_empty() {
+                array_from_values(std::iter::empty(), *ty)
+            } else {
+                concat(&parts).map_err(arrow_err)?
+            });
+        }
+        Ok(Batch {
+            columns,
+            types: types.to_vec(),
+            rows,
+        })
+    }
+
+    /// The canonical key of each row (for grouping, DISTINCT, set
+    /// operations).
+    fn row_keys(&self) -> Vec<Vec<u8>> {
+        (0..self.rows)
+            .map(|i| {
+                let mut k = Vec::new();
+                for (c, ty) in self.columns.iter().zip(&self.types) {
+                    encode_key_value(&mut k, &value_at(c, i, *ty));
+                }
+                k
+            })
+            .collect()
+    }
+}
+
+fn arrow_err(e: arrow::error::ArrowError) -> Error {
+    Error::internal(format!("arrow: {e}"))
+}
+
+/// The Arrow type holding a SQL type.
+pub fn arrow_type(ty: DataType) -> ArrowType {
+    match ty {
+        DataType::Bool => ArrowType::Boolean,
+        DataType::Int2 | DataType::Int4 | DataType::Int8 | DataType::Timestamp => ArrowType::Int64,
+        DataType::Float4 | DataType::Float8 => ArrowType::Float64,
+        DataType::Numeric(_) => ArrowType::FixedSizeBinary(16),
+        DataType::Text | DataType::Varchar(_) | DataType::Char(_) | DataType::Unknown => {
+            ArrowType::Utf8
+        }
+    }
+}
+
+/// Builds an array of SQL type `ty` from values.
+pub fn array_from_values<'a>(values: impl Iterator<Item = &'a Value>, ty: DataType) -> ArrayRef {
+    match arrow_type(ty) {
+        ArrowType::Boolean => {
+            let mut b = BooleanBuilder::new();
+            for v in values {
+                b.append_option(match v {
+                    Value::Bool(x) => Some(*x),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        ArrowType::Int64 => {
+            let mut b = Int64Builder::new();
+            for v in values {
+                b.append_option(match v {
+                    Value::Int(x) | Value::Timestamp(x) => Some(*x),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        ArrowType::Float64 => {
+            let mut b = Float64Builder::new();
+            for v in values {
+                b.append_option(match v {
+                    Value::Float(x) => Some(*x),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        ArrowType::FixedSizeBinary(_) => {
+            let mut b = FixedSizeBinaryBuilder::new(16);
+            for v in values {
+                match v {
+                    Value::Numeric(d) => b.append_value(d.serialize()).expect("16 bytes"),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        _ => {
+            let mut b = StringBuilder::new();
+            for v in values {
+                match v {
+                    Value::Text(s) => b.append_value(s),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+    }
+}
+
+/// The value at row `i` of an array holding SQL type `ty`.
+pub fn value_at(a: &ArrayRef, i: usize, ty: DataType) -> Value {
+    if a.is_null(i) {
+        return Value::Null;
+    }
+    let any = a.as_any();
+    if let Some(x) = any.downcast_ref::<Int64Array>() {
+        let v = x.value(i);
+        return if ty == DataType::Timestamp {
+            Value::Timestamp(v)
+        } else {
+            Value::Int(v)
+        };
+    }
+    if let Some(x) = any.downcast_ref::<Float64Array>() {
+        return Value::Float(x.value(i));
+    }
+    if let Some(x) = any.downcast_ref::<StringArray>() {
+        return Value::text(x.value(i));
+    }
+    if let Some(x) = any.downcast_ref::<BooleanArray>() {
+        return Value::Bool(x.value(i));
+    }
+    if let Some(x) = any.downcast_ref::<FixedSizeBinaryArray>() {
+        return Value::Numeric(Decimal::deserialize(
+            x.value(i).try_into().expect("16 bytes"),
+        ));
+    }
+    Value::Null
+}
+
+/// Splits rows into batches.
+pub fn batches_from_rows(rows: &[Row], types: &[DataType]) -> Vec<Batch> {
+    if types.is_empty() {
+        return if rows.is_empty() {
+            Vec::new()
+        } else {
+            vec![Batch {
+                columns: Vec::new(),
+                types: Vec::new(),
+                rows: rows.len(),
+            }]
+        };
+    }
+    rows.chunks(BATCH_ROWS)
+        .map(|chunk| Batch {
+            columns: types
+                .iter()
+                .enumerate()
+                .map(|(c, ty)| array_from_values(chunk.iter().map(|r| &r[c]), *ty))
+                .collect(),
+            types: types.to_vec(),
+            rows: chunk.len(),
+        })
+        .collect()
+}
+
+/// Turns batches back into rows.
+pub fn rows_from_batches(batches: &[Batch], types: &[DataType]) -> Vec<Row> {
+    let mut rows = Vec::with_capacity(batches.iter().map(|b| b.rows).sum());
+    for b in batches {
+        for i in 0..b.rows {
+            rows.push(
+                b.columns
+                    .iter()
+                    .zip(types)
+                    .map(|(c, ty)| value_at(c, i, *ty))
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+/// A sortable form of a sort-key column: numerics (stored as rust_decimal
+/// bytes, which do not sort) become their order-preserving key encoding.
+fn sortable(a: &ArrayRef, ty: DataType) -> ArrayRef {
+    if !matches!(ty, DataType::Numeric(_)) {
+        return a.clone();
+    }
+    let mut b = BinaryBuilder::new();
+    for i in 0..a.len() {
+        match value_at(a, i, ty) {
+            Value::Null => b.append_null(),
+            v => {
+                let mut k = Vec::new();
+                encode_key_value(&mut k, &v);
+                b.append_value(k);
+            }
+        }
+    }
+    Arc::new(b.finish())
+}
+
+impl ExecCtx<'_> {
+    fn charge(&self, batches: &[Batch]) -> Result<()> {
+        self.memory.charge(batches.iter().map(Batch::memory).sum())
+    }
+
+    /// Runs a plan on the vectorized path.
+    pub fn query_batches(&self, plan: &Plan, outer: &[&[Value]]) -> Result<Vec<Batch>> {
+        let out = match plan {
+            Plan::Unit => vec![Batch {
+                columns: Vec::new(),
+                types: Vec::new(),
+                rows: 1,
+            }],
+            Plan::Values { rows, types } => {
+                let env = self.env(&[], outer);
+                let values: Vec<Row> = rows
+                    .iter()
+                    .map(|r| r.iter().map(|e| e.eval(&env)).collect::<Result<Row>>())
+                    .collect::<Result<_>>()?;
+                batches_from_rows(&values, types)
+            }
+            Plan::Scan(s) => {
+                let rows: Vec<Row> = self.scan(s, outer)?.into_iter().map(|(_, r)| r).collect();
+                batches_from_rows(&rows, &plan.output_types())
+            }
+            Plan::Filter { input, predicate } => {
+                let mut out = Vec::new();
+                for b in self.query_batches(input, outer)? {
+                    let mask = self.eval_mask(predicate, &b, outer)?;
+                    let kept = mask.true_count();
+                    if kept == 0 {
+                        continue;
+                    }
+                    if kept == b.rows {
+                        out.push(b);
+                        continue;
+                    }
+                    let columns = b
+                        .columns
+                        .iter()
+                        .map(|c| filter(c.as_ref(), &mask).map_err(arrow_err))
+                        .collect::<Result<_>>()?;
+                    out.push(Batch {
+                        columns,
+                        types: b.types,
+                        rows: kept,
+                    });
+                }
+                out
+            }
+            Plan::Project {
+                input,
+                exprs,
+                types,
+            } => {
+                let mut out = Vec::new();
+                for b in self.query_batches(input, outer)? {
+                    let columns = exprs
+                        .iter()
+                        .zip(types)
+                        .map(|(e, ty)| self.eval_array(e, &b, outer, *ty))
+                        .collect::<Result<_>>()?;
+                    out.push(Batch {
+                        columns,
+                        types: types.clone(),
+                        rows: b.rows,
+                    });
+                }
+                out
+            }
+            Plan::Aggregate {
+                input,
+                group_by,
+                group_types,
+                aggs,
+            } => {
+                let batches = self.query_batches(input, outer)?;
+                self.aggregate(
+                    &batches,
+                    group_by,
+                    group_types,
+                    aggs,
+                    outer,
+                    &plan.output_types(),
+                )?
+            }
+            Plan::Distinct { input } => {
+                let types = plan.output_types();
+                let mut seen = HashSet::new();
+                let mut out = Vec::new();
+                for b in self.query_batches(input, outer)? {
+                    let keep: Vec<u32> = b
+                        .row_keys()
+                        .into_iter()
+                        .enumerate()
+                        .filter_map(|(i, k)| seen.insert(k).then_some(i as u32))
+                        .collect();
+                    self.memory.charge(keep.len() * 64)?;
+                    if !keep.is_empty() {
+                        out.push(b.take(&UInt32Array::from(keep))?);
+                    }
+                }
+                let _ = types;
+                out
+            }
+            Plan::Sort { input, keys } => {
+                let types = plan.output_types();
+                let batches = self.query_batches(input, outer)?;
+                vec![self.sort(&batches, keys, &types)?]
+            }
+            Plan::Limit {
+                input,
+                limit,
+                offset,
+            } => {
+                let (mut skip, mut take_n) = self.limit_offset(limit, offset, outer)?;
+                let mut out = Vec::new();
+                for b in self.query_batches(input, outer)? {
+                    if take_n == 0 {
+                        break;
+                    }
+                    if skip >= b.rows {
+                        skip -= b.rows;
+                        continue;
+                    }
+                    let n = (b.rows - skip).min(take_n);
+                    let columns = b.columns.iter().map(|c| c.slice(skip, n)).collect();
+                    out.push(Batch {
+                        columns,
+                        types: b.types,
+                        rows: n,
+                    });
+                    take_n -= n;
+                    skip = 0;
+                }
+                out
+            }
+            Plan::Join {
+                kind,
+                left,
+                right,
+                left_keys,
+                right_keys,
+                residual,
+            } => {
+                let l = self.query_batches(left, outer)?;
+                let r = self.query_batches(right, outer)?;
+                let lt = left.output_types();
+                let rt = right.output_types();
+                self.join(
+                    *kind, &l, &r, &lt, &rt, left_keys, right_keys, residual, outer,
+                )?
+            }
+            Plan::SetOp {
+                op,
+                all,
+                left,
+                right,
+            } => {
+                let types = plan.output_types();
+                let l = self.query_batches(left, outer)?;
+                let r = self.query_batches(right, outer)?;
+                self.set_op(*op, *all, l, r, &types)?
+            }
+        };
+        self.charge(&out)?;
+        Ok(out)
+    }
+
+    fn sort(&self, batches: &[Batch], keys: &[SortKey], types: &[DataType]) -> Result<Batch> {
+        let all = Batch::concat(batches, types)?;
+        if all.rows <= 1 {
+            return Ok(all);
+        }
+        let columns: Vec<SortColumn> = keys
+            .iter()
+            .map(|k| SortColumn {
+                values: sortable(&all.columns[k.column], types[k.column]),
+                options: Some(SortOptions {
+                    descending: k.desc,
+                    nulls_first: k.nulls_first,
+                }),
+            })
+            .collect();
+        let indices = lexsort_to_indices(&columns, None).map_err(arrow_err)?;
+        all.take(&indices)
+    }
+
+    fn aggregate(
+        &self,
+        batches: &[Batch],
+        group_by: &[Expr],
+        group_types: &[DataType],
+        aggs: &[AggCall],
+        outer: &[&[Value]],
+        out_types: &[DataType],
+    ) -> Result<Vec<Batch>> {
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut groups: Vec<(Row, Vec<Acc>)> = Vec::new();
+        if group_by.is_empty() {
+            groups.push((Vec::new(), aggs.iter().map(Acc::new).collect()));
+        }
+        for b in batches {
+            // Group of each row.
+            let gids: Vec<usize> = if group_by.is_empty() {
+                Vec::new()
+            } else {
+                let keys: Vec<Vec<Value>> = group_by
+                    .iter()
+                    .zip(group_types)
+                    .map(|(e, ty)| self.eval_values(e, b, outer, *ty))
+                    .collect::<Result<_>>()?;
+                let mut gids = Vec::with_capacity(b.rows);
+                for i in 0..b.rows {
+                    let row: Row = keys.iter().map(|k| k[i].clone()).collect();
+                    let k = row_key(&row);
+                    let g = match index.get(&k) {
+                        Some(&g) => g,
+                        None => {
+                            self.memory
+                                .charge(k.len() + row_size(&row) + 64 * aggs.len())?;
+                            groups.push((row, aggs.iter().map(Acc::new).collect()));
+                            index.insert(k, groups.len() - 1);
+                            groups.len() - 1
+                        }
+                    };
+                    gids.push(g);
+                }
+                gids
+            };
+            for (a, call) in aggs.iter().enumerate() {
+                let Some(arg) = &call.arg else {
+                    // count(*)
+                    if gids.is_empty() {
+                        groups[0].1[a].add_count(b.rows as i64);
+                    } else {
+                        for &g in &gids {
+                            groups[g].1[a].add_count(1);
+                        }
+                    }
+                    continue;
+                };
+                let arr = self.eval_array(arg, b, outer, call.arg_ty)?;
+                let group_of = |i: usize| if gids.is_empty() { 0 } else { gids[i] };
+                if let Some(ints) = arr.as_any().downcast_ref::<Int64Array>()
+                    && call.arg_ty != DataType::Timestamp
+                    && !call.distinct
+                {
+                    for i in 0..ints.len() {
+                        if ints.is_valid(i) {
+                            groups[group_of(i)].1[a].add_int(ints.value(i), call)?;
+                        }
+                    }
+                } else if let Some(floats) = arr.as_any().downcast_ref::<Float64Array>()
+                    && !call.distinct
+                {
+                    for i in 0..floats.len() {
+                        if floats.is_valid(i) {
+                            groups[group_of(i)].1[a].add(Value::Float(floats.value(i)), call)?;
+                        }
+                    }
+                } else {
+                    for i in 0..arr.len() {
+                        groups[group_of(i)].1[a].add(value_at(&arr, i, call.arg_ty), call)?;
+                    }
+                }
+            }
+        }
+        let rows: Vec<Row> = groups
+            .into_iter()
+            .map(|(mut key, accs)| {
+                for (acc, call) in accs.into_iter().zip(aggs) {
+                    key.push(acc.finish(call)?);
+                }
+                Ok(key)
+            })
+            .collect::<Result<_>>()?;
+        Ok(batches_from_rows(&rows, out_types))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join(
+        &self,
+        kind: JoinKind,
+        left: &[Batch],
+        right: &[Batch],
+        lt: &[DataType],
+        rt: &[DataType],
+        left_keys: &[Expr],
+        right_keys: &[Expr],
+        residual: &Option<Expr>,
+        outer: &[&[Value]],
+    ) -> Result<Vec<Batch>> {
+        let build = Batch::concat(right, rt)?;
+        let mut types = lt.to_vec();
+        types.extend_from_slice(rt);
+        // Hash the build side on its keys (rows with a NULL key never match).
+        let key_types: Vec<DataType> = vec![DataType::Unknown; right_keys.len()];
+        let mut table: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
+        if !right_keys.is_empty() {
+            let cols: Vec<Vec<Value>> = right_keys
+                .iter()
+                .zip(&key_types)
+                .map(|(e, ty)| self.eval_values(e, &build, outer, *ty))
+                .collect::<Result<_>>()?;
+            for i in 0..build.rows {
+                if let Some(k) = join_key(&cols, i) {
+                    table.entry(k).or_default().push(i as u32);
+                }
+            }
+            self.memory.charge(table.len() * 96 + build.rows * 4)?;
+        }
+        let mut right_matched = vec![false; build.rows];
+        let mut out = Vec::new();
+        for lb in left {
+            // Candidate pairs.
+            let mut li: Vec<u32> = Vec::new();
+            let mut ri: Vec<u32> = Vec::new();
+            if right_keys.is_empty() {
+                for i in 0..lb.rows as u32 {
+                    for j in 0..build.rows as u32 {
+                        li.push(i);
+                        ri.push(j);
+                    }
+                }
+            } else {
+                let cols: Vec<Vec<Value>> = left_keys
+                    .iter()
+                    .zip(&key_types)
+                    .map(|(e, ty)| self.eval_values(e, lb, outer, *ty))
+                    .collect::<Result<_>>()?;
+                for i in 0..lb.rows {
+                    if let Some(k) = join_key(&cols, i)
+                        && let Some(matches) = table.get(&k)
+                    {
+                        for &j in matches {
+                            li.push(i as u32);
+                            ri.push(j);
+                        }
+                    }
+                }
+            }
+            self.memory.charge(li.len() * 8)?;
+            let mut pairs = combine(lb, &build, &li, &ri, &types)?;
+            if let Some(r) = residual
+                && pairs.rows > 0
+            {
+                let mask = self.eval_mask(r, &pairs, outer)?;
+                let keep: Vec<usize> = (0..mask.len()).filter(|&i| mask.value(i)).collect();
+                li = keep.iter().map(|&i| li[i]).collect();
+                ri = keep.iter().map(|&i| ri[i]).collect();
+                pairs = combine(lb, &build, &li, &ri, &types)?;
+            }
+            for &j in &ri {
+                right_matched[j as usize] = true;
+            }
+            if pairs.rows > 0 {
+                out.push(pairs);
+            }
+            if kind != JoinKind::Inner {
+                // Left rows without a match, padded with NULLs.
+                let mut matched = vec![false; lb.rows];
+                for &i in &li {
+                    matched[i as usize] = true;
+                }
+                let lonely: Vec<Option<u32>> = (0..lb.rows as u32)
+                    .filter(|&i| !matched[i as usize])
+                    .map(Some)
+                    .collect();
+                if !lonely.is_empty() {
+                    let nulls: Vec<Option<u32>> = vec![None; lonely.len()];
+                    out.push(combine_opt(lb, &build, &lonely, &nulls, &types)?);
+                }
+            }
+        }
+        if kind == JoinKind::Full {
+            let lonely: Vec<Option<u32>> = (0..build.rows as u32)
+                .filter(|&j| !right_matched[j as usize])
+                .map(Some)
+                .collect();
+            if !lonely.is_empty() {
+                let empty_left = Batch::concat(&[], lt)?;
+                let nulls: Vec<Option<u32>> = vec![None; lonely.len()];
+                out.push(combine_opt(&empty_left, &build, &nulls, &lonely, &types)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_op(
+        &self,
+        op: SetOpKind,
+        all: bool,
+        left: Vec<Batch>,
+        right: Vec<Batch>,
+        types: &[DataType],
+    ) -> Result<Vec<Batch>> {
+        if op == SetOpKind::Union && all {
+            let mut out = left;
+            out.extend(right);
+            return Ok(out);
+        }
+        let mut right_counts: HashMap<Vec<u8>, usize> = HashMap::new();
+        if op != SetOpKind::Union {
+            for b in &right {
+                for k in b.row_keys() {
+                    *right_counts.entry(k).or_default() += 1;
+                }
+            }
+            self.memory.charge(right_counts.len() * 96)?;
+        }
+        let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+        let sources: Vec<&Batch> = if op == SetOpKind::Union {
+            left.iter().chain(right.iter()).collect()
+        } else {
+            left.iter().collect()
+        };
+        let mut out = Vec::new();
+        for b in sources {
+            let mut keep = Vec::new();
+            for (i, k) in b.row_keys().into_iter().enumerate() {
+                let emitted = seen.entry(k.clone()).or_default();
+                let in_right = right_counts.get(&k).copied().unwrap_or(0);
+                let take = match (op, all) {
+                    (SetOpKind::Union, _) => *emitted == 0,
+                    (SetOpKind::Intersect, false) => *emitted == 0 && in_right > 0,
+                    (SetOpKind::Intersect, true) => *emitted < in_right,
+                    (SetOpKind::Except, false) => *emitted == 0 && in_right == 0,
+                    // EXCEPT ALL: the n-th copy survives when n > copies on the right.
+                    (SetOpKind::Except, true) => {
+                        *emitted += 1;
+                        if *emitted > in_right {
+                            keep.push(i as u32);
+                        }
+                        continue;
+                    }
+                };
+                if take {
+                    *emitted += 1;
+                    keep.push(i as u32);
+                }
+            }
+            self.memory.charge(keep.len() * 64)?;
+            if !keep.is_empty() {
+                out.push(b.take(&UInt32Array::from(keep))?);
+            }
+        }
+        let _ = types;
+        Ok(out)
+    }
+}
+
+/// The hash key of row `i` over key columns; `None` if any key is NULL.
+fn join_key(cols: &[Vec<Value>], i: usize) -> Option<Vec<u8>> {
+    let mut k = Vec::new();
+    for c in cols {
+        if c[i].is_null() {
+            return None;
+        }
+        encode_key_value(&mut k, &c[i]);
+    }
+    Some(k)
+}
+
+/// The joined rows for index pairs.
+fn combine(
+    left: &Batch,
+    right: &Batch,
+    li: &[u32],
+    ri: &[u32],
+    types: &[DataType],
+) -> Result<Batch> {
+    let l = left.take(&UInt32Array::from(li.to_vec()))?;
+    let r = right.take(&UInt32Array::from(ri.to_vec()))?;
+    let mut columns = l.columns;
+    columns.extend(r.columns);
+    Ok(Batch {
+        columns,
+        types: types.to_vec(),
+        rows: li.len(),
+    })
+}
+
+/// Like `combine`, with `None` indices giving NULLs.
+fn combine_opt(
+    left: &Batch,
+    right: &Batch,
+    li: &[Option<u32>],
+    ri: &[Option<u32>],
+    types: &[DataType],
+) -> Result<Batch> {
+    let side = |b: &Batch, idx: &[Option<u32>]| -> Result<Vec<ArrayRef>> {
+        if idx.iter().all(Option::is_none) {
+            return Ok(b
+                .types
+                .iter()
+                .map(|t| new_null_array(&arrow_type(*t), idx.len()))
+                .collect());
+        }
+        Ok(b.take(&UInt32Array::from(idx.to_vec()))?.columns)
+    };
+    let mut columns = side(left, li)?;
+    columns.extend(side(right, ri)?);
+    Ok(Batch {
+        columns,
+        types: types.to_vec(),
+        rows: li.len(),
+    })
+}
+
+impl Acc {
+    /// `count(*)` over `n` rows.
+    pub(super) fn add_count(&mut self, n: i64) {
+        if let Acc::Count(c) = self {
+            *c += n;
+        }
+    }
+
+    /// Adds an integer without building a `Value` for the common cases.
+    pub(super) fn add_int(&mut self, v: i64, call: &AggCall) -> Result<()> {
+        match self {
+            Acc::Count(c) => *c += 1,
+            Acc::SumInt(s, any) => {
+                *s += v as i128;
+                *any = true;
+            }
+            Acc::Extreme(Some(Value::Int(cur))) => {
+                if (call.func == AggFunc::Min && v < *cur)
+                    || (call.func == AggFunc::Max && v > *cur)
+                {
+                    *cur = v;
+                }
+            }
+            other => other.add(Value::Int(v), call)?,
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,294 @@
+//! Scalar functions, with PostgreSQL's argument rules (the binder resolves
+//! overloads and converts arguments; here values already have the types the
+//! chosen overload takes).
+
+use kv::{Error, ErrorKind, Result};
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::types::text::{check_int_range, format_value, int_out_of_range};
+use crate::types::{DataType, Value};
+
+/// A scalar function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Func {
+    /// `abs(x)`
+    Abs,
+    /// `ceil(x)` / `ceiling(x)`
+    Ceil,
+    /// `floor(x)`
+    Floor,
+    /// `round(x [, digits])`: half away from zero on numeric, half to even
+    /// on double precision.
+    Round,
+    /// `mod(a, b)`
+    Mod,
+    /// `length(s)` / `char_length(s)`
+    Length,
+    /// `lower(s)`
+    Lower,
+    /// `upper(s)`
+    Upper,
+    /// `substr(s, from [, count])` / `substring(s FROM from FOR count)`
+    Substr,
+    /// `btrim(s [, chars])` / `trim(s)`
+    Btrim,
+    /// `ltrim(s [, chars])`
+    Ltrim,
+    /// `rtrim(s [, chars])`
+    Rtrim,
+    /// `concat(a, ...)`: NULL arguments are skipped.
+    Concat,
+    /// `replace(s, from, to)`
+    Replace,
+    /// `strpos(s, sub)` / `position(sub IN s)`: 1-based, 0 when absent.
+    Strpos,
+    /// `version()`
+    Version,
+}
+
+impl Func {
+    /// The SQL name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Func::Abs => "abs",
+            Func::Ceil => "ceil",
+            Func::Floor => "floor",
+            Func::Round => "round",
+            Func::Mod => "mod",
+            Func::Length => "length",
+            Func::Lower => "lower",
+            Func::Upper => "upper",
+            Func::Substr => "substr",
+            Func::Btrim => "btrim",
+            Func::Ltrim => "ltrim",
+            Func::Rtrim => "rtrim",
+            Func::Concat => "concat",
+            Func::Replace => "replace",
+            Func::Strpos => "strpos",
+            Func::Version => "version",
+        }
+    }
+
+    /// Whether a NULL argument makes the result NULL without calling.
+    fn strict(&self) -> bool {
+        !matches!(self, Func::Concat | Func::Version)
+    }
+}
+
+fn bad_args(f: Func, vals: &[Value]) -> Error {
+    Error::internal(format!("bad arguments to {}: {vals:?}", f.name()))
+}
+
+fn trim_set(s: &str, chars: &str, left: bool, right: bool) -> String {
+    let set: Vec<char> = chars.chars().collect();
+    let mut out = s;
+    if left {
+        out = out.trim_start_matches(|c| set.contains(&c));
+    }
+    if right {
+        out = out.trim_end_matches(|c| set.contains(&c));
+    }
+    out.to_string()
+}
+
+/// PostgreSQL's substr: characters from position `from` (1-based, may be
+/// below 1) for `count` characters.
+fn substr(s: &str, from: i64, count: Option<i64>) -> Result<String> {
+    if count.is_some_and(|c| c < 0) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "negative substring length not allowed",
+        ));
+    }
+    let start = from.max(1);
+    let end = match count {
+        Some(c) => from.saturating_add(c),
+        None => i64::MAX,
+    };
+    if end <= start {
+        return Ok(String::new());
+    }
+    Ok(s.chars()
+        .skip((start - 1) as usize)
+        .take(usize::try_from(end - start).unwrap_or(usize::MAX))
+        .collect())
+}
+
+fn round_numeric(d: Decimal, digits: i64) -> Result<Decimal> {
+    if digits >= 0 {
+        let scale = digits.min(28) as u32;
+        let mut r = d.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
+        r.rescale(scale);
+        return Ok(r);
+    }
+    // Negative digits round to tens, hundreds, ...
+    let factor = Decimal::from_i128_with_scale(10i128.pow((-digits).min(28) as u32), 0);
+    let q = (d / factor).round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
+    q.checked_mul(factor).ok_or_else(|| {
+        Error::new(
+            ErrorKind::NumericOutOfRange,
+            "value overflows numeric format",
+        )
+    })
+}
+
+/// Calls `f` on argument values; `ty` is the result type.
+pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
+    if f.strict() && vals.iter().any(Value::is_null) {
+        return Ok(Value::Null);
+    }
+    Ok(match (f, vals) {
+        (Func::Abs, [Value::Int(i)]) => Value::Int(check_int_range(
+            i.checked_abs().ok_or_else(|| int_out_of_range(ty))?,
+            ty,
+        )?),
+        (Func::Abs, [Value::Numeric(d)]) => Value::Numeric(d.abs()),
+        (Func::Abs, [Value::Float(x)]) => Value::Float(x.abs()),
+        (Func::Ceil, [Value::Numeric(d)]) => Value::Numeric(d.ceil().normalize()),
+        (Func::Ceil, [Value::Float(x)]) => Value::Float(x.ceil()),
+        (Func::Floor, [Value::Numeric(d)]) => Value::Numeric(d.floor().normalize()),
+        (Func::Floor, [Value::Float(x)]) => Value::Float(x.floor()),
+        (Func::Round, [Value::Numeric(d)]) => Value::Numeric(round_numeric(*d, 0)?),
+        (Func::Round, [Value::Numeric(d), Value::Int(n)]) => Value::Numeric(round_numeric(*d, *n)?),
+        (Func::Round, [Value::Float(x)]) => Value::Float(x.round_ties_even()),
+        (Func::Mod, [a, b]) => crate::types::ops::arith(crate::types::ops::ArithOp::Mod, a, b, ty)?,
+        (Func::Length, [Value::Text(s)]) => Value::Int(s.chars().count() as i64),
+        (Func::Lower, [Value::Text(s)]) => Value::text(s.to_lowercase()),
+        (Func::Upper, [Value::Text(s)]) => Value::text(s.to_uppercase()),
+        (Func::Substr, [Value::Text(s), Value::Int(from)]) => Value::text(substr(s, *from, None)?),
+        (Func::Substr, [Value::Text(s), Value::Int(from), Value::Int(n)]) => {
+            Value::text(substr(s, *from, Some(*n))?)
+        }
+        (Func::Btrim | Func::Ltrim | Func::Rtrim, [Value::Text(s), rest @ ..]) => {
+            let chars = match rest {
+                [] => " ",
+                [Value::Text(c)] => c,
+                _ => return Err(bad_args(f, vals)),
+            };
+            let (l, r) = match f {
+                Func::Btrim => (true, true),
+                Func::Ltrim => (true, false),
+                _ => (false, true),
+            };
+            Value::text(trim_set(s, chars, l, r))
+        }
+        (Func::Concat, args) => {
+            let mut out = String::new();
+            for a in args {
+                // Arguments were bound as text.
+                if let Value::Text(s) = a {
+                    out.push_str(s);
+                } else if let Some(s) = format_value(a, DataType::Text) {
+                    out.push_str(&s);
+                }
+            }
+            Value::text(out)
+        }
+        (Func::Replace, [Value::Text(s), Value::Text(from), Value::Text(to)]) => {
+            if from.is_empty() {
+                Value::Text(s.clone())
+            } else {
+                Value::text(s.replace(&**from, to))
+            }
+        }
+        (Func::Strpos, [Value::Text(s), Value::Text(sub)]) => Value::Int(match s.find(&**sub) {
+            Some(byte) => s[..byte].chars().count() as i64 + 1,
+            None => 0,
+        }),
+        (Func::Version, []) => Value::text(crate::VERSION_STRING),
+        _ => return Err(bad_args(f, vals)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Value {
+        Value::text(s)
+    }
+
+    #[test]
+    fn substr_follows_postgres() {
+        let call3 = |s, a, b| {
+            call(
+                Func::Substr,
+                &[t(s), Value::Int(a), Value::Int(b)],
+                DataType::Text,
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            call(Func::Substr, &[t("hello"), Value::Int(2)], DataType::Text).unwrap(),
+            t("ello")
+        );
+        assert_eq!(call3("hello", 0, 3), t("he"));
+        assert_eq!(call3("hello", -1, 3), t("h"));
+        assert_eq!(call3("hello", 2, 100), t("ello"));
+        assert!(
+            call(
+                Func::Substr,
+                &[t("hello"), Value::Int(2), Value::Int(-1)],
+                DataType::Text
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn rounding_follows_postgres() {
+        let n = |s: &str| Value::Numeric(s.parse().unwrap());
+        let ty = DataType::Numeric(None);
+        assert_eq!(call(Func::Round, &[n("2.5")], ty).unwrap(), n("3"));
+        assert_eq!(call(Func::Round, &[n("-2.5")], ty).unwrap(), n("-3"));
+        assert_eq!(
+            format_value(
+                &call(Func::Round, &[n("1234.567"), Value::Int(2)], ty).unwrap(),
+                ty
+            )
+            .unwrap(),
+            "1234.57"
+        );
+        assert_eq!(
+            call(Func::Round, &[n("1234.567"), Value::Int(-2)], ty).unwrap(),
+            n("1200")
+        );
+        assert_eq!(
+            call(Func::Round, &[Value::Float(2.5)], DataType::Float8).unwrap(),
+            Value::Float(2.0)
+        );
+        assert_eq!(
+            call(Func::Round, &[Value::Float(3.5)], DataType::Float8).unwrap(),
+            Value::Float(4.0)
+        );
+    }
+
+    #[test]
+    fn string_functions() {
+        assert_eq!(
+            call(Func::Btrim, &[t("xxhixx"), t("x")], DataType::Text).unwrap(),
+            t("hi")
+        );
+        assert_eq!(
+            call(Func::Rtrim, &[t("hi  ")], DataType::Text).unwrap(),
+            t("hi")
+        );
+        assert_eq!(
+            call(Func::Concat, &[t("a"), Value::Null, t("1")], DataType::Text).unwrap(),
+            t("a1")
+        );
+        assert_eq!(
+            call(Func::Strpos, &[t("héllo"), t("llo")], DataType::Int4).unwrap(),
+            Value::Int(3)
+        );
+        assert_eq!(
+            call(
+                Func::Replace,
+                &[t("abcabc"), t("b"), t("X")],
+                DataType::Text
+            )
+            .unwrap(),
+            t("aXcaXc")
+        );
+    }
+}
