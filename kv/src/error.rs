@@ -43,9 +43,12 @@ pub enum ErrorKind {
     InvalidRowCount,
     /// A scalar subquery returned more than one row.
     CardinalityViolation,
-    /// A function argument is out of its domain (e.g. a negative substring
-    /// length, a bad LIKE escape).
+    /// A function argument is out of its domain.
     InvalidArgument,
+    /// A negative substring length.
+    SubstringError,
+    /// A LIKE pattern ending in its escape character, or a bad ESCAPE.
+    InvalidEscape,
     /// `CREATE TABLE` of a name that is taken.
     DuplicateTable,
     /// A column name is used twice in one table definition.

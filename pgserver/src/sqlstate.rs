@@ -32,6 +32,8 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         InvalidRowCount => "2201W",
         CardinalityViolation => "21000",
         InvalidArgument => "22023",
+        SubstringError => "22011",
+        InvalidEscape => "22025",
         InFailedTransaction => "25P02",
         ActiveTransaction => "25001",
         NoActiveTransaction => "25P01",

@@ -355,8 +355,23 @@ pub fn relation_id(txn: &mut Txn, name: &str) -> Result<Option<TableId>> {
 
 /// Creates (or replaces) a view.
 pub fn create_view(txn: &mut Txn, mut view: View, or_replace: bool) -> Result<()> {
-    if !(or_replace && get_view(txn, &view.name)?.is_some()) {
-        check_name_free(txn, &view.name)?;
+    match get_view(txn, &view.name)? {
+        Some(old) if or_replace => {
+            // As in PostgreSQL, a replacement may only add columns.
+            if view.columns.len() < old.columns.len() {
+                return Err(Error::new(
+                    ErrorKind::InvalidDefinition,
+                    "cannot drop columns from view",
+                ));
+            }
+            if let Some((o, n)) = old.columns.iter().zip(&view.columns).find(|(o, n)| o != n) {
+                return Err(Error::new(
+                    ErrorKind::InvalidDefinition,
+                    format!("cannot change name of view column \"{o}\" to \"{n}\""),
+                ));
+            }
+        }
+        _ => check_name_free(txn, &view.name)?,
     }
     view.id = next_id(txn)?;
     put_json(txn, view_key(&view.name), &view)

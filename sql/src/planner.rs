@@ -126,14 +126,7 @@ pub fn choose_access(table: &Table, predicate: Option<&Expr>) -> Access {
         if prefix.len() == table.primary_key.len() {
             return Access::Point { key: prefix };
         }
-        if !prefix.is_empty() {
-            return Access::Range {
-                prefix,
-                lower,
-                upper,
-            };
-        }
-        if lower.is_some() || upper.is_some() {
+        if !prefix.is_empty() || lower.is_some() || upper.is_some() {
             pk_range = Some(Access::Range {
                 prefix,
                 lower,
@@ -161,8 +154,16 @@ pub fn choose_access(table: &Table, predicate: Option<&Expr>) -> Access {
                 std::cmp::Reverse(index.id),
             )
         });
+    // An index wins when it fixes more leading columns than the primary
+    // key does (each entry costs one more read, but fewer rows are read).
+    let pk_prefix = match &pk_range {
+        Some(Access::Range { prefix, .. }) => prefix.len(),
+        _ => 0,
+    };
     match best {
-        Some((index, (prefix, lower, upper))) if !prefix.is_empty() || pk_range.is_none() => {
+        Some((index, (prefix, lower, upper)))
+            if prefix.len() > pk_prefix || (pk_range.is_none() && prefix.len() == pk_prefix) =>
+        {
             Access::Index {
                 index: index.clone(),
                 prefix,

@@ -78,6 +78,9 @@ enum Kind {
     Rollback,
     Set(String, String),
     Show(String),
+    ShowAll,
+    /// `RESET name` (`None`: `RESET ALL`).
+    Reset(Option<String>),
     /// Anything bound and executed in a transaction.
     Data,
     Empty,
@@ -173,12 +176,23 @@ fn classify(stmt: &ast::Statement) -> Result<Kind> {
         S::Set(ast::Set::SetNames { charset_name, .. }) => {
             Kind::Set("client_encoding".into(), charset_name.value.clone())
         }
+        // Every isolation level runs serializable, so the setting stays so.
         S::Set(ast::Set::SetTransaction { .. }) => {
             Kind::Set("transaction_isolation".into(), "serializable".into())
         }
         S::ShowVariable { variable } => {
-            Kind::Show(variable.iter().map(ident).collect::<Vec<_>>().join(" "))
+            let name = variable.iter().map(ident).collect::<Vec<_>>().join(" ");
+            match name.as_str() {
+                "all" => Kind::ShowAll,
+                "transaction isolation level" => Kind::Show("transaction_isolation".into()),
+                _ => Kind::Show(name),
+            }
         }
+        S::Reset(r) => match &r.reset {
+            ast::Reset::ALL => Kind::Reset(None),
+            ast::Reset::ConfigurationParameter(name) => Kind::Reset(Some(object_name(name)?)),
+            other => bail!(FeatureNotSupported, "RESET {other:?} is not supported"),
+        },
         _ => Kind::Data,
     })
 }
@@ -366,6 +380,18 @@ impl Session {
                     ty: DataType::Text,
                 }]);
             }
+            Kind::ShowAll => {
+                prepared.columns = Some(vec![
+                    OutputColumn {
+                        name: "name".into(),
+                        ty: DataType::Text,
+                    },
+                    OutputColumn {
+                        name: "setting".into(),
+                        ty: DataType::Text,
+                    },
+                ]);
+            }
             _ => {}
         }
         Ok(prepared)
@@ -468,16 +494,69 @@ impl Session {
             }
             _ if self.failed => Err(in_failed_transaction()),
             Kind::Set(name, value) => {
-                self.settings.insert(name.to_lowercase(), value.clone());
+                let name = name.to_lowercase();
+                if name == "transaction_isolation" || name == "default_transaction_isolation" {
+                    // Accepted; every transaction runs serializable.
+                    return Ok(Outcome::Command {
+                        tag: "SET",
+                        rows: None,
+                    });
+                }
+                if name == "mako.statement_memory" && parse_memory(value).is_none() {
+                    bail!(
+                        InvalidParameterValue,
+                        "invalid value for parameter \"{name}\": \"{value}\""
+                    );
+                }
+                self.settings.insert(name, value.clone());
                 Ok(Outcome::Command {
                     tag: "SET",
                     rows: None,
                 })
             }
+            Kind::Reset(name) => {
+                let defaults = default_settings();
+                match name {
+                    None => self.settings = defaults,
+                    Some(n) => {
+                        let n = n.to_lowercase();
+                        match defaults.get(&n) {
+                            Some(v) => {
+                                self.settings.insert(n, v.clone());
+                            }
+                            None => {
+                                self.settings.remove(&n);
+                            }
+                        }
+                    }
+                }
+                Ok(Outcome::Command {
+                    tag: "RESET",
+                    rows: None,
+                })
+            }
+            Kind::ShowAll => Ok(Outcome::Rows {
+                columns: vec![
+                    OutputColumn {
+                        name: "name".into(),
+                        ty: DataType::Text,
+                    },
+                    OutputColumn {
+                        name: "setting".into(),
+                        ty: DataType::Text,
+                    },
+                ],
+                rows: self
+                    .settings
+                    .iter()
+                    .map(|(k, v)| vec![Value::text(k.as_str()), Value::text(v.as_str())])
+                    .collect(),
+                tag: "SHOW",
+            }),
             Kind::Show(name) => {
                 let value = self.setting(name).ok_or_else(|| {
                     Error::new(
-                        ErrorKind::UndefinedParameter,
+                        ErrorKind::UndefinedObject,
                         format!("unrecognized configuration parameter \"{name}\""),
                     )
                 })?;

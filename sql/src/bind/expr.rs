@@ -68,17 +68,33 @@ fn function_name(f: &ast::Function) -> String {
         .unwrap_or_default()
 }
 
-/// True when the expression contains an aggregate call.
+/// True when the expression contains an aggregate call of its own query
+/// (aggregates inside subqueries belong to the subquery).
 pub fn contains_aggregate(e: &ast::Expr) -> bool {
-    let found = ast::visit_expressions(e, |x| {
-        if let ast::Expr::Function(f) = x
-            && is_aggregate_name(&function_name(f)).is_some()
-        {
-            return ControlFlow::Break(());
+    struct Finder {
+        depth: usize,
+    }
+    impl ast::Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, _q: &ast::Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
         }
-        ControlFlow::Continue(())
-    });
-    found.is_break()
+        fn post_visit_query(&mut self, _q: &ast::Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, x: &ast::Expr) -> ControlFlow<()> {
+            if self.depth == 0
+                && let ast::Expr::Function(f) = x
+                && is_aggregate_name(&function_name(f)).is_some()
+            {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    ast::Visit::visit(e, &mut Finder { depth: 0 }).is_break()
 }
 
 /// Converts a type name from the AST.
@@ -522,7 +538,7 @@ impl Binder<'_> {
                         ast::Value::SingleQuotedString(e) if e.chars().count() == 1 => {
                             e.chars().next()
                         }
-                        _ => bail!(InvalidArgument, "invalid escape string"),
+                        _ => bail!(InvalidEscape, "invalid escape string"),
                     },
                     Some(_) => bail!(FeatureNotSupported, "ESCAPE must be a constant string"),
                 };

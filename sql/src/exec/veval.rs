@@ -292,10 +292,15 @@ impl ExecCtx<'_> {
 
     /// Row-at-a-time evaluation of `e` over the batch.
     fn fallback(&self, e: &Expr, batch: &Batch, outer: &[&[Value]]) -> Result<Col> {
+        // Correlated subqueries read the whole row (as their outer row).
         let mut used = Vec::new();
-        e.columns_used(&mut used);
-        used.sort_unstable();
-        used.dedup();
+        if e.needs_context() {
+            used.extend(0..batch.columns.len());
+        } else {
+            e.columns_used(&mut used);
+            used.sort_unstable();
+            used.dedup();
+        }
         let mut row = vec![Value::Null; batch.columns.len()];
         let mut out = Vec::with_capacity(batch.rows);
         for i in 0..batch.rows {

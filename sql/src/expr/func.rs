@@ -96,7 +96,7 @@ fn trim_set(s: &str, chars: &str, left: bool, right: bool) -> String {
 fn substr(s: &str, from: i64, count: Option<i64>) -> Result<String> {
     if count.is_some_and(|c| c < 0) {
         return Err(Error::new(
-            ErrorKind::InvalidArgument,
+            ErrorKind::SubstringError,
             "negative substring length not allowed",
         ));
     }

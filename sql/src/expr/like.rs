@@ -22,7 +22,7 @@ fn compile(pattern: &str, case_insensitive: bool, escape: Option<char>) -> Resul
                 Some(n) => toks.push(Tok::Lit(fold(n, case_insensitive))),
                 None => {
                     return Err(Error::new(
-                        ErrorKind::InvalidArgument,
+                        ErrorKind::InvalidEscape,
                         "LIKE pattern must not end with escape character",
                     ));
                 }
