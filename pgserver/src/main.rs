@@ -18,6 +18,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run sqllogictest files against any PostgreSQL-wire server.
+    ///
+    /// Reads sqllogictest-rs files (`.slt`) and SQLite's original format
+    /// (`.test`, or any file with `hash-threshold`), runs every record,
+    /// and prints per-file and total pass/fail counts with the failing SQL.
+    /// `skipif`/`onlyif` see the label `postgresql` plus any `--label`.
+    /// Directories are searched for .slt and .test files.
+    Slt {
+        /// The server, e.g. postgres://mako@127.0.0.1:5433/mako or
+        /// "host=127.0.0.1 port=5433 user=mako".
+        #[arg(long)]
+        url: String,
+        /// Extra labels for skipif/onlyif (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Force a format instead of detecting it per file.
+        #[arg(long, value_enum)]
+        format: Option<SltFormat>,
+        /// How many failures to show per file.
+        #[arg(long, default_value_t = 10)]
+        max_failures: usize,
+        /// Files or directories.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Start a node and serve PostgreSQL clients (psql -h 127.0.0.1 -p 5433).
     ///
     /// All shards of the node run in this process. Data is kept in memory
@@ -37,6 +62,15 @@ enum Command {
     },
 }
 
+/// A sqllogictest file format.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SltFormat {
+    /// sqllogictest-rs: server text, one row per line.
+    Rs,
+    /// SQLite's original: typed values, one per line, hashes.
+    Sqlite,
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -51,6 +85,13 @@ fn main() -> std::process::ExitCode {
             data_dir,
             shards,
         } => start(listen, data_dir, shards as usize),
+        Command::Slt {
+            url,
+            labels,
+            format,
+            max_failures,
+            files,
+        } => slt(&url, &labels, format, max_failures, &files),
     }
 }
 
@@ -81,6 +122,80 @@ fn start(listen: SocketAddr, data_dir: PathBuf, shards: usize) -> std::process::
         tracing::info!("mako stopped");
         std::process::ExitCode::SUCCESS
     })
+}
+
+fn collect_files(path: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for p in entries {
+            if p.is_dir() || p.extension().is_some_and(|e| e == "slt" || e == "test") {
+                collect_files(&p, out)?;
+            }
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+fn slt(
+    url: &str,
+    labels: &[String],
+    format: Option<SltFormat>,
+    max_failures: usize,
+    paths: &[PathBuf],
+) -> std::process::ExitCode {
+    let mut files = Vec::new();
+    for p in paths {
+        if let Err(e) = collect_files(p, &mut files) {
+            eprintln!("mako slt: {}: {e}", p.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    let format = format.map(|f| match f {
+        SltFormat::Rs => pgserver::slt::Format::Rs,
+        SltFormat::Sqlite => pgserver::slt::Format::Sqlite,
+    });
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mako: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let (mut passed, mut failed, mut skipped, mut bad_files) = (0, 0, 0, 0);
+    for file in &files {
+        let name = file.display().to_string();
+        match runtime.block_on(pgserver::slt::run_file(file, url, &labels, format)) {
+            Ok(report) => {
+                pgserver::slt::print_report(&name, &report, max_failures);
+                passed += report.passed;
+                failed += report.failed;
+                skipped += report.skipped;
+                if report.failed > 0 {
+                    bad_files += 1;
+                }
+            }
+            Err(e) => {
+                println!("FAIL {name}: {e}");
+                bad_files += 1;
+            }
+        }
+    }
+    println!(
+        "total: {} files ({} with failures), {passed} records passed, {failed} failed, {skipped} skipped",
+        files.len(),
+        bad_files
+    );
+    if bad_files == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

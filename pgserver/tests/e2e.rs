@@ -188,3 +188,39 @@ fn help_explains_the_commands() {
         .unwrap();
     assert!(!out.status.success(), "zero shards is refused");
 }
+
+#[test]
+fn slt_command_counts_passes_and_failures() {
+    let mut mako = Mako::start(1);
+    let url = format!("postgres://mako@127.0.0.1:{}/mako", mako.port);
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wrong.test");
+    let out = Command::new(env!("CARGO_BIN_EXE_mako"))
+        .args(["slt", "--url", &url, fixture])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "failures make the command fail:\n{text}"
+    );
+    assert!(text.contains("5 passed, 3 failed"), "{text}");
+    assert!(
+        text.contains("SELECT count(*) FROM t"),
+        "the failing SQL is shown:\n{text}"
+    );
+    assert!(text.contains("values hashing to"), "{text}");
+    assert!(
+        text.contains("total: 1 files (1 with failures), 5 records passed, 3 failed"),
+        "{text}"
+    );
+    // A file that passes, in the other format.
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/slt/setops.slt");
+    let out = Command::new(env!("CARGO_BIN_EXE_mako"))
+        .args(["slt", "--url", &url, "--label", "mako", good])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(" 0 failed"), "{text}");
+    assert!(mako.terminate().success());
+}

@@ -5,11 +5,12 @@
 //! With `SLT_POSTGRES_URL=<url of a PostgreSQL admin database>`, runs the same
 //! files against PostgreSQL instead, each in a fresh database, to check that
 //! the expected results are PostgreSQL's (see `scripts/slt-postgres`).
-//! `SLT_FILTER=<substring>` runs only matching files.
+//! `SLT_FILTER=<substring>` runs only matching files. Files under
+//! `testdata/slt/sqlite/` are in SQLite's original format.
 
 use std::path::{Path, PathBuf};
 
-use pgserver::slt::run_file;
+use pgserver::slt::{FileReport, print_report, run_file};
 use txn::Db;
 
 fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -21,13 +22,13 @@ fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for p in entries {
         if p.is_dir() {
             slt_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "slt") {
+        } else if p.extension().is_some_and(|e| e == "slt" || e == "test") {
             out.push(p);
         }
     }
 }
 
-async fn against_postgres(admin_url: &str, file: &Path, n: usize) -> Result<(), String> {
+async fn against_postgres(admin_url: &str, file: &Path, n: usize) -> Result<FileReport, String> {
     let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
         .await
         .map_err(|e| e.to_string())?;
@@ -42,7 +43,7 @@ async fn against_postgres(admin_url: &str, file: &Path, n: usize) -> Result<(), 
         .await
         .map_err(|e| e.to_string())?;
     let url = format!("{admin_url} dbname={db}");
-    run_file(file, &url, &["postgres15"]).await
+    run_file(file, &url, &[], None).await
 }
 
 fn main() {
@@ -57,6 +58,7 @@ fn main() {
     let postgres = std::env::var("SLT_POSTGRES_URL").ok();
     let mut failures = Vec::new();
     let mut runs = 0;
+    let mut records = 0;
     for (n, file) in files.iter().enumerate() {
         let name = file
             .strip_prefix(&root)
@@ -81,7 +83,7 @@ fn main() {
                             "host=127.0.0.1 port={} user=mako dbname=mako",
                             server.addr.port()
                         );
-                        let r = run_file(file, &url, &["mako"]).await;
+                        let r = run_file(file, &url, &["mako"], None).await;
                         server.stop().await;
                         r
                     }
@@ -92,16 +94,26 @@ fn main() {
             } else {
                 format!("mako, {shards} shard(s)")
             };
+            let label = format!("{name} ({target})");
             match result {
-                Ok(()) => println!("ok    {name} ({target})"),
+                Ok(report) => {
+                    print_report(&label, &report, 5);
+                    records += report.passed + report.failed;
+                    if report.failed > 0 {
+                        failures.push(label);
+                    }
+                }
                 Err(e) => {
-                    println!("FAIL  {name} ({target})\n{e}");
-                    failures.push(format!("{name} ({target})"));
+                    println!("FAIL {label}: {e}");
+                    failures.push(label);
                 }
             }
         }
     }
-    println!("\n{} of {runs} file runs passed", runs - failures.len());
+    println!(
+        "\n{} of {runs} file runs passed ({records} records run)",
+        runs - failures.len()
+    );
     if !failures.is_empty() {
         println!("failed: {}", failures.join(", "));
         std::process::exit(1);
