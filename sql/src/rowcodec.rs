@@ -65,6 +65,54 @@ fn arr<const N: usize>(input: &mut &[u8]) -> Result<[u8; N]> {
     Ok(take(input, N)?.try_into().expect("length checked"))
 }
 
+/// One stored value, borrowed from the row bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    /// NULL.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A numeric in rust_decimal's 16-byte form.
+    Numeric(&'a [u8; 16]),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Text(&'a str),
+    /// A timestamp.
+    Timestamp(i64),
+}
+
+/// Visits the cells of a stored row without building values (the
+/// vectorized scan appends them straight into column builders).
+pub fn for_each_cell<'a>(bytes: &'a [u8], mut f: impl FnMut(usize, Cell<'a>)) -> Result<()> {
+    let mut input = bytes;
+    let n = u16::from_le_bytes(arr(&mut input)?) as usize;
+    for i in 0..n {
+        let tag = take(&mut input, 1)?[0];
+        let cell = match tag {
+            0 => Cell::Null,
+            1 => Cell::Bool(false),
+            2 => Cell::Bool(true),
+            3 => Cell::Int(i64::from_le_bytes(arr(&mut input)?)),
+            4 => Cell::Numeric(take(&mut input, 16)?.try_into().expect("16 bytes")),
+            5 => Cell::Float(f64::from_le_bytes(arr(&mut input)?)),
+            6 => {
+                let len = u32::from_le_bytes(arr(&mut input)?) as usize;
+                Cell::Text(std::str::from_utf8(take(&mut input, len)?).map_err(|_| corrupt())?)
+            }
+            7 => Cell::Timestamp(i64::from_le_bytes(arr(&mut input)?)),
+            _ => return Err(corrupt()),
+        };
+        f(i, cell);
+    }
+    if !input.is_empty() {
+        return Err(corrupt());
+    }
+    Ok(())
+}
+
 /// Decodes a row.
 pub fn decode_row(bytes: &[u8]) -> Result<Vec<Value>> {
     let mut input = bytes;

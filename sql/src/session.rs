@@ -162,7 +162,13 @@ fn classify(stmt: &ast::Statement) -> Result<Kind> {
         S::Set(ast::Set::SingleAssignment {
             variable, values, ..
         }) => {
-            let name = object_name(variable)?;
+            let name = variable
+                .0
+                .iter()
+                .filter_map(|p| p.as_ident())
+                .map(ident)
+                .collect::<Vec<_>>()
+                .join(".");
             let value = values
                 .iter()
                 .map(setting_value)
@@ -190,7 +196,14 @@ fn classify(stmt: &ast::Statement) -> Result<Kind> {
         }
         S::Reset(r) => match &r.reset {
             ast::Reset::ALL => Kind::Reset(None),
-            ast::Reset::ConfigurationParameter(name) => Kind::Reset(Some(object_name(name)?)),
+            ast::Reset::ConfigurationParameter(name) => Kind::Reset(Some(
+                name.0
+                    .iter()
+                    .filter_map(|p| p.as_ident())
+                    .map(ident)
+                    .collect::<Vec<_>>()
+                    .join("."),
+            )),
             other => bail!(FeatureNotSupported, "RESET {other:?} is not supported"),
         },
         _ => Kind::Data,

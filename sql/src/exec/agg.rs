@@ -25,7 +25,9 @@ pub(super) enum Acc {
     SumFloat(Option<f64>),
     /// Smallest or largest value so far.
     Extreme(Option<Value>),
-    /// Average of integers or numerics: exact sum and count.
+    /// Average of integers: exact sum and count.
+    AvgInt(i128, i64),
+    /// Average of numerics: exact sum and count.
     AvgExact(Decimal, i64),
     /// Average of floats.
     AvgFloat(f64, i64),
@@ -42,6 +44,7 @@ impl Acc {
             (AggFunc::Sum, _) => Acc::SumNumeric(None),
             (AggFunc::Min | AggFunc::Max, _) => Acc::Extreme(None),
             (AggFunc::Avg, t) if t.is_float() => Acc::AvgFloat(0.0, 0),
+            (AggFunc::Avg, t) if t.is_integer() => Acc::AvgInt(0, 0),
             (AggFunc::Avg, _) => Acc::AvgExact(Decimal::ZERO, 0),
         };
         if call.distinct {
@@ -95,6 +98,10 @@ impl Acc {
                     *cur = Some(v);
                 }
             }
+            (Acc::AvgInt(s, n), Value::Int(i)) => {
+                *s += i as i128;
+                *n += 1;
+            }
             (Acc::AvgExact(s, n), Value::Int(i)) => {
                 *s = s.checked_add(Decimal::from(i)).ok_or_else(overflow)?;
                 *n += 1;
@@ -141,7 +148,16 @@ impl Acc {
                 Some(f) => Value::Float(f),
             },
             Acc::Extreme(v) => v.unwrap_or(Value::Null),
-            Acc::AvgExact(_, 0) | Acc::AvgFloat(_, 0) => Value::Null,
+            Acc::AvgExact(_, 0) | Acc::AvgFloat(_, 0) | Acc::AvgInt(_, 0) => Value::Null,
+            Acc::AvgInt(s, n) => {
+                let sum = Decimal::try_from_i128_with_scale(s, 0).map_err(|_| {
+                    Error::new(
+                        ErrorKind::NumericOutOfRange,
+                        "value overflows numeric format",
+                    )
+                })?;
+                Value::Numeric(numeric_div(sum, Decimal::from(n))?)
+            }
             Acc::AvgExact(s, n) => Value::Numeric(numeric_div(s, Decimal::from(n))?),
             Acc::AvgFloat(s, n) => Value::Float(s / n as f64),
         })

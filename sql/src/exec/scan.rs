@@ -129,6 +129,16 @@ impl ExecCtx<'_> {
 
     /// Reads the rows an access path covers, with their keys.
     pub fn scan(&self, scan: &Scan, outer: &[&[Value]]) -> Result<Vec<(Vec<u8>, Row)>> {
+        let entries = self.scan_raw(scan, outer)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            out.push((k, decode_row(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Reads the stored rows an access path covers, undecoded.
+    pub fn scan_raw(&self, scan: &Scan, outer: &[&[Value]]) -> Result<Vec<txn::Entry>> {
         let table = &scan.table;
         let pk_types: Vec<DataType> = table
             .primary_key
@@ -231,11 +241,8 @@ impl ExecCtx<'_> {
                 rows
             }
         };
-        let mut out = Vec::with_capacity(entries.len());
-        for (k, v) in entries {
-            self.memory.charge(v.len() + k.len() + 64)?;
-            out.push((k, decode_row(&v)?));
-        }
-        Ok(out)
+        let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.len() + 64).sum();
+        self.memory.charge(bytes)?;
+        Ok(entries)
     }
 }

@@ -25,6 +25,7 @@ use super::{ExecCtx, Row, row_key, row_size};
 use crate::catalog::encode_key_value;
 use crate::expr::Expr;
 use crate::plan::{AggCall, AggFunc, JoinKind, Plan, SetOpKind, SortKey};
+use crate::rowcodec::{Cell, for_each_cell};
 use crate::types::{DataType, Value};
 
 /// Rows per batch produced by scans and VALUES.
@@ -227,6 +228,79 @@ pub fn batches_from_rows(rows: &[Row], types: &[DataType]) -> Vec<Batch> {
         .collect()
 }
 
+/// Builders for one batch's columns, filled straight from stored rows.
+enum Builder {
+    Bool(BooleanBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Numeric(FixedSizeBinaryBuilder),
+    Text(StringBuilder),
+}
+
+impl Builder {
+    fn new(ty: DataType, rows: usize) -> Builder {
+        match arrow_type(ty) {
+            ArrowType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(rows)),
+            ArrowType::Int64 => Builder::Int(Int64Builder::with_capacity(rows)),
+            ArrowType::Float64 => Builder::Float(Float64Builder::with_capacity(rows)),
+            ArrowType::FixedSizeBinary(_) => {
+                Builder::Numeric(FixedSizeBinaryBuilder::with_capacity(rows, 16))
+            }
+            _ => Builder::Text(StringBuilder::with_capacity(rows, rows * 16)),
+        }
+    }
+
+    fn push(&mut self, cell: Cell<'_>) {
+        match (self, cell) {
+            (Builder::Bool(b), Cell::Bool(v)) => b.append_value(v),
+            (Builder::Int(b), Cell::Int(v) | Cell::Timestamp(v)) => b.append_value(v),
+            (Builder::Float(b), Cell::Float(v)) => b.append_value(v),
+            (Builder::Numeric(b), Cell::Numeric(v)) => b.append_value(v).expect("16 bytes"),
+            (Builder::Text(b), Cell::Text(v)) => b.append_value(v),
+            (Builder::Bool(b), _) => b.append_null(),
+            (Builder::Int(b), _) => b.append_null(),
+            (Builder::Float(b), _) => b.append_null(),
+            (Builder::Numeric(b), _) => b.append_null(),
+            (Builder::Text(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Builder::Bool(mut b) => Arc::new(b.finish()),
+            Builder::Int(mut b) => Arc::new(b.finish()),
+            Builder::Float(mut b) => Arc::new(b.finish()),
+            Builder::Numeric(mut b) => Arc::new(b.finish()),
+            Builder::Text(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Decodes stored rows directly into a batch.
+fn decode_batch(entries: &[txn::Entry], types: &[DataType]) -> Result<Batch> {
+    let mut builders: Vec<Builder> = types
+        .iter()
+        .map(|t| Builder::new(*t, entries.len()))
+        .collect();
+    for (_, bytes) in entries {
+        let mut width = 0;
+        for_each_cell(bytes, |i, cell| {
+            if let Some(b) = builders.get_mut(i) {
+                b.push(cell);
+            }
+            width = i + 1;
+        })?;
+        if width != types.len() {
+            return Err(Error::internal("stored row does not match its table"));
+        }
+    }
+    Ok(Batch {
+        columns: builders.into_iter().map(Builder::finish).collect(),
+        types: types.to_vec(),
+        rows: entries.len(),
+    })
+}
+
 /// Turns batches back into rows.
 pub fn rows_from_batches(batches: &[Batch], types: &[DataType]) -> Vec<Row> {
     let mut rows = Vec::with_capacity(batches.iter().map(|b| b.rows).sum());
@@ -286,8 +360,12 @@ impl ExecCtx<'_> {
                 batches_from_rows(&values, types)
             }
             Plan::Scan(s) => {
-                let rows: Vec<Row> = self.scan(s, outer)?.into_iter().map(|(_, r)| r).collect();
-                batches_from_rows(&rows, &plan.output_types())
+                let entries = self.scan_raw(s, outer)?;
+                let types = plan.output_types();
+                entries
+                    .chunks(BATCH_ROWS)
+                    .map(|chunk| decode_batch(chunk, &types))
+                    .collect::<Result<_>>()?
             }
             Plan::Filter { input, predicate } => {
                 let mut out = Vec::new();
@@ -789,6 +867,10 @@ impl Acc {
             Acc::SumInt(s, any) => {
                 *s += v as i128;
                 *any = true;
+            }
+            Acc::AvgInt(s, n) => {
+                *s += v as i128;
+                *n += 1;
             }
             Acc::Extreme(Some(Value::Int(cur))) => {
                 if (call.func == AggFunc::Min && v < *cur)

@@ -21,7 +21,7 @@ use rust_decimal::Decimal;
 use super::ExecCtx;
 use super::vector::{Batch, array_from_values, value_at};
 use crate::expr::{CmpOp, Expr};
-use crate::types::ops::arith;
+use crate::types::ops::{float_arith, int_arith};
 use crate::types::value::cmp_f64;
 use crate::types::{DataType, Value};
 
@@ -226,13 +226,8 @@ impl ExecCtx<'_> {
                     for i in 0..n {
                         match (x.get(i), y.get(i)) {
                             (Some(p), Some(q)) => {
-                                match arith(*op, &Value::Int(p), &Value::Int(q), *ty)? {
-                                    Value::Int(r) => {
-                                        out.push(r);
-                                        valid.push(true);
-                                    }
-                                    _ => return Err(Error::internal("integer arithmetic")),
-                                }
+                                out.push(int_arith(*op, p, q, *ty)?);
+                                valid.push(true);
                             }
                             _ => {
                                 out.push(0);
@@ -247,12 +242,7 @@ impl ExecCtx<'_> {
                     let mut out = Vec::with_capacity(n);
                     for i in 0..n {
                         out.push(match (x.get(i), y.get(i)) {
-                            (Some(p), Some(q)) => {
-                                match arith(*op, &Value::Float(p), &Value::Float(q), *ty)? {
-                                    Value::Float(r) => Some(r),
-                                    _ => return Err(Error::internal("float arithmetic")),
-                                }
-                            }
+                            (Some(p), Some(q)) => Some(float_arith(*op, p, q, *ty)?),
                             _ => None,
                         });
                     }

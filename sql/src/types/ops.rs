@@ -63,7 +63,7 @@ pub fn arith(op: ArithOp, a: &Value, b: &Value, ty: DataType) -> Result<Value> {
     }
 }
 
-fn int_arith(op: ArithOp, x: i64, y: i64, ty: DataType) -> Result<i64> {
+pub fn int_arith(op: ArithOp, x: i64, y: i64, ty: DataType) -> Result<i64> {
     let r = match op {
         ArithOp::Add => x.checked_add(y),
         ArithOp::Sub => x.checked_sub(y),
@@ -147,7 +147,7 @@ pub fn numeric_div(x: Decimal, y: Decimal) -> Result<Decimal> {
     Ok(r)
 }
 
-fn float_arith(op: ArithOp, x: f64, y: f64, ty: DataType) -> Result<f64> {
+pub fn float_arith(op: ArithOp, x: f64, y: f64, ty: DataType) -> Result<f64> {
     let single = ty == DataType::Float4;
     let r = match op {
         ArithOp::Add => x + y,
