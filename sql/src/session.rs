@@ -26,7 +26,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use txn::{Db, Txn};
 
-use crate::bind::expr::{ident, object_name};
+use crate::bind::expr::ident;
 use crate::bind::{Binder, Bound, OutputColumn};
 use crate::catalog;
 use crate::exec::{ExecCtx, InsertSource, Returning, Row};
