@@ -56,6 +56,11 @@ pub struct Table {
     /// The id the next secondary index gets.
     #[serde(default = "first_secondary_index")]
     pub next_index_id: IndexId,
+    /// `WITH (replicated = true)`: a copy of every row on every shard
+    /// (small, read-mostly tables such as TPC-C's `item`), so reading it
+    /// never adds a shard to a transaction.
+    #[serde(default)]
+    pub replicated: bool,
 }
 
 fn first_secondary_index() -> IndexId {
@@ -120,7 +125,36 @@ impl Table {
                 hash = keys::partition_hash(&key[start..]);
             }
         }
-        (key, Placement::Partitioned(hash))
+        (key, self.placement_for_hash(hash))
+    }
+
+    fn placement_for_hash(&self, hash: u64) -> Placement {
+        if self.replicated {
+            Placement::Replicated
+        } else {
+            Placement::Partitioned(hash)
+        }
+    }
+
+    /// Where a stored row key (or any key whose first component after the
+    /// prefix is the row's first key column) lives.
+    pub fn placement_of_key(&self, key: &[u8]) -> Result<Placement> {
+        if self.replicated {
+            return Ok(Placement::Replicated);
+        }
+        let rest = &key[keys::INDEX_PREFIX_LEN..];
+        let n = keycode::component_len(rest)?;
+        Ok(Placement::Partitioned(keys::partition_hash(&rest[..n])))
+    }
+
+    /// Which shards a scan of this table's keys visits, given the partition
+    /// hash when the first key column is fixed.
+    pub fn scan_placement(&self, hash: Option<u64>) -> ScanPlacement {
+        match (self.replicated, hash) {
+            (true, _) => ScanPlacement::Replicated,
+            (false, Some(h)) => ScanPlacement::Partitioned(h),
+            (false, None) => ScanPlacement::AllShards,
+        }
     }
 
     /// The key and placement of a full row (primary-key tables only).

@@ -187,6 +187,19 @@ pub enum Plan {
         /// Any other join condition, over the combined row.
         residual: Option<Expr>,
     },
+    /// An inner join that looks the right side up in a table by primary
+    /// key (or a prefix of it), once per left row. Outputs the left columns
+    /// followed by the table's.
+    LookupJoin {
+        /// The driving side.
+        left: Box<Plan>,
+        /// The table looked up.
+        table: Arc<Table>,
+        /// Values of the leading primary-key columns, over the left row.
+        key: Vec<Expr>,
+        /// Conditions on the joined row.
+        residual: Option<Expr>,
+    },
     /// `UNION`, `INTERSECT`, `EXCEPT` (with `ALL`: keep duplicates).
     SetOp {
         /// Which operation.
@@ -244,9 +257,19 @@ impl Scan {
                 .collect()
         };
         let t = &self.table.name;
+        let one = if self.table.replicated {
+            "replicated"
+        } else {
+            "1 shard"
+        };
+        let all = if self.table.replicated {
+            "replicated"
+        } else {
+            "all shards"
+        };
         match &self.access {
             Access::Point { key } => {
-                format!("Point Get on {t} (1 shard): {}", eqs(key).join(" AND "))
+                format!("Point Get on {t} ({one}): {}", eqs(key).join(" AND "))
             }
             Access::Range {
                 prefix,
@@ -269,11 +292,7 @@ impl Scan {
                         v.display(&names)
                     ));
                 }
-                let shards = if prefix.is_empty() {
-                    "all shards"
-                } else {
-                    "1 shard"
-                };
+                let shards = if prefix.is_empty() { all } else { one };
                 format!("Range Scan on {t} ({shards}): {}", parts.join(" AND "))
             }
             Access::Index {
@@ -308,18 +327,14 @@ impl Scan {
                         v.display(&names)
                     ));
                 }
-                let shards = if partition.is_some() {
-                    "1 shard"
-                } else {
-                    "all shards"
-                };
+                let shards = if partition.is_some() { one } else { all };
                 format!(
                     "Index Scan on {t} using {} ({shards}): {}",
                     index.name,
                     parts.join(" AND ")
                 )
             }
-            Access::Full => format!("Full Scan on {t} (all shards)"),
+            Access::Full => format!("Full Scan on {t} ({all})"),
         }
     }
 }
@@ -347,6 +362,11 @@ impl Plan {
                 t.extend(right.output_types());
                 t
             }
+            Plan::LookupJoin { left, table, .. } => {
+                let mut t = left.output_types();
+                t.extend(table.columns.iter().map(|c| c.ty));
+                t
+            }
             Plan::SetOp { left, .. } => left.output_types(),
         }
     }
@@ -368,7 +388,10 @@ impl Plan {
             | Plan::Distinct { input }
             | Plan::Sort { input, .. }
             | Plan::Limit { input, .. } => input.is_point_plan(),
-            Plan::Values { .. } | Plan::Join { .. } | Plan::SetOp { .. } => false,
+            Plan::Values { .. }
+            | Plan::Join { .. }
+            | Plan::LookupJoin { .. }
+            | Plan::SetOp { .. } => false,
         }
     }
 
@@ -385,6 +408,11 @@ impl Plan {
             Plan::Join { left, right, .. } => {
                 let mut n = left.column_names();
                 n.extend(right.column_names());
+                n
+            }
+            Plan::LookupJoin { left, table, .. } => {
+                let mut n = left.column_names();
+                n.extend(table.columns.iter().map(|c| c.name.clone()));
                 n
             }
             Plan::SetOp { left, .. } => left.column_names(),
@@ -456,6 +484,34 @@ impl Plan {
                     format!("{algo} {kind}: {}", conds.join(" AND "))
                 }
             }
+            Plan::LookupJoin {
+                left,
+                table,
+                key,
+                residual,
+            } => {
+                let ln = left.column_names();
+                let mut all = ln.clone();
+                all.extend(table.columns.iter().map(|c| c.name.clone()));
+                let mut conds: Vec<String> = key
+                    .iter()
+                    .zip(&table.primary_key)
+                    .map(|(k, &c)| format!("{} = {}", table.columns[c].name, k.display(&ln)))
+                    .collect();
+                if let Some(r) = residual {
+                    conds.push(r.display(&all));
+                }
+                let how = if key.len() == table.primary_key.len() {
+                    "point"
+                } else {
+                    "range"
+                };
+                format!(
+                    "Lookup Join on {} ({how}): {}",
+                    table.name,
+                    conds.join(" AND ")
+                )
+            }
             Plan::SetOp { op, all, .. } => {
                 let name = match op {
                     SetOpKind::Union => "Union",
@@ -521,6 +577,7 @@ impl Plan {
                 left.explain(depth + 1, out);
                 right.explain(depth + 1, out);
             }
+            Plan::LookupJoin { left, .. } => left.explain(depth + 1, out),
             Plan::Filter { input, .. }
             | Plan::Project { input, .. }
             | Plan::Aggregate { input, .. }

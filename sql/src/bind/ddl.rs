@@ -10,6 +10,38 @@ impl Binder<'_> {
                 "CREATE TABLE ... AS is not supported yet"
             );
         }
+        let mut replicated = false;
+        match &c.table_options {
+            ast::CreateTableOptions::None => {}
+            ast::CreateTableOptions::With(options) => {
+                for o in options {
+                    match o {
+                        ast::SqlOption::KeyValue { key, value }
+                            if object_name(key)? == "replicated" =>
+                        {
+                            replicated = match value {
+                                ast::Expr::Value(v) => match &v.value {
+                                    ast::Value::Boolean(b) => *b,
+                                    other => bail!(
+                                        InvalidParameterValue,
+                                        "replicated must be true or false, not {other}"
+                                    ),
+                                },
+                                other => bail!(
+                                    InvalidParameterValue,
+                                    "replicated must be true or false, not {other}"
+                                ),
+                            };
+                        }
+                        other => bail!(FeatureNotSupported, "table option not supported: {other}"),
+                    }
+                }
+            }
+            other => bail!(
+                FeatureNotSupported,
+                "table options not supported: {other:?}"
+            ),
+        }
         if c.temporary {
             bail!(
                 FeatureNotSupported,
@@ -109,6 +141,7 @@ impl Binder<'_> {
             primary_key,
             indexes: Vec::new(),
             next_index_id: kv::keys::PRIMARY_INDEX + 1,
+            replicated,
         };
         // Check every DEFAULT now, so a bad one fails CREATE TABLE.
         for col in table.columns.clone() {

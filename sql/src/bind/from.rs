@@ -396,6 +396,18 @@ fn plan_group(rels: Vec<Rel>, preds: Vec<Expr>) -> Result<Plan> {
             }
         })
         .collect();
+    // Constant propagation: `a = b AND b = $1` also gives `a = $1`, so
+    // that `a`'s relation can use it for its access path.
+    for derived in propagate_constants(&preds) {
+        let mut cols = Vec::new();
+        derived.columns_used(&mut cols);
+        let rels: Vec<usize> = vec![rel_of(cols[0])];
+        preds.push(Pred {
+            expr: derived,
+            rels,
+            used: false,
+        });
+    }
     // Push single-relation predicates into their relation.
     let mut plans: Vec<Option<Plan>> = Vec::new();
     for (i, rel) in rels.into_iter().enumerate() {
@@ -502,14 +514,8 @@ fn plan_group(rels: Vec<Rel>, preds: Vec<Expr>) -> Result<Plan> {
             }
             residual.push(p.expr.map_columns(&|c| position(&new_layout, c)));
         }
-        plan = Plan::Join {
-            kind: JoinKind::Inner,
-            left: Box::new(plan),
-            right: Box::new(right),
-            left_keys,
-            right_keys,
-            residual: Expr::and_all(residual),
-        };
+        let left_width = left_layout.len();
+        plan = lookup_join(plan, right, left_width, left_keys, right_keys, residual);
         joined.push(next);
         layout = new_layout;
     }
@@ -550,4 +556,152 @@ fn plan_group(rels: Vec<Rel>, preds: Vec<Expr>) -> Result<Plan> {
         };
     }
     Ok(plan)
+}
+
+/// Equalities implied by `col = col` and `col = constant` conjuncts that are
+/// not already present.
+fn propagate_constants(preds: &[Pred]) -> Vec<Expr> {
+    // Union-find over columns joined by equality.
+    let mut parent: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    fn find(parent: &mut std::collections::HashMap<usize, usize>, c: usize) -> usize {
+        let p = *parent.get(&c).unwrap_or(&c);
+        if p == c {
+            return c;
+        }
+        let r = find(parent, p);
+        parent.insert(c, r);
+        r
+    }
+    let mut constants: Vec<(usize, Expr)> = Vec::new();
+    for p in preds {
+        if let Expr::Cmp(CmpOp::Eq, a, b) = &p.expr {
+            match (a.as_ref(), b.as_ref()) {
+                (Expr::Column(x), Expr::Column(y)) => {
+                    let (rx, ry) = (find(&mut parent, *x), find(&mut parent, *y));
+                    if rx != ry {
+                        parent.insert(rx, ry);
+                    }
+                }
+                (Expr::Column(x), e) | (e, Expr::Column(x))
+                    if e.is_row_independent() && !e.needs_context() =>
+                {
+                    constants.push((*x, e.clone()));
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let columns: Vec<usize> = parent.keys().copied().collect();
+    for (col, value) in &constants {
+        let class = find(&mut parent, *col);
+        for &other in &columns {
+            if other != *col
+                && find(&mut parent, other) == class
+                && !constants.iter().any(|(c, _)| *c == other)
+                && !out
+                    .iter()
+                    .any(|e: &Expr| matches!(e, Expr::Cmp(_, l, _) if **l == Expr::Column(other)))
+            {
+                out.push(Expr::Cmp(
+                    CmpOp::Eq,
+                    Box::new(Expr::Column(other)),
+                    Box::new(value.clone()),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Joins `left` with a base table by looking its rows up by primary key,
+/// one left row at a time, when the join's equalities (and the table's own
+/// constant equalities) fix the whole primary key — or its first column
+/// when the table would otherwise be scanned in full. Otherwise a hash
+/// join.
+fn lookup_join(
+    left: Plan,
+    right: Plan,
+    left_width: usize,
+    left_keys: Vec<Expr>,
+    right_keys: Vec<Expr>,
+    residual: Vec<Expr>,
+) -> Plan {
+    let hash_join =
+        |left: Plan, right: Plan, left_keys, right_keys, residual: Vec<Expr>| Plan::Join {
+            kind: JoinKind::Inner,
+            left: Box::new(left),
+            right: Box::new(right),
+            left_keys,
+            right_keys,
+            residual: Expr::and_all(residual),
+        };
+    let (scan, filter) = match &right {
+        Plan::Scan(s) => (s, None),
+        Plan::Filter { input, predicate } => match input.as_ref() {
+            Plan::Scan(s) => (s, Some(predicate)),
+            _ => return hash_join(left, right, left_keys, right_keys, residual),
+        },
+        _ => return hash_join(left, right, left_keys, right_keys, residual),
+    };
+    let table = &scan.table;
+    if table.primary_key.is_empty() || left_keys.is_empty() {
+        return hash_join(left, right, left_keys, right_keys, residual);
+    }
+    let constants: Vec<(usize, Expr)> = filter
+        .map(|f| {
+            f.conjuncts()
+                .into_iter()
+                .filter_map(|c| match c {
+                    Expr::Cmp(CmpOp::Eq, a, b) => match (a.as_ref(), b.as_ref()) {
+                        (Expr::Column(x), e) | (e, Expr::Column(x))
+                            if e.is_row_independent() && !e.needs_context() =>
+                        {
+                            Some((*x, e.clone()))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut key = Vec::new();
+    let mut used = vec![false; right_keys.len()];
+    for &pk in &table.primary_key {
+        if let Some(i) = right_keys.iter().position(|k| *k == Expr::Column(pk)) {
+            used[i] = true;
+            key.push(left_keys[i].clone());
+        } else if let Some((_, e)) = constants.iter().find(|(c, _)| *c == pk) {
+            key.push(e.clone());
+        } else {
+            break;
+        }
+    }
+    let full = key.len() == table.primary_key.len();
+    let scanned_whole = matches!(scan.access, Access::Full);
+    if key.is_empty() || !used.iter().any(|u| *u) || !(full || scanned_whole) {
+        return hash_join(left, right, left_keys, right_keys, residual);
+    }
+    // Everything not enforced by the lookup key is checked on the joined row.
+    let shift = |e: &Expr| e.map_columns(&|c| c + left_width);
+    let mut checks = residual;
+    for (i, u) in used.iter().enumerate() {
+        if !u {
+            checks.push(Expr::Cmp(
+                CmpOp::Eq,
+                Box::new(left_keys[i].clone()),
+                Box::new(shift(&right_keys[i])),
+            ));
+        }
+    }
+    if let Some(f) = filter {
+        checks.push(shift(f));
+    }
+    Plan::LookupJoin {
+        left: Box::new(left),
+        table: table.clone(),
+        key,
+        residual: Expr::and_all(checks),
+    }
 }

@@ -8,9 +8,8 @@
 use std::sync::Arc;
 
 use kv::{Error, ErrorKind, Result, bail};
-use txn::{ScanPlacement, prefix_range};
+use txn::prefix_range;
 
-use super::scan::placement_of_key;
 use super::{ExecCtx, Row};
 use crate::bind::OutputColumn;
 use crate::catalog::{Index, Table};
@@ -131,7 +130,7 @@ impl ExecCtx<'_> {
             return Ok(None);
         }
         let range = prefix_range(&entry[..values_len]);
-        let found = self.with_txn(|t| t.scan(&range, ScanPlacement::AllShards, None))?;
+        let found = self.with_txn(|t| t.scan(&range, table.scan_placement(None), None))?;
         for (k, _) in found {
             let mut row_key = table.row_prefix();
             row_key.extend_from_slice(&k[values_len..]);
@@ -144,7 +143,7 @@ impl ExecCtx<'_> {
 
     /// Writes the index entries of a row.
     fn put_index_entries(&self, table: &Table, row: &[Value], key: &[u8]) -> Result<()> {
-        let placement = placement_of_key(key)?;
+        let placement = table.placement_of_key(key)?;
         for index in &table.indexes {
             let (entry, _, _) = table.index_entry(index, row, key);
             self.with_txn(|t| t.put(entry, Arc::from(&[][..]), placement));
@@ -153,7 +152,7 @@ impl ExecCtx<'_> {
     }
 
     fn delete_index_entries(&self, table: &Table, row: &[Value], key: &[u8]) -> Result<()> {
-        let placement = placement_of_key(key)?;
+        let placement = table.placement_of_key(key)?;
         for index in &table.indexes {
             let (entry, _, _) = table.index_entry(index, row, key);
             self.with_txn(|t| t.delete(entry, placement));
@@ -202,7 +201,7 @@ impl ExecCtx<'_> {
     /// Replaces the row at `key` (`old`) with `new`, moving it if its
     /// primary key changed.
     fn replace_row(&self, table: &Table, key: &[u8], old: &Row, new: &Row) -> Result<()> {
-        let placement = placement_of_key(key)?;
+        let placement = table.placement_of_key(key)?;
         let bytes: Arc<[u8]> = Arc::from(encode_row(new));
         self.delete_index_entries(table, old, key)?;
         let new_key = if table.primary_key.is_empty() {
@@ -212,7 +211,7 @@ impl ExecCtx<'_> {
         };
         if new_key != key {
             self.with_txn(|t| t.delete(key.to_vec(), placement));
-            let new_placement = placement_of_key(&new_key)?;
+            let new_placement = table.placement_of_key(&new_key)?;
             if self.with_txn(|t| t.get(&new_key, new_placement))?.is_some() {
                 return Err(unique_violation(
                     &table.pkey_name(),
@@ -223,7 +222,7 @@ impl ExecCtx<'_> {
             }
         }
         self.check_unique_indexes(table, new, &new_key)?;
-        let new_placement = placement_of_key(&new_key)?;
+        let new_placement = table.placement_of_key(&new_key)?;
         self.with_txn(|t| t.put(new_key.clone(), bytes, new_placement));
         self.put_index_entries(table, new, &new_key)
     }
@@ -270,7 +269,7 @@ impl ExecCtx<'_> {
             }
         }
         for key in keys {
-            let placement = placement_of_key(&key)?;
+            let placement = table.placement_of_key(&key)?;
             if let Some(bytes) = self.with_txn(|t| t.get(&key, placement))? {
                 return Ok(Some((key, crate::rowcodec::decode_row(&bytes)?)));
             }
@@ -418,7 +417,7 @@ impl ExecCtx<'_> {
         let rows = self.matching(scan, filter)?;
         let mut returned = Vec::new();
         for (key, row) in &rows {
-            let placement = placement_of_key(key)?;
+            let placement = scan.table.placement_of_key(key)?;
             self.with_txn(|t| t.delete(key.clone(), placement));
             self.delete_index_entries(&scan.table, row, key)?;
             self.returning_row(returning, row, &mut returned)?;
@@ -444,7 +443,7 @@ impl ExecCtx<'_> {
                 );
                 return Err(e);
             }
-            let placement = placement_of_key(key)?;
+            let placement = table.placement_of_key(key)?;
             self.with_txn(|t| t.put(entry, Arc::from(&[][..]), placement));
         }
         Ok(())

@@ -76,9 +76,10 @@ impl ExecCtx<'_> {
                 let (skip, take) = self.limit_offset(limit, offset, outer)?;
                 rows.into_iter().skip(skip).take(take).collect()
             }
-            Plan::Values { .. } | Plan::Join { .. } | Plan::SetOp { .. } => {
-                self.query(plan, outer)?
-            }
+            Plan::Values { .. }
+            | Plan::Join { .. }
+            | Plan::LookupJoin { .. }
+            | Plan::SetOp { .. } => self.query(plan, outer)?,
         })
     }
 

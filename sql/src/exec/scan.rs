@@ -9,7 +9,7 @@ use kv::keys;
 use kv::{Error, Result};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
-use txn::{KeyRange, Placement, ScanPlacement};
+use txn::KeyRange;
 
 use super::{ExecCtx, Row};
 use crate::catalog::encode_key_value;
@@ -48,13 +48,6 @@ fn key_value(v: Value, col: DataType) -> KeyValue {
         }
         (v, _) => KeyValue::Exact(v),
     }
-}
-
-/// The placement of a stored row key: the hash of its first key component.
-pub(super) fn placement_of_key(key: &[u8]) -> Result<Placement> {
-    let rest = &key[keys::INDEX_PREFIX_LEN..];
-    let n = component_len(rest)?;
-    Ok(Placement::Partitioned(keys::partition_hash(&rest[..n])))
 }
 
 /// A key range over `prefix` (already holding the equal leading columns)
@@ -148,7 +141,7 @@ impl ExecCtx<'_> {
         let entries = match &scan.access {
             Access::Full => {
                 let range = txn::prefix_range(&table.row_prefix());
-                self.with_txn(|t| t.scan(&range, ScanPlacement::AllShards, None))?
+                self.with_txn(|t| t.scan(&range, table.scan_placement(None), None))?
             }
             Access::Point { key } => {
                 let mut values = Vec::with_capacity(key.len());
@@ -173,7 +166,7 @@ impl ExecCtx<'_> {
                 let Some(hash) = self.encode_prefix(outer, &mut key, prefix, &pk_types)? else {
                     return Ok(Vec::new());
                 };
-                let placement = hash.map_or(ScanPlacement::AllShards, ScanPlacement::Partitioned);
+                let placement = table.scan_placement(hash);
                 let Some(range) =
                     bounded_range(self, outer, key, pk_types[prefix.len()], lower, upper)?
                 else {
@@ -198,12 +191,12 @@ impl ExecCtx<'_> {
                     return Ok(Vec::new());
                 }
                 let placement = match partition {
-                    None => ScanPlacement::AllShards,
+                    None => table.scan_placement(None),
                     Some(e) => match key_value(self.eval_const(e, outer)?, pk_types[0]) {
                         KeyValue::Exact(v) => {
                             let mut k = Vec::new();
                             encode_key_value(&mut k, &v);
-                            ScanPlacement::Partitioned(keys::partition_hash(&k))
+                            table.scan_placement(Some(keys::partition_hash(&k)))
                         }
                         _ => return Ok(Vec::new()),
                     },
@@ -227,7 +220,7 @@ impl ExecCtx<'_> {
                     }
                     let mut row_key = table.row_prefix();
                     row_key.extend_from_slice(rest);
-                    let placement = placement_of_key(&row_key)?;
+                    let placement = table.placement_of_key(&row_key)?;
                     match self.with_txn(|t| t.get(&row_key, placement))? {
                         Some(v) => rows.push((row_key, v)),
                         None => {

@@ -495,6 +495,86 @@ impl ExecCtx<'_> {
                     *kind, &l, &r, &lt, &rt, left_keys, right_keys, residual, outer,
                 )?
             }
+            Plan::LookupJoin {
+                left,
+                table,
+                key,
+                residual,
+            } => {
+                let types = plan.output_types();
+                let right_types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
+                let key_types: Vec<DataType> = table
+                    .primary_key
+                    .iter()
+                    .map(|&c| table.columns[c].ty)
+                    .collect();
+                let mut out = Vec::new();
+                for lb in self.query_batches(left, outer)? {
+                    let key_cols: Vec<Vec<Value>> = key
+                        .iter()
+                        .zip(&key_types)
+                        .map(|(e, ty)| self.eval_values(e, &lb, outer, *ty))
+                        .collect::<Result<_>>()?;
+                    let mut li: Vec<u32> = Vec::new();
+                    let mut right_rows: Vec<Row> = Vec::new();
+                    for i in 0..lb.rows {
+                        let values: Vec<Expr> =
+                            key_cols.iter().map(|c| Expr::Const(c[i].clone())).collect();
+                        let access = if values.len() == table.primary_key.len() {
+                            crate::plan::Access::Point { key: values }
+                        } else {
+                            crate::plan::Access::Range {
+                                prefix: values,
+                                lower: None,
+                                upper: None,
+                            }
+                        };
+                        for (_, row) in self.scan(
+                            &crate::plan::Scan {
+                                table: table.clone(),
+                                access,
+                            },
+                            outer,
+                        )? {
+                            li.push(i as u32);
+                            right_rows.push(row);
+                        }
+                    }
+                    if li.is_empty() {
+                        continue;
+                    }
+                    let l = lb.take(&UInt32Array::from(li))?;
+                    let r = batches_from_rows(&right_rows, &right_types);
+                    let r = Batch::concat(&r, &right_types)?;
+                    let mut columns = l.columns;
+                    columns.extend(r.columns);
+                    let joined = Batch {
+                        columns,
+                        types: types.clone(),
+                        rows: right_rows.len(),
+                    };
+                    match residual {
+                        None => out.push(joined),
+                        Some(f) => {
+                            let mask = self.eval_mask(f, &joined, outer)?;
+                            let kept = mask.true_count();
+                            if kept > 0 {
+                                let columns = joined
+                                    .columns
+                                    .iter()
+                                    .map(|c| filter(c.as_ref(), &mask).map_err(arrow_err))
+                                    .collect::<Result<_>>()?;
+                                out.push(Batch {
+                                    columns,
+                                    types: types.clone(),
+                                    rows: kept,
+                                });
+                            }
+                        }
+                    }
+                }
+                out
+            }
             Plan::SetOp {
                 op,
                 all,
