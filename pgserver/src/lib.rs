@@ -7,6 +7,9 @@
 //!   `sql::Session`.
 //! - [`wire`]: type OIDs and the text/binary encodings of values.
 //! - [`sqlstate`]: the one place error kinds become SQLSTATE codes.
+//! - [`slt`] and [`tpcc`]: the sqllogictest runner and the TPC-C driver
+//!   behind `mako slt` and `mako tpcc`; both are clients and work against
+//!   any PostgreSQL-wire server.
 //!
 //! Nothing of `sql` but `Session` (execute, prepare, describe) is used here.
 
@@ -14,4 +17,5 @@ pub mod handler;
 pub mod server;
 pub mod slt;
 pub mod sqlstate;
+pub mod tpcc;
 pub mod wire;

@@ -18,6 +18,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The TPC-C driver, usable against any PostgreSQL-wire server.
+    #[command(subcommand)]
+    Tpcc(TpccCommand),
     /// Run sqllogictest files against any PostgreSQL-wire server.
     ///
     /// Reads sqllogictest-rs files (`.slt`) and SQLite's original format
@@ -62,6 +65,62 @@ enum Command {
     },
 }
 
+/// `mako tpcc ...`
+#[derive(Subcommand)]
+enum TpccCommand {
+    /// Create the TPC-C schema (replacing it) and load the initial
+    /// population (TPC-C clause 4.3) for W warehouses, in parallel.
+    Load {
+        /// The server, e.g. postgres://mako@127.0.0.1:5433/mako.
+        #[arg(long)]
+        url: String,
+        /// Number of warehouses.
+        #[arg(long)]
+        warehouses: i32,
+        /// Parallel loading connections.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+    },
+    /// Run the transaction mix and report tpmC, throughput, latencies and
+    /// retries. Each connection is a terminal bound to a home warehouse;
+    /// serialization failures (40001) are retried and counted.
+    Run {
+        /// The server.
+        #[arg(long)]
+        url: String,
+        /// Number of warehouses loaded.
+        #[arg(long)]
+        warehouses: i32,
+        /// Terminals (connections).
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// How long to run, in seconds.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Percentages of New-Order, Payment, Order-Status, Delivery,
+        /// Stock-Level.
+        #[arg(long, default_value = "45,43,4,4,4")]
+        mix: pgserver::tpcc::run::Mix,
+        /// Add the specification's keying and think times (slow: about
+        /// one transaction per terminal every 10-30 s).
+        #[arg(long)]
+        think_time: bool,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Check the consistency conditions (clause 3.3.2, 1 to 4).
+    Check {
+        /// The server.
+        #[arg(long)]
+        url: String,
+        /// Number of warehouses (accepted for symmetry; every warehouse is
+        /// checked).
+        #[arg(long)]
+        warehouses: Option<i32>,
+    },
+}
+
 /// A sqllogictest file format.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum SltFormat {
@@ -85,6 +144,7 @@ fn main() -> std::process::ExitCode {
             data_dir,
             shards,
         } => start(listen, data_dir, shards as usize),
+        Command::Tpcc(cmd) => tpcc(cmd),
         Command::Slt {
             url,
             labels,
@@ -122,6 +182,64 @@ fn start(listen: SocketAddr, data_dir: PathBuf, shards: usize) -> std::process::
         tracing::info!("mako stopped");
         std::process::ExitCode::SUCCESS
     })
+}
+
+fn tpcc(cmd: TpccCommand) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mako: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cmd {
+            TpccCommand::Load {
+                url,
+                warehouses,
+                connections,
+            } => pgserver::tpcc::load::load(&url, warehouses, connections).await,
+            TpccCommand::Run {
+                url,
+                warehouses,
+                connections,
+                duration,
+                mix,
+                think_time,
+                json,
+            } => {
+                let opts = pgserver::tpcc::run::RunOptions {
+                    url,
+                    warehouses,
+                    connections,
+                    duration: std::time::Duration::from_secs(duration),
+                    mix,
+                    think_time,
+                    json,
+                };
+                let report = pgserver::tpcc::run::run(opts).await?;
+                if report.errors > 0 {
+                    return Err(format!("{} transactions failed with errors", report.errors));
+                }
+                Ok(())
+            }
+            TpccCommand::Check { url, .. } => {
+                let outcomes = pgserver::tpcc::check::check(&url).await?;
+                if pgserver::tpcc::check::print(&outcomes) {
+                    Ok(())
+                } else {
+                    Err("consistency check failed".into())
+                }
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mako tpcc: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 fn collect_files(path: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

@@ -161,8 +161,11 @@ impl Binder<'_> {
         cond: &ast::Expr,
     ) -> Result<Rel> {
         let written = Scope::concat([&left.scope, &right.scope]);
-        let bound = self.predicate(cond, &written, "JOIN/ON")?;
         let (outer, inner) = if swap { (right, left) } else { (left, right) };
+        // Bind the condition over the join's own column order, so that
+        // correlated subqueries in it see the rows as they are evaluated.
+        let join_scope = Scope::concat([&outer.scope, &inner.scope]);
+        let bound = self.predicate(cond, &join_scope, "JOIN/ON")?;
         let n_outer = outer.scope.columns.len();
         let n_inner = inner.scope.columns.len();
         let n_left_written = if swap { n_inner } else { n_outer };
@@ -183,7 +186,7 @@ impl Binder<'_> {
         let mut residual = Vec::new();
         let mut inner_only = Vec::new();
         for p in bound.conjuncts() {
-            let p = p.map_columns(&to_join);
+            let p = p.clone();
             let mut cols = Vec::new();
             p.columns_used(&mut cols);
             let reads_outer = cols.iter().any(|&c| c < n_outer);
@@ -413,7 +416,7 @@ fn plan_group(rels: Vec<Rel>, preds: Vec<Expr>) -> Result<Plan> {
     for (i, rel) in rels.into_iter().enumerate() {
         let local: Vec<Expr> = preds
             .iter_mut()
-            .filter(|p| p.rels == [i])
+            .filter(|p| p.rels == [i] && !p.expr.needs_context())
             .map(|p| {
                 p.used = true;
                 p.expr.map_columns(&|c| c - offsets[i])
@@ -438,6 +441,7 @@ fn plan_group(rels: Vec<Rel>, preds: Vec<Expr>) -> Result<Plan> {
     while joined.len() < n {
         let connects = |p: &Pred, r: usize| {
             !p.used
+                && !p.expr.needs_context()
                 && p.rels.contains(&r)
                 && p.rels.iter().all(|x| *x == r || joined.contains(x))
                 && p.rels.len() > 1
@@ -519,11 +523,13 @@ fn plan_group(rels: Vec<Rel>, preds: Vec<Expr>) -> Result<Plan> {
         joined.push(next);
         layout = new_layout;
     }
-    // Whatever is left (constants, predicates with subqueries) filters the
-    // joined rows.
+    // Whatever is left filters the joined rows: constants, and predicates
+    // with subqueries, which are applied after the rows are back in written
+    // order because a correlated subquery refers to its outer row's columns
+    // in that order.
     let rest: Vec<Expr> = preds
         .iter()
-        .filter(|p| !p.used)
+        .filter(|p| !p.used && !p.expr.needs_context())
         .map(|p| {
             p.expr
                 .map_columns(&|c| layout.iter().position(|&x| x == c).expect("joined column"))
@@ -553,6 +559,17 @@ fn plan_group(rels: Vec<Rel>, preds: Vec<Expr>) -> Result<Plan> {
             input: Box::new(plan),
             exprs,
             types: out_types,
+        };
+    }
+    let late: Vec<Expr> = preds
+        .iter()
+        .filter(|p| p.expr.needs_context())
+        .map(|p| p.expr.clone())
+        .collect();
+    if let Some(f) = Expr::and_all(late) {
+        plan = Plan::Filter {
+            input: Box::new(plan),
+            predicate: f,
         };
     }
     Ok(plan)

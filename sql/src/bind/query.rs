@@ -117,7 +117,7 @@ impl Binder<'_> {
                 }
                 let mut types = Vec::new();
                 for (l, r) in lc.iter().zip(&rc) {
-                    types.push(output_type(common_type(&[l.ty, r.ty], name)?));
+                    types.push(common_type(&[l.ty, r.ty], name)?);
                 }
                 let lp = self.convert_columns(lp, &lc, &types)?;
                 let rp = self.convert_columns(rp, &rc, &types)?;
@@ -182,7 +182,7 @@ impl Binder<'_> {
         let mut types = Vec::new();
         for c in 0..width {
             let col: Vec<DataType> = typed_rows.iter().map(|r| r[c].1).collect();
-            types.push(output_type(common_type(&col, "VALUES")?));
+            types.push(common_type(&col, "VALUES")?);
         }
         let mut rows = Vec::new();
         for r in typed_rows {
@@ -357,22 +357,24 @@ impl Binder<'_> {
                         self.star_column(i, scope, &mut exprs, &mut types, &mut columns)?;
                     }
                 }
+                // Unknown literals keep their type so that a set operation or
+                // INSERT ... SELECT can still resolve them; clients see text.
                 ast::SelectItem::UnnamedExpr(e) => {
                     let (bound, ty) = self.expr(e, scope)?;
                     exprs.push(bound);
-                    types.push(output_type(ty));
+                    types.push(ty);
                     columns.push(OutputColumn {
                         name: column_name(e),
-                        ty: output_type(ty),
+                        ty,
                     });
                 }
                 ast::SelectItem::ExprWithAlias { expr, alias } => {
                     let (bound, ty) = self.expr(expr, scope)?;
                     exprs.push(bound);
-                    types.push(output_type(ty));
+                    types.push(ty);
                     columns.push(OutputColumn {
                         name: ident(alias),
-                        ty: output_type(ty),
+                        ty,
                     });
                 }
                 other => bail!(FeatureNotSupported, "select item not supported: {other}"),

@@ -321,6 +321,9 @@ impl ExecCtx<'_> {
         };
         let mut count = 0;
         let mut returned = Vec::new();
+        // Rows this statement inserted or updated: DO UPDATE may not touch
+        // one of them again (PostgreSQL's 21000).
+        let mut touched: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         for values in candidates {
             let row = self.conform(table, values)?;
             if let Some(c) = conflict {
@@ -330,6 +333,12 @@ impl ExecCtx<'_> {
                 };
                 if let Some((key, existing)) = self.conflicting_row(table, &target, &row)? {
                     if let Conflict::Update { sets, filter, .. } = c {
+                        if touched.contains(&key) {
+                            return Err(Error::new(
+                                ErrorKind::CardinalityViolation,
+                                "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                            ));
+                        }
                         let mut both = existing.clone();
                         both.extend(row.iter().cloned());
                         let env = self.env(&both, &[]);
@@ -348,13 +357,19 @@ impl ExecCtx<'_> {
                         }
                         let new = self.conform(table, values)?;
                         self.replace_row(table, &key, &existing, &new)?;
+                        touched.insert(if table.primary_key.is_empty() {
+                            key.clone()
+                        } else {
+                            table.key_of_row(&new).0
+                        });
                         self.returning_row(returning, &new, &mut returned)?;
                         count += 1;
                     }
                     continue;
                 }
             }
-            self.insert_row(table, &row)?;
+            let key = self.insert_row(table, &row)?;
+            touched.insert(key);
             self.returning_row(returning, &row, &mut returned)?;
             count += 1;
         }
@@ -385,7 +400,9 @@ impl ExecCtx<'_> {
     ) -> Result<(u64, Vec<Row>)> {
         let table = scan.table.clone();
         let rows = self.matching(scan, filter)?;
-        let mut returned = Vec::new();
+        // Compute every new row before writing any, so that subqueries in
+        // SET see the table as it was when the statement started.
+        let mut changes = Vec::with_capacity(rows.len());
         for (key, old) in &rows {
             let mut values: Vec<(Value, DataType)> = old
                 .iter()
@@ -393,16 +410,15 @@ impl ExecCtx<'_> {
                 .zip(table.columns.iter().map(|c| c.ty))
                 .collect();
             let env = self.env(old, &[]);
-            let computed = sets
-                .iter()
-                .map(|(c, e, ty)| Ok((*c, e.eval(&env)?, *ty)))
-                .collect::<Result<Vec<_>>>()?;
-            for (c, v, ty) in computed {
-                values[c] = (v, ty);
+            for (c, e, ty) in sets {
+                values[*c] = (e.eval(&env)?, *ty);
             }
-            let new = self.conform(&table, values)?;
-            self.replace_row(&table, key, old, &new)?;
-            self.returning_row(returning, &new, &mut returned)?;
+            changes.push((key, old, self.conform(&table, values)?));
+        }
+        let mut returned = Vec::new();
+        for (key, old, new) in &changes {
+            self.replace_row(&table, key, old, new)?;
+            self.returning_row(returning, new, &mut returned)?;
         }
         Ok((rows.len() as u64, returned))
     }

@@ -450,7 +450,12 @@ impl ExecCtx<'_> {
             Plan::Sort { input, keys } => {
                 let types = plan.output_types();
                 let batches = self.query_batches(input, outer)?;
-                vec![self.sort(&batches, keys, &types)?]
+                let sorted = self.sort(&batches, keys, &types)?;
+                if sorted.rows == 0 {
+                    Vec::new()
+                } else {
+                    vec![sorted]
+                }
             }
             Plan::Limit {
                 input,
@@ -655,7 +660,7 @@ impl ExecCtx<'_> {
             for (a, call) in aggs.iter().enumerate() {
                 let Some(arg) = &call.arg else {
                     // count(*)
-                    if gids.is_empty() {
+                    if group_by.is_empty() {
                         groups[0].1[a].add_count(b.rows as i64);
                     } else {
                         for &g in &gids {
@@ -665,7 +670,7 @@ impl ExecCtx<'_> {
                     continue;
                 };
                 let arr = self.eval_array(arg, b, outer, call.arg_ty)?;
-                let group_of = |i: usize| if gids.is_empty() { 0 } else { gids[i] };
+                let group_of = |i: usize| if group_by.is_empty() { 0 } else { gids[i] };
                 if let Some(ints) = arr.as_any().downcast_ref::<Int64Array>()
                     && call.arg_ty != DataType::Timestamp
                     && !call.distinct

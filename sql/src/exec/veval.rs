@@ -251,6 +251,10 @@ impl ExecCtx<'_> {
                     self.fallback(e, batch, outer)?
                 }
             }
+            // SQL evaluates AND/OR lazily; when the right side could fail on
+            // a row the left side decides (`b <> 0 AND a / b > 1`), go row by
+            // row so that it is never evaluated there.
+            Expr::And(_, r) | Expr::Or(_, r) if r.can_fail() => self.fallback(e, batch, outer)?,
             Expr::And(l, r) | Expr::Or(l, r) => {
                 let a = bool_array(&self.eval_col(l, batch, outer)?, n)?;
                 let b = bool_array(&self.eval_col(r, batch, outer)?, n)?;

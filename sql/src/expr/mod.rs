@@ -406,7 +406,22 @@ impl Expr {
         let m = |e: &Expr| Box::new(e.map_columns(f));
         match self {
             Expr::Column(i) => Expr::Column(f(*i)),
-            Expr::Const(_) | Expr::Param(_) | Expr::Outer(..) | Expr::Subquery(_) => self.clone(),
+            Expr::Const(_) | Expr::Param(_) | Expr::Outer(..) => self.clone(),
+            // Only the probe of `x IN (subquery)` reads the current row; a
+            // correlated subquery's outer references are never remapped (the
+            // planner keeps such predicates where columns are in written
+            // order).
+            Expr::Subquery(sq) => match &sq.kind {
+                SubqueryKind::In { probe, negated } => {
+                    let mut sq = sq.as_ref().clone();
+                    sq.kind = SubqueryKind::In {
+                        probe: m(probe),
+                        negated: *negated,
+                    };
+                    Expr::Subquery(Box::new(sq))
+                }
+                _ => self.clone(),
+            },
             Expr::Cast {
                 expr,
                 from,
@@ -517,6 +532,27 @@ impl Expr {
                 }
             }
         }
+    }
+
+    /// True when evaluating can raise an error on some rows (arithmetic,
+    /// casts, functions, subqueries): such an expression must not be
+    /// evaluated on rows an enclosing AND/OR has already decided.
+    pub fn can_fail(&self) -> bool {
+        let mut fails = false;
+        self.walk(&mut |e| {
+            if matches!(
+                e,
+                Expr::Arith { .. }
+                    | Expr::Neg(..)
+                    | Expr::Cast { .. }
+                    | Expr::Func(..)
+                    | Expr::Subquery(_)
+                    | Expr::Like { .. }
+            ) {
+                fails = true;
+            }
+        });
+        fails
     }
 
     /// True when evaluating needs a subquery runner or outer rows, which
