@@ -91,6 +91,20 @@ impl Shard {
         }
     }
 
+    /// Like [`Shard::scan`], in descending key order.
+    pub fn scan_rev(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        mut f: impl FnMut(&[u8], ReadResult) -> ControlFlow<()>,
+    ) {
+        for entry in self.index.range::<[u8], _>((start, end)).rev() {
+            if f(entry.key(), entry.value().read()).is_break() {
+                break;
+            }
+        }
+    }
+
     /// Tries to lock `key`, creating its record if missing. Returns the
     /// locked version, or `None` when someone else holds the lock.
     pub fn try_lock(&self, key: &[u8]) -> Option<u64> {

@@ -52,6 +52,9 @@ pub struct Scan {
     pub table: Arc<Table>,
     /// How its rows are reached.
     pub access: Access,
+    /// Read in descending key order (so that `ORDER BY ... DESC` needs no
+    /// sort).
+    pub reverse: bool,
 }
 
 /// An aggregate function.
@@ -242,6 +245,15 @@ impl Scan {
 
     /// One line describing the access path.
     pub fn describe(&self) -> String {
+        let line = self.describe_access(&self.table.name);
+        if self.reverse {
+            format!("{line}, descending")
+        } else {
+            line
+        }
+    }
+
+    fn describe_access(&self, t: &str) -> String {
         let names = self.column_names();
         let pk: Vec<&str> = self
             .table
@@ -256,7 +268,6 @@ impl Scan {
                 .map(|(v, c)| format!("{c} = {}", v.display(&names)))
                 .collect()
         };
-        let t = &self.table.name;
         let one = if self.table.replicated {
             "replicated"
         } else {
@@ -336,6 +347,26 @@ impl Scan {
             }
             Access::Full => format!("Full Scan on {t} ({all})"),
         }
+    }
+
+    /// The columns rows come out ordered by (after those the access path
+    /// fixes by equality), or `None` when the order is not by columns
+    /// (tables without a primary key).
+    pub fn key_order(&self) -> Option<Vec<usize>> {
+        let pk = &self.table.primary_key;
+        if pk.is_empty() {
+            return None;
+        }
+        Some(match &self.access {
+            Access::Point { .. } => Vec::new(),
+            Access::Range { prefix, .. } => pk[prefix.len()..].to_vec(),
+            Access::Index { index, prefix, .. } => index.columns[prefix.len()..]
+                .iter()
+                .chain(pk.iter())
+                .copied()
+                .collect(),
+            Access::Full => pk.clone(),
+        })
     }
 }
 

@@ -15,11 +15,13 @@
 //!   on one shard when the predicate also fixes the first key column);
 //! - otherwise → [`Access::Full`].
 //!
-//! The whole predicate is still applied to every row read, so the access
-//! path only has to cover the matching rows, never to be exact. Values are
-//! converted to the key column's type at execution (see `exec::keys`);
-//! float key columns never get ranges, because float comparisons with other
-//! numeric types are not exact.
+//! The whole predicate is applied to every row read, so the access path
+//! only has to cover the matching rows. Once a query is planned,
+//! [`residual`] drops the conjuncts the chosen path enforces exactly (so a
+//! `LIMIT` can stop the scan early). Values are converted to the key
+//! column's type at execution (see `exec::scan`); float key columns never
+//! get ranges, because float comparisons with other numeric types are not
+//! exact.
 
 use crate::catalog::Table;
 use crate::expr::{CmpOp, Expr};
@@ -174,4 +176,68 @@ pub fn choose_access(table: &Table, predicate: Option<&Expr>) -> Access {
         }
         _ => pk_range.unwrap_or(Access::Full),
     }
+}
+
+/// The part of `predicate` that rows read through `access` still have to
+/// be checked against: without the comparisons the key range enforces
+/// exactly (equalities of the fixed prefix and the bounds used on the next
+/// column). `CHAR(n)` columns, compared ignoring trailing blanks, keep
+/// their conjuncts.
+pub fn residual(table: &Table, access: &Access, predicate: Expr) -> Option<Expr> {
+    let none = None;
+    let (columns, prefix, lower, upper) = match access {
+        Access::Point { key } => (&table.primary_key, key, &none, &none),
+        Access::Range {
+            prefix,
+            lower,
+            upper,
+        } => (&table.primary_key, prefix, lower, upper),
+        Access::Index {
+            index,
+            prefix,
+            lower,
+            upper,
+            ..
+        } => (&index.columns, prefix, lower, upper),
+        Access::Full => return Some(predicate),
+    };
+    // (column, operator, value) of each comparison the access path applies.
+    let mut slots: Vec<(usize, CmpOp, &Expr)> = Vec::new();
+    for (col, v) in columns.iter().zip(prefix.iter()) {
+        slots.push((*col, CmpOp::Eq, v));
+    }
+    if let Some(&next) = columns.get(prefix.len()) {
+        if let Some((v, inclusive)) = lower {
+            slots.push((next, if *inclusive { CmpOp::GtEq } else { CmpOp::Gt }, v));
+        }
+        if let Some((v, inclusive)) = upper {
+            slots.push((next, if *inclusive { CmpOp::LtEq } else { CmpOp::Lt }, v));
+        }
+    }
+    let mut used = vec![false; slots.len()];
+    let kept: Vec<Expr> = predicate
+        .conjuncts()
+        .into_iter()
+        .filter(|c| {
+            let Some(&(col, op, v)) = column_comparisons(&[c], table).first() else {
+                return true;
+            };
+            if matches!(table.columns[col].ty, DataType::Char(_)) {
+                return true;
+            }
+            let slot = slots
+                .iter()
+                .enumerate()
+                .position(|(i, s)| !used[i] && s.0 == col && s.1 == op && s.2 == v);
+            match slot {
+                Some(i) => {
+                    used[i] = true;
+                    false
+                }
+                None => true,
+            }
+        })
+        .cloned()
+        .collect();
+    Expr::and_all(kept)
 }

@@ -93,7 +93,8 @@ pub struct ScanResult {
     /// phantom only if it is present).
     pub records: Vec<(Vec<u8>, ReadResult)>,
     /// The range actually covered: the requested one, or up to and including
-    /// the last returned key when the row limit stopped the scan early.
+    /// the last returned key when the row limit stopped the scan early (for
+    /// a reverse scan: from that key to the end).
     pub covered: Option<KeyRange>,
 }
 
@@ -187,8 +188,9 @@ pub trait ShardClient: Send + Sync {
     /// Reads the newest version of `key`.
     fn read(&self, key: &[u8]) -> Result<ReadResult>;
 
-    /// Scans `range` in key order, stopping after `limit` present rows.
-    fn scan(&self, range: &KeyRange, limit: Option<usize>) -> Result<ScanResult>;
+    /// Scans `range` in key order (descending when `reverse`), stopping
+    /// after `limit` present rows.
+    fn scan(&self, range: &KeyRange, limit: Option<usize>, reverse: bool) -> Result<ScanResult>;
 
     /// Lock round: locks every key (sorted) without waiting. Returns nothing
     /// on success; on conflict nothing stays locked.

@@ -120,28 +120,45 @@ impl ShardClient for LocalShard {
         Ok(self.shard.read(key))
     }
 
-    fn scan(&self, range: &KeyRange, limit: Option<usize>) -> Result<ScanResult> {
+    fn scan(&self, range: &KeyRange, limit: Option<usize>, reverse: bool) -> Result<ScanResult> {
         let mut out = ScanResult {
             records: Vec::new(),
             covered: Some(range.clone()),
         };
         let mut present = 0usize;
         let (start, end) = range.bounds();
-        self.shard.scan(start, end, |key, read| {
+        let visit = |key: &[u8], read: ReadResult| {
             let is_present = read.value.is_some();
             out.records.push((key.to_vec(), read));
             if is_present {
                 present += 1;
                 if limit.is_some_and(|l| present >= l) {
-                    out.covered = Some(KeyRange {
-                        start: range.start.clone(),
-                        end: std::ops::Bound::Included(key.to_vec()),
+                    // Only the part up to this key was read.
+                    out.covered = Some(if reverse {
+                        KeyRange {
+                            start: std::ops::Bound::Included(key.to_vec()),
+                            end: range.end.clone(),
+                        }
+                    } else {
+                        KeyRange {
+                            start: range.start.clone(),
+                            end: std::ops::Bound::Included(key.to_vec()),
+                        }
                     });
                     return ControlFlow::Break(());
                 }
             }
             ControlFlow::Continue(())
-        });
+        };
+        if reverse {
+            self.shard.scan_rev(start, end, visit);
+        } else {
+            self.shard.scan(start, end, visit);
+        }
+        if reverse {
+            // Validation re-scans forward; keep the seen records in key order.
+            out.records.reverse();
+        }
         Ok(out)
     }
 

@@ -171,6 +171,18 @@ impl Txn {
         placement: ScanPlacement,
         limit: Option<usize>,
     ) -> Result<Vec<Entry>> {
+        self.scan_ordered(range, placement, limit, false)
+    }
+
+    /// Like [`Txn::scan`], in descending key order when `reverse`: the
+    /// limit then keeps the largest keys.
+    pub fn scan_ordered(
+        &mut self,
+        range: &KeyRange,
+        placement: ScanPlacement,
+        limit: Option<usize>,
+        reverse: bool,
+    ) -> Result<Vec<Entry>> {
         let shards: Vec<ShardId> = match placement {
             ScanPlacement::Partitioned(h) => vec![self.shard_of(Placement::Partitioned(h))],
             ScanPlacement::AllShards => (0..self.db.shard_count()).collect(),
@@ -190,7 +202,7 @@ impl Txn {
 
         let mut rows: Vec<Entry> = Vec::new();
         for shard in shards {
-            let result = self.db.client(shard).scan(range, shard_limit)?;
+            let result = self.db.client(shard).scan(range, shard_limit, reverse)?;
             let mut seen = Vec::with_capacity(result.records.len());
             for (key, read) in result.records {
                 self.observe_vc(&read.vc);
@@ -212,6 +224,11 @@ impl Txn {
         if placement == ScanPlacement::AllShards && self.db.shard_count() > 1 {
             rows.sort_by(|a, b| a.0.cmp(&b.0));
         }
+        if reverse {
+            // Records come back in key order from each shard; the caller
+            // wants descending order.
+            rows.sort_by(|a, b| b.0.cmp(&a.0));
+        }
         if !own_writes.is_empty() {
             let mut merged: BTreeMap<Vec<u8>, Arc<[u8]>> = rows.into_iter().collect();
             for (k, w) in own_writes {
@@ -221,6 +238,9 @@ impl Txn {
                 };
             }
             rows = merged.into_iter().collect();
+            if reverse {
+                rows.reverse();
+            }
         }
         if let Some(l) = limit {
             rows.truncate(l);

@@ -345,3 +345,31 @@ fn inverted_range_reads_nothing_even_with_buffered_writes() {
             .is_empty()
     );
 }
+
+#[test]
+fn reverse_limited_scan_returns_the_largest_keys_and_covers_only_them() {
+    for shards in [1, 3] {
+        let db = setup(shards, 10, 1);
+        let mut a = db.begin();
+        let rows = a
+            .scan_ordered(&table(), ScanPlacement::AllShards, Some(2), true)
+            .unwrap();
+        let ids: Vec<Vec<u8>> = rows.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(ids, vec![key(9).0, key(8).0], "descending, the two largest");
+        // An insert below what the reverse scan covered does not conflict...
+        let mut b = db.begin();
+        put(&mut b, -5, 1);
+        b.commit().unwrap();
+        put(&mut a, 500, 1);
+        a.commit().expect("the insert is outside the covered part");
+        // ...one inside does.
+        let mut c = db.begin();
+        c.scan_ordered(&table(), ScanPlacement::AllShards, Some(2), true)
+            .unwrap();
+        let mut d = db.begin();
+        put(&mut d, 1_000, 1);
+        d.commit().unwrap();
+        put(&mut c, 501, 1);
+        assert!(c.commit().unwrap_err().is_retryable(), "{shards} shards");
+    }
+}

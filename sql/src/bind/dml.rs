@@ -349,7 +349,14 @@ impl Binder<'_> {
             None => None,
         };
         let access = choose_access(&table, filter.as_ref());
-        Ok((Scan { table, access }, filter))
+        Ok((
+            Scan {
+                table,
+                access,
+                reverse: false,
+            },
+            filter,
+        ))
     }
 
     pub(super) fn update(&mut self, u: &ast::Update) -> Result<Bound> {

@@ -269,6 +269,7 @@ impl Binder<'_> {
                         plan: Plan::Scan(Scan {
                             table,
                             access: Access::Full,
+                            reverse: false,
                         }),
                         scope,
                     });

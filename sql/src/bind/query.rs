@@ -1,6 +1,7 @@
 //! Binding queries: SELECT, set operations, VALUES, ORDER BY and LIMIT.
 
 use super::*;
+use crate::plan::Access;
 
 /// The ORDER BY items and LIMIT clause that apply to a query body.
 struct Tail<'q> {
@@ -386,6 +387,13 @@ impl Binder<'_> {
         };
         let visible = exprs.len();
         let keys = self.sort_keys(&tail.order, scope, &columns, &mut exprs, &mut types)?;
+        // When the table is read in the requested order anyway, no sort is
+        // needed (and a LIMIT can stop the scan early).
+        strip_enforced(&mut plan);
+        let presorted = self.agg.is_none()
+            && matches!(s.distinct, None | Some(ast::Distinct::All))
+            && !keys.is_empty()
+            && order_by_access(&mut plan, &exprs, &keys);
         // Assemble: aggregate, having, project, distinct, sort, limit.
         if let Some(state) = self.agg.take() {
             let (group_by, group_types) = state.group_by.into_iter().unzip();
@@ -426,7 +434,7 @@ impl Binder<'_> {
                 bail!(FeatureNotSupported, "DISTINCT ON is not supported yet")
             }
         }
-        if !keys.is_empty() {
+        if !keys.is_empty() && !presorted {
             plan = Plan::Sort {
                 input: Box::new(plan),
                 keys,
@@ -600,6 +608,77 @@ impl Binder<'_> {
         exprs.push(bound);
         types.push(output_type(ty));
         Ok(exprs.len() - 1)
+    }
+}
+
+/// When a single-table plan already produces rows in the order of `keys`
+/// (the columns after the access path's equality prefix, in key order, all
+/// ascending or all descending with the default NULL placement), sets the
+/// scan's direction and returns true.
+fn order_by_access(plan: &mut Plan, exprs: &[Expr], keys: &[SortKey]) -> bool {
+    let scan = match plan {
+        Plan::Scan(s) => s,
+        Plan::Filter { input, .. } => match input.as_mut() {
+            Plan::Scan(s) => s,
+            _ => return false,
+        },
+        _ => return false,
+    };
+    if matches!(scan.access, Access::Point { .. }) {
+        return true; // at most one row
+    }
+    let Some(order) = scan.key_order() else {
+        return false;
+    };
+    let fixed: Vec<usize> = match &scan.access {
+        Access::Range { prefix, .. } => scan.table.primary_key[..prefix.len()].to_vec(),
+        Access::Index { index, prefix, .. } => index.columns[..prefix.len()].to_vec(),
+        _ => Vec::new(),
+    };
+    // Columns fixed by equality are constant: they do not order anything.
+    let order: Vec<usize> = order.into_iter().filter(|c| !fixed.contains(c)).collect();
+    let mut desc = None;
+    let mut next = 0;
+    for k in keys {
+        let Expr::Column(c) = exprs[k.column] else {
+            return false;
+        };
+        if fixed.contains(&c) {
+            continue;
+        }
+        if *desc.get_or_insert(k.desc) != k.desc || k.nulls_first != k.desc {
+            return false;
+        }
+        if order.get(next) != Some(&c) {
+            return false;
+        }
+        next += 1;
+    }
+    scan.reverse = desc.unwrap_or(false);
+    true
+}
+
+/// Drops from filters over table scans the conjuncts their access paths
+/// enforce exactly (see [`crate::planner::residual`]).
+fn strip_enforced(plan: &mut Plan) {
+    match plan {
+        Plan::Filter { input, predicate } => {
+            strip_enforced(input);
+            let Plan::Scan(scan) = input.as_ref() else {
+                return;
+            };
+            match crate::planner::residual(&scan.table, &scan.access, predicate.clone()) {
+                Some(rest) => *predicate = rest,
+                None => *plan = Plan::Scan(scan.clone()),
+            }
+        }
+        Plan::Project { input, .. } => strip_enforced(input),
+        Plan::Join { left, right, .. } => {
+            strip_enforced(left);
+            strip_enforced(right);
+        }
+        Plan::LookupJoin { left, .. } => strip_enforced(left),
+        _ => {}
     }
 }
 

@@ -446,6 +446,7 @@ impl ExecCtx<'_> {
         let all = Scan {
             table: Arc::new(table.clone()),
             access: crate::plan::Access::Full,
+            reverse: false,
         };
         let rows = self.scan(&all, &[])?;
         let mut seen = std::collections::HashSet::new();

@@ -132,6 +132,18 @@ impl ExecCtx<'_> {
 
     /// Reads the stored rows an access path covers, undecoded.
     pub fn scan_raw(&self, scan: &Scan, outer: &[&[Value]]) -> Result<Vec<txn::Entry>> {
+        self.scan_raw_limited(scan, outer, None)
+    }
+
+    /// Like [`ExecCtx::scan_raw`], stopping after `limit` rows in the scan's
+    /// order (only that part of the range joins the read set).
+    pub fn scan_raw_limited(
+        &self,
+        scan: &Scan,
+        outer: &[&[Value]],
+        limit: Option<usize>,
+    ) -> Result<Vec<txn::Entry>> {
+        let reverse = scan.reverse;
         let table = &scan.table;
         let pk_types: Vec<DataType> = table
             .primary_key
@@ -141,7 +153,9 @@ impl ExecCtx<'_> {
         let entries = match &scan.access {
             Access::Full => {
                 let range = txn::prefix_range(&table.row_prefix());
-                self.with_txn(|t| t.scan(&range, table.scan_placement(None), None))?
+                self.with_txn(|t| {
+                    t.scan_ordered(&range, table.scan_placement(None), limit, reverse)
+                })?
             }
             Access::Point { key } => {
                 let mut values = Vec::with_capacity(key.len());
@@ -172,7 +186,7 @@ impl ExecCtx<'_> {
                 else {
                     return Ok(Vec::new());
                 };
-                self.with_txn(|t| t.scan(&range, placement, None))?
+                self.with_txn(|t| t.scan_ordered(&range, placement, limit, reverse))?
             }
             Access::Index {
                 index,
@@ -208,7 +222,8 @@ impl ExecCtx<'_> {
                 let Some(range) = bounded_range(self, outer, key, next, lower, upper)? else {
                     return Ok(Vec::new());
                 };
-                let index_entries = self.with_txn(|t| t.scan(&range, placement, None))?;
+                let index_entries =
+                    self.with_txn(|t| t.scan_ordered(&range, placement, limit, reverse))?;
                 let mut rows = Vec::with_capacity(index_entries.len());
                 for (entry, _) in index_entries {
                     // Skip the prefix and the indexed values: the rest is the

@@ -343,6 +343,62 @@ impl ExecCtx<'_> {
         self.memory.charge(batches.iter().map(Batch::memory).sum())
     }
 
+    /// Evaluates `exprs` over every batch.
+    fn project(
+        &self,
+        input: Vec<Batch>,
+        exprs: &[Expr],
+        types: &[DataType],
+        outer: &[&[Value]],
+    ) -> Result<Vec<Batch>> {
+        input
+            .into_iter()
+            .map(|b| {
+                let columns = exprs
+                    .iter()
+                    .zip(types)
+                    .map(|(e, ty)| self.eval_array(e, &b, outer, *ty))
+                    .collect::<Result<_>>()?;
+                Ok(Batch {
+                    columns,
+                    types: types.to_vec(),
+                    rows: b.rows,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs `plan` reading only its first `limit` rows when it is a scan
+    /// under projections (each row out is one row read, in scan order);
+    /// `None` for other plans.
+    fn limited_scan(
+        &self,
+        plan: &Plan,
+        outer: &[&[Value]],
+        limit: usize,
+    ) -> Result<Option<Vec<Batch>>> {
+        match plan {
+            Plan::Scan(s) => {
+                let entries = self.scan_raw_limited(s, outer, Some(limit))?;
+                let types = plan.output_types();
+                let batches = entries
+                    .chunks(BATCH_ROWS)
+                    .map(|chunk| decode_batch(chunk, &types))
+                    .collect::<Result<_>>()?;
+                Ok(Some(batches))
+            }
+            Plan::Project {
+                input,
+                exprs,
+                types,
+            } => match self.limited_scan(input, outer, limit)? {
+                Some(batches) => Ok(Some(self.project(batches, exprs, types, outer)?)),
+                None => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
     /// Runs a plan on the vectorized path.
     pub fn query_batches(&self, plan: &Plan, outer: &[&[Value]]) -> Result<Vec<Batch>> {
         let out = match plan {
@@ -397,20 +453,8 @@ impl ExecCtx<'_> {
                 exprs,
                 types,
             } => {
-                let mut out = Vec::new();
-                for b in self.query_batches(input, outer)? {
-                    let columns = exprs
-                        .iter()
-                        .zip(types)
-                        .map(|(e, ty)| self.eval_array(e, &b, outer, *ty))
-                        .collect::<Result<_>>()?;
-                    out.push(Batch {
-                        columns,
-                        types: types.clone(),
-                        rows: b.rows,
-                    });
-                }
-                out
+                let input = self.query_batches(input, outer)?;
+                self.project(input, exprs, types, outer)?
             }
             Plan::Aggregate {
                 input,
@@ -463,8 +507,12 @@ impl ExecCtx<'_> {
                 offset,
             } => {
                 let (mut skip, mut take_n) = self.limit_offset(limit, offset, outer)?;
+                let input = match self.limited_scan(input, outer, skip.saturating_add(take_n))? {
+                    Some(batches) => batches,
+                    None => self.query_batches(input, outer)?,
+                };
                 let mut out = Vec::new();
-                for b in self.query_batches(input, outer)? {
+                for b in input {
                     if take_n == 0 {
                         break;
                     }
@@ -538,6 +586,7 @@ impl ExecCtx<'_> {
                             &crate::plan::Scan {
                                 table: table.clone(),
                                 access,
+                                reverse: false,
                             },
                             outer,
                         )? {
