@@ -245,7 +245,13 @@ impl Scan {
 
     /// One line describing the access path.
     pub fn describe(&self) -> String {
-        let line = self.describe_access(&self.table.name);
+        self.describe_in(&[])
+    }
+
+    /// Like [`Scan::describe`], inside a subquery whose enclosing rows'
+    /// columns are named by `outer`.
+    fn describe_in(&self, outer: &[Vec<String>]) -> String {
+        let line = self.describe_access(&self.table.name, outer);
         if self.reverse {
             format!("{line}, descending")
         } else {
@@ -253,7 +259,7 @@ impl Scan {
         }
     }
 
-    fn describe_access(&self, t: &str) -> String {
+    fn describe_access(&self, t: &str, outer: &[Vec<String>]) -> String {
         let names = self.column_names();
         let pk: Vec<&str> = self
             .table
@@ -265,7 +271,7 @@ impl Scan {
             values
                 .iter()
                 .zip(&pk)
-                .map(|(v, c)| format!("{c} = {}", v.display(&names)))
+                .map(|(v, c)| format!("{c} = {}", v.display_in(outer, &names)))
                 .collect()
         };
         let one = if self.table.replicated {
@@ -293,14 +299,14 @@ impl Scan {
                     parts.push(format!(
                         "{col} {} {}",
                         if *inclusive { ">=" } else { ">" },
-                        v.display(&names)
+                        v.display_in(outer, &names)
                     ));
                 }
                 if let Some((v, inclusive)) = upper {
                     parts.push(format!(
                         "{col} {} {}",
                         if *inclusive { "<=" } else { "<" },
-                        v.display(&names)
+                        v.display_in(outer, &names)
                     ));
                 }
                 let shards = if prefix.is_empty() { all } else { one };
@@ -321,21 +327,21 @@ impl Scan {
                 let mut parts: Vec<String> = prefix
                     .iter()
                     .zip(&cols)
-                    .map(|(v, c)| format!("{c} = {}", v.display(&names)))
+                    .map(|(v, c)| format!("{c} = {}", v.display_in(outer, &names)))
                     .collect();
                 let col = cols.get(prefix.len()).copied().unwrap_or("?");
                 if let Some((v, inclusive)) = lower {
                     parts.push(format!(
                         "{col} {} {}",
                         if *inclusive { ">=" } else { ">" },
-                        v.display(&names)
+                        v.display_in(outer, &names)
                     ));
                 }
                 if let Some((v, inclusive)) = upper {
                     parts.push(format!(
                         "{col} {} {}",
                         if *inclusive { "<=" } else { "<" },
-                        v.display(&names)
+                        v.display_in(outer, &names)
                     ));
                 }
                 let shards = if partition.is_some() { one } else { all };
@@ -474,8 +480,58 @@ impl Plan {
         }
     }
 
+    /// The expressions this operator evaluates (not its inputs').
+    fn expressions(&self) -> Vec<&Expr> {
+        match self {
+            Plan::Unit | Plan::Scan(_) | Plan::SetOp { .. } | Plan::Distinct { .. } => Vec::new(),
+            Plan::Sort { .. } => Vec::new(),
+            Plan::Filter { predicate, .. } => vec![predicate],
+            Plan::Values { rows, .. } => rows.iter().flatten().collect(),
+            Plan::Project { exprs, .. } => exprs.iter().collect(),
+            Plan::Aggregate { group_by, aggs, .. } => group_by
+                .iter()
+                .chain(aggs.iter().filter_map(|a| a.arg.as_ref()))
+                .collect(),
+            Plan::Join {
+                left_keys,
+                right_keys,
+                residual,
+                ..
+            } => left_keys.iter().chain(right_keys).chain(residual).collect(),
+            Plan::LookupJoin { key, residual, .. } => key.iter().chain(residual).collect(),
+            Plan::Limit { limit, offset, .. } => limit.iter().chain(offset).collect(),
+        }
+    }
+
     /// Renders the plan as indented lines, one per operator.
     pub fn explain(&self, depth: usize, out: &mut Vec<String>) {
+        self.explain_in(depth, out, &[]);
+    }
+
+    /// The names of the columns this operator's expressions read.
+    fn row_names(&self) -> Vec<String> {
+        match self {
+            Plan::Unit | Plan::Scan(_) | Plan::Values { .. } => Vec::new(),
+            Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
+                let mut n = left.column_names();
+                n.extend(right.column_names());
+                n
+            }
+            Plan::LookupJoin { left, table, .. } => {
+                let mut n = left.column_names();
+                n.extend(table.columns.iter().map(|c| c.name.clone()));
+                n
+            }
+            Plan::Filter { input, .. }
+            | Plan::Project { input, .. }
+            | Plan::Aggregate { input, .. }
+            | Plan::Distinct { input }
+            | Plan::Sort { input, .. }
+            | Plan::Limit { input, .. } => input.column_names(),
+        }
+    }
+
+    fn explain_in(&self, depth: usize, out: &mut Vec<String>, outer: &[Vec<String>]) {
         let pad = "  ".repeat(depth);
         let line = match self {
             Plan::Unit => "Result (one row)".to_string(),
@@ -494,10 +550,16 @@ impl Plan {
                 let mut conds: Vec<String> = left_keys
                     .iter()
                     .zip(right_keys)
-                    .map(|(l, r)| format!("{} = {}", l.display(&ln), r.display(&rn)))
+                    .map(|(l, r)| {
+                        format!(
+                            "{} = {}",
+                            l.display_in(outer, &ln),
+                            r.display_in(outer, &rn)
+                        )
+                    })
                     .collect();
                 if let Some(r) = residual {
-                    conds.push(r.display(&all));
+                    conds.push(r.display_in(outer, &all));
                 }
                 let algo = if left_keys.is_empty() {
                     "Nested Loop"
@@ -527,10 +589,12 @@ impl Plan {
                 let mut conds: Vec<String> = key
                     .iter()
                     .zip(&table.primary_key)
-                    .map(|(k, &c)| format!("{} = {}", table.columns[c].name, k.display(&ln)))
+                    .map(|(k, &c)| {
+                        format!("{} = {}", table.columns[c].name, k.display_in(outer, &ln))
+                    })
                     .collect();
                 if let Some(r) = residual {
-                    conds.push(r.display(&all));
+                    conds.push(r.display_in(outer, &all));
                 }
                 let how = if key.len() == table.primary_key.len() {
                     "point"
@@ -551,9 +615,12 @@ impl Plan {
                 };
                 format!("{name}{}", if *all { " All" } else { "" })
             }
-            Plan::Scan(s) => s.describe(),
+            Plan::Scan(s) => s.describe_in(outer),
             Plan::Filter { input, predicate } => {
-                format!("Filter: {}", predicate.display(&input.column_names()))
+                format!(
+                    "Filter: {}",
+                    predicate.display_in(outer, &input.column_names())
+                )
             }
             Plan::Project { .. } => format!("Project: {}", self.column_names().join(", ")),
             Plan::Aggregate { group_by, .. } => {
@@ -593,28 +660,48 @@ impl Plan {
             Plan::Limit { limit, offset, .. } => {
                 let mut s = "Limit:".to_string();
                 if let Some(l) = limit {
-                    s.push_str(&format!(" limit {}", l.display(&[])));
+                    s.push_str(&format!(" limit {}", l.display_in(outer, &[])));
                 }
                 if let Some(o) = offset {
-                    s.push_str(&format!(" offset {}", o.display(&[])));
+                    s.push_str(&format!(" offset {}", o.display_in(outer, &[])));
                 }
                 s
             }
         };
         out.push(format!("{pad}{line}"));
+        // Subqueries in this operator's expressions, under it.
+        let mut subqueries = Vec::new();
+        for e in self.expressions() {
+            e.walk(&mut |x| {
+                if let Expr::Subquery(sq) = x {
+                    subqueries.push((sq.id, sq.correlated, sq.plan.clone()));
+                }
+            });
+        }
+        for (id, correlated, plan) in subqueries {
+            let runs = if correlated {
+                "runs once per row"
+            } else {
+                "runs once"
+            };
+            out.push(format!("{pad}  Subquery {id} ({runs}):"));
+            let mut enclosing = outer.to_vec();
+            enclosing.push(self.row_names());
+            plan.explain_in(depth + 2, out, &enclosing);
+        }
         match self {
             Plan::Unit | Plan::Scan(_) | Plan::Values { .. } => {}
             Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
-                left.explain(depth + 1, out);
-                right.explain(depth + 1, out);
+                left.explain_in(depth + 1, out, outer);
+                right.explain_in(depth + 1, out, outer);
             }
-            Plan::LookupJoin { left, .. } => left.explain(depth + 1, out),
+            Plan::LookupJoin { left, .. } => left.explain_in(depth + 1, out, outer),
             Plan::Filter { input, .. }
             | Plan::Project { input, .. }
             | Plan::Aggregate { input, .. }
             | Plan::Distinct { input }
             | Plan::Sort { input, .. }
-            | Plan::Limit { input, .. } => input.explain(depth + 1, out),
+            | Plan::Limit { input, .. } => input.explain_in(depth + 1, out, outer),
         }
     }
 }

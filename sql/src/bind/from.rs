@@ -412,12 +412,14 @@ fn plan_group(rels: Vec<Rel>, preds: Vec<Expr>) -> Result<Plan> {
             used: false,
         });
     }
-    // Push single-relation predicates into their relation.
+    // Push single-relation predicates into their relation (those reading
+    // an enclosing query's row too: its values are fixed while this one
+    // runs, so they can bound key ranges).
     let mut plans: Vec<Option<Plan>> = Vec::new();
     for (i, rel) in rels.into_iter().enumerate() {
         let local: Vec<Expr> = preds
             .iter_mut()
-            .filter(|p| p.rels == [i] && !p.expr.needs_context())
+            .filter(|p| p.rels == [i] && !p.expr.has_subquery())
             .map(|p| {
                 p.used = true;
                 p.expr.map_columns(&|c| c - offsets[i])
@@ -564,7 +566,7 @@ fn plan_group(rels: Vec<Rel>, preds: Vec<Expr>) -> Result<Plan> {
     }
     let late: Vec<Expr> = preds
         .iter()
-        .filter(|p| p.expr.needs_context())
+        .filter(|p| !p.used && p.expr.needs_context())
         .map(|p| p.expr.clone())
         .collect();
     if let Some(f) = Expr::and_all(late) {

@@ -76,6 +76,12 @@ impl Memory {
         Ok(())
     }
 
+    /// Forgets what was accounted after `mark` (a value of
+    /// [`Memory::used`]): that memory has been freed.
+    pub fn release_to(&self, mark: usize) {
+        self.used.set(self.used.get().min(mark));
+    }
+
     /// Bytes accounted so far.
     pub fn used(&self) -> usize {
         self.used.get()
@@ -151,8 +157,14 @@ impl SubqueryRunner for ExecCtx<'_> {
         {
             return Ok(rows.clone());
         }
+        // What a run materializes is freed when it ends (a correlated
+        // subquery runs once per outer row); a cached result stays.
+        let mark = self.memory.used();
         let rows = Rc::new(self.query(&sq.plan, outer)?);
+        self.memory.release_to(mark);
         if !sq.correlated {
+            self.memory
+                .charge(rows.iter().map(|r| 32 * (r.len() + 1)).sum())?;
             self.cache.borrow_mut().insert(sq.id, rows.clone());
         }
         Ok(rows)

@@ -185,6 +185,13 @@ pub struct Subquery {
     pub correlated: bool,
 }
 
+/// Column names for rendering expressions: the current row's, and those of
+/// enclosing queries' rows (innermost last).
+struct Names<'a> {
+    row: &'a [String],
+    outer: &'a [Vec<String>],
+}
+
 /// Runs subqueries for expression evaluation (the executor implements it).
 pub trait SubqueryRunner {
     /// Returns the rows of `sq` evaluated with `outer` as the enclosing
@@ -567,6 +574,17 @@ impl Expr {
         needs
     }
 
+    /// True when the expression contains a subquery.
+    pub fn has_subquery(&self) -> bool {
+        let mut found = false;
+        self.walk(&mut |e| {
+            if matches!(e, Expr::Subquery(_)) {
+                found = true;
+            }
+        });
+        found
+    }
+
     /// Splits a predicate into its top-level `AND`ed parts.
     pub fn conjuncts(&self) -> Vec<&Expr> {
         match self {
@@ -581,12 +599,18 @@ impl Expr {
 
     /// Renders the expression for EXPLAIN, naming columns with `names`.
     pub fn display(&self, names: &[String]) -> String {
+        self.display_in(&[], names)
+    }
+
+    /// Like [`Expr::display`], naming the columns of enclosing queries'
+    /// rows with `outer` (innermost last).
+    pub fn display_in(&self, outer: &[Vec<String>], names: &[String]) -> String {
         let mut s = String::new();
-        self.write(&mut s, names);
+        self.write(&mut s, &Names { row: names, outer });
         s
     }
 
-    fn write(&self, s: &mut String, names: &[String]) {
+    fn write(&self, s: &mut String, names: &Names<'_>) {
         match self {
             Expr::Const(v) => match v {
                 Value::Text(t) => {
@@ -603,7 +627,7 @@ impl Expr {
                     s.push_str(&format_value(other, DataType::Float8).unwrap_or("NULL".into()))
                 }
             },
-            Expr::Column(i) => s.push_str(names.get(*i).map_or("?", |n| n.as_str())),
+            Expr::Column(i) => s.push_str(names.row.get(*i).map_or("?", |n| n.as_str())),
             Expr::Param(i) => {
                 let _ = write!(s, "${}", i + 1);
             }
@@ -668,7 +692,20 @@ impl Expr {
                 b.write(s, names);
             }
             Expr::Outer(level, i) => {
-                let _ = write!(s, "outer{level}.${i}");
+                let name = names
+                    .outer
+                    .len()
+                    .checked_sub(*level)
+                    .and_then(|d| names.outer.get(d))
+                    .and_then(|row| row.get(*i));
+                match name {
+                    Some(n) => {
+                        let _ = write!(s, "outer.{n}");
+                    }
+                    None => {
+                        let _ = write!(s, "outer{level}.${i}");
+                    }
+                }
             }
             Expr::Case { whens, otherwise } => {
                 s.push_str("CASE");
