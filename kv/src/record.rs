@@ -91,6 +91,29 @@ impl Record {
         }
     }
 
+    /// An empty record whose version counter starts at `version` (a record
+    /// re-created after its predecessor was removed continues above the
+    /// predecessor's versions, so no reader mistakes one for the other).
+    pub fn with_version(version: u64) -> Self {
+        Record {
+            word: AtomicU64::new(version & !LOCK_BIT),
+            head: Atomic::null(),
+        }
+    }
+
+    /// True when the newest version is a deletion whose VC `stable`
+    /// accepts: then no reader or rollback needs the record any more.
+    pub fn is_stable_tombstone(&self, stable: impl Fn(&VectorClock) -> bool) -> bool {
+        let guard = epoch::pin();
+        let head = self.head.load(Ordering::Acquire, &guard);
+        // SAFETY: `head` was loaded under `guard`; versions are only freed
+        // through the guard's deferred destruction.
+        match unsafe { head.as_ref() } {
+            Some(v) => v.value.is_none() && stable(&v.vc),
+            None => false,
+        }
+    }
+
     /// Reads the newest version consistently with the version counter.
     pub fn read(&self) -> ReadResult {
         let mut spins = 0;

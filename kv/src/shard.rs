@@ -12,13 +12,23 @@
 //! do not know about transactions: which locks a transaction holds is the
 //! caller's business.
 //!
-//! Records are created on first lock (an insert) and never removed from the
-//! index yet: a delete installs a tombstone. Removing tombstones below the
-//! watermark is future version-GC work.
+//! Records are created on first lock (an insert); a delete installs a
+//! tombstone. Tombstones are collected in batches once their deletion is
+//! stable: the collector locks the record (for good), raises the version
+//! floor of the key's stripe (one of [`FLOOR_STRIPES`], by key hash) above
+//! its version and unlinks it. Whoever still holds the
+//! old entry finds it locked and fails validation; a record created later
+//! for the same key starts at the floor, so version numbers never repeat
+//! for a key and a reader that saw the tombstone cannot be fooled. A key
+//! without a record reads as version `floor` too: a reader that saw it
+//! missing still validates against a record created since but never
+//! written, and fails once a collection has run in between (it cannot tell
+//! whether that collection removed this key; stripes keep such false
+//! conflicts rare).
 
 use std::ops::{Bound, ControlFlow};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_skiplist::SkipMap;
 
@@ -42,7 +52,18 @@ pub struct Shard {
     clock: AtomicU64,
     /// The watermark test used to prune version chains.
     stable: Box<StableFn>,
+    /// Per stripe of keys, the first version of newly created records:
+    /// above every version of any record of the stripe removed so far.
+    floors: Box<[AtomicU64]>,
+    /// Keys deleted since the last collection.
+    tombstones: Mutex<Vec<Box<[u8]>>>,
 }
+
+/// Deleted keys that trigger a tombstone collection.
+const TOMBSTONE_BATCH: usize = 256;
+
+/// Stripes of version floors.
+pub const FLOOR_STRIPES: usize = 1024;
 
 impl Shard {
     /// An empty shard whose versions are pruned as soon as they are replaced
@@ -59,7 +80,19 @@ impl Shard {
             index: SkipMap::new(),
             clock: AtomicU64::new(0),
             stable,
+            floors: (0..FLOOR_STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            tombstones: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The version floor of `key`'s stripe.
+    fn floor(&self, key: &[u8]) -> &AtomicU64 {
+        // FNV-1a: cheap, and any spread will do.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        &self.floors[(h % FLOOR_STRIPES as u64) as usize]
     }
 
     /// This shard's id.
@@ -71,7 +104,13 @@ impl Shard {
     pub fn read(&self, key: &[u8]) -> ReadResult {
         match self.index.get(key) {
             Some(entry) => entry.value().read(),
-            None => ReadResult::missing(),
+            // A missing key reads as version `floor`: the version a record
+            // created for it now would start at. A later removal raises
+            // the floor, so validation notices it.
+            None => ReadResult {
+                version: self.floor(key).load(Ordering::SeqCst),
+                ..ReadResult::missing()
+            },
         }
     }
 
@@ -110,7 +149,9 @@ impl Shard {
     pub fn try_lock(&self, key: &[u8]) -> Option<u64> {
         let entry = match self.index.get(key) {
             Some(e) => e,
-            None => self.index.get_or_insert_with(key.into(), Record::new),
+            None => self.index.get_or_insert_with(key.into(), || {
+                Record::with_version(self.floor(key).load(Ordering::SeqCst))
+            }),
         };
         entry.value().try_lock()
     }
@@ -127,7 +168,7 @@ impl Shard {
     pub fn check(&self, key: &[u8], expected: u64, held: bool) -> bool {
         match self.index.get(key) {
             Some(entry) => entry.value().check(expected, held),
-            None => expected == 0,
+            None => expected == self.floor(key).load(Ordering::SeqCst),
         }
     }
 
@@ -142,7 +183,55 @@ impl Shard {
             .index
             .get(key)
             .expect("install of a key that was never locked");
+        let deleted = value.is_none();
         entry.value().install(value, vc, epoch, &*self.stable);
+        if deleted {
+            let due = {
+                let mut t = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
+                t.push(key.into());
+                t.len() >= TOMBSTONE_BATCH
+            };
+            if due {
+                self.collect_tombstones();
+            }
+        }
+    }
+
+    /// Unlinks the records of deleted keys whose deletion is stable; the
+    /// others wait for a later collection. Returns how many were removed.
+    pub fn collect_tombstones(&self) -> usize {
+        let keys = std::mem::take(&mut *self.tombstones.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut later = Vec::new();
+        let mut removed = 0;
+        for key in keys {
+            let Some(entry) = self.index.get(&*key) else {
+                continue;
+            };
+            let record = entry.value();
+            let Some(version) = record.try_lock() else {
+                later.push(key); // someone is committing to it
+                continue;
+            };
+            if !record.is_stable_tombstone(&*self.stable) {
+                record.unlock();
+                if record.read().value.is_none() {
+                    later.push(key); // deleted, not yet stable
+                }
+                continue;
+            }
+            // The floor rises before the record leaves the index, so a
+            // record created after that starts above this one's versions.
+            self.floor(&key).fetch_max(version + 1, Ordering::SeqCst);
+            entry.remove();
+            removed += 1;
+        }
+        if !later.is_empty() {
+            self.tombstones
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(later);
+        }
+        removed
     }
 
     /// GetClock: advances the shard clock and returns the new value.
@@ -197,6 +286,76 @@ mod tests {
             ControlFlow::Continue(())
         });
         out
+    }
+
+    fn delete(shard: &Shard, key: &[u8], clock: u64) {
+        shard.try_lock(key).expect("lock");
+        shard.install(key, None, VectorClock::from_vec(vec![clock]), 1);
+    }
+
+    #[test]
+    fn stable_tombstones_are_collected_and_versions_never_repeat() {
+        let s = Shard::new(0);
+        put(&s, b"k", "v1", 1);
+        delete(&s, b"k", 2);
+        let seen = s.read(b"k");
+        assert_eq!((seen.version, seen.value.is_none()), (2, true));
+        // A holder of the old entry that has not locked it yet.
+        let held = s.index.get(&b"k"[..]).expect("entry");
+        assert_eq!(s.collect_tombstones(), 1);
+        assert_eq!(s.record_count(), 0);
+        assert!(
+            held.value().try_lock().is_none(),
+            "the removed record stays locked"
+        );
+        assert!(
+            !s.check(b"k", seen.version, false),
+            "a reader of the tombstone fails"
+        );
+        // A missing key reads as the floor, and that read stays valid until
+        // the key is written or another collection runs.
+        let missing = s.read(b"k");
+        assert!(missing.version > seen.version);
+        assert!(s.check(b"k", missing.version, false));
+        s.try_lock(b"k").expect("lock");
+        assert!(s.check(b"k", missing.version, true), "created, not written");
+        s.unlock(b"k");
+        // Re-created: versions continue above the removed record's.
+        put(&s, b"k", "v2", 3);
+        let again = s.read(b"k");
+        assert!(again.version > seen.version);
+        assert_eq!(again.value.as_deref(), Some(&b"v2"[..]));
+    }
+
+    #[test]
+    fn unstable_or_rewritten_tombstones_stay() {
+        let stable_below = Arc::new(AtomicU64::new(0));
+        let limit = stable_below.clone();
+        let s = Shard::with_stability(
+            0,
+            Box::new(move |vc: &VectorClock| vc.get(0) <= limit.load(Ordering::SeqCst)),
+        );
+        put(&s, b"a", "x", 1);
+        delete(&s, b"a", 2);
+        put(&s, b"b", "x", 3);
+        delete(&s, b"b", 4);
+        put(&s, b"b", "back", 5);
+        assert_eq!(s.collect_tombstones(), 0, "deletion of a is not stable yet");
+        stable_below.store(10, Ordering::SeqCst);
+        assert_eq!(s.collect_tombstones(), 1, "a goes; b was written again");
+        assert_eq!(s.read(b"b").value.as_deref(), Some(&b"back"[..]));
+        assert_eq!(s.collect_tombstones(), 0);
+    }
+
+    #[test]
+    fn deletes_trigger_collection_in_batches() {
+        let s = Shard::new(0);
+        for i in 0..(TOMBSTONE_BATCH as u32 * 2) {
+            let k = i.to_be_bytes();
+            put(&s, &k, "v", 1);
+            delete(&s, &k, 2);
+        }
+        assert_eq!(s.record_count(), 0);
     }
 
     #[test]

@@ -342,7 +342,9 @@ impl ExtendedQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        Deferred(self).on_describe(&mut NoFlush(client), message).await
+        Deferred(self)
+            .on_describe(&mut NoFlush(client), message)
+            .await
     }
 
     async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
@@ -352,7 +354,9 @@ impl ExtendedQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        Deferred(self).on_execute(&mut NoFlush(client), message).await
+        Deferred(self)
+            .on_execute(&mut NoFlush(client), message)
+            .await
     }
 
     async fn on_close<C>(&self, client: &mut C, message: Close) -> PgWireResult<()>

@@ -42,7 +42,8 @@ fn key_column(e: &Expr, table: &Table) -> Option<usize> {
             Expr::Column(c)
                 if (from.is_integer()
                     && (to.is_integer() || matches!(to, DataType::Numeric(_))))
-                    || (from.is_string() && matches!(to, DataType::Text | DataType::Varchar(None))) =>
+                    || (from.is_string()
+                        && matches!(to, DataType::Text | DataType::Varchar(None))) =>
             {
                 *c
             }

@@ -373,3 +373,34 @@ fn reverse_limited_scan_returns_the_largest_keys_and_covers_only_them() {
         assert!(c.commit().unwrap_err().is_retryable(), "{shards} shards");
     }
 }
+
+/// A key read as missing, then inserted and deleted by others and its
+/// tombstone collected, is not "still missing": the reader must fail
+/// validation (here the history T1 -rw-> T2 -rw-> T1 is a cycle).
+#[test]
+fn collected_tombstone_does_not_hide_an_insert_and_delete() {
+    let db = setup(1, 2, 100);
+    let mut t1 = db.begin();
+    assert_eq!(get(&mut t1, 7), None);
+
+    let mut t2 = db.begin();
+    assert_eq!(get(&mut t2, 0), Some(100));
+    put(&mut t2, 7, 1);
+    t2.commit().unwrap();
+    let mut t3 = db.begin();
+    let (k, p) = key(7);
+    t3.delete(k, p);
+    t3.commit().unwrap();
+    assert_eq!(db.store(0).unwrap().collect_tombstones(), 1);
+
+    put(&mut t1, 0, 0);
+    let err = t1.commit().unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+
+    // A fresh reader of the missing key commits an insert of it.
+    let mut t4 = db.begin();
+    assert_eq!(get(&mut t4, 7), None);
+    put(&mut t4, 7, 2);
+    t4.commit().unwrap();
+    assert_eq!(get(&mut db.begin(), 7), Some(2));
+}
