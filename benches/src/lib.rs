@@ -3,6 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+/// The benchmarks allocate with mimalloc, as the `mako` binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How long each measured configuration runs (`BENCH_SECS`, default 3).
 pub fn bench_duration() -> Duration {
     let secs = std::env::var("BENCH_SECS")

@@ -2,10 +2,15 @@
 //! clock.
 //!
 //! The index plays the role Masstree plays in Mako: point get, insert and
-//! range scan in key order from many threads without a global lock. It is a
-//! lock-free skip list (`crossbeam-skiplist`) whose nodes are reclaimed with
-//! crossbeam-epoch; records themselves are versioned as described in
-//! [`crate::record`].
+//! range scan in key order from many threads without a global lock. Records
+//! live in a lock-free skip list (`crossbeam-skiplist`, nodes reclaimed
+//! with crossbeam-epoch) for scans in key order, and the same records are
+//! reachable by key through a sharded hash map (`dashmap`) for the point
+//! operations (read, lock, validate, install), which a skip-list search
+//! made the most expensive part of a transaction. The hash map is the
+//! authority on which record a key has: records are created and removed
+//! under its per-key entry lock, and the skip list follows. Records
+//! themselves are versioned as described in [`crate::record`].
 //!
 //! The methods here are the OCC primitives the transaction layer composes
 //! into Mako's certification rounds (Lock, GetClock, Validate, Install). They
@@ -31,6 +36,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_skiplist::SkipMap;
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 
 use crate::clock::VectorClock;
 use crate::record::{ReadResult, Record, VersionInfo};
@@ -46,8 +53,10 @@ pub type StableFn = dyn Fn(&VectorClock) -> bool + Send + Sync;
 pub struct Shard {
     /// This shard's position in vector clocks.
     id: ShardId,
-    /// Records by key, in key order.
-    index: SkipMap<Box<[u8]>, Record>,
+    /// Records by key, in key order (for scans).
+    index: SkipMap<Box<[u8]>, Arc<Record>>,
+    /// The same records by key (for point operations).
+    by_key: DashMap<Box<[u8]>, Arc<Record>, foldhash::fast::RandomState>,
     /// The shard clock handed out by GetClock (Mako §4.2).
     clock: AtomicU64,
     /// The watermark test used to prune version chains.
@@ -78,6 +87,7 @@ impl Shard {
         Shard {
             id,
             index: SkipMap::new(),
+            by_key: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             clock: AtomicU64::new(0),
             stable,
             floors: (0..FLOOR_STRIPES).map(|_| AtomicU64::new(0)).collect(),
@@ -102,8 +112,8 @@ impl Shard {
 
     /// Reads the newest version of `key`.
     pub fn read(&self, key: &[u8]) -> ReadResult {
-        match self.index.get(key) {
-            Some(entry) => entry.value().read(),
+        match self.by_key.get(key) {
+            Some(record) => record.read(),
             // A missing key reads as version `floor`: the version a record
             // created for it now would start at. A later removal raises
             // the floor, so validation notices it.
@@ -147,44 +157,53 @@ impl Shard {
     /// Tries to lock `key`, creating its record if missing. Returns the
     /// locked version, or `None` when someone else holds the lock.
     pub fn try_lock(&self, key: &[u8]) -> Option<u64> {
-        let entry = match self.index.get(key) {
-            Some(e) => e,
-            None => self.index.get_or_insert_with(key.into(), || {
-                Record::with_version(self.floor(key).load(Ordering::SeqCst))
-            }),
+        if let Some(record) = self.by_key.get(key) {
+            return record.try_lock();
+        }
+        let record = match self.by_key.entry(key.into()) {
+            Entry::Occupied(e) => e.get().clone(),
+            Entry::Vacant(e) => {
+                let record = Arc::new(Record::with_version(self.floor(key).load(Ordering::SeqCst)));
+                // Under the entry lock: no one else creates or removes
+                // this key's record meanwhile.
+                self.index.insert(key.into(), record.clone());
+                e.insert(record.clone());
+                record
+            }
         };
-        entry.value().try_lock()
+        record.try_lock()
     }
 
     /// Releases a lock taken with [`Shard::try_lock`] without installing.
     pub fn unlock(&self, key: &[u8]) {
-        if let Some(entry) = self.index.get(key) {
-            entry.value().unlock();
+        if let Some(record) = self.by_key.get(key) {
+            record.unlock();
         }
     }
 
     /// OCC validation of one read: `key` still has version `expected` and is
     /// unlocked, or locked by the validating transaction itself (`held`).
     pub fn check(&self, key: &[u8], expected: u64, held: bool) -> bool {
-        match self.index.get(key) {
-            Some(entry) => entry.value().check(expected, held),
+        match self.by_key.get(key) {
+            Some(record) => record.check(expected, held),
             None => expected == self.floor(key).load(Ordering::SeqCst),
         }
     }
 
     /// True when `key` is currently locked.
     pub fn is_locked(&self, key: &[u8]) -> bool {
-        self.index.get(key).is_some_and(|e| e.value().is_locked())
+        self.by_key.get(key).is_some_and(|r| r.is_locked())
     }
 
     /// Installs a version of a key this caller has locked, and unlocks it.
     pub fn install(&self, key: &[u8], value: Option<Arc<[u8]>>, vc: VectorClock, epoch: u64) {
-        let entry = self
-            .index
+        let record = self
+            .by_key
             .get(key)
-            .expect("install of a key that was never locked");
+            .expect("install of a key that was never locked")
+            .clone();
         let deleted = value.is_none();
-        entry.value().install(value, vc, epoch, &*self.stable);
+        record.install(value, vc, epoch, &*self.stable);
         if deleted {
             let due = {
                 let mut t = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
@@ -204,10 +223,10 @@ impl Shard {
         let mut later = Vec::new();
         let mut removed = 0;
         for key in keys {
-            let Some(entry) = self.index.get(&*key) else {
+            let Entry::Occupied(entry) = self.by_key.entry(key.clone()) else {
                 continue;
             };
-            let record = entry.value();
+            let record = entry.get().clone();
             let Some(version) = record.try_lock() else {
                 later.push(key); // someone is committing to it
                 continue;
@@ -222,6 +241,7 @@ impl Shard {
             // The floor rises before the record leaves the index, so a
             // record created after that starts above this one's versions.
             self.floor(&key).fetch_max(version + 1, Ordering::SeqCst);
+            self.index.remove(&*key);
             entry.remove();
             removed += 1;
         }
