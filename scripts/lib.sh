@@ -19,6 +19,17 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# RocksDB (built from source by the rocksdb crate) needs libclang for
+# bindgen, and a C++ compiler.
+ensure_build_deps() {
+  local missing=()
+  dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt_install "${missing[@]}"
+  fi
+}
+
 # psql is a test client of the end-to-end tests.
 ensure_psql() {
   command -v psql >/dev/null 2>&1 || apt_install postgresql-client

@@ -86,6 +86,8 @@ pub enum ErrorKind {
     FeatureNotSupported,
     /// An argument to a function or a clause is invalid (e.g. negative LIMIT).
     InvalidParameterValue,
+    /// A setting that is fixed while the server runs.
+    CantChangeRuntimeParam,
     /// A statement used more memory than the configured limit.
     OutOfMemory,
     /// The client sent something that violates the wire protocol.

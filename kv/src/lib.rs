@@ -15,14 +15,21 @@
 //! 4. `install(key, value, vc, epoch)` pushes a new version and releases the
 //!    lock, pruning versions the watermark no longer needs (Install).
 //!
-//! Caveats: the store is in memory only; persistence to RocksDB will live in
-//! this crate behind an interface the layers above use without naming RocksDB.
-//! Deleted keys stay in the index as tombstones until version GC exists.
+//! Durability: a participant appends each transaction it installs to a
+//! [`log::CommitLog`] (with the keys still locked), and a logged shard
+//! ([`Shard::logged`]) tracks which clock values are durable, giving the
+//! watermark commit replies wait for. With the `rocksdb` feature,
+//! [`persist`] implements the log on RocksDB: group commit, checkpoints of
+//! the applied state, and recovery. Nothing above this crate names
+//! RocksDB.
 
 pub mod clock;
 pub mod error;
 pub mod keycode;
 pub mod keys;
+pub mod log;
+#[cfg(feature = "rocksdb")]
+pub mod persist;
 pub mod record;
 pub mod shard;
 

@@ -31,15 +31,18 @@
 //! whether that collection removed this key; stripes keep such false
 //! conflicts rare).
 
+use std::collections::BTreeSet;
 use std::ops::{Bound, ControlFlow};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use crossbeam_skiplist::SkipMap;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use crate::clock::VectorClock;
+use crate::error::{Error, Result};
 use crate::record::{ReadResult, Record, VersionInfo};
 
 /// Identifies a shard.
@@ -66,6 +69,26 @@ pub struct Shard {
     floors: Box<[AtomicU64]>,
     /// Keys deleted since the last collection.
     tombstones: Mutex<Vec<Box<[u8]>>>,
+    /// The durable watermark, when commits wait for a log.
+    durability: Option<Durability>,
+}
+
+/// Which of a shard's clock values are durable (see [`Shard::watermark`]).
+struct Durability {
+    /// Clock values handed out to committing transactions whose log entries
+    /// are not durable yet (nor abandoned).
+    inflight: Mutex<BTreeSet<u64>>,
+    /// Every clock value up to this one is durable or abandoned.
+    watermark: AtomicU64,
+    /// Why the log stopped, once it has.
+    failed: Mutex<Option<Error>>,
+    /// Signalled when the watermark rises or the log fails.
+    changed: Condvar,
+}
+
+/// Locks a mutex, ignoring poisoning (the data behind these stays valid).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Deleted keys that trigger a tombstone collection.
@@ -92,6 +115,26 @@ impl Shard {
             stable,
             floors: (0..FLOOR_STRIPES).map(|_| AtomicU64::new(0)).collect(),
             tombstones: Mutex::new(Vec::new()),
+            durability: None,
+        }
+    }
+
+    /// An empty shard whose commits are acknowledged only once their log
+    /// entries are durable: clock values are tracked from [`next_clock`]
+    /// until [`clock_durable`] or [`abandon_clock`].
+    ///
+    /// [`next_clock`]: Shard::next_clock
+    /// [`clock_durable`]: Shard::clock_durable
+    /// [`abandon_clock`]: Shard::abandon_clock
+    pub fn logged(id: ShardId) -> Self {
+        Shard {
+            durability: Some(Durability {
+                inflight: Mutex::new(BTreeSet::new()),
+                watermark: AtomicU64::new(0),
+                failed: Mutex::new(None),
+                changed: Condvar::new(),
+            }),
+            ..Self::new(id)
         }
     }
 
@@ -206,7 +249,7 @@ impl Shard {
         record.install(value, vc, epoch, &*self.stable);
         if deleted {
             let due = {
-                let mut t = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
+                let mut t = lock(&self.tombstones);
                 t.push(key.into());
                 t.len() >= TOMBSTONE_BATCH
             };
@@ -219,7 +262,7 @@ impl Shard {
     /// Unlinks the records of deleted keys whose deletion is stable; the
     /// others wait for a later collection. Returns how many were removed.
     pub fn collect_tombstones(&self) -> usize {
-        let keys = std::mem::take(&mut *self.tombstones.lock().unwrap_or_else(|p| p.into_inner()));
+        let keys = std::mem::take(&mut *lock(&self.tombstones));
         let mut later = Vec::new();
         let mut removed = 0;
         for key in keys {
@@ -246,17 +289,97 @@ impl Shard {
             removed += 1;
         }
         if !later.is_empty() {
-            self.tombstones
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(later);
+            lock(&self.tombstones).extend(later);
         }
         removed
     }
 
-    /// GetClock: advances the shard clock and returns the new value.
+    /// GetClock: advances the shard clock and returns the new value. On a
+    /// logged shard the value stays in flight (holding the watermark below
+    /// it) until its log entry is durable or the commit is abandoned.
     pub fn next_clock(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::AcqRel) + 1
+        match &self.durability {
+            None => self.clock.fetch_add(1, Ordering::AcqRel) + 1,
+            Some(d) => {
+                let mut inflight = lock(&d.inflight);
+                let c = self.clock.fetch_add(1, Ordering::AcqRel) + 1;
+                inflight.insert(c);
+                c
+            }
+        }
+    }
+
+    /// The log entry of the commit that took clock value `c` is durable.
+    pub fn clock_durable(&self, c: u64) {
+        self.settle(c);
+    }
+
+    /// The commit that took clock value `c` failed before installing
+    /// anything: nothing will be logged for it.
+    pub fn abandon_clock(&self, c: u64) {
+        self.settle(c);
+    }
+
+    fn settle(&self, c: u64) {
+        let Some(d) = &self.durability else {
+            return;
+        };
+        let mut inflight = lock(&d.inflight);
+        inflight.remove(&c);
+        let w = match inflight.first() {
+            Some(&lowest) => lowest - 1,
+            None => self.clock.load(Ordering::Acquire),
+        };
+        if w > d.watermark.load(Ordering::Acquire) {
+            d.watermark.store(w, Ordering::Release);
+            d.changed.notify_all();
+        }
+    }
+
+    /// The durable watermark: every commit with a clock value up to it
+    /// (on this shard) is durable. Without a log, the shard clock.
+    pub fn watermark(&self) -> u64 {
+        match &self.durability {
+            None => self.clock(),
+            Some(d) => d.watermark.load(Ordering::Acquire),
+        }
+    }
+
+    /// Blocks until the watermark reaches `c`, or fails once the log has
+    /// stopped with the watermark still below it.
+    pub fn wait_watermark(&self, c: u64) -> Result<()> {
+        let Some(d) = &self.durability else {
+            return Ok(());
+        };
+        if d.watermark.load(Ordering::Acquire) >= c {
+            return Ok(());
+        }
+        let mut failed = lock(&d.failed);
+        loop {
+            if d.watermark.load(Ordering::Acquire) >= c {
+                return Ok(());
+            }
+            if let Some(e) = failed.as_ref() {
+                return Err(e.clone());
+            }
+            // The timeout only guards against a missed wake-up.
+            failed = d
+                .changed
+                .wait_timeout(failed, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// The log stopped with `error`: commits still waiting fail with it.
+    pub fn fail_durability(&self, error: Error) {
+        if let Some(d) = &self.durability {
+            let mut failed = lock(&d.failed);
+            if failed.is_none() {
+                *failed = Some(error);
+            }
+            d.changed.notify_all();
+        }
     }
 
     /// The current shard clock.
@@ -264,9 +387,15 @@ impl Shard {
         self.clock.load(Ordering::Acquire)
     }
 
-    /// Raises the shard clock to at least `value` (used by recovery).
+    /// Raises the shard clock to at least `value` (used by recovery, when
+    /// nothing is in flight: the watermark follows).
     pub fn advance_clock(&self, value: u64) {
         self.clock.fetch_max(value, Ordering::AcqRel);
+        if let Some(d) = &self.durability
+            && lock(&d.inflight).is_empty()
+        {
+            d.watermark.fetch_max(value, Ordering::AcqRel);
+        }
     }
 
     /// The number of records (including absent and deleted ones).

@@ -55,19 +55,30 @@ enum Command {
     /// Start a node and serve PostgreSQL clients (psql -h 127.0.0.1 -p 5433).
     ///
     /// All shards of the node run in this process. Data is kept in memory
-    /// only in this version: it is lost when the server stops.
+    /// and persisted to the data directory (RocksDB): a commit is
+    /// acknowledged once its log entry is on disk, and restarting on the
+    /// same directory recovers every acknowledged commit.
     Start {
         /// Address to listen on for PostgreSQL clients.
         #[arg(long, default_value = "127.0.0.1:5433")]
         listen: SocketAddr,
-        /// Data directory. Reserved for persistence, which is not
-        /// implemented yet: nothing is written there today.
+        /// Data directory: created if missing, recovered if it holds data.
+        /// A directory that is not Mako's, or is damaged, is refused.
         #[arg(long, default_value = "./mako-data")]
         data_dir: PathBuf,
         /// Number of shards; rows are partitioned by the hash of their
-        /// table's first primary-key column.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
-        shards: u16,
+        /// table's first primary-key column. A new data directory defaults
+        /// to 1; an existing one keeps the count it was created with.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        shards: Option<u16>,
+        /// When a commit is acknowledged: `group` (default) after its log
+        /// entry is synced to disk, sharing each sync with the commits
+        /// queued at the same time; `always` after a sync of its own;
+        /// `off` after the entry is written but not synced, which survives
+        /// a crash of the server but LOSES the last commits if the machine
+        /// crashes or loses power.
+        #[arg(long, default_value = "group")]
+        sync: kv::persist::SyncMode,
     },
 }
 
@@ -149,7 +160,8 @@ fn main() -> std::process::ExitCode {
             listen,
             data_dir,
             shards,
-        } => start(listen, data_dir, shards as usize),
+            sync,
+        } => start(listen, data_dir, shards.map(usize::from), sync),
         Command::Tpcc(cmd) => tpcc(cmd),
         Command::Slt {
             url,
@@ -161,15 +173,63 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn start(listen: SocketAddr, data_dir: PathBuf, shards: usize) -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+fn start(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    shards: Option<usize>,
+    sync: kv::persist::SyncMode,
+) -> std::process::ExitCode {
+    let opts = kv::persist::Options {
+        sync,
+        shards,
+        ..kv::persist::Options::default()
+    };
+    let (log, stores, recovered) = match kv::persist::open(&data_dir, opts) {
+        Ok(opened) => opened,
+        Err(e) => {
+            eprintln!("mako: {}", e.message);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let shards = stores.len();
+    let db = Db::logged(stores, log.clone(), recovered.last_txn);
+    if recovered.created {
+        tracing::info!(data_dir = %data_dir.display(), shards, "created a new data directory");
+    } else {
+        let tables = pgserver::server::count_tables(&db);
+        tracing::info!(
+            data_dir = %data_dir.display(),
+            shards,
+            tables,
+            rows = recovered.records,
+            bytes = recovered.bytes,
+            log_entries_replayed = recovered.log_entries,
+            last_transaction = recovered.last_txn,
+            seconds = recovered.elapsed.as_secs_f64(),
+            "recovered"
+        );
+    }
+    if sync == kv::persist::SyncMode::Off {
+        tracing::warn!(
+            "--sync off: commits are acknowledged before they reach the disk; \
+             a machine crash or power loss loses the last ones"
+        );
+    }
+    // Sessions run on the runtime's worker threads and block while their
+    // commit waits for the disk; enough workers keep the others going and
+    // let concurrent commits share a sync.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(SERVER_WORKERS)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mako: cannot start the async runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -177,18 +237,21 @@ fn start(listen: SocketAddr, data_dir: PathBuf, shards: usize) -> std::process::
                 return std::process::ExitCode::FAILURE;
             }
         };
-        tracing::warn!(
-            data_dir = %data_dir.display(),
-            "persistence is not implemented yet: all data lives in memory and is lost when the server stops"
-        );
-        let db = Db::in_process(shards);
         let listen = listener.local_addr().unwrap_or(listen);
-        tracing::info!(%listen, shards, "mako is ready for PostgreSQL clients");
+        tracing::info!(%listen, shards, sync = sync.name(), "mako is ready for PostgreSQL clients");
         pgserver::server::serve(listener, db, shutdown_signal()).await;
-        tracing::info!("mako stopped");
         std::process::ExitCode::SUCCESS
-    })
+    });
+    drop(runtime);
+    // Everything acknowledged is durable already; this writes a final
+    // checkpoint so that the next start replays less.
+    log.close();
+    tracing::info!("mako stopped");
+    code
 }
+
+/// Worker threads of the server's runtime.
+const SERVER_WORKERS: usize = 32;
 
 fn tpcc(cmd: TpccCommand) -> std::process::ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {

@@ -57,6 +57,13 @@ pub async fn serve(listener: TcpListener, db: Arc<Db>, shutdown: impl Future<Out
     }
 }
 
+/// The number of tables in the catalog (for the recovery report); 0 if it
+/// cannot be read.
+pub fn count_tables(db: &Arc<Db>) -> usize {
+    let mut txn = db.begin();
+    sql::catalog::list_tables(&mut txn).map_or(0, |t| t.len())
+}
+
 /// Starts a server on `addr` (use port 0 for any free port) in the current
 /// tokio runtime.
 pub async fn start(addr: &str, db: Arc<Db>) -> std::io::Result<RunningServer> {

@@ -29,6 +29,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         InvalidTextRepresentation => "22P02",
         DatetimeOutOfRange => "22008",
         InvalidParameterValue => "22023",
+        CantChangeRuntimeParam => "55P02",
         InvalidRowCount => "2201W",
         CardinalityViolation => "21000",
         InvalidArgument => "22023",

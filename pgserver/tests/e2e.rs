@@ -8,7 +8,7 @@ use std::process::Command;
 
 mod common;
 
-use common::Mako;
+use common::{Mako, spawn, temp_data_dir};
 
 fn psql_available() -> bool {
     if std::env::var_os("MAKO_SKIP_PSQL").is_some() {
@@ -140,4 +140,53 @@ fn slt_command_counts_passes_and_failures() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains(" 0 failed"), "{text}");
     assert!(mako.terminate().success());
+}
+
+#[test]
+fn data_survives_a_restart_and_a_foreign_directory_is_refused() {
+    if !psql_available() {
+        eprintln!("skipping (MAKO_SKIP_PSQL is set)");
+        return;
+    }
+    let mut mako = Mako::start(2);
+    let out = mako.psql(
+        "CREATE TABLE kept (id INT PRIMARY KEY, note TEXT);
+         INSERT INTO kept VALUES (1, 'one'), (2, 'two');
+         DELETE FROM kept WHERE id = 2;",
+    );
+    assert!(!out.contains("ERROR"), "{out}");
+    assert!(mako.terminate().success());
+    mako.restart();
+    assert_eq!(mako.psql("SELECT id, note FROM kept").trim(), "1|one");
+    let recovered = mako.log().join("\n");
+    assert!(recovered.contains("recovered"), "{recovered}");
+    assert!(recovered.contains("tables=1"), "{recovered}");
+    // The server says what an acknowledgement promises, and it is fixed.
+    assert!(
+        mako.psql("SHOW mako.durability").starts_with("sync=group"),
+        "durability setting: {}",
+        mako.psql("SHOW mako.durability")
+    );
+    let out = mako.psql("SET mako.durability = 'off'");
+    assert!(out.contains("cannot be changed"), "{out}");
+
+    // A second server on the same directory is refused while the first
+    // runs; another shard count is refused at any time.
+    let err = spawn(mako.data_dir(), 2, &[]).expect_err("refused");
+    assert!(err.contains("in use by another process"), "{err}");
+    assert!(mako.terminate().success());
+    let err = spawn(mako.data_dir(), 3, &[]).expect_err("refused");
+    assert!(err.contains("--shards 2"), "{err}");
+
+    // So is a directory that holds something else.
+    let foreign = temp_data_dir("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("thesis.tex"), "precious").unwrap();
+    let err = spawn(&foreign, 1, &[]).expect_err("refused");
+    assert!(err.contains("not a Mako data directory"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("thesis.tex")).unwrap(),
+        "precious"
+    );
+    let _ = std::fs::remove_dir_all(&foreign);
 }

@@ -1,5 +1,6 @@
 //! A short TPC-C run through the real binaries: `mako tpcc load`, `run`
-//! and `check` against a `mako start` server with 4 shards, and, when
+//! and `check` against a `mako start` server with 4 shards (then `check`
+//! again after killing it with SIGKILL and restarting it), and, when
 //! `TPCC_POSTGRES_URL` names a PostgreSQL database (`./dev test` starts a
 //! throwaway PostgreSQL 15 for it), the same against PostgreSQL.
 //!
@@ -88,6 +89,11 @@ fn tpcc_on_mako_with_four_shards() {
     let report = temp_report("mako");
     load_run_check(&mako.url(), &report);
     let _ = std::fs::remove_file(&report);
+    // After a crash and a restart on the same data directory, the database
+    // is the same: every condition still holds.
+    mako.restart();
+    let check = tpcc(&["check", "--url", &mako.url()]);
+    assert_eq!(check.matches("PASS").count(), 4, "{check}");
     assert!(mako.terminate().success());
 }
 

@@ -122,6 +122,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
     })
 }
 
+/// The read-only setting that says what an acknowledged commit survives.
+const DURABILITY: &str = "mako.durability";
+
 fn default_settings() -> BTreeMap<String, String> {
     [
         ("application_name", ""),
@@ -187,11 +190,14 @@ fn classify(stmt: &ast::Statement) -> Result<Kind> {
             Kind::Set("transaction_isolation".into(), "serializable".into())
         }
         S::ShowVariable { variable } => {
-            let name = variable.iter().map(ident).collect::<Vec<_>>().join(" ");
-            match name.as_str() {
+            // The parser splits both `SHOW a.b` and `SHOW TIME ZONE` into
+            // words: the multi-word forms are PostgreSQL's few fixed ones.
+            let words = variable.iter().map(ident).collect::<Vec<_>>();
+            match words.join(" ").as_str() {
                 "all" => Kind::ShowAll,
                 "transaction isolation level" => Kind::Show("transaction_isolation".into()),
-                _ => Kind::Show(name),
+                "time zone" => Kind::Show("timezone".into()),
+                _ => Kind::Show(words.join(".")),
             }
         }
         S::Reset(r) => match &r.reset {
@@ -253,7 +259,11 @@ impl Session {
 
     /// A setting's current value.
     pub fn setting(&self, name: &str) -> Option<&str> {
-        self.settings.get(&name.to_lowercase()).map(String::as_str)
+        let name = name.to_lowercase();
+        if name == DURABILITY {
+            return Some(self.db.durability());
+        }
+        self.settings.get(&name).map(String::as_str)
     }
 
     /// Runs every statement of a simple-protocol query string, stopping at
@@ -515,6 +525,12 @@ impl Session {
                         rows: None,
                     });
                 }
+                if name == DURABILITY {
+                    bail!(
+                        CantChangeRuntimeParam,
+                        "parameter \"{name}\" cannot be changed now (it is set by mako start --sync)"
+                    );
+                }
                 if name == "mako.statement_memory" && parse_memory(value).is_none() {
                     bail!(
                         InvalidParameterValue,
@@ -559,11 +575,18 @@ impl Session {
                         ty: DataType::Text,
                     },
                 ],
-                rows: self
-                    .settings
-                    .iter()
-                    .map(|(k, v)| vec![Value::text(k.as_str()), Value::text(v.as_str())])
-                    .collect(),
+                rows: {
+                    let mut all: Vec<(&str, &str)> = self
+                        .settings
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    all.push((DURABILITY, self.db.durability()));
+                    all.sort_unstable();
+                    all.into_iter()
+                        .map(|(k, v)| vec![Value::text(k), Value::text(v)])
+                        .collect()
+                },
                 tag: "SHOW",
             }),
             Kind::Show(name) => {

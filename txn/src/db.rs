@@ -7,10 +7,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use kv::log::CommitLog;
 use kv::{Shard, ShardId};
 
 use crate::client::{ShardClient, TxnId};
-use crate::gate::{CommitGate, InstalledIsDurable};
+use crate::gate::{CommitGate, InstalledIsDurable, WatermarkGate};
 use crate::local::LocalShard;
 use crate::txn::Txn;
 
@@ -37,6 +38,8 @@ pub struct Db {
     gate: Arc<dyn CommitGate>,
     /// The next transaction id.
     next_txn: AtomicU64,
+    /// What an acknowledged commit survives, for people.
+    durability: String,
     /// Counters.
     pub stats: Stats,
 }
@@ -56,8 +59,37 @@ impl Db {
             epoch: AtomicU64::new(1),
             gate: Arc::new(InstalledIsDurable),
             next_txn: AtomicU64::new(1),
+            durability: "off (in memory only: everything is lost when the process stops)".into(),
             stats: Stats::default(),
         })
+    }
+
+    /// In-process shards whose commits are appended to `log` and
+    /// acknowledged once durable (`shards` must be logged shards, see
+    /// [`Shard::logged`]). Transaction ids continue after `last_txn`.
+    pub fn logged(shards: Vec<Arc<Shard>>, log: Arc<dyn CommitLog>, last_txn: TxnId) -> Arc<Db> {
+        assert!(!shards.is_empty(), "a cluster has at least one shard");
+        let n = shards.len();
+        let clients = shards
+            .iter()
+            .map(|s| {
+                Arc::new(LocalShard::logged(s.clone(), n, log.clone())) as Arc<dyn ShardClient>
+            })
+            .collect();
+        Arc::new(Db {
+            shards: clients,
+            stores: shards.clone(),
+            epoch: AtomicU64::new(1),
+            gate: Arc::new(WatermarkGate::new(shards)),
+            next_txn: AtomicU64::new(last_txn + 1),
+            durability: log.durability(),
+            stats: Stats::default(),
+        })
+    }
+
+    /// What an acknowledged commit survives (`SHOW mako.durability`).
+    pub fn durability(&self) -> &str {
+        &self.durability
     }
 
     /// Starts a transaction.

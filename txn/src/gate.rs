@@ -8,7 +8,9 @@
 //! [`CommitGate`]; every commit, single-shard or not, read-only or not,
 //! passes through [`CommitGate::wait_durable`] before it is acknowledged.
 
-use kv::{Result, VectorClock};
+use std::sync::Arc;
+
+use kv::{Result, Shard, VectorClock};
 
 /// Decides when a committed transaction may be acknowledged.
 pub trait CommitGate: Send + Sync {
@@ -29,6 +31,33 @@ pub struct InstalledIsDurable;
 
 impl CommitGate for InstalledIsDurable {
     fn wait_durable(&self, _vc: &VectorClock) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The gate of a node whose shards log their commits: a commit is
+/// acknowledged once, on every shard, its clock entry is at or below the
+/// shard's durable watermark ([`Shard::watermark`]). That covers the
+/// transaction's own writes and every version it read, since its vector
+/// clock is at least theirs.
+pub struct WatermarkGate {
+    shards: Vec<Arc<Shard>>,
+}
+
+impl WatermarkGate {
+    /// The gate over `shards` (logged shards, indexed by shard id).
+    pub fn new(shards: Vec<Arc<Shard>>) -> Self {
+        WatermarkGate { shards }
+    }
+}
+
+impl CommitGate for WatermarkGate {
+    fn wait_durable(&self, vc: &VectorClock) -> Result<()> {
+        for (shard, &c) in self.shards.iter().zip(vc.entries()) {
+            if c > 0 {
+                shard.wait_watermark(c)?;
+            }
+        }
         Ok(())
     }
 }

@@ -1,9 +1,17 @@
 //! The in-process participant: `ShardClient` as a direct call on a
 //! [`kv::Shard`].
+//!
+//! With a commit log, the participant appends each transaction's writes to
+//! it before installing them (the keys are still locked, so per key the
+//! log is in install order), and tells the shard which clock values it
+//! handed out were abandoned, so that the shard's durable watermark can
+//! pass them.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use kv::log::{CommitLog, LogEntry};
 use kv::{ClockBuilder, Error, ReadResult, Result, Shard, ShardId, VectorClock};
 
 use crate::client::{
@@ -17,12 +25,54 @@ pub struct LocalShard {
     shard: Arc<Shard>,
     /// The number of shards in the cluster (the length of vector clocks).
     shards: usize,
+    /// Where installed transactions are logged, if anywhere.
+    log: Option<Arc<dyn CommitLog>>,
+    /// Clock values handed out at GetClock to transactions that have not
+    /// installed or released yet (only tracked with a log).
+    clocks: Mutex<HashMap<TxnId, u64>>,
 }
 
 impl LocalShard {
     /// Wraps `shard`, one of `shards`.
     pub fn new(shard: Arc<Shard>, shards: usize) -> Self {
-        LocalShard { shard, shards }
+        LocalShard {
+            shard,
+            shards,
+            log: None,
+            clocks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Wraps a logged `shard` (see [`Shard::logged`]), one of `shards`,
+    /// whose installs are appended to `log`.
+    pub fn logged(shard: Arc<Shard>, shards: usize, log: Arc<dyn CommitLog>) -> Self {
+        LocalShard {
+            log: Some(log),
+            ..Self::new(shard, shards)
+        }
+    }
+
+    fn clocks(&self) -> std::sync::MutexGuard<'_, HashMap<TxnId, u64>> {
+        self.clocks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends the writes to the log (if any): before installing, with the
+    /// keys locked. A failed append is not an error here: the commit point
+    /// has passed, the writes are installed regardless, and the durability
+    /// gate fails the commit reply because the entry never becomes durable.
+    fn log_writes(&self, txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: u64) {
+        if let Some(log) = &self.log {
+            let _ = log.append(LogEntry {
+                txn,
+                shard: self.shard.id(),
+                vc: vc.clone(),
+                epoch,
+                writes: writes
+                    .iter()
+                    .map(|w| (w.key.clone(), w.value.clone()))
+                    .collect(),
+            });
+        }
     }
 
     /// The store behind this client.
@@ -163,6 +213,10 @@ impl ShardClient for LocalShard {
     }
 
     fn lock(&self, _txn: TxnId, writes: &[Write]) -> Result<()> {
+        // A stopped log refuses writes before anything is locked.
+        if let Some(e) = self.log.as_ref().and_then(|l| l.failure()) {
+            return Err(e);
+        }
         for (i, w) in writes.iter().enumerate() {
             if self.shard.try_lock(&w.key).is_none() {
                 self.unlock_all(&writes[..i]);
@@ -172,8 +226,12 @@ impl ShardClient for LocalShard {
         Ok(())
     }
 
-    fn get_clock(&self, _txn: TxnId) -> Result<u64> {
-        Ok(self.shard.next_clock())
+    fn get_clock(&self, txn: TxnId) -> Result<u64> {
+        let c = self.shard.next_clock();
+        if self.log.is_some() {
+            self.clocks().insert(txn, c);
+        }
+        Ok(c)
     }
 
     fn validate(&self, _txn: TxnId, v: &Validation, held: &[Write]) -> Result<()> {
@@ -186,7 +244,11 @@ impl ShardClient for LocalShard {
         Ok(())
     }
 
-    fn install(&self, _txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: u64) -> Result<()> {
+    fn install(&self, txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: u64) -> Result<()> {
+        if self.log.is_some() {
+            self.clocks().remove(&txn);
+        }
+        self.log_writes(txn, writes, vc, epoch);
         for w in writes {
             self.shard
                 .install(&w.key, w.value.clone(), vc.clone(), epoch);
@@ -194,23 +256,31 @@ impl ShardClient for LocalShard {
         Ok(())
     }
 
-    fn release(&self, _txn: TxnId, writes: &[Write]) -> Result<()> {
+    fn release(&self, txn: TxnId, writes: &[Write]) -> Result<()> {
         self.unlock_all(writes);
+        let abandoned = self.clocks().remove(&txn);
+        if let Some(c) = abandoned {
+            self.shard.abandon_clock(c);
+        }
         Ok(())
     }
 
     fn commit_local(&self, c: LocalCommit<'_>) -> Result<VectorClock> {
         self.lock(c.txn, c.writes)?;
-        let vc = if c.writes.is_empty() {
-            c.read_vc.clone()
+        let (vc, clock) = if c.writes.is_empty() {
+            (c.read_vc.clone(), None)
         } else {
+            let clock = self.shard.next_clock();
             let mut b = ClockBuilder::new(self.shards);
             b.merge(c.read_vc);
-            b.observe(self.shard.id(), self.shard.next_clock());
-            b.build()
+            b.observe(self.shard.id(), clock);
+            (b.build(), Some(clock))
         };
         if let Err(e) = self.validate(c.txn, c.validation, c.writes) {
             self.unlock_all(c.writes);
+            if let Some(clock) = clock {
+                self.shard.abandon_clock(clock);
+            }
             return Err(e);
         }
         self.install(c.txn, c.writes, &vc, c.epoch)?;

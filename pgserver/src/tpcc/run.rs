@@ -159,7 +159,10 @@ async fn server_description(url: &str) -> (String, String) {
         .map(|r| r.get(0))
         .unwrap_or_default();
     let durability = if is_mako(&c).await.unwrap_or(false) {
-        "in memory only (no persistence in this version)".to_string()
+        match c.query_one("SHOW mako.durability", &[]).await {
+            Ok(r) => r.get(0),
+            Err(_) => "unknown".to_string(),
+        }
     } else {
         let mut parts = Vec::new();
         for s in ["fsync", "synchronous_commit", "full_page_writes"] {

@@ -1,36 +1,77 @@
 //! A real `mako` server process for the end-to-end tests.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A `mako start` child process on a free port; killed when dropped.
+/// A `mako start` child process on a free port, with its own temporary
+/// data directory; killed (and the directory removed) when dropped.
 pub struct Mako {
     child: Child,
     /// The port it listens on.
     pub port: u16,
+    dir: PathBuf,
+    shards: u16,
+    env: Vec<(String, String)>,
+    /// Everything the server printed on stderr so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
-impl Mako {
-    /// Starts a server with `shards` shards on 127.0.0.1, port chosen by
-    /// the system, and waits until it reports its address.
-    pub fn start(shards: u16) -> Mako {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mako"))
-            .args([
-                "start",
-                "--listen",
-                "127.0.0.1:0",
-                "--shards",
-                &shards.to_string(),
-            ])
-            .env("MAKO_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn mako");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
+/// A data directory path no one uses.
+pub fn temp_data_dir(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "mako-test-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A started server: the child, its port and the lines it has logged.
+pub type Spawned = (Child, u16, Arc<Mutex<Vec<String>>>);
+
+/// Starts `mako start` on `dir`; returns the child, its port and its log,
+/// or what it printed if it exited instead of becoming ready.
+#[allow(dead_code)]
+pub fn spawn(dir: &Path, shards: u16, extra: &[&str]) -> Result<Spawned, String> {
+    spawn_with_env(dir, shards, extra, &[])
+}
+
+/// [`spawn`] with extra environment variables.
+pub fn spawn_with_env(
+    dir: &Path,
+    shards: u16,
+    extra: &[&str],
+    env: &[(String, String)],
+) -> Result<Spawned, String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mako"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args([
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            &shards.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .env("MAKO_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn mako");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let log = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listen=").nth(1) {
@@ -42,12 +83,77 @@ impl Mako {
                         let _ = tx.send(port);
                     }
                 }
+                log.lock().unwrap().push(line);
             }
         });
-        let port = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("mako did not report its address");
-        Mako { child, port }
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(port) = rx.recv_timeout(Duration::from_millis(50)) {
+            return Ok((child, port, log));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            std::thread::sleep(Duration::from_millis(100)); // let the reader finish
+            let printed = log.lock().unwrap().join("\n");
+            return Err(format!("mako exited with {status}:\n{printed}"));
+        }
+        assert!(Instant::now() < deadline, "mako did not report its address");
+    }
+}
+
+impl Mako {
+    /// Starts a server with `shards` shards on 127.0.0.1, port chosen by
+    /// the system, on a new temporary data directory, and waits until it
+    /// reports its address.
+    #[allow(dead_code)]
+    pub fn start(shards: u16) -> Mako {
+        Self::start_with_env(shards, &[])
+    }
+
+    /// [`Mako::start`] with extra environment variables (kept for
+    /// restarts).
+    pub fn start_with_env(shards: u16, env: &[(&str, &str)]) -> Mako {
+        let dir = temp_data_dir("server");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, port, log) =
+            spawn_with_env(&dir, shards, &[], &env).unwrap_or_else(|e| panic!("{e}"));
+        Mako {
+            child,
+            port,
+            dir,
+            shards,
+            env,
+            log,
+        }
+    }
+
+    /// Starts the server again on the same data directory, first killing
+    /// it with SIGKILL (a crash: no shutdown of any kind) if it is still
+    /// running.
+    #[allow(dead_code)]
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, port, log) = spawn_with_env(&self.dir, self.shards, &[], &self.env)
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.child = child;
+        self.port = port;
+        self.log = log;
+    }
+
+    /// The data directory.
+    #[allow(dead_code)]
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What the server printed on stderr so far.
+    #[allow(dead_code)]
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// A connection string for tokio-postgres and `mako` subcommands.
@@ -100,5 +206,6 @@ impl Drop for Mako {
         // A failed test must not leave the server running.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,0 +1,182 @@
+//! The cost of durability, measured in one run:
+//!
+//! 1. A write-heavy workload — each transaction updates one row and inserts
+//!    another (about 150 bytes each), through the `txn` API on a node with
+//!    4 logged shards, from many threads (commits block on the disk, so
+//!    there are more threads than cores) — with `--sync group` (the default:
+//!    acknowledged after an fsync shared by the commits queued together),
+//!    with `--sync off` (written, not synced) and with `--sync always` (one
+//!    fsync per commit). Prints txn/s of each, the ratio group/off (Mako's
+//!    persistence costs about 2% in the paper; the target here is >= 0.9)
+//!    and the average group-commit batch.
+//! 2. Recovery: a data directory holding about RECOVERY_MB (default 256) MB
+//!    of rows is closed and opened again; prints the time it took and the
+//!    rate in seconds per GB.
+//!
+//! Run: `cargo bench -p benches --bench durability` (BENCH_SECS seconds per
+//! configuration, default 3; BENCH_THREADS committing threads, default 32).
+//! Data directories go to the system temp dir and are removed afterwards.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use benches::{Rng, bench_duration, run_threads};
+use kv::keycode::encode_int;
+use kv::keys::partition_hash;
+use kv::persist::{self, Options, SyncMode};
+use txn::{Db, Placement};
+
+const SHARDS: usize = 4;
+const ACCOUNTS: u64 = 100_000;
+
+fn key(table: u32, i: u64) -> (Vec<u8>, Placement) {
+    let mut col = Vec::new();
+    encode_int(&mut col, i as i64);
+    let mut k = kv::keys::index_prefix(table, 1);
+    k.extend_from_slice(&col);
+    (k, Placement::Partitioned(partition_hash(&col)))
+}
+
+fn row(n: u64) -> Arc<[u8]> {
+    let mut v = n.to_le_bytes().to_vec();
+    v.resize(150, b'x');
+    Arc::from(v)
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("mako-bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn threads() -> usize {
+    std::env::var("BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32)
+}
+
+/// Opens a fresh directory with `sync`, loads the accounts, runs the
+/// workload; returns (txn/s, average entries per log write).
+fn workload(sync: SyncMode) -> (f64, f64) {
+    let dir = TempDir::new(sync.name());
+    let opts = Options {
+        sync,
+        shards: Some(SHARDS),
+        ..Options::default()
+    };
+    let (log, shards, _) = persist::open(&dir.0, opts).expect("open");
+    let db = Db::logged(shards, log.clone(), 0);
+    for chunk in (0..ACCOUNTS).collect::<Vec<_>>().chunks(1000) {
+        let mut t = db.begin();
+        for &i in chunk {
+            let (k, p) = key(1000, i);
+            t.put(k, row(0), p);
+        }
+        t.commit().expect("load");
+    }
+    let (entries0, writes0) = log.stats();
+    let (tps, _) = run_threads(threads(), bench_duration(), |t, go| {
+        let mut rng = Rng::new(t as u64 + 7);
+        let (mut done, mut retried) = (0, 0);
+        let mut n = 0u64;
+        while go() {
+            n += 1;
+            let (k, p) = key(1000, rng.below(ACCOUNTS));
+            let (ik, ip) = key(1001, ((t as u64) << 40) | n);
+            loop {
+                let mut txn = db.begin();
+                let v = txn.get(&k, p).expect("read").expect("loaded");
+                let count = u64::from_le_bytes(v[..8].try_into().expect("8 bytes")) + 1;
+                txn.put(k.clone(), row(count), p);
+                txn.put(ik.clone(), row(n), ip);
+                match txn.commit() {
+                    Ok(_) => break,
+                    Err(e) if e.is_retryable() => retried += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            done += 1;
+        }
+        (done, retried)
+    });
+    let (entries, writes) = log.stats();
+    log.close();
+    let batch = (entries - entries0) as f64 / (writes - writes0).max(1) as f64;
+    (tps, batch)
+}
+
+/// Fills a directory with about `mb` MB of rows, closes it, and times the
+/// reopening; returns (seconds, GB recovered).
+fn recovery(mb: u64) -> (f64, f64) {
+    let dir = TempDir::new("recovery");
+    let opts = || Options {
+        sync: SyncMode::Off,
+        shards: Some(SHARDS),
+        ..Options::default()
+    };
+    let rows = mb * 1_000_000 / 180;
+    {
+        let (log, shards, _) = persist::open(&dir.0, opts()).expect("open");
+        let db = Db::logged(shards, log.clone(), 0);
+        for chunk in (0..rows).collect::<Vec<_>>().chunks(2000) {
+            let mut t = db.begin();
+            for &i in chunk {
+                let (k, p) = key(1000, i);
+                t.put(k, row(i), p);
+            }
+            t.commit().expect("fill");
+        }
+        log.close();
+    }
+    let started = Instant::now();
+    let (log, shards, recovered) = persist::open(&dir.0, opts()).expect("reopen");
+    let secs = started.elapsed().as_secs_f64();
+    let loaded: usize = shards.iter().map(|s| s.record_count()).sum();
+    assert_eq!(loaded as u64, rows, "every row recovered");
+    log.close();
+    (secs, recovered.bytes as f64 / 1e9)
+}
+
+fn main() {
+    println!(
+        "durability: {} s per configuration, {} committing threads, {SHARDS} shards, temp dir {}",
+        bench_duration().as_secs_f64(),
+        threads(),
+        std::env::temp_dir().display()
+    );
+    let mut results = Vec::new();
+    for sync in [SyncMode::Off, SyncMode::Group, SyncMode::Always] {
+        let (tps, batch) = workload(sync);
+        println!(
+            "  --sync {:<7} {tps:>9.0} txn/s   {batch:>6.1} commits per log write",
+            sync.name()
+        );
+        results.push(tps);
+    }
+    println!(
+        "ratio group/off: {:.2}x (target >= 0.9); always/off: {:.2}x",
+        results[1] / results[0],
+        results[2] / results[0]
+    );
+    let mb = std::env::var("RECOVERY_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
+    let (secs, gb) = recovery(mb);
+    println!(
+        "recovery: {gb:.3} GB of rows in {secs:.2} s = {:.1} s per GB",
+        secs / gb.max(1e-9)
+    );
+}
