@@ -32,6 +32,7 @@
 //! were installed but never made durable are gone after a restart; none of
 //! them was acknowledged.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -44,10 +45,11 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, WriteBatch, W
 use crate::clock::VectorClock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::{CommitLog, LogEntry, Reader, corrupt, decode_vc, encode_vc};
-use crate::shard::{Shard, ShardId};
+use crate::shard::{Shard, ShardId, Watermarks};
 
-/// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format this build reads and writes (2: checkpoints store
+/// the watermarks; aborted clock values are logged).
+pub const FORMAT_VERSION: u32 = 2;
 
 const CF_LOG: &str = "log";
 const CF_DATA: &str = "data";
@@ -110,6 +112,8 @@ pub struct Options {
     /// Log entries applied per checkpoint batch (at most; a checkpoint also
     /// runs after a second without one).
     pub checkpoint_entries: usize,
+    /// Faults to inject, for tests.
+    pub faults: Faults,
 }
 
 impl Default for Options {
@@ -118,6 +122,30 @@ impl Default for Options {
             sync: SyncMode::Group,
             shards: None,
             checkpoint_entries: 20_000,
+            faults: Faults::from_env(),
+        }
+    }
+}
+
+/// Faults the log can be told to inject, so that tests can reach the
+/// windows and failures that are rare in practice.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Wait this long before each log write (`MAKO_FAULT_LOG_DELAY_MS`),
+    /// widening the window in which commits are installed but not durable.
+    pub write_delay: Duration,
+    /// Fail every log write after this many, as a full disk would
+    /// (`MAKO_FAULT_LOG_FAIL_AFTER`).
+    pub fail_after_writes: Option<u64>,
+}
+
+impl Faults {
+    /// The faults the environment asks for (none unless set).
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        Faults {
+            write_delay: Duration::from_millis(var("MAKO_FAULT_LOG_DELAY_MS").unwrap_or(0)),
+            fail_after_writes: var("MAKO_FAULT_LOG_FAIL_AFTER"),
         }
     }
 }
@@ -135,6 +163,9 @@ pub struct Recovered {
     pub bytes: u64,
     /// Log entries replayed after the checkpoint.
     pub log_entries: u64,
+    /// Log entries dropped: commits that were not durable on every shard
+    /// they wrote (or read from one that was not), never acknowledged.
+    pub log_entries_dropped: u64,
     /// The highest transaction id found (0 if none).
     pub last_txn: u64,
     /// How long recovery took.
@@ -146,24 +177,33 @@ pub struct Persist {
     db: Arc<DB>,
     dir: PathBuf,
     shards: Vec<Arc<Shard>>,
+    /// The shards' durable watermarks.
+    marks: Arc<Watermarks>,
     sync: SyncMode,
     queue: Mutex<Queue>,
     wake: Condvar,
     failure: Mutex<Option<Error>>,
-    to_checkpoint: Mutex<Option<Sender<Sequenced>>>,
+    to_checkpoint: Mutex<Option<Sender<ToCheckpoint>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Entries made durable so far (for statistics).
     durable_entries: AtomicU64,
     /// Log writes (syncs) done so far (for statistics).
     log_writes: AtomicU64,
-    /// Fault injection for tests: how long the log thread waits before each
-    /// write (`MAKO_FAULT_LOG_DELAY_MS`), widening the window in which
-    /// commits are installed but not yet durable.
-    write_delay: Duration,
+    /// Injected faults (tests).
+    faults: Faults,
 }
 
 /// Log entries with their sequence numbers, in order.
 type Sequenced = Vec<(u64, LogEntry)>;
+
+/// From the log thread to the checkpoint thread.
+enum ToCheckpoint {
+    /// Entries now durable, in log order.
+    Durable(Sequenced),
+    /// The log has stopped and the log thread has rolled back what it
+    /// held: roll back the unstable entries held here.
+    Stopped,
+}
 
 struct Queue {
     next_seq: u64,
@@ -338,19 +378,72 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
     if shard_count == 0 {
         return Err(corrupt("the shard count is 0"));
     }
+    let marks = Arc::new(Watermarks::new(shard_count));
     let shards: Vec<Arc<Shard>> = (0..shard_count)
-        .map(|i| Arc::new(Shard::logged(i)))
+        .map(|i| Arc::new(Shard::logged(i, marks.clone())))
         .collect();
     let mut recovered = Recovered {
         created: fresh,
         shards: shard_count,
         ..Recovered::default()
     };
-    let mut clocks = vec![0u64; shard_count];
-    for (s, c) in clocks.iter_mut().enumerate() {
+    // The watermarks at the last checkpoint: every clock value up to them
+    // is applied to `data` or still in the log.
+    let mut bound = vec![0u64; shard_count];
+    for (s, c) in bound.iter_mut().enumerate() {
         *c = read_u64(&db, &clock_key(s))?.unwrap_or(0);
     }
     recovered.last_txn = read_u64(&db, META_LAST_TXN)?.unwrap_or(0);
+
+    // The log tail, in order.
+    let checkpoint = read_u64(&db, META_CHECKPOINT)?.unwrap_or(0);
+    let log = cf(&db, CF_LOG)?;
+    let mut last_seq = checkpoint;
+    let mut tail: Sequenced = Vec::new();
+    let from = (checkpoint + 1).to_be_bytes();
+    for item in db.iterator_cf(log, IteratorMode::From(&from, Direction::Forward)) {
+        let (k, v) = item.map_err(|e| io_error("cannot read the commit log", e))?;
+        let seq = u64::from_be_bytes(
+            k.as_ref()
+                .try_into()
+                .map_err(|_| corrupt("a log key that is not a sequence number"))?,
+        );
+        if seq != last_seq + 1 {
+            return Err(corrupt(format!(
+                "the commit log jumps from entry {last_seq} to {seq}"
+            )));
+        }
+        last_seq = seq;
+        let entry =
+            LogEntry::decode(&v).map_err(|e| corrupt(format!("log entry {seq}: {}", e.message)))?;
+        if entry.shard >= shard_count || entry.vc.entries().len() != shard_count {
+            return Err(corrupt(format!(
+                "log entry {seq} names shard {} of {} in a {shard_count}-shard directory",
+                entry.shard,
+                entry.vc.entries().len()
+            )));
+        }
+        tail.push((seq, entry));
+    }
+
+    // The durable watermark of each shard: the checkpoint's, raised over
+    // every clock value the log accounts for without a gap. A value in a
+    // gap was handed out to a commit whose entry never became durable.
+    let mut logged: Vec<BTreeSet<u64>> = vec![BTreeSet::new(); shard_count];
+    for (_, e) in &tail {
+        logged[e.shard].insert(e.clock());
+    }
+    for (w, clocks) in bound.iter_mut().zip(&logged) {
+        for &c in clocks.range(*w + 1..) {
+            if c != *w + 1 {
+                break;
+            }
+            *w = c;
+        }
+    }
+    for (shard, &w) in shards.iter().zip(&bound) {
+        shard.advance_clock(w);
+    }
 
     // The checkpointed state.
     let data = cf(&db, CF_DATA)?;
@@ -369,48 +462,45 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         let epoch = r.u64()?;
         let vc = decode_vc(&mut r)?;
         let value: Arc<[u8]> = Arc::from(r.rest());
-        clocks[s] = clocks[s].max(vc.entries().get(s).copied().unwrap_or(0));
         recovered.records += 1;
         recovered.bytes += (k.len() + v.len()) as u64;
         restore(&shards[s], &k[4..], Some(value), vc, epoch);
     }
 
-    // The log tail, in order.
-    let checkpoint = read_u64(&db, META_CHECKPOINT)?.unwrap_or(0);
-    let log = cf(&db, CF_LOG)?;
-    let mut last_seq = checkpoint;
-    let from = (checkpoint + 1).to_be_bytes();
-    for item in db.iterator_cf(log, IteratorMode::From(&from, Direction::Forward)) {
-        let (k, v) = item.map_err(|e| io_error("cannot read the commit log", e))?;
-        let seq = u64::from_be_bytes(
-            k.as_ref()
-                .try_into()
-                .map_err(|_| corrupt("a log key that is not a sequence number"))?,
-        );
-        if seq != last_seq + 1 {
-            return Err(corrupt(format!(
-                "the commit log jumps from entry {last_seq} to {seq}"
-            )));
-        }
-        last_seq = seq;
-        let entry =
-            LogEntry::decode(&v).map_err(|e| corrupt(format!("log entry {seq}: {}", e.message)))?;
-        if entry.shard >= shard_count {
-            return Err(corrupt(format!(
-                "log entry {seq} names shard {}",
-                entry.shard
-            )));
-        }
-        let s = entry.shard;
-        clocks[s] = clocks[s].max(entry.clock());
+    // Replay the stable part of the tail: the transactions whose vector
+    // clock the watermarks cover, i.e. durable on every shard they wrote,
+    // as was everything they read. The rest (a commit durable on one shard
+    // but not on another, and whatever read from it) was never
+    // acknowledged and is dropped.
+    let mut kept: Sequenced = Vec::with_capacity(tail.len());
+    for (seq, entry) in tail {
+        // Transaction ids are never reused, dropped or not.
         recovered.last_txn = recovered.last_txn.max(entry.txn);
-        recovered.log_entries += 1;
-        for (key, value) in entry.writes {
-            restore(&shards[s], &key, value, entry.vc.clone(), entry.epoch);
+        if !entry.vc.le(&bound) {
+            recovered.log_entries_dropped += 1;
+            continue;
         }
+        recovered.log_entries += 1;
+        for (key, value) in &entry.writes {
+            restore(
+                &shards[entry.shard],
+                key,
+                value.clone(),
+                entry.vc.clone(),
+                entry.epoch,
+            );
+        }
+        kept.push((seq, entry));
     }
-    for (shard, c) in shards.iter().zip(&clocks) {
-        shard.advance_clock(*c);
+    // Checkpoint what was replayed and empty the log, synced, before
+    // anything new is logged: dropped entries must not be found again once
+    // new commits reuse their clock values.
+    if last_seq > checkpoint {
+        let wb = checkpoint_batch(&db, &kept, &bound, recovered.last_txn, last_seq)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        db.write_opt(wb, &wo)
+            .map_err(|e| io_error("cannot checkpoint the recovered log", e))?;
     }
     recovered.elapsed = started.elapsed();
 
@@ -418,6 +508,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         db,
         dir: dir.to_path_buf(),
         shards: shards.clone(),
+        marks,
         sync: opts.sync,
         queue: Mutex::new(Queue {
             next_seq: last_seq + 1,
@@ -430,12 +521,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         threads: Mutex::new(Vec::new()),
         durable_entries: AtomicU64::new(0),
         log_writes: AtomicU64::new(0),
-        write_delay: Duration::from_millis(
-            std::env::var("MAKO_FAULT_LOG_DELAY_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-        ),
+        faults: opts.faults.clone(),
     });
     let (tx, rx) = channel();
     *lock(&persist.to_checkpoint) = Some(tx);
@@ -473,10 +559,12 @@ fn restore(shard: &Shard, key: &[u8], value: Option<Arc<[u8]>>, vc: VectorClock,
 
 impl CommitLog for Persist {
     fn append(&self, entry: LogEntry) -> Result<()> {
+        let mut q = lock(&self.queue);
+        // Checked under the queue lock: once the log has stopped, nothing
+        // joins the queue that its rollback would miss.
         if let Some(e) = self.failure() {
             return Err(e);
         }
-        let mut q = lock(&self.queue);
         if q.closing {
             return Err(Error::new(
                 ErrorKind::Unavailable,
@@ -537,53 +625,104 @@ impl Persist {
         }
     }
 
+    /// Stops the log: no commit with writes is taken any more, the
+    /// watermarks stop where they are, and the commits waiting for them
+    /// fail with `error`. The threads then roll back what they hold.
     fn fail(&self, error: Error) {
-        let mut f = lock(&self.failure);
-        if f.is_none() {
+        {
+            let _q = lock(&self.queue);
+            let mut f = lock(&self.failure);
+            if f.is_some() {
+                return;
+            }
+            tracing::error!(error = %error.message, "the commit log has stopped: writes are refused until a restart; reads go on");
             *f = Some(error.clone());
         }
-        drop(f);
         for s in &self.shards {
             s.fail_durability(error.clone());
+        }
+        self.wake.notify_all();
+    }
+
+    /// Undoes in memory the writes of `entries` that will never be stable
+    /// (the log has stopped and the watermarks do not cover them), so that
+    /// reads go on seeing only durable data.
+    fn roll_back(&self, entries: &[(u64, LogEntry)]) {
+        for (_, e) in entries.iter().rev() {
+            if self.marks.covers(&e.vc) {
+                continue;
+            }
+            for (key, _) in &e.writes {
+                self.shards[e.shard].rollback(key, &e.vc);
+            }
         }
     }
 
     /// The log thread: writes what has queued, syncs, reports durability.
+    /// Once the log has stopped, it rolls back what it still holds.
     fn log_loop(&self) {
         let Ok(log) = cf(&self.db, CF_LOG) else {
             self.fail(corrupt("the log column family is missing"));
             return;
         };
+        let mut stopped = false;
         loop {
-            let batch = {
+            let (batch, failed) = {
                 let mut q = lock(&self.queue);
-                while q.pending.is_empty() && !q.closing {
+                loop {
+                    let failed = self.failure().is_some();
+                    if !q.pending.is_empty() || q.closing || (failed && !stopped) {
+                        break;
+                    }
                     q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
-                if q.pending.is_empty() {
+                let failed = self.failure().is_some();
+                if q.pending.is_empty() && (stopped || !failed) {
                     break; // closing, and everything is written
                 }
-                if self.sync == SyncMode::Always {
+                let batch = if self.sync == SyncMode::Always && !failed {
                     let rest = q.pending.split_off(1);
                     std::mem::replace(&mut q.pending, rest)
                 } else {
                     std::mem::take(&mut q.pending)
-                }
+                };
+                (batch, failed)
             };
-            if self.failure().is_some() {
-                continue; // nothing can become durable any more
+            if failed {
+                // Nothing can become durable any more.
+                self.roll_back(&batch);
+                if !stopped {
+                    stopped = true;
+                    self.notify_checkpoint(ToCheckpoint::Stopped);
+                }
+                continue;
             }
-            if !self.write_delay.is_zero() {
-                std::thread::sleep(self.write_delay);
+            if !self.faults.write_delay.is_zero() {
+                std::thread::sleep(self.faults.write_delay);
             }
+            let injected = self
+                .faults
+                .fail_after_writes
+                .is_some_and(|n| self.log_writes.load(Ordering::Relaxed) >= n);
             let mut wb = WriteBatch::default();
             for (seq, entry) in &batch {
                 wb.put_cf(log, seq.to_be_bytes(), entry.encode());
             }
             let mut wo = WriteOptions::default();
             wo.set_sync(self.sync != SyncMode::Off);
-            if let Err(e) = self.db.write_opt(wb, &wo) {
-                self.fail(io_error("cannot write the commit log", e));
+            let written = if injected {
+                Err(Error::new(
+                    ErrorKind::DiskFull,
+                    "cannot write the commit log: No space left on device (injected fault)",
+                ))
+            } else {
+                self.db
+                    .write_opt(wb, &wo)
+                    .map_err(|e| io_error("cannot write the commit log", e))
+            };
+            if let Err(e) = written {
+                self.fail(e);
+                self.roll_back(&batch);
                 continue;
             }
             self.log_writes.fetch_add(1, Ordering::Relaxed);
@@ -592,79 +731,106 @@ impl Persist {
             for (_, entry) in &batch {
                 self.shards[entry.shard].clock_durable(entry.clock());
             }
-            if let Some(tx) = lock(&self.to_checkpoint).as_ref() {
-                let _ = tx.send(batch);
-            }
+            self.notify_checkpoint(ToCheckpoint::Durable(batch));
         }
         // Closing: the checkpoint thread finishes once its channel closes.
         lock(&self.to_checkpoint).take();
     }
 
-    /// The checkpoint thread: applies durable entries to `data` and drops
-    /// the log behind them.
-    fn checkpoint_loop(&self, rx: Receiver<Sequenced>, every: usize) {
+    fn notify_checkpoint(&self, message: ToCheckpoint) {
+        if let Some(tx) = lock(&self.to_checkpoint).as_ref() {
+            let _ = tx.send(message);
+        }
+    }
+
+    /// The checkpoint thread: applies stable entries to `data` and drops
+    /// the log behind them. Once the log has stopped, it rolls back the
+    /// entries it holds that will never be stable.
+    fn checkpoint_loop(&self, rx: Receiver<ToCheckpoint>, every: usize) {
         let mut pending: Sequenced = Vec::new();
         loop {
-            let closed = match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(batch) => {
+            let (closed, stopped) = match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(ToCheckpoint::Durable(batch)) => {
                     pending.extend(batch);
                     if pending.len() < every {
                         continue;
                     }
-                    false
+                    (false, false)
                 }
-                Err(RecvTimeoutError::Timeout) => false,
-                Err(RecvTimeoutError::Disconnected) => true,
+                Ok(ToCheckpoint::Stopped) => (false, true),
+                Err(RecvTimeoutError::Timeout) => (false, false),
+                Err(RecvTimeoutError::Disconnected) => (true, false),
             };
-            if !pending.is_empty()
-                && let Err(e) = self.checkpoint(&pending)
-            {
-                self.fail(e);
-                return;
+            if self.failure().is_some() {
+                if stopped || closed {
+                    self.roll_back(&pending);
+                    return;
+                }
+                continue; // until the log thread has rolled back its part
             }
-            pending.clear();
+            if let Err(e) = self.checkpoint(&mut pending) {
+                self.fail(e);
+                continue;
+            }
             if closed {
                 return;
             }
         }
     }
 
-    fn checkpoint(&self, entries: &[(u64, LogEntry)]) -> Result<()> {
-        let (data, meta, log) = (
-            cf(&self.db, CF_DATA)?,
-            cf(&self.db, CF_META)?,
-            cf(&self.db, CF_LOG)?,
-        );
-        let mut wb = WriteBatch::default();
-        let mut clocks: Vec<Option<u64>> = vec![None; self.shards.len()];
+    /// Applies the longest stable prefix of `pending` (in log order, so
+    /// that per key the last write wins) and removes it.
+    fn checkpoint(&self, pending: &mut Sequenced) -> Result<()> {
+        let bound = self.marks.snapshot();
+        let n = pending.iter().take_while(|(_, e)| e.vc.le(&bound)).count();
+        if n == 0 {
+            return Ok(());
+        }
         let mut last_txn = read_u64(&self.db, META_LAST_TXN)?.unwrap_or(0);
-        for (_, e) in entries {
-            for (key, value) in &e.writes {
-                let k = data_key(e.shard, key);
-                match value {
-                    Some(v) => wb.put_cf(data, k, data_value(e.epoch, &e.vc, v)),
-                    None => wb.delete_cf(data, k),
-                }
-            }
-            let c = &mut clocks[e.shard];
-            *c = Some(c.unwrap_or(0).max(e.clock()));
+        for (_, e) in &pending[..n] {
             last_txn = last_txn.max(e.txn);
         }
-        for (s, c) in clocks.iter().enumerate() {
-            if let Some(c) = c {
-                wb.put_cf(meta, clock_key(s), c.to_le_bytes());
-            }
-        }
-        let last_seq = entries.last().map_or(0, |(seq, _)| *seq);
-        wb.put_cf(meta, META_LAST_TXN, last_txn.to_le_bytes());
-        wb.put_cf(meta, META_CHECKPOINT, last_seq.to_le_bytes());
-        wb.delete_range_cf(log, 0u64.to_be_bytes(), (last_seq + 1).to_be_bytes());
+        let through = pending[n - 1].0;
+        let wb = checkpoint_batch(&self.db, &pending[..n], &bound, last_txn, through)?;
         // Not synced: if this is lost, so is the log deletion, and recovery
         // replays the entries instead.
         self.db
             .write(wb)
-            .map_err(|e| io_error("cannot write a checkpoint", e))
+            .map_err(|e| io_error("cannot write a checkpoint", e))?;
+        pending.drain(..n);
+        Ok(())
     }
+}
+
+/// One atomic write that applies `entries` (stable, in log order) to
+/// `data`, records the watermarks `bound` (every clock value up to them is
+/// now in `data` or still in the log) and the last transaction id, and
+/// deletes the log through sequence number `through`.
+fn checkpoint_batch(
+    db: &DB,
+    entries: &[(u64, LogEntry)],
+    bound: &[u64],
+    last_txn: u64,
+    through: u64,
+) -> Result<WriteBatch> {
+    let (data, meta, log) = (cf(db, CF_DATA)?, cf(db, CF_META)?, cf(db, CF_LOG)?);
+    let mut wb = WriteBatch::default();
+    for (_, e) in entries {
+        for (key, value) in &e.writes {
+            let k = data_key(e.shard, key);
+            match value {
+                Some(v) => wb.put_cf(data, k, data_value(e.epoch, &e.vc, v)),
+                None => wb.delete_cf(data, k),
+            }
+        }
+    }
+    for (s, c) in bound.iter().enumerate() {
+        wb.put_cf(meta, clock_key(s), c.to_le_bytes());
+    }
+    wb.put_cf(meta, META_LAST_TXN, last_txn.to_le_bytes());
+    wb.put_cf(meta, META_CHECKPOINT, through.to_le_bytes());
+    wb.delete_range_cf(log, 0u64.to_be_bytes(), (through + 1).to_be_bytes());
+    Ok(wb)
 }
 
 #[cfg(test)]
@@ -700,23 +866,34 @@ mod tests {
             sync: SyncMode::Group,
             shards: Some(shards),
             checkpoint_entries,
+            faults: Faults::default(),
         }
     }
 
-    /// Commits `writes` on `shard` the way a participant does: lock, take a
-    /// clock, append, install; then waits until durable.
-    fn commit(p: &Persist, shard: &Shard, txn: u64, writes: &[(&str, Option<&str>)]) {
+    fn vc(entries: &[u64]) -> VectorClock {
+        VectorClock::from_vec(entries.to_vec())
+    }
+
+    fn image(writes: &[(&str, Option<&str>)]) -> Vec<crate::log::AfterImage> {
+        writes
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| Arc::from(v.as_bytes()))))
+            .collect()
+    }
+
+    /// Locks, logs and installs `writes` on `shard` with `vc` (the clock
+    /// already taken), without waiting for durability.
+    fn install(
+        p: &Persist,
+        shard: &Shard,
+        txn: u64,
+        vc: &VectorClock,
+        writes: &[(&str, Option<&str>)],
+    ) {
         for (k, _) in writes {
             shard.try_lock(k.as_bytes()).expect("unlocked");
         }
-        let c = shard.next_clock();
-        let mut entries = vec![0; p.shards.len()];
-        entries[shard.id()] = c;
-        let vc = VectorClock::from_vec(entries);
-        let writes: Vec<crate::log::AfterImage> = writes
-            .iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| Arc::from(v.as_bytes()))))
-            .collect();
+        let writes = image(writes);
         p.append(LogEntry {
             txn,
             shard: shard.id(),
@@ -728,6 +905,137 @@ mod tests {
         for (k, v) in writes {
             shard.install(&k, v, vc.clone(), 1);
         }
+    }
+
+    #[test]
+    fn a_commit_durable_on_one_shard_only_is_dropped_with_what_read_it() {
+        let dir = TempDir::new("partial");
+        {
+            let (p, shards, _) = open(&dir.0, opts(2, 1)).unwrap();
+            commit(&p, &shards[0], 1, &[("a", Some("1"))]);
+            commit(&p, &shards[1], 2, &[("x", Some("1"))]);
+            // Transaction 3 writes both shards; only its shard-0 entry
+            // reaches the log before the crash.
+            let (c0, c1) = (shards[0].next_clock(), shards[1].next_clock());
+            let t3 = vc(&[c0, c1]);
+            install(&p, &shards[0], 3, &t3, &[("a", Some("3"))]);
+            // Transaction 4 read transaction 3's write (its clock covers
+            // t3's) and wrote shard 0 only: durable there, but it depends
+            // on t3.
+            let c = shards[0].next_clock();
+            install(&p, &shards[0], 4, &vc(&[c, c1]), &[("b", Some("4"))]);
+            // Transaction 5 read nothing of them: it stays.
+            let c = shards[0].next_clock();
+            install(&p, &shards[0], 5, &vc(&[c, 0]), &[("c", Some("5"))]);
+            shards[0].wait_watermark(c).unwrap();
+            assert!(!p.marks.covers(&t3), "t3 is not stable");
+            p.close();
+        }
+        let (p, shards, rec) = open(&dir.0, opts(2, 1)).unwrap();
+        assert_eq!(rec.log_entries_dropped, 2, "{rec:?}");
+        assert_eq!(rec.last_txn, 5);
+        assert_eq!(contents(&shards[0]), pairs(&[("a", "1"), ("c", "5")]));
+        assert_eq!(contents(&shards[1]), pairs(&[("x", "1")]));
+        // Shard 1's clock continues from its durable watermark; the value
+        // t3 took there is handed out again, and nothing old resurfaces.
+        assert_eq!(shards[1].clock(), 1);
+        commit(&p, &shards[1], 6, &[("y", Some("6"))]);
+        p.close();
+        drop(p);
+        let (p, shards, rec) = open(&dir.0, opts(2, 1)).unwrap();
+        assert_eq!(rec.log_entries_dropped, 0, "{rec:?}");
+        assert_eq!(contents(&shards[0]), pairs(&[("a", "1"), ("c", "5")]));
+        assert_eq!(contents(&shards[1]), pairs(&[("x", "1"), ("y", "6")]));
+        p.close();
+    }
+
+    #[test]
+    fn an_aborted_clock_value_needs_its_marker_before_the_watermark_passes_it() {
+        let dir = TempDir::new("marker");
+        let (p, shards, _) = open(&dir.0, opts(1, 1)).unwrap();
+        let aborted = shards[0].next_clock();
+        let c = shards[0].next_clock();
+        install(&p, &shards[0], 2, &vc(&[c]), &[("a", Some("2"))]);
+        while p.stats().0 < 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(shards[0].watermark(), 0, "held below the aborted value");
+        p.append(LogEntry {
+            txn: 1,
+            shard: 0,
+            vc: vc(&[aborted]),
+            epoch: 0,
+            writes: Vec::new(),
+        })
+        .unwrap();
+        shards[0].wait_watermark(c).unwrap();
+        p.close();
+        drop(p);
+        let (p, shards, rec) = open(&dir.0, opts(1, 1)).unwrap();
+        assert_eq!(rec.log_entries_dropped, 0, "{rec:?}");
+        assert_eq!(contents(&shards[0]), pairs(&[("a", "2")]));
+        assert_eq!(shards[0].clock(), aborted + 1);
+        p.close();
+    }
+
+    #[test]
+    fn a_failed_log_write_fails_the_commit_and_rolls_it_back() {
+        let dir = TempDir::new("full");
+        let failing = Options {
+            faults: Faults {
+                fail_after_writes: Some(2),
+                ..Faults::default()
+            },
+            ..opts(1, 1_000_000)
+        };
+        {
+            let (p, shards, _) = open(&dir.0, failing).unwrap();
+            commit(&p, &shards[0], 1, &[("a", Some("1"))]);
+            commit(&p, &shards[0], 2, &[("a", Some("2")), ("b", Some("2"))]);
+            let version = shards[0].read(b"a").version;
+            let c = shards[0].next_clock();
+            install(
+                &p,
+                &shards[0],
+                3,
+                &vc(&[c]),
+                &[("a", Some("3")), ("n", Some("3"))],
+            );
+            let err = shards[0].wait_watermark(c).expect_err("never durable");
+            assert_eq!(err.kind, ErrorKind::DiskFull, "{err:?}");
+            // Rolled back: reads see the durable state, and a transaction
+            // that read the undone version cannot validate.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while contents(&shards[0]) != pairs(&[("a", "2"), ("b", "2")]) {
+                assert!(Instant::now() < deadline, "{:?}", contents(&shards[0]));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(shards[0].read(b"a").version > version + 1);
+            // Nothing more is taken.
+            let err = p
+                .append(LogEntry {
+                    txn: 4,
+                    shard: 0,
+                    vc: vc(&[c + 1]),
+                    epoch: 1,
+                    writes: image(&[("z", Some("4"))]),
+                })
+                .expect_err("refused");
+            assert_eq!(err.kind, ErrorKind::DiskFull);
+            p.close();
+        }
+        let (p, shards, _) = open(&dir.0, opts(1, 10)).unwrap();
+        assert_eq!(contents(&shards[0]), pairs(&[("a", "2"), ("b", "2")]));
+        p.close();
+    }
+
+    /// Commits `writes` on `shard` the way a participant does: lock, take a
+    /// clock, append, install; then waits until durable.
+    fn commit(p: &Persist, shard: &Shard, txn: u64, writes: &[(&str, Option<&str>)]) {
+        let c = shard.next_clock();
+        let mut entries = vec![0; p.shards.len()];
+        entries[shard.id()] = c;
+        install(p, shard, txn, &VectorClock::from_vec(entries), writes);
         shard.wait_watermark(c).unwrap();
     }
 

@@ -211,6 +211,41 @@ impl Record {
         self.word.store((w & !LOCK_BIT) + 1, Ordering::Release);
     }
 
+    /// Removes the version that the transaction with `vc` installed, if the
+    /// chain has it, moves the version number on and releases the lock. The
+    /// caller must hold the lock. Returns whether a version was removed.
+    pub fn remove_version(&self, vc: &VectorClock) -> bool {
+        let w = self.word.load(Ordering::Acquire);
+        assert!(w & LOCK_BIT != 0, "rollback without holding the lock");
+        let guard = epoch::pin();
+        let mut link = &self.head;
+        let mut removed = false;
+        loop {
+            let node = link.load(Ordering::Acquire, &guard);
+            // SAFETY: nodes reachable from head are alive under `guard`.
+            let Some(v) = (unsafe { node.as_ref() }) else {
+                break;
+            };
+            if v.vc == *vc {
+                let next = v.next.load(Ordering::Acquire, &guard);
+                link.store(next, Ordering::Release);
+                // SAFETY: unlinked; readers that still see it hold guards
+                // that delay the free.
+                unsafe { guard.defer_destroy(node) };
+                removed = true;
+                break;
+            }
+            link = &v.next;
+        }
+        let next = if removed {
+            (w & !LOCK_BIT) + 1
+        } else {
+            w & !LOCK_BIT
+        };
+        self.word.store(next, Ordering::Release);
+        removed
+    }
+
     /// Unlinks every version older than the newest stable one.
     fn prune(
         &self,
@@ -322,6 +357,33 @@ mod tests {
         r.install(None, vc(5), 1, |_| true);
         assert_eq!(r.chain().len(), 1);
         assert_eq!(r.read().value, None, "a tombstone reads as absent");
+    }
+
+    #[test]
+    fn a_version_that_will_never_be_durable_is_removed_in_any_order() {
+        let r = Record::new();
+        for i in 1..=4 {
+            r.try_lock().unwrap();
+            // Only version 1 is stable; 2, 3 and 4 are waiting for the log.
+            r.install(val(&i.to_string()), vc(i), 1, |c| c.get(0) <= 1);
+        }
+        assert_eq!(r.version(), 4);
+        // The log failed: roll 3 back before 4 (rollback order is free).
+        r.try_lock().unwrap();
+        assert!(r.remove_version(&vc(3)));
+        assert_eq!(r.read().value, val("4"));
+        r.try_lock().unwrap();
+        assert!(r.remove_version(&vc(4)));
+        r.try_lock().unwrap();
+        assert!(r.remove_version(&vc(2)));
+        let read = r.read();
+        assert_eq!(read.value, val("1"), "the durable version is current again");
+        assert_eq!(read.version, 7, "every removal moves the version on");
+        assert!(!read.locked);
+        r.try_lock().unwrap();
+        assert!(!r.remove_version(&vc(9)), "not in the chain");
+        assert_eq!(r.version(), 7);
+        assert!(!r.is_locked());
     }
 
     #[test]

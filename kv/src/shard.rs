@@ -33,7 +33,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::{Bound, ControlFlow};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -76,14 +76,59 @@ pub struct Shard {
 /// Which of a shard's clock values are durable (see [`Shard::watermark`]).
 struct Durability {
     /// Clock values handed out to committing transactions whose log entries
-    /// are not durable yet (nor abandoned).
+    /// (or abandon markers) are not durable yet.
     inflight: Mutex<BTreeSet<u64>>,
-    /// Every clock value up to this one is durable or abandoned.
-    watermark: AtomicU64,
+    /// The node's watermarks; this shard's says every clock value up to it
+    /// is durable.
+    marks: Arc<Watermarks>,
+    /// Set (under `inflight`) when the log stops: the watermark never moves
+    /// again.
+    frozen: AtomicBool,
     /// Why the log stopped, once it has.
     failed: Mutex<Option<Error>>,
     /// Signalled when the watermark rises or the log fails.
     changed: Condvar,
+}
+
+/// The durable watermark of every shard of a node: the vector watermark
+/// (VW) of Mako §4.3. A version whose vector clock is covered (VC ≤ VW) is
+/// *stable*: its transaction and everything it read from are durable on
+/// every shard, so it is never rolled back, and recovery keeps exactly
+/// the stable transactions.
+pub struct Watermarks {
+    marks: Box<[AtomicU64]>,
+}
+
+impl Watermarks {
+    /// All zero, for `shards` shards.
+    pub fn new(shards: usize) -> Self {
+        Watermarks {
+            marks: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Shard `s`'s watermark.
+    pub fn get(&self, s: ShardId) -> u64 {
+        self.marks[s].load(Ordering::Acquire)
+    }
+
+    /// Every shard's watermark, read one after the other.
+    pub fn snapshot(&self) -> Vec<u64> {
+        self.marks
+            .iter()
+            .map(|m| m.load(Ordering::Acquire))
+            .collect()
+    }
+
+    /// True when `vc` ≤ the watermarks.
+    pub fn covers(&self, vc: &VectorClock) -> bool {
+        vc.entries().len() <= self.marks.len()
+            && vc
+                .entries()
+                .iter()
+                .zip(self.marks.iter())
+                .all(|(&c, m)| c <= m.load(Ordering::Acquire))
+    }
 }
 
 /// Locks a mutex, ignoring poisoning (the data behind these stays valid).
@@ -126,15 +171,25 @@ impl Shard {
     /// [`next_clock`]: Shard::next_clock
     /// [`clock_durable`]: Shard::clock_durable
     /// [`abandon_clock`]: Shard::abandon_clock
-    pub fn logged(id: ShardId) -> Self {
+    ///
+    /// `marks` holds the watermarks of all of the node's shards: a version
+    /// older than the newest one they cover is pruned, and the versions above
+    /// it stay until then, so that a commit which can never become durable
+    /// can be rolled back ([`Shard::rollback`]).
+    pub fn logged(id: ShardId, marks: Arc<Watermarks>) -> Self {
+        let stable = {
+            let marks = marks.clone();
+            Box::new(move |vc: &VectorClock| marks.covers(vc))
+        };
         Shard {
             durability: Some(Durability {
                 inflight: Mutex::new(BTreeSet::new()),
-                watermark: AtomicU64::new(0),
+                marks,
+                frozen: AtomicBool::new(false),
                 failed: Mutex::new(None),
                 changed: Condvar::new(),
             }),
-            ..Self::new(id)
+            ..Self::with_stability(id, stable)
         }
     }
 
@@ -315,7 +370,9 @@ impl Shard {
     }
 
     /// The commit that took clock value `c` failed before installing
-    /// anything: nothing will be logged for it.
+    /// anything. On a logged shard, call this only once a marker saying so
+    /// is durable (the participant logs one): recovery must find every
+    /// clock value below the watermark accounted for.
     pub fn abandon_clock(&self, c: u64) {
         self.settle(c);
     }
@@ -326,14 +383,34 @@ impl Shard {
         };
         let mut inflight = lock(&d.inflight);
         inflight.remove(&c);
+        if d.frozen.load(Ordering::Acquire) {
+            return;
+        }
         let w = match inflight.first() {
             Some(&lowest) => lowest - 1,
             None => self.clock.load(Ordering::Acquire),
         };
-        if w > d.watermark.load(Ordering::Acquire) {
-            d.watermark.store(w, Ordering::Release);
+        let mark = &d.marks.marks[self.id];
+        if w > mark.load(Ordering::Acquire) {
+            mark.store(w, Ordering::Release);
             d.changed.notify_all();
         }
+    }
+
+    /// Undoes the version of `key` that the transaction with `vc`
+    /// installed, if it is there: for commits that can never become
+    /// durable once the log has stopped. The version before it becomes
+    /// current again, and the key's version number moves on so that no
+    /// transaction that read the undone version validates. Waits for a
+    /// committer still holding the key's lock.
+    pub fn rollback(&self, key: &[u8], vc: &VectorClock) -> bool {
+        let Some(record) = self.by_key.get(key).map(|r| r.clone()) else {
+            return false;
+        };
+        while record.try_lock().is_none() {
+            std::thread::yield_now();
+        }
+        record.remove_version(vc)
     }
 
     /// The durable watermark: every commit with a clock value up to it
@@ -341,7 +418,7 @@ impl Shard {
     pub fn watermark(&self) -> u64 {
         match &self.durability {
             None => self.clock(),
-            Some(d) => d.watermark.load(Ordering::Acquire),
+            Some(d) => d.marks.get(self.id),
         }
     }
 
@@ -351,12 +428,12 @@ impl Shard {
         let Some(d) = &self.durability else {
             return Ok(());
         };
-        if d.watermark.load(Ordering::Acquire) >= c {
+        if d.marks.get(self.id) >= c {
             return Ok(());
         }
         let mut failed = lock(&d.failed);
         loop {
-            if d.watermark.load(Ordering::Acquire) >= c {
+            if d.marks.get(self.id) >= c {
                 return Ok(());
             }
             if let Some(e) = failed.as_ref() {
@@ -371,9 +448,15 @@ impl Shard {
         }
     }
 
-    /// The log stopped with `error`: commits still waiting fail with it.
+    /// The log stopped with `error`: the watermark stops where it is (once
+    /// this returns it never moves again), and commits still waiting fail
+    /// with the error.
     pub fn fail_durability(&self, error: Error) {
         if let Some(d) = &self.durability {
+            {
+                let _inflight = lock(&d.inflight);
+                d.frozen.store(true, Ordering::Release);
+            }
             let mut failed = lock(&d.failed);
             if failed.is_none() {
                 *failed = Some(error);
@@ -394,7 +477,7 @@ impl Shard {
         if let Some(d) = &self.durability
             && lock(&d.inflight).is_empty()
         {
-            d.watermark.fetch_max(value, Ordering::AcqRel);
+            d.marks.marks[self.id].fetch_max(value, Ordering::AcqRel);
         }
     }
 

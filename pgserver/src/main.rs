@@ -204,6 +204,7 @@ fn start(
             rows = recovered.records,
             bytes = recovered.bytes,
             log_entries_replayed = recovered.log_entries,
+            log_entries_dropped = recovered.log_entries_dropped,
             last_transaction = recovered.last_txn,
             seconds = recovered.elapsed.as_secs_f64(),
             "recovered"

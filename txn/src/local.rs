@@ -3,9 +3,11 @@
 //!
 //! With a commit log, the participant appends each transaction's writes to
 //! it before installing them (the keys are still locked, so per key the
-//! log is in install order), and tells the shard which clock values it
-//! handed out were abandoned, so that the shard's durable watermark can
-//! pass them.
+//! log is in install order), and logs a marker for each clock value it
+//! handed out to a transaction that then aborted: the shard's durable
+//! watermark passes a clock value only once its entry or marker is
+//! durable, so recovery finds every value below the watermark accounted
+//! for.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -57,21 +59,46 @@ impl LocalShard {
     }
 
     /// Appends the writes to the log (if any): before installing, with the
-    /// keys locked. A failed append is not an error here: the commit point
-    /// has passed, the writes are installed regardless, and the durability
-    /// gate fails the commit reply because the entry never becomes durable.
-    fn log_writes(&self, txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: u64) {
-        if let Some(log) = &self.log {
-            let _ = log.append(LogEntry {
-                txn,
-                shard: self.shard.id(),
-                vc: vc.clone(),
-                epoch,
-                writes: writes
-                    .iter()
-                    .map(|w| (w.key.clone(), w.value.clone()))
-                    .collect(),
-            });
+    /// keys locked. False when the log has stopped: the commit point has
+    /// passed, but the writes can never become durable, so they are not
+    /// installed, and the durability gate fails the commit reply (the log
+    /// rolls back whatever the transaction installed on other shards).
+    fn log_writes(&self, txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: u64) -> bool {
+        let Some(log) = &self.log else {
+            return true;
+        };
+        log.append(LogEntry {
+            txn,
+            shard: self.shard.id(),
+            vc: vc.clone(),
+            epoch,
+            writes: writes
+                .iter()
+                .map(|w| (w.key.clone(), w.value.clone()))
+                .collect(),
+        })
+        .is_ok()
+    }
+
+    /// The transaction that took clock value `clock` here aborted. With a
+    /// log, a marker (an entry without writes) settles the value once it is
+    /// durable; without one, nothing waits for it.
+    fn abandon(&self, txn: TxnId, clock: u64) {
+        match &self.log {
+            None => self.shard.abandon_clock(clock),
+            Some(log) => {
+                let mut vc = ClockBuilder::new(self.shards);
+                vc.observe(self.shard.id(), clock);
+                // If the log has stopped, the watermark never passes this
+                // value again anyway.
+                let _ = log.append(LogEntry {
+                    txn,
+                    shard: self.shard.id(),
+                    vc: vc.build(),
+                    epoch: 0,
+                    writes: Vec::new(),
+                });
+            }
         }
     }
 
@@ -248,7 +275,10 @@ impl ShardClient for LocalShard {
         if self.log.is_some() {
             self.clocks().remove(&txn);
         }
-        self.log_writes(txn, writes, vc, epoch);
+        if !self.log_writes(txn, writes, vc, epoch) {
+            self.unlock_all(writes);
+            return Ok(());
+        }
         for w in writes {
             self.shard
                 .install(&w.key, w.value.clone(), vc.clone(), epoch);
@@ -260,7 +290,7 @@ impl ShardClient for LocalShard {
         self.unlock_all(writes);
         let abandoned = self.clocks().remove(&txn);
         if let Some(c) = abandoned {
-            self.shard.abandon_clock(c);
+            self.abandon(txn, c);
         }
         Ok(())
     }
@@ -279,7 +309,7 @@ impl ShardClient for LocalShard {
         if let Err(e) = self.validate(c.txn, c.validation, c.writes) {
             self.unlock_all(c.writes);
             if let Some(clock) = clock {
-                self.shard.abandon_clock(clock);
+                self.abandon(c.txn, clock);
             }
             return Err(e);
         }

@@ -113,7 +113,12 @@ impl Mako {
     /// [`Mako::start`] with extra environment variables (kept for
     /// restarts).
     pub fn start_with_env(shards: u16, env: &[(&str, &str)]) -> Mako {
-        let dir = temp_data_dir("server");
+        Self::start_in(temp_data_dir("server"), shards, env)
+    }
+
+    /// [`Mako::start_with_env`] on the data directory `dir` (removed when
+    /// the server is dropped).
+    pub fn start_in(dir: PathBuf, shards: u16, env: &[(&str, &str)]) -> Mako {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
