@@ -1,0 +1,33 @@
+//! Replication: the Multi-Paxos core of Mako's streams (DESIGN.md §1.2).
+//!
+//! Each worker of a shard leader appends batches of installed transactions
+//! to its own *stream*, a replicated log among the shard's replicas. This
+//! crate holds the consensus core of one stream, [`paxos::Replica`], written
+//! sans-IO: a replica is a value that is stepped with messages
+//! ([`Replica::step`]), ticked by a clock it does not own
+//! ([`Replica::tick`]) and given batches to replicate
+//! ([`Replica::propose`]); it never touches sockets, timers, threads or
+//! disks. What it needs done comes out of [`Replica::ready`]: state to
+//! persist (which the caller must make durable *before* sending the
+//! messages, since they promise it), messages to send, and the entries
+//! chosen since the last call, in slot order.
+//!
+//! The life of a batch: the leader assigns it the next slot and sends one
+//! `Accept` per tick carrying every new entry (batched phase 2); each voter
+//! persists it and answers `Accepted`; with a majority the slot is chosen,
+//! and followers learn that from the `chosen` bound carried on the next
+//! `Accept` or heartbeat. Phase 1 runs once per leadership, when a
+//! follower's election timer expires: its ballot carries the next epoch,
+//! and it re-proposes every slot a majority may have accepted, filling holes
+//! with no-ops. A replica that missed entries asks the leader for them
+//! (`CatchUp`). Learners receive everything and never vote.
+//!
+//! Not here yet: snapshots for replicas that fell behind a truncated log,
+//! the `Stream` and `Transport` wrappers, the openraft implementation.
+//!
+//! [`Replica::step`]: paxos::Replica::step
+//! [`Replica::tick`]: paxos::Replica::tick
+//! [`Replica::propose`]: paxos::Replica::propose
+//! [`Replica::ready`]: paxos::Replica::ready
+
+pub mod paxos;

@@ -1,0 +1,658 @@
+//! The sans-IO Multi-Paxos replica of one stream.
+//!
+//! Safety rests on the two acceptor rules of Paxos, applied per slot with
+//! one promise for all slots (Multi-Paxos): an acceptor never accepts below
+//! the highest ballot it promised, and a new leader proposes, in every slot
+//! from its first unchosen one, the value accepted with the highest ballot
+//! among a majority of promises (or a no-op). Everything an acceptor
+//! promises or accepts is handed to the caller to persist before the reply
+//! that depends on it is sent ([`Ready`]).
+//!
+//! Ballots are `(epoch, node)`: a new leader takes the next epoch, so every
+//! entry and message says which leadership it belongs to (DESIGN.md §1.4).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A replica's identity.
+pub type NodeId = u32;
+
+/// A position in the replicated log; the first is 1.
+pub type Slot = u64;
+
+/// A leadership: ordered by epoch, then node (so two candidates of one
+/// epoch are still ordered).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ballot {
+    /// The epoch the leadership starts.
+    pub epoch: u64,
+    /// The leader.
+    pub node: NodeId,
+}
+
+/// What a slot holds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// A hole filled by a new leader: applying it does nothing.
+    Noop,
+    /// A batch proposed by a leader (opaque here).
+    Batch(Vec<u8>),
+}
+
+/// A protocol message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Phase 1a: promise `ballot`, and report what you accepted from slot
+    /// `from` on.
+    Prepare { ballot: Ballot, from: Slot },
+    /// Phase 1b: the promise, with the accepted entries asked for.
+    Promise {
+        ballot: Ballot,
+        accepted: Vec<(Slot, Ballot, Value)>,
+    },
+    /// The ballot of a Prepare or Accept is below the one promised.
+    Reject { ballot: Ballot, promised: Ballot },
+    /// Phase 2a, batched: accept these entries; every slot below `chosen`
+    /// is chosen. With no entries, a heartbeat.
+    Accept {
+        ballot: Ballot,
+        entries: Vec<(Slot, Value)>,
+        chosen: Slot,
+    },
+    /// Phase 2b: these slots were accepted (and persisted) in `ballot`.
+    Accepted { ballot: Ballot, slots: Vec<Slot> },
+    /// A replica missing chosen entries asks for those from `from` on.
+    CatchUp { from: Slot },
+    /// Chosen entries, answering a CatchUp.
+    Chosen { entries: Vec<(Slot, Value)> },
+}
+
+/// A message with its sender and receiver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The sender.
+    pub from: NodeId,
+    /// The receiver.
+    pub to: NodeId,
+    /// The message.
+    pub msg: Message,
+}
+
+/// A change to a replica's acceptor state, to be made durable before the
+/// messages returned with it are sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Persist {
+    /// The highest ballot promised.
+    Promised(Ballot),
+    /// An entry accepted in a ballot.
+    Accepted(Slot, Ballot, Value),
+}
+
+/// A replica's durable acceptor state: what [`Persist`] records build up,
+/// and what a restarted replica starts from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HardState {
+    /// The highest ballot promised.
+    pub promised: Ballot,
+    /// Accepted entries by slot, with the ballot they were accepted in.
+    pub accepted: BTreeMap<Slot, (Ballot, Value)>,
+}
+
+impl HardState {
+    /// Applies one persisted change.
+    pub fn apply(&mut self, p: Persist) {
+        match p {
+            Persist::Promised(b) => self.promised = self.promised.max(b),
+            Persist::Accepted(slot, b, v) => {
+                self.accepted.insert(slot, (b, v));
+            }
+        }
+    }
+}
+
+/// What the caller must do after stepping, ticking or proposing.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Persist these first (in order)...
+    pub persist: Vec<Persist>,
+    /// ...then send these.
+    pub messages: Vec<Envelope>,
+    /// Entries newly known to be chosen, in slot order with no gaps.
+    pub chosen: Vec<(Slot, Value)>,
+}
+
+/// A replica's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This replica.
+    pub id: NodeId,
+    /// The replicas that vote (this one included, unless it is a learner).
+    pub voters: Vec<NodeId>,
+    /// Replicas that receive every entry but never vote or lead.
+    pub learners: Vec<NodeId>,
+    /// Ticks without hearing from a leader before standing for election:
+    /// a random value between this and twice this, so that candidates
+    /// rarely collide.
+    pub election_ticks: u32,
+    /// A leader sends a heartbeat (and re-sends unchosen entries) every
+    /// this many ticks.
+    pub heartbeat_ticks: u32,
+    /// At most this many entries are sent in one Accept or Chosen message.
+    pub max_batch: usize,
+    /// Seeds the election-timer randomness (time and randomness are
+    /// injected, so runs are reproducible).
+    pub seed: u64,
+}
+
+impl Config {
+    fn majority(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    fn is_voter(&self) -> bool {
+        self.voters.contains(&self.id)
+    }
+}
+
+/// Why a proposal was not taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotLeader {
+    /// Another replica leads (as far as this one knows): propose there.
+    LeaderIs(NodeId),
+    /// No leader is known right now: retry later.
+    Unknown,
+}
+
+enum Role {
+    Follower,
+    Candidate {
+        /// Promises so far, by voter: what each had accepted.
+        promises: BTreeMap<NodeId, Vec<(Slot, Ballot, Value)>>,
+    },
+    Leader {
+        /// Voters that accepted each unchosen slot of this ballot.
+        acks: BTreeMap<Slot, BTreeSet<NodeId>>,
+        /// Entries proposed since the last Accept was sent.
+        unsent: Vec<(Slot, Value)>,
+        /// Ticks since the last heartbeat.
+        since_heartbeat: u32,
+    },
+}
+
+/// One replica of one stream.
+pub struct Replica {
+    cfg: Config,
+    /// The highest ballot promised (durable).
+    promised: Ballot,
+    /// Accepted entries (durable).
+    accepted: BTreeMap<Slot, (Ballot, Value)>,
+    /// Entries known chosen (volatile: learned again after a restart).
+    chosen: BTreeMap<Slot, Value>,
+    /// Every slot below this is chosen.
+    first_unchosen: Slot,
+    /// Chosen entries below this were handed out in a Ready.
+    delivered: Slot,
+    /// The next slot a leader assigns.
+    next_slot: Slot,
+    role: Role,
+    /// The leader this replica follows, if any.
+    leader: Option<NodeId>,
+    /// Ticks since the leader (or a candidate) was last heard from.
+    idle_ticks: u32,
+    /// The current election timeout.
+    timeout: u32,
+    rng: u64,
+    out: Ready,
+}
+
+impl Replica {
+    /// A replica starting from `state` (empty for a new one).
+    pub fn new(cfg: Config, state: HardState) -> Self {
+        let rng = cfg.seed ^ (u64::from(cfg.id) << 32) ^ 0x9E37_79B9_7F4A_7C15;
+        let next_slot = state.accepted.keys().next_back().map_or(1, |s| s + 1);
+        let mut r = Replica {
+            promised: state.promised,
+            accepted: state.accepted,
+            chosen: BTreeMap::new(),
+            first_unchosen: 1,
+            delivered: 1,
+            next_slot,
+            role: Role::Follower,
+            leader: None,
+            idle_ticks: 0,
+            timeout: 0,
+            rng,
+            out: Ready::default(),
+            cfg,
+        };
+        r.reset_timeout();
+        r
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    /// True while this replica leads.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader { .. })
+    }
+
+    /// The leader this replica knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        if self.is_leader() {
+            Some(self.cfg.id)
+        } else {
+            self.leader
+        }
+    }
+
+    /// The ballot promised.
+    pub fn ballot(&self) -> Ballot {
+        self.promised
+    }
+
+    /// Every slot below this is known chosen here.
+    pub fn first_unchosen(&self) -> Slot {
+        self.first_unchosen
+    }
+
+    /// Takes what the caller must persist, send and apply.
+    pub fn ready(&mut self) -> Ready {
+        let from = self.delivered;
+        let upto = self.first_unchosen;
+        for slot in from..upto {
+            let v = self.chosen[&slot].clone();
+            self.out.chosen.push((slot, v));
+        }
+        self.delivered = upto;
+        std::mem::take(&mut self.out)
+    }
+
+    /// Proposes a batch; it is sent with the next tick (batched phase 2) or
+    /// at once when `max_batch` entries are waiting. Returns its slot.
+    pub fn propose(&mut self, batch: Vec<u8>) -> Result<Slot, NotLeader> {
+        if !self.is_leader() {
+            return Err(self.leader.map_or(NotLeader::Unknown, NotLeader::LeaderIs));
+        }
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        let ballot = self.promised;
+        let value = Value::Batch(batch);
+        self.accept_own(slot, value.clone());
+        let full = match &mut self.role {
+            Role::Leader { unsent, .. } => {
+                unsent.push((slot, value));
+                unsent.len() >= self.cfg.max_batch
+            }
+            _ => unreachable!("checked above"),
+        };
+        debug_assert_eq!(ballot, self.promised);
+        if full {
+            self.flush();
+        }
+        Ok(slot)
+    }
+
+    /// Advances time by one tick: heartbeats and batching for a leader,
+    /// the election timer for the others.
+    pub fn tick(&mut self) {
+        match &mut self.role {
+            Role::Leader {
+                since_heartbeat, ..
+            } => {
+                *since_heartbeat += 1;
+                if *since_heartbeat >= self.cfg.heartbeat_ticks {
+                    *since_heartbeat = 0;
+                    self.heartbeat();
+                } else {
+                    self.flush();
+                }
+            }
+            Role::Follower | Role::Candidate { .. } => {
+                self.idle_ticks += 1;
+                if self.idle_ticks >= self.timeout && self.cfg.is_voter() {
+                    self.stand();
+                }
+            }
+        }
+    }
+
+    /// Handles a message.
+    pub fn step(&mut self, from: NodeId, msg: Message) {
+        match msg {
+            Message::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
+            Message::Promise { ballot, accepted } => self.on_promise(from, ballot, accepted),
+            Message::Reject { ballot, promised } => self.on_reject(ballot, promised),
+            Message::Accept {
+                ballot,
+                entries,
+                chosen,
+            } => self.on_accept(from, ballot, entries, chosen),
+            Message::Accepted { ballot, slots } => self.on_accepted(from, ballot, slots),
+            Message::CatchUp { from: slot } => self.on_catch_up(from, slot),
+            Message::Chosen { entries } => {
+                for (slot, v) in entries {
+                    self.learn(slot, v);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, to: NodeId, msg: Message) {
+        self.out.messages.push(Envelope {
+            from: self.cfg.id,
+            to,
+            msg,
+        });
+    }
+
+    fn peers(&self) -> Vec<NodeId> {
+        self.cfg
+            .voters
+            .iter()
+            .chain(&self.cfg.learners)
+            .copied()
+            .filter(|&n| n != self.cfg.id)
+            .collect()
+    }
+
+    fn reset_timeout(&mut self) {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let base = self.cfg.election_ticks.max(1);
+        self.timeout = base + (r % u64::from(base)) as u32;
+        self.idle_ticks = 0;
+    }
+
+    fn promise(&mut self, ballot: Ballot) {
+        if ballot > self.promised {
+            self.promised = ballot;
+            self.out.persist.push(Persist::Promised(ballot));
+        }
+    }
+
+    fn accept_own(&mut self, slot: Slot, value: Value) {
+        let ballot = self.promised;
+        self.accepted.insert(slot, (ballot, value.clone()));
+        self.out
+            .persist
+            .push(Persist::Accepted(slot, ballot, value.clone()));
+        if let Role::Leader { acks, .. } = &mut self.role {
+            acks.entry(slot).or_default().insert(self.cfg.id);
+        }
+        self.check_chosen(slot);
+    }
+
+    /// Records that `slot` holds `value` for good.
+    fn learn(&mut self, slot: Slot, value: Value) {
+        if slot < self.first_unchosen {
+            return;
+        }
+        if let Some(v) = self.chosen.get(&slot) {
+            assert_eq!(*v, value, "two values chosen for slot {slot}");
+            return;
+        }
+        self.chosen.insert(slot, value);
+        while self.chosen.contains_key(&self.first_unchosen) {
+            self.first_unchosen += 1;
+        }
+        self.next_slot = self.next_slot.max(slot + 1);
+    }
+
+    fn step_down(&mut self, leader: Option<NodeId>) {
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.reset_timeout();
+    }
+
+    /// The election timer fired: phase 1 with the next epoch.
+    fn stand(&mut self) {
+        let ballot = Ballot {
+            epoch: self.promised.epoch + 1,
+            node: self.cfg.id,
+        };
+        self.promise(ballot);
+        self.leader = None;
+        self.reset_timeout();
+        let from = self.first_unchosen;
+        let own = self.accepted_from(from);
+        let mut promises = BTreeMap::new();
+        promises.insert(self.cfg.id, own);
+        self.role = Role::Candidate { promises };
+        for n in self.cfg.voters.clone() {
+            if n != self.cfg.id {
+                self.send(n, Message::Prepare { ballot, from });
+            }
+        }
+        self.maybe_lead();
+    }
+
+    fn accepted_from(&self, from: Slot) -> Vec<(Slot, Ballot, Value)> {
+        self.accepted
+            .range(from..)
+            .map(|(&s, (b, v))| (s, *b, v.clone()))
+            .collect()
+    }
+
+    fn on_prepare(&mut self, from: NodeId, ballot: Ballot, slot: Slot) {
+        if !self.cfg.is_voter() {
+            return;
+        }
+        if ballot < self.promised {
+            let promised = self.promised;
+            self.send(from, Message::Reject { ballot, promised });
+            return;
+        }
+        if ballot > self.promised {
+            self.promise(ballot);
+            self.step_down(None);
+        }
+        self.idle_ticks = 0;
+        let accepted = self.accepted_from(slot);
+        self.send(from, Message::Promise { ballot, accepted });
+    }
+
+    fn on_promise(&mut self, from: NodeId, ballot: Ballot, accepted: Vec<(Slot, Ballot, Value)>) {
+        if ballot != self.promised {
+            return; // an old candidacy
+        }
+        if let Role::Candidate { promises } = &mut self.role {
+            promises.insert(from, accepted);
+            self.maybe_lead();
+        }
+    }
+
+    /// With a majority of promises, takes over: every slot from the first
+    /// unchosen one to the highest reported gets the value accepted with
+    /// the highest ballot, or a no-op, re-accepted in this ballot.
+    fn maybe_lead(&mut self) {
+        let Role::Candidate { promises } = &self.role else {
+            return;
+        };
+        if promises.len() < self.cfg.majority() {
+            return;
+        }
+        let mut best: BTreeMap<Slot, (Ballot, Value)> = BTreeMap::new();
+        for (slot, b, v) in promises.values().flatten() {
+            match best.get(slot) {
+                Some((old, _)) if old >= b => {}
+                _ => {
+                    best.insert(*slot, (*b, v.clone()));
+                }
+            }
+        }
+        let from = self.first_unchosen;
+        let last = best
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .max(from.saturating_sub(1));
+        self.role = Role::Leader {
+            acks: BTreeMap::new(),
+            unsent: Vec::new(),
+            since_heartbeat: 0,
+        };
+        self.leader = Some(self.cfg.id);
+        self.next_slot = last + 1;
+        for slot in from..=last {
+            let value = match self.chosen.get(&slot) {
+                Some(v) => v.clone(),
+                None => best.remove(&slot).map_or(Value::Noop, |(_, v)| v),
+            };
+            self.accept_own(slot, value);
+        }
+        // The heartbeat carries them all.
+        self.heartbeat();
+    }
+
+    fn on_reject(&mut self, ballot: Ballot, promised: Ballot) {
+        if ballot == self.promised && promised > self.promised {
+            // Someone promised a later leadership: follow it, and stand
+            // above it next time.
+            self.promise(promised);
+            self.step_down(None);
+        }
+    }
+
+    fn on_accept(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        entries: Vec<(Slot, Value)>,
+        chosen: Slot,
+    ) {
+        if ballot < self.promised {
+            let promised = self.promised;
+            self.send(from, Message::Reject { ballot, promised });
+            return;
+        }
+        if ballot > self.promised || !matches!(self.role, Role::Follower) {
+            self.promise(ballot);
+            self.step_down(Some(from));
+        }
+        self.leader = Some(from);
+        self.idle_ticks = 0;
+        let mut slots = Vec::with_capacity(entries.len());
+        for (slot, value) in entries {
+            if slot < self.first_unchosen {
+                slots.push(slot); // chosen already: the value is the same
+                continue;
+            }
+            self.accepted.insert(slot, (ballot, value.clone()));
+            self.out
+                .persist
+                .push(Persist::Accepted(slot, ballot, value));
+            slots.push(slot);
+        }
+        if !slots.is_empty() && self.cfg.is_voter() {
+            self.send(from, Message::Accepted { ballot, slots });
+        }
+        // Slots below `chosen` are chosen; the value this replica accepted
+        // in the leader's own ballot is the one, anything else is not known.
+        let mut missing = false;
+        for slot in self.first_unchosen..chosen {
+            match self.accepted.get(&slot) {
+                Some((b, v)) if *b == ballot => {
+                    let v = v.clone();
+                    self.learn(slot, v);
+                }
+                _ => {
+                    missing = true;
+                    break;
+                }
+            }
+        }
+        if missing {
+            let from_slot = self.first_unchosen;
+            self.send(from, Message::CatchUp { from: from_slot });
+        }
+    }
+
+    fn on_accepted(&mut self, from: NodeId, ballot: Ballot, slots: Vec<Slot>) {
+        if ballot != self.promised {
+            return;
+        }
+        let Role::Leader { acks, .. } = &mut self.role else {
+            return;
+        };
+        for &slot in &slots {
+            if slot >= self.first_unchosen {
+                acks.entry(slot).or_default().insert(from);
+            }
+        }
+        for slot in slots {
+            self.check_chosen(slot);
+        }
+    }
+
+    fn check_chosen(&mut self, slot: Slot) {
+        let majority = self.cfg.majority();
+        let Role::Leader { acks, .. } = &mut self.role else {
+            return;
+        };
+        if acks.get(&slot).is_some_and(|a| a.len() >= majority) {
+            acks.remove(&slot);
+            let value = self.accepted[&slot].1.clone();
+            self.learn(slot, value);
+        }
+    }
+
+    fn on_catch_up(&mut self, from: NodeId, slot: Slot) {
+        let entries: Vec<(Slot, Value)> = self
+            .chosen
+            .range(slot..)
+            .take(self.cfg.max_batch)
+            .map(|(&s, v)| (s, v.clone()))
+            .collect();
+        if !entries.is_empty() {
+            self.send(from, Message::Chosen { entries });
+        }
+    }
+
+    /// Sends the entries proposed since the last Accept.
+    fn flush(&mut self) {
+        let Role::Leader { unsent, .. } = &mut self.role else {
+            return;
+        };
+        if unsent.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(unsent);
+        self.broadcast_accept(entries);
+    }
+
+    /// A heartbeat carries every entry not yet chosen, so that lost
+    /// Accepts are made good.
+    fn heartbeat(&mut self) {
+        if let Role::Leader { unsent, .. } = &mut self.role {
+            unsent.clear();
+        }
+        let entries: Vec<(Slot, Value)> = self
+            .accepted
+            .range(self.first_unchosen..)
+            .take(self.cfg.max_batch)
+            .map(|(&s, (_, v))| (s, v.clone()))
+            .collect();
+        self.broadcast_accept(entries);
+    }
+
+    fn broadcast_accept(&mut self, entries: Vec<(Slot, Value)>) {
+        let ballot = self.promised;
+        let chosen = self.first_unchosen;
+        for n in self.peers() {
+            self.send(
+                n,
+                Message::Accept {
+                    ballot,
+                    entries: entries.clone(),
+                    chosen,
+                },
+            );
+        }
+    }
+}
