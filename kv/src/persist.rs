@@ -179,6 +179,8 @@ pub struct Persist {
     shards: Vec<Arc<Shard>>,
     /// The shards' durable watermarks.
     marks: Arc<Watermarks>,
+    /// Set by `close`: commits are refused from then on.
+    closing: std::sync::atomic::AtomicBool,
     sync: SyncMode,
     queue: Mutex<Queue>,
     wake: Condvar,
@@ -509,6 +511,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         dir: dir.to_path_buf(),
         shards: shards.clone(),
         marks,
+        closing: std::sync::atomic::AtomicBool::new(false),
         sync: opts.sync,
         queue: Mutex::new(Queue {
             next_seq: last_seq + 1,
@@ -562,7 +565,7 @@ impl CommitLog for Persist {
         let mut q = lock(&self.queue);
         // Checked under the queue lock: once the log has stopped, nothing
         // joins the queue that its rollback would miss.
-        if let Some(e) = self.failure() {
+        if let Some(e) = self.stop_error() {
             return Err(e);
         }
         if q.closing {
@@ -580,7 +583,14 @@ impl CommitLog for Persist {
     }
 
     fn failure(&self) -> Option<Error> {
-        lock(&self.failure).clone()
+        let failed = self.stop_error();
+        if failed.is_none() && self.closing.load(Ordering::Acquire) {
+            return Some(Error::new(
+                ErrorKind::Unavailable,
+                "the server is shutting down; the commit was not logged",
+            ));
+        }
+        failed
     }
 
     fn durability(&self) -> String {
@@ -617,17 +627,22 @@ impl Persist {
     /// the threads. Later commits fail; call it once the server has stopped
     /// taking them.
     pub fn close(&self) {
+        self.closing.store(true, Ordering::Release);
         lock(&self.queue).closing = true;
         self.wake.notify_all();
         let threads: Vec<JoinHandle<()>> = lock(&self.threads).drain(..).collect();
         for t in threads {
             let _ = t.join();
         }
+        // A commit that slipped in after all would wait for good.
+        self.freeze();
     }
 
-    /// Stops the log: no commit with writes is taken any more, the
-    /// watermarks stop where they are, and the commits waiting for them
-    /// fail with `error`. The threads then roll back what they hold.
+    /// Stops the log: no commit with writes is taken any more. The log
+    /// thread then freezes the watermarks (it is the only one that raises
+    /// them, so a batch it has made durable is settled first: a commit is
+    /// never reported failed and then found durable), fails the commits
+    /// waiting for them, and the threads roll back what they hold.
     fn fail(&self, error: Error) {
         {
             let _q = lock(&self.queue);
@@ -636,12 +651,28 @@ impl Persist {
                 return;
             }
             tracing::error!(error = %error.message, "the commit log has stopped: writes are refused until a restart; reads go on");
-            *f = Some(error.clone());
+            *f = Some(error);
         }
+        self.wake.notify_all();
+    }
+
+    /// The error that stopped the log, if one did.
+    fn stop_error(&self) -> Option<Error> {
+        lock(&self.failure).clone()
+    }
+
+    /// On the log thread, once the log has stopped: the watermarks never
+    /// move again, and whoever waits for them fails.
+    fn freeze(&self) {
+        let error = self.stop_error().unwrap_or_else(|| {
+            Error::new(
+                ErrorKind::Unavailable,
+                "the server is shutting down; the commit was not logged",
+            )
+        });
         for s in &self.shards {
             s.fail_durability(error.clone());
         }
-        self.wake.notify_all();
     }
 
     /// Undoes in memory the writes of `entries` that will never be stable
@@ -670,13 +701,13 @@ impl Persist {
             let (batch, failed) = {
                 let mut q = lock(&self.queue);
                 loop {
-                    let failed = self.failure().is_some();
+                    let failed = self.stop_error().is_some();
                     if !q.pending.is_empty() || q.closing || (failed && !stopped) {
                         break;
                     }
                     q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
-                let failed = self.failure().is_some();
+                let failed = self.stop_error().is_some();
                 if q.pending.is_empty() && (stopped || !failed) {
                     break; // closing, and everything is written
                 }
@@ -690,6 +721,9 @@ impl Persist {
             };
             if failed {
                 // Nothing can become durable any more.
+                if !stopped {
+                    self.freeze();
+                }
                 self.roll_back(&batch);
                 if !stopped {
                     stopped = true;
@@ -722,7 +756,8 @@ impl Persist {
             };
             if let Err(e) = written {
                 self.fail(e);
-                self.roll_back(&batch);
+                self.freeze();
+                self.roll_back(&batch); // the next round rolls back the queue
                 continue;
             }
             self.log_writes.fetch_add(1, Ordering::Relaxed);
@@ -761,7 +796,7 @@ impl Persist {
                 Err(RecvTimeoutError::Timeout) => (false, false),
                 Err(RecvTimeoutError::Disconnected) => (true, false),
             };
-            if self.failure().is_some() {
+            if self.stop_error().is_some() {
                 if stopped || closed {
                     self.roll_back(&pending);
                     return;

@@ -67,10 +67,22 @@ pub struct Shard {
     /// Per stripe of keys, the first version of newly created records:
     /// above every version of any record of the stripe removed so far.
     floors: Box<[AtomicU64]>,
-    /// Keys deleted since the last collection.
-    tombstones: Mutex<Vec<Box<[u8]>>>,
+    /// Deleted keys not collected yet.
+    tombstones: Mutex<Tombstones>,
     /// The durable watermark, when commits wait for a log.
     durability: Option<Durability>,
+}
+
+/// Deleted keys waiting for collection.
+#[derive(Default)]
+struct Tombstones {
+    /// The keys.
+    keys: Vec<Box<[u8]>>,
+    /// How many of them the last collection had to keep (not stable yet):
+    /// the next one waits until as many new ones have come, so that keys
+    /// that stay unstable for a while (a long delete on a logged shard) are
+    /// not re-examined after every delete, keeping collection linear.
+    kept: usize,
 }
 
 /// Which of a shard's clock values are durable (see [`Shard::watermark`]).
@@ -159,7 +171,7 @@ impl Shard {
             clock: AtomicU64::new(0),
             stable,
             floors: (0..FLOOR_STRIPES).map(|_| AtomicU64::new(0)).collect(),
-            tombstones: Mutex::new(Vec::new()),
+            tombstones: Mutex::new(Tombstones::default()),
             durability: None,
         }
     }
@@ -305,8 +317,8 @@ impl Shard {
         if deleted {
             let due = {
                 let mut t = lock(&self.tombstones);
-                t.push(key.into());
-                t.len() >= TOMBSTONE_BATCH
+                t.keys.push(key.into());
+                t.keys.len() >= TOMBSTONE_BATCH.max(2 * t.kept)
             };
             if due {
                 self.collect_tombstones();
@@ -317,7 +329,7 @@ impl Shard {
     /// Unlinks the records of deleted keys whose deletion is stable; the
     /// others wait for a later collection. Returns how many were removed.
     pub fn collect_tombstones(&self) -> usize {
-        let keys = std::mem::take(&mut *lock(&self.tombstones));
+        let keys = std::mem::take(&mut lock(&self.tombstones).keys);
         let mut later = Vec::new();
         let mut removed = 0;
         for key in keys {
@@ -343,9 +355,9 @@ impl Shard {
             entry.remove();
             removed += 1;
         }
-        if !later.is_empty() {
-            lock(&self.tombstones).extend(later);
-        }
+        let mut t = lock(&self.tombstones);
+        t.kept = later.len();
+        t.keys.extend(later);
         removed
     }
 
@@ -393,6 +405,9 @@ impl Shard {
         let mark = &d.marks.marks[self.id];
         if w > mark.load(Ordering::Acquire) {
             mark.store(w, Ordering::Release);
+            // Under the waiters' mutex: one that has just checked the old
+            // watermark is already waiting, so it cannot miss this.
+            let _waiters = lock(&d.failed);
             d.changed.notify_all();
         }
     }
@@ -408,6 +423,12 @@ impl Shard {
             return false;
         };
         while record.try_lock().is_none() {
+            // A collected record stays locked for good: it has left the
+            // index, and so has anything to undo in it.
+            let current = self.by_key.get(key).map(|r| r.clone());
+            if !current.is_some_and(|c| Arc::ptr_eq(&c, &record)) {
+                return false;
+            }
             std::thread::yield_now();
         }
         record.remove_version(vc)
@@ -587,6 +608,40 @@ mod tests {
             put(&s, &k, "v", 1);
             delete(&s, &k, 2);
         }
+        assert_eq!(s.record_count(), 0);
+    }
+
+    #[test]
+    fn tombstones_that_stay_unstable_are_not_rescanned_after_every_delete() {
+        use std::sync::atomic::AtomicUsize;
+        let checks = Arc::new(AtomicUsize::new(0));
+        let stable_upto = Arc::new(AtomicU64::new(1));
+        let s = {
+            let (checks, upto) = (checks.clone(), stable_upto.clone());
+            Shard::with_stability(
+                0,
+                Box::new(move |vc| {
+                    checks.fetch_add(1, Ordering::Relaxed);
+                    vc.get(0) <= upto.load(Ordering::Relaxed)
+                }),
+            )
+        };
+        const N: u32 = 20_000;
+        for i in 0..N {
+            put(&s, &i.to_be_bytes(), "v", 1);
+        }
+        checks.store(0, Ordering::Relaxed);
+        // A long delete whose tombstones are not stable until it is done.
+        for i in 0..N {
+            delete(&s, &i.to_be_bytes(), 2);
+        }
+        let work = checks.load(Ordering::Relaxed);
+        assert!(
+            work < 10 * N as usize,
+            "{work} stability checks for {N} deletes"
+        );
+        stable_upto.store(2, Ordering::Relaxed);
+        s.collect_tombstones();
         assert_eq!(s.record_count(), 0);
     }
 

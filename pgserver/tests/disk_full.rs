@@ -114,6 +114,13 @@ fn a_full_disk_fails_commits_with_53100_and_loses_nothing() {
         assert_eq!(stored_ids(&c).await, acked);
         let other = connect(mako.port).await;
         assert_eq!(stored_ids(&other).await, acked);
+        // Reads of one row (one shard, the single-shard commit path) too.
+        let last = *acked.last().unwrap();
+        let row = other
+            .query_one("SELECT id, length(body) FROM blobs WHERE id = $1", &[&last])
+            .await
+            .expect("a point read goes on");
+        assert_eq!(row.get::<_, i32>(1), 512 * 1024);
         let e = other
             .execute("UPDATE blobs SET body = 'small' WHERE id = 0", &[])
             .await

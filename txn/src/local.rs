@@ -240,8 +240,11 @@ impl ShardClient for LocalShard {
     }
 
     fn lock(&self, _txn: TxnId, writes: &[Write]) -> Result<()> {
-        // A stopped log refuses writes before anything is locked.
-        if let Some(e) = self.log.as_ref().and_then(|l| l.failure()) {
+        // A stopped log refuses writes before anything is locked (reads
+        // go on).
+        if !writes.is_empty()
+            && let Some(e) = self.log.as_ref().and_then(|l| l.failure())
+        {
             return Err(e);
         }
         for (i, w) in writes.iter().enumerate() {
