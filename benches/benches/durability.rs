@@ -13,6 +13,9 @@
 //!    of rows is closed and opened again; prints the time it took and the
 //!    rate in seconds per GB.
 //!
+//! For reference, the same workload runs first on shards without a log
+//! (in memory only).
+//!
 //! Run: `cargo bench -p benches --bench durability` (BENCH_SECS seconds per
 //! configuration, default 3; BENCH_THREADS committing threads, default 32).
 //! Data directories go to the system temp dir and are removed afterwards.
@@ -78,6 +81,16 @@ fn workload(sync: SyncMode) -> (f64, f64) {
     };
     let (log, shards, _) = persist::open(&dir.0, opts).expect("open");
     let db = Db::logged(shards, log.clone(), 0);
+    let (entries0, writes0) = log.stats();
+    let tps = transfers(&db);
+    let (entries, writes) = log.stats();
+    log.close();
+    let batch = (entries - entries0) as f64 / (writes - writes0).max(1) as f64;
+    (tps, batch)
+}
+
+/// Loads the accounts into `db` and runs the workload; returns txn/s.
+fn transfers(db: &Arc<Db>) -> f64 {
     for chunk in (0..ACCOUNTS).collect::<Vec<_>>().chunks(1000) {
         let mut t = db.begin();
         for &i in chunk {
@@ -86,7 +99,6 @@ fn workload(sync: SyncMode) -> (f64, f64) {
         }
         t.commit().expect("load");
     }
-    let (entries0, writes0) = log.stats();
     let (tps, _) = run_threads(threads(), bench_duration(), |t, go| {
         let mut rng = Rng::new(t as u64 + 7);
         let (mut done, mut retried) = (0, 0);
@@ -111,10 +123,7 @@ fn workload(sync: SyncMode) -> (f64, f64) {
         }
         (done, retried)
     });
-    let (entries, writes) = log.stats();
-    log.close();
-    let batch = (entries - entries0) as f64 / (writes - writes0).max(1) as f64;
-    (tps, batch)
+    tps
 }
 
 /// Fills a directory with about `mb` MB of rows, closes it, and times the
@@ -156,6 +165,8 @@ fn main() {
         threads(),
         std::env::temp_dir().display()
     );
+    let memory = transfers(&Db::in_process(SHARDS));
+    println!("  no log (memory) {memory:>9.0} txn/s   (reference: nothing persisted)");
     let mut results = Vec::new();
     for sync in [SyncMode::Off, SyncMode::Group, SyncMode::Always] {
         let (tps, batch) = workload(sync);
@@ -166,9 +177,10 @@ fn main() {
         results.push(tps);
     }
     println!(
-        "ratio group/off: {:.2}x (target >= 0.9); always/off: {:.2}x",
+        "ratio group/off: {:.2}x (target >= 0.9); always/off: {:.2}x; group/no log: {:.2}x",
         results[1] / results[0],
-        results[2] / results[0]
+        results[2] / results[0],
+        results[1] / memory
     );
     let mb = std::env::var("RECOVERY_MB")
         .ok()

@@ -763,8 +763,13 @@ impl Persist {
             self.log_writes.fetch_add(1, Ordering::Relaxed);
             self.durable_entries
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let mut touched = vec![false; self.shards.len()];
             for (_, entry) in &batch {
                 self.shards[entry.shard].clock_durable(entry.clock());
+                touched[entry.shard] = true;
+            }
+            for (shard, _) in self.shards.iter().zip(&touched).filter(|(_, t)| **t) {
+                shard.wake_waiters();
             }
             self.notify_checkpoint(ToCheckpoint::Durable(batch));
         }

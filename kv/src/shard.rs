@@ -377,6 +377,7 @@ impl Shard {
     }
 
     /// The log entry of the commit that took clock value `c` is durable.
+    /// Call [`wake_waiters`](Shard::wake_waiters) after a batch of these.
     pub fn clock_durable(&self, c: u64) {
         self.settle(c);
     }
@@ -405,6 +406,14 @@ impl Shard {
         let mark = &d.marks.marks[self.id];
         if w > mark.load(Ordering::Acquire) {
             mark.store(w, Ordering::Release);
+        }
+    }
+
+    /// Wakes the commits waiting for the watermark, after
+    /// [`clock_durable`](Shard::clock_durable) raised it (once per log
+    /// write, not per entry: every waiter wakes up to look).
+    pub fn wake_waiters(&self) {
+        if let Some(d) = &self.durability {
             // Under the waiters' mutex: one that has just checked the old
             // watermark is already waiting, so it cannot miss this.
             let _waiters = lock(&d.failed);
