@@ -53,7 +53,9 @@ ensure_postgres_server() {
 }
 
 # Starts a throwaway PostgreSQL in a new temp dir on a free port, C locale,
-# trust auth, default durability settings. Sets PG_TMP and PG_PORT; stop it
+# trust auth, default durability settings. SERIALIZABLE TPC-C needs more
+# predicate locks than the default 64 per transaction (else "out of shared
+# memory", 53200), so that is raised; it does not change durability. Sets PG_TMP and PG_PORT; stop it
 # with pg_throwaway_stop. PostgreSQL refuses to run as root, so as root the
 # server runs as the unprivileged user `nobody`.
 pg_throwaway_start() {
@@ -71,7 +73,7 @@ pg_throwaway_start() {
   "${as[@]}" "$bin/initdb" -D "$PG_TMP/data" --locale=C -E UTF8 -A trust -U postgres >"$PG_TMP/initdb.log" 2>&1 \
     || { cat "$PG_TMP/initdb.log" >&2; return 1; }
   "${as[@]}" "$bin/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/server.log" -w \
-    -o "-p $PG_PORT -k $PG_TMP -c listen_addresses=127.0.0.1" start >/dev/null \
+    -o "-p $PG_PORT -k $PG_TMP -c listen_addresses=127.0.0.1 -c max_pred_locks_per_transaction=1024" start >/dev/null \
     || { cat "$PG_TMP/server.log" >&2; return 1; }
   PG_STOP_AS=("${as[@]}")
   PG_BIN="$bin"

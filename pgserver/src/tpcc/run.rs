@@ -165,7 +165,12 @@ async fn server_description(url: &str) -> (String, String) {
         }
     } else {
         let mut parts = Vec::new();
-        for s in ["fsync", "synchronous_commit", "full_page_writes"] {
+        for s in [
+            "fsync",
+            "synchronous_commit",
+            "full_page_writes",
+            "max_pred_locks_per_transaction",
+        ] {
             if let Ok(r) = c.query_one(&format!("SHOW {s}"), &[]).await {
                 let v: String = r.get(0);
                 parts.push(format!("{s}={v}"));
