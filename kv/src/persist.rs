@@ -532,7 +532,16 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         let p = persist.clone();
         std::thread::Builder::new()
             .name("mako-log".into())
-            .spawn(move || p.log_loop())
+            .spawn(move || {
+                // A panic here is a bug; turn it into a stopped log rather
+                // than commits that wait for good.
+                let run = std::panic::AssertUnwindSafe(|| p.log_loop());
+                if std::panic::catch_unwind(run).is_err() {
+                    p.fail(Error::internal("the log thread panicked (a bug in Mako)"));
+                    p.freeze();
+                    lock(&p.to_checkpoint).take();
+                }
+            })
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the log thread: {e}")))?
     };
     let checkpoint_thread = {

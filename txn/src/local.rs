@@ -300,23 +300,50 @@ impl ShardClient for LocalShard {
 
     fn commit_local(&self, c: LocalCommit<'_>) -> Result<VectorClock> {
         self.lock(c.txn, c.writes)?;
-        let (vc, clock) = if c.writes.is_empty() {
-            (c.read_vc.clone(), None)
+        // Until the install, a failure or a panic (a bug) must release the
+        // locks and the clock value: a value left in flight would hold the
+        // shard's watermark, and every later commit, for good.
+        let mut pending = Pending {
+            shard: self,
+            txn: c.txn,
+            writes: c.writes,
+            clock: None,
+        };
+        let vc = if c.writes.is_empty() {
+            c.read_vc.clone()
         } else {
             let clock = self.shard.next_clock();
+            pending.clock = Some(clock);
             let mut b = ClockBuilder::new(self.shards);
             b.merge(c.read_vc);
             b.observe(self.shard.id(), clock);
-            (b.build(), Some(clock))
+            b.build()
         };
         if let Err(e) = self.validate(c.txn, c.validation, c.writes) {
-            self.unlock_all(c.writes);
-            if let Some(clock) = clock {
-                self.abandon(c.txn, clock);
-            }
+            drop(pending);
             return Err(e);
         }
+        pending.clock = None;
+        pending.writes = &[];
         self.install(c.txn, c.writes, &vc, c.epoch)?;
         Ok(vc)
+    }
+}
+
+/// A single-shard commit between Lock and Install: dropped before the
+/// install, it unlocks the writes and abandons the clock value.
+struct Pending<'a> {
+    shard: &'a LocalShard,
+    txn: TxnId,
+    writes: &'a [Write],
+    clock: Option<u64>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.shard.unlock_all(self.writes);
+        if let Some(clock) = self.clock {
+            self.shard.abandon(self.txn, clock);
+        }
     }
 }
