@@ -1,0 +1,319 @@
+//! Tests of persistence: restarts, refusals, damaged logs, group commit,
+//! partial cross-shard commits, abort markers and log failures.
+
+use std::ops::ControlFlow;
+
+use super::*;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "mako-persist-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn opts(shards: usize, checkpoint_entries: usize) -> Options {
+    Options {
+        sync: SyncMode::Group,
+        shards: Some(shards),
+        checkpoint_entries,
+        faults: Faults::default(),
+    }
+}
+
+fn vc(entries: &[u64]) -> VectorClock {
+    VectorClock::from_vec(entries.to_vec())
+}
+
+fn image(writes: &[(&str, Option<&str>)]) -> Vec<crate::log::AfterImage> {
+    writes
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| Arc::from(v.as_bytes()))))
+        .collect()
+}
+
+/// Locks, logs and installs `writes` on `shard` with `vc` (the clock
+/// already taken), without waiting for durability.
+fn install(
+    p: &Persist,
+    shard: &Shard,
+    txn: u64,
+    vc: &VectorClock,
+    writes: &[(&str, Option<&str>)],
+) {
+    for (k, _) in writes {
+        shard.try_lock(k.as_bytes()).expect("unlocked");
+    }
+    let writes = image(writes);
+    p.append(LogEntry {
+        txn,
+        shard: shard.id(),
+        vc: vc.clone(),
+        epoch: 1,
+        writes: writes.clone(),
+    })
+    .unwrap();
+    for (k, v) in writes {
+        shard.install(&k, v, vc.clone(), 1);
+    }
+}
+
+#[test]
+fn a_commit_durable_on_one_shard_only_is_dropped_with_what_read_it() {
+    let dir = TempDir::new("partial");
+    {
+        let (p, shards, _) = open(&dir.0, opts(2, 1)).unwrap();
+        commit(&p, &shards[0], 1, &[("a", Some("1"))]);
+        commit(&p, &shards[1], 2, &[("x", Some("1"))]);
+        // Transaction 3 writes both shards; only its shard-0 entry
+        // reaches the log before the crash.
+        let (c0, c1) = (shards[0].next_clock(), shards[1].next_clock());
+        let t3 = vc(&[c0, c1]);
+        install(&p, &shards[0], 3, &t3, &[("a", Some("3"))]);
+        // Transaction 4 read transaction 3's write (its clock covers
+        // t3's) and wrote shard 0 only: durable there, but it depends
+        // on t3.
+        let c = shards[0].next_clock();
+        install(&p, &shards[0], 4, &vc(&[c, c1]), &[("b", Some("4"))]);
+        // Transaction 5 read nothing of them: it stays.
+        let c = shards[0].next_clock();
+        install(&p, &shards[0], 5, &vc(&[c, 0]), &[("c", Some("5"))]);
+        shards[0].wait_watermark(c).unwrap();
+        assert!(!p.marks.covers(&t3), "t3 is not stable");
+        p.close();
+    }
+    let (p, shards, rec) = open(&dir.0, opts(2, 1)).unwrap();
+    assert_eq!(rec.log_entries_dropped, 2, "{rec:?}");
+    assert_eq!(rec.last_txn, 5);
+    assert_eq!(contents(&shards[0]), pairs(&[("a", "1"), ("c", "5")]));
+    assert_eq!(contents(&shards[1]), pairs(&[("x", "1")]));
+    // Shard 1's clock continues from its durable watermark; the value
+    // t3 took there is handed out again, and nothing old resurfaces.
+    assert_eq!(shards[1].clock(), 1);
+    commit(&p, &shards[1], 6, &[("y", Some("6"))]);
+    p.close();
+    drop(p);
+    let (p, shards, rec) = open(&dir.0, opts(2, 1)).unwrap();
+    assert_eq!(rec.log_entries_dropped, 0, "{rec:?}");
+    assert_eq!(contents(&shards[0]), pairs(&[("a", "1"), ("c", "5")]));
+    assert_eq!(contents(&shards[1]), pairs(&[("x", "1"), ("y", "6")]));
+    p.close();
+}
+
+#[test]
+fn an_aborted_clock_value_needs_its_marker_before_the_watermark_passes_it() {
+    let dir = TempDir::new("marker");
+    let (p, shards, _) = open(&dir.0, opts(1, 1)).unwrap();
+    let aborted = shards[0].next_clock();
+    let c = shards[0].next_clock();
+    install(&p, &shards[0], 2, &vc(&[c]), &[("a", Some("2"))]);
+    while p.stats().0 < 1 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(shards[0].watermark(), 0, "held below the aborted value");
+    p.append(LogEntry {
+        txn: 1,
+        shard: 0,
+        vc: vc(&[aborted]),
+        epoch: 0,
+        writes: Vec::new(),
+    })
+    .unwrap();
+    shards[0].wait_watermark(c).unwrap();
+    p.close();
+    drop(p);
+    let (p, shards, rec) = open(&dir.0, opts(1, 1)).unwrap();
+    assert_eq!(rec.log_entries_dropped, 0, "{rec:?}");
+    assert_eq!(contents(&shards[0]), pairs(&[("a", "2")]));
+    assert_eq!(shards[0].clock(), aborted + 1);
+    p.close();
+}
+
+#[test]
+fn a_failed_log_write_fails_the_commit_and_rolls_it_back() {
+    let dir = TempDir::new("full");
+    let failing = Options {
+        faults: Faults {
+            fail_after_writes: Some(2),
+            ..Faults::default()
+        },
+        ..opts(1, 1_000_000)
+    };
+    {
+        let (p, shards, _) = open(&dir.0, failing).unwrap();
+        commit(&p, &shards[0], 1, &[("a", Some("1"))]);
+        commit(&p, &shards[0], 2, &[("a", Some("2")), ("b", Some("2"))]);
+        let version = shards[0].read(b"a").version;
+        let c = shards[0].next_clock();
+        install(
+            &p,
+            &shards[0],
+            3,
+            &vc(&[c]),
+            &[("a", Some("3")), ("n", Some("3"))],
+        );
+        let err = shards[0].wait_watermark(c).expect_err("never durable");
+        assert_eq!(err.kind, ErrorKind::DiskFull, "{err:?}");
+        // Rolled back: reads see the durable state, and a transaction
+        // that read the undone version cannot validate.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while contents(&shards[0]) != pairs(&[("a", "2"), ("b", "2")]) {
+            assert!(Instant::now() < deadline, "{:?}", contents(&shards[0]));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(shards[0].read(b"a").version > version + 1);
+        // Nothing more is taken.
+        let err = p
+            .append(LogEntry {
+                txn: 4,
+                shard: 0,
+                vc: vc(&[c + 1]),
+                epoch: 1,
+                writes: image(&[("z", Some("4"))]),
+            })
+            .expect_err("refused");
+        assert_eq!(err.kind, ErrorKind::DiskFull);
+        p.close();
+    }
+    let (p, shards, _) = open(&dir.0, opts(1, 10)).unwrap();
+    assert_eq!(contents(&shards[0]), pairs(&[("a", "2"), ("b", "2")]));
+    p.close();
+}
+
+/// Commits `writes` on `shard` the way a participant does: lock, take a
+/// clock, append, install; then waits until durable.
+fn commit(p: &Persist, shard: &Shard, txn: u64, writes: &[(&str, Option<&str>)]) {
+    let c = shard.next_clock();
+    let mut entries = vec![0; p.shards.len()];
+    entries[shard.id()] = c;
+    install(p, shard, txn, &VectorClock::from_vec(entries), writes);
+    shard.wait_watermark(c).unwrap();
+}
+
+fn contents(shard: &Shard) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    shard.scan(
+        std::ops::Bound::Unbounded,
+        std::ops::Bound::Unbounded,
+        |k, r| {
+            if let Some(v) = r.value {
+                out.push((
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ));
+            }
+            ControlFlow::Continue(())
+        },
+    );
+    out
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn commits_survive_a_restart_from_the_log_and_from_checkpoints() {
+    for checkpoint_entries in [1, 1_000_000] {
+        let dir = TempDir::new("restart");
+        {
+            let (p, shards, rec) = open(&dir.0, opts(2, checkpoint_entries)).unwrap();
+            assert!(rec.created);
+            commit(&p, &shards[0], 1, &[("a", Some("1")), ("b", Some("2"))]);
+            commit(&p, &shards[1], 2, &[("x", Some("9"))]);
+            commit(&p, &shards[0], 3, &[("a", Some("3")), ("b", None)]);
+            assert_eq!(shards[0].watermark(), 2);
+            p.close();
+        }
+        let (p, shards, rec) = open(&dir.0, opts(2, checkpoint_entries)).unwrap();
+        assert!(!rec.created);
+        assert_eq!(rec.last_txn, 3);
+        assert_eq!(contents(&shards[0]), pairs(&[("a", "3")]));
+        assert_eq!(contents(&shards[1]), pairs(&[("x", "9")]));
+        // Clocks continue after the recovered ones.
+        assert_eq!(shards[0].clock(), 2);
+        assert_eq!(shards[0].watermark(), 2);
+        commit(&p, &shards[0], 4, &[("c", Some("4"))]);
+        p.close();
+    }
+}
+
+#[test]
+fn refuses_a_foreign_directory_or_another_shard_count() {
+    let dir = TempDir::new("refuse");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    std::fs::write(dir.0.join("notes.txt"), "hello").unwrap();
+    let err = open(&dir.0, opts(1, 10)).err().expect("refused");
+    assert!(err.message.contains("not a Mako data directory"), "{err:?}");
+
+    let dir = TempDir::new("shards");
+    let (p, _, _) = open(&dir.0, opts(2, 10)).unwrap();
+    p.close();
+    drop(p);
+    let err = open(&dir.0, opts(3, 10)).err().expect("refused");
+    assert!(err.message.contains("--shards 2"), "{err:?}");
+    let (p, shards, _) = open(
+        &dir.0,
+        Options {
+            shards: None,
+            ..opts(0, 10)
+        },
+    )
+    .unwrap();
+    assert_eq!(shards.len(), 2);
+    p.close();
+}
+
+#[test]
+fn a_damaged_log_entry_refuses_recovery() {
+    let dir = TempDir::new("damaged");
+    {
+        let (p, shards, _) = open(&dir.0, opts(1, 1_000_000)).unwrap();
+        commit(&p, &shards[0], 1, &[("a", Some("1"))]);
+        p.close();
+        // The final checkpoint covered entry 1; damage the next one.
+        let log = cf(&p.db, CF_LOG).unwrap();
+        p.db.put_cf(log, 2u64.to_be_bytes(), b"garbage").unwrap();
+    }
+    let err = open(&dir.0, opts(1, 10)).err().expect("refused");
+    assert!(err.message.contains("corrupt data: log entry 2"), "{err:?}");
+}
+
+#[test]
+fn group_commit_shares_syncs() {
+    let dir = TempDir::new("group");
+    let (p, shards, _) = open(&dir.0, opts(1, 1_000_000)).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let (p, shard) = (&p, &shards[0]);
+            s.spawn(move || {
+                for i in 0..50u64 {
+                    let key = format!("k{t}-{i}");
+                    commit(p, shard, t * 1000 + i, &[(&key, Some("v"))]);
+                }
+            });
+        }
+    });
+    let (entries, writes) = p.stats();
+    assert_eq!(entries, 400);
+    assert!(writes < entries, "{writes} syncs for {entries} entries");
+    p.close();
+}
