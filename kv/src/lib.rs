@@ -17,11 +17,15 @@
 //!
 //! Durability: a participant appends each transaction it installs to a
 //! [`log::CommitLog`] (with the keys still locked), and a logged shard
-//! ([`Shard::logged`]) tracks which clock values are durable, giving the
-//! watermark commit replies wait for. With the `rocksdb` feature,
-//! [`persist`] implements the log on RocksDB: group commit, checkpoints of
-//! the applied state, and recovery. Nothing above this crate names
-//! RocksDB.
+//! ([`Shard::logged`]) tracks which clock values are durable, giving its
+//! watermark. A version whose vector clock all shards' watermarks cover
+//! ([`shard::Watermarks`]) is *stable*: commit replies wait for that, only
+//! stable versions let older ones be freed, and if the log fails, the
+//! versions that can never become stable are rolled back
+//! ([`Shard::rollback`]). With the `rocksdb` feature, [`persist`]
+//! implements the log on RocksDB: group commit, checkpoints of the stable
+//! state, and recovery of exactly the stable transactions. Nothing above
+//! this crate names RocksDB.
 
 pub mod clock;
 pub mod error;
