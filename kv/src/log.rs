@@ -63,6 +63,14 @@ impl LogEntry {
         self.vc.get(self.shard)
     }
 
+    /// Bytes of keys and values written.
+    pub fn size(&self) -> usize {
+        self.writes
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
+            .sum()
+    }
+
     /// The entry's bytes.
     pub fn encode(&self) -> Vec<u8> {
         let size: usize = self

@@ -109,8 +109,8 @@ pub struct Options {
     /// The shard count: required to match an existing directory's when
     /// given; `None` takes the directory's (or 1 for a new one).
     pub shards: Option<usize>,
-    /// Log entries applied per checkpoint batch (at most; a checkpoint also
-    /// runs after a second without one).
+    /// A checkpoint runs once this many log entries wait for one (and at
+    /// least once a second, and once 64 MB of rows wait).
     pub checkpoint_entries: usize,
     /// Faults to inject, for tests.
     pub faults: Faults,
@@ -194,6 +194,13 @@ pub struct Persist {
     /// Injected faults (tests).
     faults: Faults,
 }
+
+/// A checkpoint runs at least this often under load (and after this long
+/// without new entries)...
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// ...and whenever this many bytes of after-images are waiting for one.
+const CHECKPOINT_BYTES: usize = 64 << 20;
 
 /// Log entries with their sequence numbers, in order.
 type Sequenced = Vec<(u64, LogEntry)>;
@@ -797,11 +804,19 @@ impl Persist {
     /// entries it holds that will never be stable.
     fn checkpoint_loop(&self, rx: Receiver<ToCheckpoint>, every: usize) {
         let mut pending: Sequenced = Vec::new();
+        // Bytes of after-images pending, and when the last checkpoint ran:
+        // big rows or a steady load must not let the log grow unchecked.
+        let mut bytes = 0usize;
+        let mut last = Instant::now();
         loop {
-            let (closed, stopped) = match rx.recv_timeout(Duration::from_secs(1)) {
+            let (closed, stopped) = match rx.recv_timeout(CHECKPOINT_INTERVAL) {
                 Ok(ToCheckpoint::Durable(batch)) => {
+                    bytes += batch.iter().map(|(_, e)| e.size()).sum::<usize>();
                     pending.extend(batch);
-                    if pending.len() < every {
+                    if pending.len() < every
+                        && bytes < CHECKPOINT_BYTES
+                        && last.elapsed() < CHECKPOINT_INTERVAL
+                    {
                         continue;
                     }
                     (false, false)
@@ -817,10 +832,12 @@ impl Persist {
                 }
                 continue; // until the log thread has rolled back its part
             }
+            last = Instant::now();
             if let Err(e) = self.checkpoint(&mut pending) {
                 self.fail(e);
                 continue;
             }
+            bytes = pending.iter().map(|(_, e)| e.size()).sum();
             if closed {
                 return;
             }
