@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use benches::{Rng, bench_duration, run_threads};
+use benches::{Rng, bench_duration, commit_retrying, run_threads};
 use kv::keycode::encode_int;
 use kv::keys::partition_hash;
 use kv::persist::{self, Options, SyncMode};
@@ -107,18 +107,12 @@ fn transfers(db: &Arc<Db>) -> f64 {
             n += 1;
             let (k, p) = key(1000, rng.below(ACCOUNTS));
             let (ik, ip) = key(1001, ((t as u64) << 40) | n);
-            loop {
-                let mut txn = db.begin();
+            retried += commit_retrying(db, |txn| {
                 let v = txn.get(&k, p).expect("read").expect("loaded");
                 let count = u64::from_le_bytes(v[..8].try_into().expect("8 bytes")) + 1;
                 txn.put(k.clone(), row(count), p);
                 txn.put(ik.clone(), row(n), ip);
-                match txn.commit() {
-                    Ok(_) => break,
-                    Err(e) if e.is_retryable() => retried += 1,
-                    Err(e) => panic!("{e}"),
-                }
-            }
+            });
             done += 1;
         }
         (done, retried)

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use benches::{Rng, bench_duration, run_threads};
+use benches::{Rng, bench_duration, commit_retrying, run_threads};
 use kv::keycode::encode_int;
 use kv::keys::partition_hash;
 use txn::{Db, Placement};
@@ -42,17 +42,11 @@ fn occ(db: &Arc<Db>, threads: usize, keyspace: u64) -> (f64, f64) {
         let (mut done, mut retried) = (0, 0);
         while go() {
             let (k, p) = key(rng.below(keyspace));
-            loop {
-                let mut txn = db.begin();
+            retried += commit_retrying(db, |txn| {
                 let v = txn.get(&k, p).unwrap().expect("loaded");
                 let n = u64::from_le_bytes(v[..8].try_into().unwrap()) + 1;
                 txn.put(k.clone(), Arc::from(n.to_le_bytes().as_slice()), p);
-                match txn.commit() {
-                    Ok(_) => break,
-                    Err(e) if e.is_retryable() => retried += 1,
-                    Err(e) => panic!("{e}"),
-                }
-            }
+            });
             done += 1;
         }
         (done, retried)

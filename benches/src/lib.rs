@@ -62,3 +62,19 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
     }
 }
+
+/// Runs `body` in a fresh transaction of `db` until it commits; returns how
+/// many serialization failures were retried on the way. Any other error is
+/// a bug in the benchmark.
+pub fn commit_retrying(db: &std::sync::Arc<txn::Db>, mut body: impl FnMut(&mut txn::Txn)) -> u64 {
+    let mut retried = 0;
+    loop {
+        let mut t = db.begin();
+        body(&mut t);
+        match t.commit() {
+            Ok(_) => return retried,
+            Err(e) if e.is_retryable() => retried += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
