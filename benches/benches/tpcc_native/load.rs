@@ -136,7 +136,7 @@ fn load_customers(out: &mut Loader<'_>, rng: &mut Random, w: i64, d: i64, now: i
     let home = placement(w);
     for c in 1..=CUSTOMERS {
         let last = if c <= 1000 {
-            last_name(c - 1)
+            last_name((c - 1) as u32)
         } else {
             rng.load_last_name()
         };

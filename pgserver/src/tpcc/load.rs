@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::random::{C_LAST_LOAD, Random, last_name};
+use super::random::{Random, last_name};
 use super::{connect, describe, is_mako, schema_statements};
 
 /// Rows per INSERT statement.
@@ -159,7 +159,7 @@ async fn load_unit(
                 let last = if c <= 1000 {
                     last_name(c as u32 - 1)
                 } else {
-                    last_name(rng.nurand(255, 0, 999, C_LAST_LOAD) as u32)
+                    rng.load_last_name()
                 };
                 let credit = if rng.percent(10) { "BC" } else { "GC" };
                 let row = format!(

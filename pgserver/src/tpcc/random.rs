@@ -78,6 +78,27 @@ impl Random {
     pub fn run_last_name(&mut self) -> String {
         last_name(self.nurand(255, 0, 999, C_LAST_RUN) as u32)
     }
+
+    /// A last name for a loaded customer past the first 1000.
+    pub fn load_last_name(&mut self) -> String {
+        last_name(self.nurand(255, 0, 999, C_LAST_LOAD) as u32)
+    }
+
+    /// A customer id for a transaction: NURand(1023, 1, 3000).
+    pub fn customer_id(&mut self) -> i64 {
+        self.nurand(1023, 1, 3000, C_ID)
+    }
+
+    /// An item id for a transaction: NURand(8191, 1, 100000).
+    pub fn item_id(&mut self) -> i64 {
+        self.nurand(8191, 1, 100_000, C_OL_I_ID)
+    }
+
+    /// A warehouse other than `w` among `1..=warehouses` (at least 2).
+    pub fn other_warehouse(&mut self, w: i64, warehouses: i64) -> i64 {
+        let other = self.int(1, warehouses - 1);
+        if other >= w { other + 1 } else { other }
+    }
 }
 
 /// The last name made of the syllables of the digits of `n` (0–999).

@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use super::Statements;
-use super::random::{C_ID, C_OL_I_ID, Random};
+use super::random::Random;
 
 /// How a transaction ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +76,7 @@ impl Terminal {
     }
 
     fn customer_id(&mut self) -> i32 {
-        self.rng.nurand(1023, 1, 3000, C_ID) as i32
+        self.rng.customer_id() as i32
     }
 }
 
@@ -121,7 +121,7 @@ pub async fn new_order(
     let mut items = Vec::new();
     let mut all_local = 1;
     for n in 1..=lines {
-        let mut i_id = term.rng.nurand(8191, 1, 100_000, C_OL_I_ID) as i32;
+        let mut i_id = term.rng.item_id() as i32;
         if rollback && n == lines {
             i_id = 100_001; // unused: the order rolls back
         }
