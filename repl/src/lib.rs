@@ -22,12 +22,19 @@
 //! with no-ops. A replica that missed entries asks the leader for them
 //! (`CatchUp`). Learners receive everything and never vote.
 //!
+//! Around the core: [`stream::Stream`] runs a replica on a thread with a
+//! disk ([`stream::Storage`]), a network ([`net::Transport`]: TCP or
+//! in-process, either with injected per-pair latency) and a state machine
+//! ([`stream::Machine`]).
+//!
 //! Not here yet: snapshots for replicas that fell behind a truncated log,
-//! the `Stream` and `Transport` wrappers, the openraft implementation.
+//! and the openraft implementation.
 //!
 //! [`Replica::step`]: paxos::Replica::step
 //! [`Replica::tick`]: paxos::Replica::tick
 //! [`Replica::propose`]: paxos::Replica::propose
 //! [`Replica::ready`]: paxos::Replica::ready
 
+pub mod net;
 pub mod paxos;
+pub mod stream;

@@ -13,6 +13,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 /// A replica's identity.
 pub type NodeId = u32;
 
@@ -21,7 +23,9 @@ pub type Slot = u64;
 
 /// A leadership: ordered by epoch, then node (so two candidates of one
 /// epoch are still ordered).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Ballot {
     /// The epoch the leadership starts.
     pub epoch: u64,
@@ -30,7 +34,7 @@ pub struct Ballot {
 }
 
 /// What a slot holds.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Value {
     /// A hole filled by a new leader: applying it does nothing.
     Noop,
@@ -39,7 +43,7 @@ pub enum Value {
 }
 
 /// A protocol message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// Phase 1a: promise `ballot`, and report what you accepted from slot
     /// `from` on.
@@ -58,8 +62,15 @@ pub enum Message {
         entries: Vec<(Slot, Value)>,
         chosen: Slot,
     },
-    /// Phase 2b: these slots were accepted (and persisted) in `ballot`.
-    Accepted { ballot: Ballot, slots: Vec<Slot> },
+    /// Phase 2b: these slots were accepted (and persisted) in `ballot`;
+    /// and every slot below `durable` is applied and durable at the
+    /// sender, which will never ask for it again (so the leader may
+    /// forget it once every replica says so).
+    Accepted {
+        ballot: Ballot,
+        slots: Vec<Slot>,
+        durable: Slot,
+    },
     /// A replica missing chosen entries asks for those from `from` on.
     CatchUp { from: Slot },
     /// Chosen entries, answering a CatchUp.
@@ -95,6 +106,10 @@ pub struct HardState {
     pub promised: Ballot,
     /// Accepted entries by slot, with the ballot they were accepted in.
     pub accepted: BTreeMap<Slot, (Ballot, Value)>,
+    /// Entries known to be chosen, if the caller keeps them (optional:
+    /// chosen entries are learned again from the others after a restart,
+    /// but a replica that keeps them can serve them to laggards).
+    pub chosen: BTreeMap<Slot, Value>,
 }
 
 impl HardState {
@@ -118,6 +133,9 @@ pub struct Ready {
     pub messages: Vec<Envelope>,
     /// Entries newly known to be chosen, in slot order with no gaps.
     pub chosen: Vec<(Slot, Value)>,
+    /// Replicas that asked for entries this one no longer has (replica,
+    /// first slot asked for): they need a snapshot.
+    pub snapshot_needed: Vec<(NodeId, Slot)>,
 }
 
 /// A replica's configuration.
@@ -169,6 +187,9 @@ enum Role {
         promises: BTreeMap<NodeId, Vec<(Slot, Ballot, Value)>>,
     },
     Leader {
+        /// The first slot this leadership proposed anew: everything below
+        /// it was recovered from earlier leaderships.
+        takeover: Slot,
         /// Voters that accepted each unchosen slot of this ballot.
         acks: BTreeMap<Slot, BTreeSet<NodeId>>,
         /// Entries proposed since the last Accept was sent.
@@ -202,19 +223,40 @@ pub struct Replica {
     timeout: u32,
     rng: u64,
     out: Ready,
+    /// Every slot below this is applied and durable here (set by the
+    /// caller; reported to the leader).
+    durable: Slot,
+    /// What each other replica last reported as durable (as leader).
+    peer_durable: BTreeMap<NodeId, Slot>,
 }
 
 impl Replica {
     /// A replica starting from `state` (empty for a new one).
     pub fn new(cfg: Config, state: HardState) -> Self {
+        Self::restore(cfg, state, 1)
+    }
+
+    /// A replica starting from `state` whose caller has already applied
+    /// (and made durable) every slot below `applied`: [`Ready::chosen`]
+    /// starts there.
+    pub fn restore(cfg: Config, state: HardState, applied: Slot) -> Self {
+        let applied = applied.max(1);
         let rng = cfg.seed ^ (u64::from(cfg.id) << 32) ^ 0x9E37_79B9_7F4A_7C15;
-        let next_slot = state.accepted.keys().next_back().map_or(1, |s| s + 1);
+        let last = |m: Option<&Slot>| m.map_or(0, |s| *s);
+        let next_slot = (last(state.accepted.keys().next_back()))
+            .max(last(state.chosen.keys().next_back()))
+            .max(applied - 1)
+            + 1;
+        let mut first_unchosen = applied;
+        while state.chosen.contains_key(&first_unchosen) {
+            first_unchosen += 1;
+        }
         let mut r = Replica {
             promised: state.promised,
             accepted: state.accepted,
-            chosen: BTreeMap::new(),
-            first_unchosen: 1,
-            delivered: 1,
+            chosen: state.chosen,
+            first_unchosen,
+            delivered: applied,
             next_slot,
             role: Role::Follower,
             leader: None,
@@ -222,15 +264,60 @@ impl Replica {
             timeout: 0,
             rng,
             out: Ready::default(),
+            durable: applied,
+            peer_durable: BTreeMap::new(),
             cfg,
         };
         r.reset_timeout();
         r
     }
 
+    /// The caller has applied every slot below `slot` and made it durable.
+    pub fn set_durable(&mut self, slot: Slot) {
+        self.durable = self.durable.max(slot.min(self.delivered));
+    }
+
+    /// The slot below which every replica (as far as this leader knows)
+    /// has applied everything durably: entries below it are needed by
+    /// nobody. 1 when not leading or when some replica has not reported.
+    pub fn forgettable(&self) -> Slot {
+        if !self.is_leader() {
+            return 1;
+        }
+        let mut low = self.durable;
+        for n in self.peers() {
+            low = low.min(self.peer_durable.get(&n).copied().unwrap_or(1));
+        }
+        low
+    }
+
+    /// Forgets chosen and accepted entries below `slot` (which the caller
+    /// has applied): a replica that needs them again can no longer be
+    /// served from this one's log.
+    pub fn compact(&mut self, slot: Slot) {
+        let slot = slot.min(self.delivered).min(self.durable);
+        self.chosen = self.chosen.split_off(&slot);
+        self.accepted = self.accepted.split_off(&slot);
+    }
+
+    /// True once this replica leads and has every slot of earlier
+    /// leaderships chosen: from then on what it has applied is the whole
+    /// history, and it may serve.
+    pub fn ready_to_serve(&self) -> bool {
+        match self.role {
+            Role::Leader { takeover, .. } => self.first_unchosen >= takeover,
+            _ => false,
+        }
+    }
+
     /// This replica's id.
     pub fn id(&self) -> NodeId {
         self.cfg.id
+    }
+
+    /// The voting replicas.
+    pub fn voters(&self) -> &[NodeId] {
+        &self.cfg.voters
     }
 
     /// True while this replica leads.
@@ -294,6 +381,14 @@ impl Replica {
         Ok(slot)
     }
 
+    /// Sends the entries proposed since the last Accept now, rather than
+    /// with the next tick (a caller that batches proposals itself, e.g.
+    /// everything that arrived during one disk write, calls this after
+    /// each batch).
+    pub fn flush_now(&mut self) {
+        self.flush();
+    }
+
     /// Advances time by one tick: heartbeats and batching for a leader,
     /// the election timer for the others.
     pub fn tick(&mut self) {
@@ -329,7 +424,11 @@ impl Replica {
                 entries,
                 chosen,
             } => self.on_accept(from, ballot, entries, chosen),
-            Message::Accepted { ballot, slots } => self.on_accepted(from, ballot, slots),
+            Message::Accepted {
+                ballot,
+                slots,
+                durable,
+            } => self.on_accepted(from, ballot, slots, durable),
             Message::CatchUp { from: slot } => self.on_catch_up(from, slot),
             Message::Chosen { entries } => {
                 for (slot, v) in entries {
@@ -493,6 +592,7 @@ impl Replica {
             .unwrap_or(0)
             .max(from.saturating_sub(1));
         self.role = Role::Leader {
+            takeover: last + 1,
             acks: BTreeMap::new(),
             unsent: Vec::new(),
             since_heartbeat: 0,
@@ -549,8 +649,18 @@ impl Replica {
                 .push(Persist::Accepted(slot, ballot, value));
             slots.push(slot);
         }
-        if !slots.is_empty() && self.cfg.is_voter() {
-            self.send(from, Message::Accepted { ballot, slots });
+        // Answered even when empty (a heartbeat), so the leader knows it
+        // still has a majority, and what this replica has made durable.
+        {
+            let durable = self.durable;
+            self.send(
+                from,
+                Message::Accepted {
+                    ballot,
+                    slots,
+                    durable,
+                },
+            );
         }
         // Slots below `chosen` are chosen; the value this replica accepted
         // in the leader's own ballot is the one, anything else is not known.
@@ -573,13 +683,17 @@ impl Replica {
         }
     }
 
-    fn on_accepted(&mut self, from: NodeId, ballot: Ballot, slots: Vec<Slot>) {
+    fn on_accepted(&mut self, from: NodeId, ballot: Ballot, slots: Vec<Slot>, durable: Slot) {
         if ballot != self.promised {
             return;
         }
         let Role::Leader { acks, .. } = &mut self.role else {
             return;
         };
+        self.peer_durable.insert(from, durable);
+        if !self.cfg.voters.contains(&from) {
+            return; // a learner: it never counts toward a majority
+        }
         for &slot in &slots {
             if slot >= self.first_unchosen {
                 acks.entry(slot).or_default().insert(from);
@@ -603,6 +717,12 @@ impl Replica {
     }
 
     fn on_catch_up(&mut self, from: NodeId, slot: Slot) {
+        if slot < self.first_unchosen && !self.chosen.contains_key(&slot) {
+            // Forgotten (compacted, or from before a restart): the
+            // replica needs a snapshot of the applied state instead.
+            self.out.snapshot_needed.push((from, slot));
+            return;
+        }
         let entries: Vec<(Slot, Value)> = self
             .chosen
             .range(slot..)

@@ -11,7 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use repl::paxos::{Config, Envelope, HardState, NodeId, Replica, Slot, Value};
+use repl::paxos::{Config, Envelope, NodeId, Persist, Replica, Slot, Value};
+use repl::stream::Record;
 
 /// A small deterministic generator (xorshift64*).
 struct Rng(u64);
@@ -43,8 +44,12 @@ struct Sim {
     rng: Rng,
     now: u64,
     configs: Vec<Config>,
-    /// Each replica's durable state (survives a crash).
-    disks: Vec<HardState>,
+    /// Each replica's durable records (survive a crash), as a stream
+    /// writes them: promises, accepted and chosen entries.
+    disks: Vec<Vec<Record>>,
+    /// Each replica's durable applied point: a restart applies again
+    /// from there (as a node restarts from its last checkpoint).
+    durable: Vec<Slot>,
     /// The running replicas (`None` while crashed).
     nodes: Vec<Option<Replica>>,
     net: Vec<InFlight>,
@@ -80,12 +85,13 @@ impl Sim {
             .collect();
         let nodes = configs
             .iter()
-            .map(|c| Some(Replica::new(c.clone(), HardState::default())))
+            .map(|c| Some(Replica::restore(c.clone(), Record::load(vec![]), 1)))
             .collect();
         Sim {
             rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
             now: 0,
-            disks: vec![HardState::default(); all as usize],
+            disks: vec![Vec::new(); all as usize],
+            durable: vec![1; all as usize],
             nodes,
             net: Vec::new(),
             cut: BTreeSet::new(),
@@ -112,7 +118,16 @@ impl Sim {
         };
         let ready = node.ready();
         for p in ready.persist {
-            self.disks[i].apply(p);
+            self.disks[i].push(match p {
+                Persist::Promised(b) => Record::Promised(b),
+                Persist::Accepted(s, b, v) => Record::Accepted(s, b, v),
+            });
+        }
+        for (s, v) in &ready.chosen {
+            // A stream's storage keeps one record per slot: the chosen
+            // one replaces what was accepted.
+            self.disks[i].retain(|r| !matches!(r, Record::Accepted(t, ..) if t == s));
+            self.disks[i].push(Record::Chosen(*s, v.clone()));
         }
         for env in ready.messages {
             self.send(env);
@@ -203,8 +218,43 @@ impl Sim {
                 }
             }
         }
+        self.checkpoint();
         if self.faults {
             self.fault();
+        }
+    }
+
+    /// Restarts replica `i` from its disk: it applies again from its
+    /// durable point.
+    fn restart(&mut self, i: usize) {
+        let state = Record::load(self.disks[i].clone());
+        let from = self.durable[i];
+        self.nodes[i] = Some(Replica::restore(self.configs[i].clone(), state, from));
+        self.applied[i].truncate(from as usize - 1);
+    }
+
+    /// Now and then a replica makes what it applied durable (a
+    /// checkpoint), and the leader forgets what every replica has made
+    /// durable, as a stream does.
+    fn checkpoint(&mut self) {
+        for i in 0..self.n() {
+            let Some(node) = self.nodes[i].as_mut() else {
+                continue;
+            };
+            if self.rng.chance(5) {
+                let upto = self.applied[i].len() as u64 + 1;
+                let at = self.durable[i] + self.rng.below(upto - self.durable[i] + 1);
+                self.durable[i] = at.min(upto);
+                node.set_durable(self.durable[i]);
+            }
+            let below = node.forgettable();
+            if below > 1 && self.rng.chance(20) {
+                node.compact(below);
+                self.disks[i].retain(|r| match r {
+                    Record::Promised(_) => true,
+                    Record::Accepted(s, ..) | Record::Chosen(s, _) => *s >= below,
+                });
+            }
         }
     }
 
@@ -220,10 +270,7 @@ impl Sim {
             5..=24 => {
                 let i = self.rng.below(n) as usize;
                 if self.nodes[i].is_none() {
-                    let state = self.disks[i].clone();
-                    self.nodes[i] = Some(Replica::new(self.configs[i].clone(), state));
-                    // It applies the log again from the start.
-                    self.applied[i].clear();
+                    self.restart(i);
                 }
             }
             // Cut a link, or heal them all.
@@ -247,9 +294,7 @@ impl Sim {
         self.cut.clear();
         for i in 0..self.n() {
             if self.nodes[i].is_none() {
-                let state = self.disks[i].clone();
-                self.nodes[i] = Some(Replica::new(self.configs[i].clone(), state));
-                self.applied[i].clear();
+                self.restart(i);
             }
         }
         // One more batch after healing must get through, and everyone must

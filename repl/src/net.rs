@@ -1,0 +1,343 @@
+//! Transports: how replicas' messages travel between nodes.
+//!
+//! A [`Transport`] takes [`Envelope`]s and hands each, some time later, to
+//! the receiving node's [`Deliver`] callback. Messages may be lost (a
+//! broken connection drops what was in flight; Paxos re-sends what
+//! matters) but are never reordered between one pair of nodes.
+//!
+//! Every transport can delay messages by a one-way latency per pair of
+//! nodes, taken from the cluster configuration's latency between their
+//! datacenters, so that a WAN can be simulated on one machine:
+//! - [`Tcp`]: one TCP connection per peer (tokio), frames of a 4-byte
+//!   big-endian length and a postcard-encoded `(from, Message)`;
+//! - [`Local`]: in-process channels, for tests and benchmarks.
+//!
+//! The deterministic simulated network of the tests (`tests/sim.rs`)
+//! drives replicas directly, without a transport.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::time::Instant;
+
+use crate::paxos::{Envelope, Message, NodeId};
+
+/// Sends messages to other nodes.
+pub trait Transport: Send + Sync {
+    /// Queues `env` for delivery to `env.to` (never blocks).
+    fn send(&self, env: Envelope);
+}
+
+/// Where a node's received messages go: `(sender, message)`.
+pub type Deliver = Arc<dyn Fn(NodeId, Message) + Send + Sync>;
+
+/// The largest frame accepted: a bigger length prefix is garbage.
+const MAX_FRAME: usize = 256 << 20;
+
+/// How long a writer waits before reconnecting to a peer.
+const RECONNECT: Duration = Duration::from_millis(100);
+
+/// A peer as a transport sees it.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// The peer's id.
+    pub id: NodeId,
+    /// Its replication address (TCP only).
+    pub addr: SocketAddr,
+    /// The one-way latency to inject on messages to it.
+    pub latency: Duration,
+}
+
+/// A message waiting for its delivery time.
+type Delayed<T> = (Instant, T);
+
+/// Encodes one frame: length prefix and `(from, msg)`.
+pub fn encode_frame(from: NodeId, msg: &Message) -> Vec<u8> {
+    let mut out = vec![0u8; 4];
+    // Encoding into a Vec cannot fail for these types.
+    let body = postcard::to_extend(&(from, msg), Vec::new()).unwrap_or_default();
+    out.extend_from_slice(&body);
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+/// Decodes a frame body (without its length prefix).
+pub fn decode_frame(body: &[u8]) -> Result<(NodeId, Message), String> {
+    postcard::from_bytes(body).map_err(|e| format!("undecodable replication frame: {e}"))
+}
+
+/// Replication over TCP between processes.
+pub struct Tcp {
+    id: NodeId,
+    peers: HashMap<NodeId, UnboundedSender<Delayed<Vec<u8>>>>,
+    latency: HashMap<NodeId, Duration>,
+    listen: SocketAddr,
+}
+
+impl Tcp {
+    /// Listens on `listen` for peers' connections (delivering what they
+    /// send to `deliver`) and starts one writer per peer. Must be called
+    /// inside a tokio runtime, which then runs the transport.
+    pub async fn start(
+        id: NodeId,
+        listen: SocketAddr,
+        peers: Vec<Peer>,
+        deliver: Deliver,
+    ) -> std::io::Result<Tcp> {
+        let listener = TcpListener::bind(listen).await?;
+        let listen = listener.local_addr()?;
+        tokio::spawn(accept_loop(listener, deliver));
+        let mut senders = HashMap::new();
+        let mut latency = HashMap::new();
+        for p in peers {
+            let (tx, rx) = unbounded_channel();
+            tokio::spawn(write_loop(p.id, p.addr, rx));
+            senders.insert(p.id, tx);
+            latency.insert(p.id, p.latency);
+        }
+        Ok(Tcp {
+            id,
+            peers: senders,
+            latency,
+            listen,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listen
+    }
+}
+
+impl Transport for Tcp {
+    fn send(&self, env: Envelope) {
+        let Some(tx) = self.peers.get(&env.to) else {
+            tracing::warn!(to = env.to, "message for an unknown replica dropped");
+            return;
+        };
+        let due = Instant::now() + self.latency.get(&env.to).copied().unwrap_or_default();
+        let _ = tx.send((due, encode_frame(self.id, &env.msg)));
+    }
+}
+
+async fn accept_loop(listener: TcpListener, deliver: Deliver) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(read_loop(stream, addr, deliver.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a replication connection");
+                tokio::time::sleep(RECONNECT).await;
+            }
+        }
+    }
+}
+
+async fn read_loop(mut stream: TcpStream, addr: SocketAddr, deliver: Deliver) {
+    let mut body = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        if stream.read_exact(&mut len).await.is_err() {
+            return; // closed
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_FRAME {
+            tracing::warn!(%addr, len, "replication frame too large: closing the connection");
+            return;
+        }
+        body.resize(len, 0);
+        if stream.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        match decode_frame(&body) {
+            Ok((from, msg)) => deliver(from, msg),
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "closing the replication connection");
+                return;
+            }
+        }
+    }
+}
+
+/// Keeps a connection to one peer and writes its frames when they are due.
+/// Frames queued while the peer is unreachable are dropped.
+async fn write_loop(peer: NodeId, addr: SocketAddr, mut rx: UnboundedReceiver<Delayed<Vec<u8>>>) {
+    let mut warned = false;
+    loop {
+        let mut stream = match TcpStream::connect(addr).await {
+            Ok(s) => {
+                if warned {
+                    tracing::info!(peer, %addr, "replication connection established");
+                }
+                warned = false;
+                s
+            }
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(peer, %addr, error = %e, "cannot reach replica; retrying");
+                    warned = true;
+                }
+                // Drop what queued meanwhile: it is stale by now.
+                while rx.try_recv().is_ok() {}
+                tokio::time::sleep(RECONNECT).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let mut buf = Vec::new();
+        loop {
+            let Some((due, frame)) = rx.recv().await else {
+                return; // the transport is gone
+            };
+            tokio::time::sleep_until(due).await;
+            buf.clear();
+            buf.extend_from_slice(&frame);
+            // Everything else already due goes in the same write.
+            while let Ok((due, frame)) = rx.try_recv() {
+                if due > Instant::now() {
+                    tokio::time::sleep_until(due).await;
+                }
+                buf.extend_from_slice(&frame);
+                if buf.len() > 1 << 20 {
+                    break;
+                }
+            }
+            if let Err(e) = stream.write_all(&buf).await {
+                tracing::warn!(peer, %addr, error = %e, "replication connection lost; reconnecting");
+                break;
+            }
+        }
+    }
+}
+
+/// In-process delivery between nodes of one process, with the same
+/// per-pair latency as [`Tcp`].
+#[derive(Clone, Default)]
+pub struct Local {
+    nodes: Arc<Mutex<HashMap<NodeId, Deliver>>>,
+}
+
+impl Local {
+    /// An empty network.
+    pub fn new() -> Self {
+        Local::default()
+    }
+
+    /// Registers a node's delivery callback.
+    pub fn register(&self, id: NodeId, deliver: Deliver) {
+        self.nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, deliver);
+    }
+
+    /// The transport of node `id`: `latency(to)` is the one-way latency to
+    /// inject toward each peer. Must be called inside a tokio runtime.
+    pub fn endpoint(&self, id: NodeId, peers: &[(NodeId, Duration)]) -> LocalEndpoint {
+        let mut senders = HashMap::new();
+        for &(to, latency) in peers {
+            let (tx, mut rx) = unbounded_channel::<Delayed<Message>>();
+            let nodes = self.nodes.clone();
+            tokio::spawn(async move {
+                while let Some((due, msg)) = rx.recv().await {
+                    tokio::time::sleep_until(due).await;
+                    let deliver = nodes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&to)
+                        .cloned();
+                    if let Some(d) = deliver {
+                        d(id, msg);
+                    }
+                }
+            });
+            senders.insert(to, (tx, latency));
+        }
+        LocalEndpoint { peers: senders }
+    }
+}
+
+/// One node's side of a [`Local`] network.
+pub struct LocalEndpoint {
+    peers: HashMap<NodeId, (UnboundedSender<Delayed<Message>>, Duration)>,
+}
+
+impl Transport for LocalEndpoint {
+    fn send(&self, env: Envelope) {
+        if let Some((tx, latency)) = self.peers.get(&env.to) {
+            let _ = tx.send((Instant::now() + *latency, env.msg));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paxos::{Ballot, Value};
+
+    #[test]
+    fn frames_roundtrip_and_garbage_is_an_error() {
+        let msg = Message::Accept {
+            ballot: Ballot { epoch: 3, node: 2 },
+            entries: vec![(7, Value::Batch(vec![1, 2, 3])), (8, Value::Noop)],
+            chosen: 6,
+        };
+        let frame = encode_frame(2, &msg);
+        let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, frame.len() - 4);
+        assert_eq!(decode_frame(&frame[4..]).unwrap(), (2, msg));
+        assert!(decode_frame(&[0xff, 0xff, 0xff]).is_err());
+        assert!(decode_frame(&frame[4..frame.len() - 1]).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tcp_delivers_in_order_with_latency() {
+        let (tx, mut rx) = unbounded_channel();
+        let deliver: Deliver = Arc::new(move |from, msg| {
+            let _ = tx.send((from, msg, Instant::now()));
+        });
+        let b = Tcp::start(2, "127.0.0.1:0".parse().unwrap(), vec![], deliver)
+            .await
+            .unwrap();
+        let a = Tcp::start(
+            1,
+            "127.0.0.1:0".parse().unwrap(),
+            vec![Peer {
+                id: 2,
+                addr: b.local_addr(),
+                latency: Duration::from_millis(30),
+            }],
+            Arc::new(|_, _| {}),
+        )
+        .await
+        .unwrap();
+        let sent = Instant::now();
+        for from in 1..=50u64 {
+            a.send(Envelope {
+                from: 1,
+                to: 2,
+                msg: Message::CatchUp { from },
+            });
+        }
+        for want in 1..=50u64 {
+            let (from, msg, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(from, 1);
+            assert_eq!(msg, Message::CatchUp { from: want });
+            assert!(
+                at - sent >= Duration::from_millis(30),
+                "latency not injected"
+            );
+        }
+    }
+}

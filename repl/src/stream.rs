@@ -1,0 +1,406 @@
+//! A stream: one [`Replica`] driven by a thread, with real time, a disk
+//! and a network.
+//!
+//! The thread takes events (messages from peers, proposals from the
+//! local node), steps the replica, and after each round does what
+//! [`Replica::ready`] asks in order: persists through [`Storage`] (synced
+//! before any message that promises it leaves), sends through a
+//! [`Transport`], and hands chosen entries, in slot order, to the
+//! [`Machine`] that applies them. Everything that arrives while one
+//! round's disk write runs forms the next round: that is the group commit
+//! of a replicated node.
+//!
+//! Proposals carry a token for the proposer (the node's own copy of the
+//! batch): when a slot this replica proposed is chosen with its value, the
+//! machine gets the token back ([`Chosen::Own`]) instead of the bytes.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::net::Transport;
+use crate::paxos::{Ballot, HardState, Message, NodeId, NotLeader, Persist, Replica, Slot, Value};
+
+/// What a stream's thread is told.
+pub enum Event<T> {
+    /// A message from a peer.
+    Message(NodeId, Message),
+    /// Replicate this batch; `T` is the proposer's own copy.
+    Propose(Vec<u8>, T),
+    /// Stop the thread.
+    Stop,
+}
+
+/// A chosen slot, as the machine sees it.
+pub enum Chosen<T> {
+    /// A batch this replica proposed, chosen as proposed.
+    Own(T),
+    /// A batch proposed by another replica (or by this one in an earlier
+    /// life).
+    Other(Vec<u8>),
+    /// A hole filled by a new leader.
+    Noop,
+}
+
+/// Where a stream's acceptor state lives (durably).
+pub trait Storage: Send {
+    /// Makes `records` durable (synced unless the node runs without
+    /// syncs) and records `chosen` entries (need not be synced: chosen
+    /// entries can be learned again).
+    fn persist(&mut self, records: &[Record]) -> Result<(), String>;
+
+    /// Drops every record below `slot`.
+    fn forget(&mut self, slot: Slot) -> Result<(), String>;
+}
+
+/// One durable record of a stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// The highest ballot promised.
+    Promised(Ballot),
+    /// A slot accepted in a ballot (must be synced before replying).
+    Accepted(Slot, Ballot, Value),
+    /// A slot known chosen (may be written without a sync).
+    Chosen(Slot, Value),
+}
+
+impl Record {
+    /// True for records a reply depends on.
+    pub fn needs_sync(&self) -> bool {
+        !matches!(self, Record::Chosen(..))
+    }
+
+    /// Rebuilds a replica's hard state from its records. A slot known
+    /// chosen is also reported as accepted in the highest ballot there is:
+    /// its value is the only one any leader may propose for it.
+    pub fn load(records: impl IntoIterator<Item = Record>) -> HardState {
+        let mut st = HardState::default();
+        let top = Ballot {
+            epoch: u64::MAX,
+            node: NodeId::MAX,
+        };
+        for r in records {
+            match r {
+                Record::Promised(b) => st.promised = st.promised.max(b),
+                Record::Accepted(slot, b, v) => {
+                    if !st.chosen.contains_key(&slot) {
+                        st.accepted.insert(slot, (b, v));
+                    }
+                }
+                Record::Chosen(slot, v) => {
+                    st.accepted.insert(slot, (top, v.clone()));
+                    st.chosen.insert(slot, v);
+                }
+            }
+        }
+        st
+    }
+}
+
+/// What the stream applies chosen entries to.
+pub trait Machine<T>: Send {
+    /// Applies chosen slot `slot` (called in slot order, once each).
+    fn apply(&mut self, slot: Slot, value: Chosen<T>);
+
+    /// A proposal was not taken, or its slot was chosen with another
+    /// value: this replica is not (or no longer) the leader.
+    fn lost(&mut self, token: T, why: NotLeader);
+
+    /// The stream's status changed.
+    fn status(&mut self, status: &Status);
+
+    /// Every slot below the returned one is applied and durable here.
+    fn durable(&mut self) -> Slot;
+}
+
+/// A stream's state, as the node and its operators see it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The leader, as far as this replica knows.
+    pub leader: Option<NodeId>,
+    /// This replica leads, has recovered every earlier leadership's slots
+    /// and has heard from a majority recently: it may serve.
+    pub serving: bool,
+    /// The ballot promised (its epoch is the current leadership's).
+    pub ballot: Ballot,
+    /// Every slot below this is chosen here.
+    pub chosen: Slot,
+    /// This replica led and lost the leadership (its proposals may not be
+    /// chosen).
+    pub deposed: bool,
+}
+
+/// Timing of a stream.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// One tick of the replica.
+    pub tick: Duration,
+    /// A leader that has not heard from a majority for this long stops
+    /// serving (it may have been replaced).
+    pub lease: Duration,
+}
+
+/// Keep this many chosen slots below the durable point on followers, for
+/// replicas that lag behind a little.
+const FOLLOWER_RETAIN: Slot = 100_000;
+
+/// A running stream.
+pub struct Stream<T> {
+    tx: Sender<Event<T>>,
+    status: Arc<Mutex<Status>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<T: Send + 'static> Stream<T> {
+    /// Starts the thread of `replica`.
+    pub fn start(
+        replica: Replica,
+        storage: Box<dyn Storage>,
+        machine: Box<dyn Machine<T>>,
+        transport: Arc<dyn Transport>,
+        timing: Timing,
+    ) -> Stream<T> {
+        let (tx, rx) = channel();
+        let status = Arc::new(Mutex::new(Status::default()));
+        let driver = Driver {
+            replica,
+            storage,
+            machine,
+            transport,
+            timing,
+            own: BTreeMap::new(),
+            status: status.clone(),
+            heard: BTreeMap::new(),
+            last: Status::default(),
+            led: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name("mako-stream".into())
+            .spawn(move || driver.run(rx))
+            .ok();
+        Stream { tx, status, thread }
+    }
+
+    /// Where to send events (messages from the transport, proposals).
+    pub fn sender(&self) -> Sender<Event<T>> {
+        self.tx.clone()
+    }
+
+    /// Proposes a batch; `token` comes back through the machine.
+    pub fn propose(&self, batch: Vec<u8>, token: T) {
+        let _ = self.tx.send(Event::Propose(batch, token));
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(&mut self) {
+        let _ = self.tx.send(Event::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl<T> Drop for Stream<T> {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Event::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Driver<T> {
+    replica: Replica,
+    storage: Box<dyn Storage>,
+    machine: Box<dyn Machine<T>>,
+    transport: Arc<dyn Transport>,
+    timing: Timing,
+    /// This replica's proposals not yet chosen: slot → (value, token).
+    own: BTreeMap<Slot, (Vec<u8>, T)>,
+    status: Arc<Mutex<Status>>,
+    /// When each peer was last heard from.
+    heard: BTreeMap<NodeId, Instant>,
+    last: Status,
+    /// This replica has led in this life.
+    led: bool,
+}
+
+impl<T> Driver<T> {
+    fn run(mut self, rx: Receiver<Event<T>>) {
+        let mut next_tick = Instant::now() + self.timing.tick;
+        let mut next_compact = Instant::now() + Duration::from_secs(1);
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let first = match rx.recv_timeout(wait) {
+                Ok(e) => Some(e),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut events: Vec<Event<T>> = first.into_iter().collect();
+            while events.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(e) => events.push(e),
+                    Err(_) => break,
+                }
+            }
+            for e in events {
+                match e {
+                    Event::Stop => return,
+                    Event::Message(from, msg) => {
+                        self.heard.insert(from, Instant::now());
+                        self.replica.step(from, msg);
+                    }
+                    Event::Propose(batch, token) => match self.replica.propose(batch.clone()) {
+                        Ok(slot) => {
+                            self.own.insert(slot, (batch, token));
+                        }
+                        Err(why) => self.machine.lost(token, why),
+                    },
+                }
+            }
+            self.replica.flush_now();
+            let now = Instant::now();
+            if now >= next_tick {
+                self.replica.tick();
+                next_tick = now + self.timing.tick;
+            }
+            if !self.process() {
+                return;
+            }
+            if now >= next_compact {
+                next_compact = now + Duration::from_secs(1);
+                self.compact();
+            }
+        }
+    }
+
+    /// Persists, sends and applies what the replica asks for. False when
+    /// the disk failed: the stream stops (a replica that cannot persist
+    /// must not answer).
+    fn process(&mut self) -> bool {
+        let ready = self.replica.ready();
+        let mut records: Vec<Record> = ready
+            .persist
+            .into_iter()
+            .map(|p| match p {
+                Persist::Promised(b) => Record::Promised(b),
+                Persist::Accepted(s, b, v) => Record::Accepted(s, b, v),
+            })
+            .collect();
+        records.extend(
+            ready
+                .chosen
+                .iter()
+                .map(|(s, v)| Record::Chosen(*s, v.clone())),
+        );
+        if !records.is_empty()
+            && let Err(e) = self.storage.persist(&records)
+        {
+            tracing::error!(error = %e, "cannot persist replication state: this replica stops");
+            self.publish(true);
+            return false;
+        }
+        for env in ready.messages {
+            self.transport.send(env);
+        }
+        for (peer, slot) in ready.snapshot_needed {
+            tracing::warn!(
+                peer,
+                slot,
+                "a replica needs entries this one has forgotten; it needs a snapshot, which is not implemented yet"
+            );
+        }
+        for (slot, value) in ready.chosen {
+            let chosen = match (self.own.remove(&slot), value) {
+                (Some((mine, token)), Value::Batch(b)) if mine == b => Chosen::Own(token),
+                (mine, value) => {
+                    if let Some((_, token)) = mine {
+                        self.machine.lost(token, NotLeader::Unknown);
+                    }
+                    match value {
+                        Value::Batch(b) => Chosen::Other(b),
+                        Value::Noop => Chosen::Noop,
+                    }
+                }
+            };
+            self.machine.apply(slot, chosen);
+        }
+        self.publish(false);
+        true
+    }
+
+    fn publish(&mut self, failed: bool) {
+        let leader = self.replica.leader();
+        let is_leader = self.replica.is_leader();
+        self.led |= is_leader;
+        let majority_heard = {
+            let voters = self.replica_voters();
+            let now = Instant::now();
+            let recent = self
+                .heard
+                .iter()
+                .filter(|(n, t)| voters.contains(n) && now - **t < self.timing.lease)
+                .count()
+                + 1;
+            recent > voters.len() / 2
+        };
+        let status = Status {
+            leader,
+            serving: !failed && self.replica.ready_to_serve() && majority_heard,
+            ballot: self.replica.ballot(),
+            chosen: self.replica.first_unchosen(),
+            deposed: self.led && !is_leader,
+        };
+        if !is_leader && !self.own.is_empty() {
+            for (_, (_, token)) in std::mem::take(&mut self.own) {
+                self.machine.lost(token, NotLeader::Unknown);
+            }
+        }
+        if status != self.last {
+            if status.serving != self.last.serving || status.leader != self.last.leader {
+                tracing::info!(
+                    leader = ?status.leader,
+                    serving = status.serving,
+                    epoch = status.ballot.epoch,
+                    "replication status changed"
+                );
+            }
+            *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status.clone();
+            self.machine.status(&status);
+            self.last = status;
+        }
+    }
+
+    fn replica_voters(&self) -> Vec<NodeId> {
+        self.replica.voters().to_vec()
+    }
+
+    /// Forgets what nobody needs any more.
+    fn compact(&mut self) {
+        let durable = self.machine.durable();
+        self.replica.set_durable(durable);
+        let below = if self.replica.is_leader() {
+            self.replica.forgettable()
+        } else {
+            durable.saturating_sub(FOLLOWER_RETAIN)
+        };
+        if below > 1 {
+            self.replica.compact(below);
+            if let Err(e) = self.storage.forget(below) {
+                tracing::warn!(error = %e, "cannot drop old replication records");
+            }
+        }
+    }
+}
