@@ -98,6 +98,10 @@ pub enum ErrorKind {
     Io,
     /// A peer or shard could not be reached; the outcome may be unknown.
     Unavailable,
+    /// This node cannot serve transactions now: it is a follower of its
+    /// replica group, or a leader without a majority. The message names
+    /// the leader when it is known; connect there, or retry.
+    NotServing,
     /// A broken invariant: this is a bug in Mako.
     Internal,
 }
@@ -148,7 +152,7 @@ impl Error {
     pub fn is_environmental(&self) -> bool {
         matches!(
             self.kind,
-            ErrorKind::DiskFull | ErrorKind::Io | ErrorKind::Unavailable
+            ErrorKind::DiskFull | ErrorKind::Io | ErrorKind::Unavailable | ErrorKind::NotServing
         )
     }
 }

@@ -52,6 +52,63 @@ pub trait CommitLog: Send + Sync {
     /// What an acknowledgement promises, for people (`SHOW
     /// mako.durability`), e.g. "rocksdb log, sync=group".
     fn durability(&self) -> String;
+
+    /// Whether this node may serve transactions now: a replica that is not
+    /// its group's serving leader refuses them (reads too: its data may be
+    /// stale), saying where the leader is.
+    fn serving(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The replication status, for people (`SHOW mako.replication`);
+    /// `None` when the node is not replicated.
+    fn status(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Where a replicated node's log sends its batches: the replication
+/// stream (implemented above `kv`, which knows nothing of consensus).
+pub trait Replicate: Send + Sync {
+    /// Replicates a batch of entries, in log order. Returns at once; the
+    /// stream reports the batch chosen through
+    /// `Persist::chosen` (`own = true`). Fails when this node does not
+    /// lead.
+    fn propose(&self, batch: Vec<LogEntry>) -> Result<()>;
+
+    /// Ok while this node is its group's serving leader; otherwise an
+    /// error (kind [`ErrorKind::NotServing`]) that says where the leader is.
+    fn serving(&self) -> Result<()>;
+
+    /// What an acknowledgement promises, for people.
+    fn durability(&self) -> String;
+
+    /// The replication status, for people.
+    fn status(&self) -> String;
+}
+
+/// Encodes a batch of entries as one stream value.
+pub fn encode_batch(entries: &[LogEntry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        put_bytes(&mut out, &e.encode());
+    }
+    out
+}
+
+/// Decodes a stream value made by [`encode_batch`].
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<LogEntry>> {
+    let mut r = Reader(bytes);
+    let n = r.u32()? as usize;
+    let mut out = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        out.push(LogEntry::decode(r.bytes()?)?);
+    }
+    if !r.rest().is_empty() {
+        return Err(corrupt("trailing bytes after a batch of log entries"));
+    }
+    Ok(out)
 }
 
 /// The first byte of every encoded entry: bumped when the format changes.

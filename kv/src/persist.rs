@@ -54,12 +54,17 @@ pub const FORMAT_VERSION: u32 = 2;
 const CF_LOG: &str = "log";
 const CF_DATA: &str = "data";
 const CF_META: &str = "meta";
+/// A replicated node's stream records (acceptor state), opaque here.
+const CF_REPL: &str = "repl";
 
 const META_FORMAT: &[u8] = b"format";
 const META_SHARDS: &[u8] = b"shards";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 const META_LAST_TXN: &[u8] = b"last_txn";
 const META_CLOCK: &[u8] = b"clock/";
+/// Present (with the replica group's name) in a replicated node's
+/// directory.
+const META_REPLICA_OF: &[u8] = b"replica_of";
 
 /// When a commit is acknowledged relative to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +119,11 @@ pub struct Options {
     pub checkpoint_entries: usize,
     /// Faults to inject, for tests.
     pub faults: Faults,
+    /// The replica group this node belongs to, if it is replicated: its
+    /// log is then a replication stream (see [`Persist::start_replication`])
+    /// rather than the local log, and a directory of one kind is refused
+    /// as the other.
+    pub replica_of: Option<String>,
 }
 
 impl Default for Options {
@@ -121,6 +131,7 @@ impl Default for Options {
         Options {
             sync: SyncMode::Group,
             shards: None,
+            replica_of: None,
             checkpoint_entries: 20_000,
             faults: Faults::from_env(),
         }
@@ -170,6 +181,9 @@ pub struct Recovered {
     pub last_txn: u64,
     /// How long recovery took.
     pub elapsed: Duration,
+    /// Replicated nodes: every stream slot below this is in the recovered
+    /// state; the stream resumes applying there.
+    pub applied_slot: u64,
 }
 
 /// An open data directory: the commit log of the node's shards.
@@ -193,6 +207,13 @@ pub struct Persist {
     log_writes: AtomicU64,
     /// Injected faults (tests).
     faults: Faults,
+    /// Replicated: the stream that takes the log's batches, once started.
+    replica_of: Option<String>,
+    replicator: std::sync::OnceLock<Arc<dyn crate::log::Replicate>>,
+    /// Replicated: every slot below this is in a (synced) checkpoint.
+    checkpointed_slot: AtomicU64,
+    /// The highest transaction id applied or recovered.
+    last_txn: AtomicU64,
 }
 
 /// A checkpoint runs at least this often under load (and after this long
@@ -318,7 +339,10 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
     db_opts.create_missing_column_families(fresh);
     db_opts.set_keep_log_file_num(4);
     db_opts.set_max_total_wal_size(256 << 20);
-    let cfs = [CF_LOG, CF_DATA, CF_META]
+    // Missing column families are created: directories from before
+    // replication have no `repl`.
+    db_opts.create_missing_column_families(true);
+    let cfs = [CF_LOG, CF_DATA, CF_META, CF_REPL]
         .into_iter()
         .map(|n| ColumnFamilyDescriptor::new(n, rocksdb::Options::default()));
     let db = DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(|e| {
@@ -344,6 +368,9 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         let mut batch = WriteBatch::default();
         batch.put_cf(meta, META_FORMAT, u64::from(FORMAT_VERSION).to_le_bytes());
         batch.put_cf(meta, META_SHARDS, (n as u64).to_le_bytes());
+        if let Some(group) = &opts.replica_of {
+            batch.put_cf(meta, META_REPLICA_OF, group.as_bytes());
+        }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         db.write_opt(batch, &wo)
@@ -379,6 +406,25 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
                     "{} was created with {stored} shards; start it with --shards {stored} \
                      (changing the shard count of existing data is not supported)",
                     dir.display()
+                ),
+            ));
+        }
+        let replica_of = db
+            .get_cf(cf(&db, CF_META)?, META_REPLICA_OF)
+            .map_err(|e| io_error("cannot read the data directory", e))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned());
+        if replica_of != opts.replica_of {
+            let what = |g: &Option<String>| match g {
+                Some(g) => format!("a replica of group {g}"),
+                None => "a single node's (not replicated)".to_string(),
+            };
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!(
+                    "{} holds {} data; it cannot be started as {}",
+                    dir.display(),
+                    what(&replica_of),
+                    what(&opts.replica_of)
                 ),
             ));
         }
@@ -512,6 +558,12 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
             .map_err(|e| io_error("cannot checkpoint the recovered log", e))?;
     }
     recovered.elapsed = started.elapsed();
+    let checkpointed_slot = if opts.replica_of.is_some() {
+        (read_u64(&db, META_CHECKPOINT)?.unwrap_or(0) >> SLOT_SHIFT).max(1)
+    } else {
+        0
+    };
+    recovered.applied_slot = checkpointed_slot;
 
     let persist = Arc::new(Persist {
         db,
@@ -532,6 +584,10 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         durable_entries: AtomicU64::new(0),
         log_writes: AtomicU64::new(0),
         faults: opts.faults.clone(),
+        replica_of: opts.replica_of.clone(),
+        replicator: std::sync::OnceLock::new(),
+        checkpointed_slot: AtomicU64::new(checkpointed_slot),
+        last_txn: AtomicU64::new(recovered.last_txn),
     });
     let (tx, rx) = channel();
     *lock(&persist.to_checkpoint) = Some(tx);
@@ -599,6 +655,9 @@ impl CommitLog for Persist {
     }
 
     fn failure(&self) -> Option<Error> {
+        if let Err(e) = self.serving() {
+            return Some(e);
+        }
         let failed = self.stop_error();
         if failed.is_none() && self.closing.load(Ordering::Acquire) {
             return Some(Error::new(
@@ -609,7 +668,31 @@ impl CommitLog for Persist {
         failed
     }
 
+    fn serving(&self) -> Result<()> {
+        if self.replica_of.is_none() {
+            return Ok(());
+        }
+        match self.replicator.get() {
+            Some(r) => r.serving(),
+            None => Err(Error::new(
+                ErrorKind::NotServing,
+                "this replica is starting: replication is not running yet",
+            )),
+        }
+    }
+
+    fn status(&self) -> Option<String> {
+        self.replica_of.as_ref()?;
+        Some(match self.replicator.get() {
+            Some(r) => r.status(),
+            None => "starting".into(),
+        })
+    }
+
     fn durability(&self) -> String {
+        if let Some(r) = self.replicator.get() {
+            return r.durability();
+        }
         let what = match self.sync {
             SyncMode::Always => "each commit synced to disk before it is acknowledged",
             SyncMode::Group => "commits synced to disk in groups before they are acknowledged",
@@ -747,6 +830,22 @@ impl Persist {
                 }
                 continue;
             }
+            if self.replica_of.is_some() {
+                // The stream persists and replicates; `chosen` settles.
+                let proposed = match self.replicator.get() {
+                    Some(r) => r.propose(batch.iter().map(|(_, e)| e.clone()).collect()),
+                    None => Err(Error::new(
+                        ErrorKind::NotServing,
+                        "replication is not running",
+                    )),
+                };
+                if let Err(e) = proposed {
+                    self.fail(e);
+                    self.freeze();
+                    self.roll_back(&batch);
+                }
+                continue;
+            }
             if !self.faults.write_delay.is_zero() {
                 std::thread::sleep(self.faults.write_delay);
             }
@@ -858,12 +957,20 @@ impl Persist {
         }
         let through = pending[n - 1].0;
         let wb = checkpoint_batch(&self.db, &pending[..n], &bound, last_txn, through)?;
-        // Not synced: if this is lost, so is the log deletion, and recovery
-        // replays the entries instead.
+        // Not synced on a single node: if this is lost, so is the log
+        // deletion, and recovery replays the entries instead. A replica
+        // reports what it checkpointed, and the others may forget it.
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.replica_of.is_some() && self.sync != SyncMode::Off);
         self.db
-            .write(wb)
+            .write_opt(wb, &wo)
             .map_err(|e| io_error("cannot write a checkpoint", e))?;
         pending.drain(..n);
+        if self.replica_of.is_some() {
+            // Entries of the slot `through` is in may not all be in yet.
+            self.checkpointed_slot
+                .fetch_max(through >> SLOT_SHIFT, Ordering::AcqRel);
+        }
         Ok(())
     }
 }
@@ -898,6 +1005,9 @@ fn checkpoint_batch(
     wb.delete_range_cf(log, 0u64.to_be_bytes(), (through + 1).to_be_bytes());
     Ok(wb)
 }
+
+mod replicated;
+pub use replicated::SLOT_SHIFT;
 
 #[cfg(test)]
 mod tests;

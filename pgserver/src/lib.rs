@@ -14,6 +14,7 @@
 //! Nothing of `sql` but `Session` (execute, prepare, describe) is used here.
 
 mod buffered;
+pub mod cluster;
 pub mod handler;
 pub mod server;
 pub mod slt;

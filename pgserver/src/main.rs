@@ -58,18 +58,34 @@ enum Command {
     /// and persisted to the data directory (RocksDB): a commit is
     /// acknowledged once its log entry is on disk, and restarting on the
     /// same directory recovers every acknowledged commit.
+    ///
+    /// With --config and --node, the node is one replica of a replica
+    /// group described in a cluster file (TOML; see README): a commit is
+    /// acknowledged once a majority of the group's replicas has it on
+    /// disk, only the leader serves transactions (the others answer with
+    /// SQLSTATE 57P03 naming the leader), and when the leader fails
+    /// another replica takes over. A leader that finds itself replaced
+    /// exits with status 75; restart it and it rejoins as a follower.
     Start {
-        /// Address to listen on for PostgreSQL clients.
-        #[arg(long, default_value = "127.0.0.1:5433")]
-        listen: SocketAddr,
+        /// Address to listen on for PostgreSQL clients [default:
+        /// 127.0.0.1:5433; with --config, the node's `listen`].
+        #[arg(long, conflicts_with = "config")]
+        listen: Option<SocketAddr>,
         /// Data directory: created if missing, recovered if it holds data.
-        /// A directory that is not Mako's, or is damaged, is refused.
-        #[arg(long, default_value = "./mako-data")]
-        data_dir: PathBuf,
+        /// A directory that is not Mako's, or is damaged, is refused
+        /// [default: ./mako-data; with --config, the node's `data_dir`].
+        #[arg(long, conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        /// The cluster configuration file (TOML).
+        #[arg(long, requires = "node")]
+        config: Option<PathBuf>,
+        /// This node's name in the cluster configuration.
+        #[arg(long, requires = "config")]
+        node: Option<String>,
         /// Number of shards; rows are partitioned by the hash of their
         /// table's first primary-key column. A new data directory defaults
         /// to 1; an existing one keeps the count it was created with.
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024), conflicts_with = "config")]
         shards: Option<u16>,
         /// When a commit is acknowledged: `group` (default) after its log
         /// entry is synced to disk, sharing each sync with the commits
@@ -77,8 +93,21 @@ enum Command {
         /// `off` after the entry is written but not synced, which survives
         /// a crash of the server but LOSES the last commits if the machine
         /// crashes or loses power.
-        #[arg(long, default_value = "group")]
+        #[arg(long, default_value = "group", conflicts_with = "config")]
         sync: kv::persist::SyncMode,
+    },
+    /// Start every node of a cluster configuration on this machine, each as
+    /// its own `mako start --config F --node N` process logging to
+    /// NODE.log, and restart a node that exits because it was replaced as
+    /// leader. Ctrl-C stops them all.
+    LocalCluster {
+        /// The cluster configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Where the nodes' log files go [default: the config file's
+        /// directory].
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
     },
 }
 
@@ -157,11 +186,25 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Start {
+            config: Some(config),
+            node: Some(node),
+            ..
+        } => start_replica(&config, &node),
+        Command::Start {
             listen,
             data_dir,
             shards,
             sync,
-        } => start(listen, data_dir, shards.map(usize::from), sync),
+            ..
+        } => start(
+            listen.unwrap_or_else(|| ([127, 0, 0, 1], 5433).into()),
+            data_dir.unwrap_or_else(|| PathBuf::from("./mako-data")),
+            shards.map(usize::from),
+            sync,
+        ),
+        Command::LocalCluster { config, log_dir } => {
+            pgserver::cluster::local::run(&config, log_dir.as_deref())
+        }
         Command::Tpcc(cmd) => tpcc(cmd),
         Command::Slt {
             url,
@@ -216,19 +259,8 @@ fn start(
              a machine crash or power loss loses the last ones"
         );
     }
-    // Sessions run on the runtime's worker threads and block while their
-    // commit waits for the disk; enough workers keep the others going and
-    // let concurrent commits share a sync.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(SERVER_WORKERS)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("mako: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let Some(runtime) = server_runtime() else {
+        return std::process::ExitCode::FAILURE;
     };
     let code = runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(listen).await {
@@ -253,6 +285,97 @@ fn start(
 
 /// Worker threads of the server's runtime.
 const SERVER_WORKERS: usize = 32;
+
+/// The server's runtime. Sessions run on its worker threads and block
+/// while their commit waits for the disk (or the replicas); enough workers
+/// keep the others going and let concurrent commits share a sync.
+fn server_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(SERVER_WORKERS)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("mako: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// `mako start --config F --node N`: one replica of a replica group.
+fn start_replica(config: &std::path::Path, name: &str) -> std::process::ExitCode {
+    use pgserver::cluster::{self, config::ClusterConfig};
+    let fail = |msg: String| {
+        eprintln!("mako: {msg}");
+        std::process::ExitCode::FAILURE
+    };
+    let cfg = match ClusterConfig::load(config) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let on_deposed = Box::new(|| std::process::exit(cluster::DEPOSED_EXIT));
+    let opts = match cluster::NodeOptions::from_config(&cfg, name, on_deposed) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let me = cfg.node(name).expect("checked by NodeOptions").clone();
+    let data_dir = opts.data_dir.clone();
+    let mut node = match cluster::Node::open(opts) {
+        Ok(n) => n,
+        Err(e) => return fail(e.message),
+    };
+    tracing::info!(
+        node = name,
+        data_dir = %data_dir.display(),
+        rows = node.recovered.records,
+        applied_slot = node.recovered.applied_slot,
+        seconds = node.recovered.elapsed.as_secs_f64(),
+        "recovered"
+    );
+    let Some(runtime) = server_runtime() else {
+        return std::process::ExitCode::FAILURE;
+    };
+    // Replication gets a runtime of its own: sessions block the server's
+    // workers while their commits wait for the replicas, and a transport
+    // task queued behind a blocked session would never run.
+    let repl_runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("mako-repl")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the replication runtime: {e}")),
+    };
+    let peers = cluster::peers(&cfg, name);
+    let id = cfg.node_id(name).expect("checked");
+    let transport =
+        match repl_runtime.block_on(repl::net::Tcp::start(id, me.repl, peers, node.deliver())) {
+            Ok(t) => t,
+            Err(e) => return fail(format!("cannot listen for replicas on {}: {e}", me.repl)),
+        };
+    node.start(std::sync::Arc::new(transport));
+    let code = runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(me.listen).await {
+            Ok(l) => l,
+            Err(e) => return fail(format!("cannot listen on {}: {e}", me.listen)),
+        };
+        tracing::info!(
+            node = name,
+            listen = %me.listen,
+            repl = %me.repl,
+            "mako replica is up; it serves PostgreSQL clients once it leads"
+        );
+        pgserver::server::serve(listener, node.db.clone(), shutdown_signal()).await;
+        std::process::ExitCode::SUCCESS
+    });
+    drop(runtime);
+    node.close();
+    drop(repl_runtime);
+    tracing::info!("mako stopped");
+    code
+}
 
 fn tpcc(cmd: TpccCommand) -> std::process::ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {

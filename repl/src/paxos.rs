@@ -541,6 +541,17 @@ impl Replica {
         if !self.cfg.is_voter() {
             return;
         }
+        // A follower that heard from its leader within the election
+        // timeout ignores other candidates: a replica that merely missed
+        // some heartbeats (or has just restarted) cannot depose a leader
+        // that a majority still hears. Ignoring a message is always safe.
+        if ballot > self.promised
+            && matches!(self.role, Role::Follower)
+            && self.leader.is_some_and(|l| l != from)
+            && self.idle_ticks < self.cfg.election_ticks
+        {
+            return;
+        }
         if ballot < self.promised {
             let promised = self.promised;
             self.send(from, Message::Reject { ballot, promised });

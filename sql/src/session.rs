@@ -125,6 +125,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
 /// The read-only setting that says what an acknowledged commit survives.
 const DURABILITY: &str = "mako.durability";
 
+/// The read-only setting that shows this node's replication status.
+const REPLICATION: &str = "mako.replication";
+
 fn default_settings() -> BTreeMap<String, String> {
     [
         ("application_name", ""),
@@ -525,10 +528,10 @@ impl Session {
                         rows: None,
                     });
                 }
-                if name == DURABILITY {
+                if name == DURABILITY || name == REPLICATION {
                     bail!(
                         CantChangeRuntimeParam,
-                        "parameter \"{name}\" cannot be changed now (it is set by mako start --sync)"
+                        "parameter \"{name}\" cannot be changed now (it is set by mako start)"
                     );
                 }
                 if name == "mako.statement_memory" && parse_memory(value).is_none() {
@@ -587,6 +590,14 @@ impl Session {
                         .map(|(k, v)| vec![Value::text(k), Value::text(v)])
                         .collect()
                 },
+                tag: "SHOW",
+            }),
+            Kind::Show(name) if name.eq_ignore_ascii_case(REPLICATION) => Ok(Outcome::Rows {
+                columns: vec![OutputColumn {
+                    name: REPLICATION.into(),
+                    ty: DataType::Text,
+                }],
+                rows: vec![vec![Value::text(self.db.replication_status())]],
                 tag: "SHOW",
             }),
             Kind::Show(name) => {

@@ -40,6 +40,8 @@ pub struct Db {
     next_txn: AtomicU64,
     /// What an acknowledged commit survives, for people.
     durability: String,
+    /// The log, when commits are logged (for its replication status).
+    log: Option<Arc<dyn CommitLog>>,
     /// Counters.
     pub stats: Stats,
 }
@@ -60,6 +62,7 @@ impl Db {
             gate: Arc::new(InstalledIsDurable),
             next_txn: AtomicU64::new(1),
             durability: "off (in memory only: everything is lost when the process stops)".into(),
+            log: None,
             stats: Stats::default(),
         })
     }
@@ -83,6 +86,7 @@ impl Db {
             gate: Arc::new(WatermarkGate::new(shards)),
             next_txn: AtomicU64::new(last_txn + 1),
             durability: log.durability(),
+            log: Some(log.clone()),
             stats: Stats::default(),
         })
     }
@@ -90,6 +94,14 @@ impl Db {
     /// What an acknowledged commit survives (`SHOW mako.durability`).
     pub fn durability(&self) -> &str {
         &self.durability
+    }
+
+    /// This node's replication status (`SHOW mako.replication`).
+    pub fn replication_status(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|l| l.status())
+            .unwrap_or_else(|| "not replicated (a single node)".into())
     }
 
     /// Starts a transaction.
@@ -126,6 +138,12 @@ impl Db {
     /// The durability gate.
     pub fn gate(&self) -> &dyn CommitGate {
         &*self.gate
+    }
+
+    /// Transaction ids continue after `last` (a replica taking over the
+    /// leadership continues after the ids it has applied).
+    pub fn advance_txn_ids(&self, last: TxnId) {
+        self.next_txn.fetch_max(last + 1, Ordering::AcqRel);
     }
 
     /// A transaction id (exposed for callers that log them).

@@ -107,6 +107,15 @@ impl LocalShard {
         &self.shard
     }
 
+    /// A replica that is not its group's serving leader refuses reads
+    /// too: what it has may be stale.
+    fn serving(&self) -> Result<()> {
+        match &self.log {
+            Some(log) => log.serving(),
+            None => Ok(()),
+        }
+    }
+
     fn holds(held: &[Write], key: &[u8]) -> bool {
         held.binary_search_by(|w| w.key.as_slice().cmp(key)).is_ok()
     }
@@ -194,10 +203,12 @@ impl ShardClient for LocalShard {
     }
 
     fn read(&self, key: &[u8]) -> Result<ReadResult> {
+        self.serving()?;
         Ok(self.shard.read(key))
     }
 
     fn scan(&self, range: &KeyRange, limit: Option<usize>, reverse: bool) -> Result<ScanResult> {
+        self.serving()?;
         let mut out = ScanResult {
             records: Vec::new(),
             covered: Some(range.clone()),

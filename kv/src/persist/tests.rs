@@ -33,6 +33,7 @@ fn opts(shards: usize, checkpoint_entries: usize) -> Options {
         shards: Some(shards),
         checkpoint_entries,
         faults: Faults::default(),
+        replica_of: None,
     }
 }
 

@@ -1,0 +1,333 @@
+//! The cluster configuration file (TOML).
+//!
+//! ```toml
+//! consensus = "paxos"          # the only one implemented so far
+//! heartbeat_ms = 50            # a leader's heartbeat interval
+//! election_timeout_ms = 500    # silence before a follower stands
+//! sync = "group"               # as `mako start --sync`
+//! shards = 1                   # partitions of the replica group's data
+//!
+//! [[datacenter]]
+//! name = "us"
+//! [[datacenter]]
+//! name = "eu"
+//!
+//! [[latency]]                  # one-way latency to inject, both ways
+//! between = ["us", "eu"]
+//! ms = 25
+//!
+//! [[node]]
+//! name = "n1"
+//! dc = "us"
+//! listen = "127.0.0.1:5433"    # PostgreSQL clients
+//! repl = "127.0.0.1:6433"      # replication between nodes
+//! data_dir = "mako-data/n1"    # relative to the config file
+//!
+//! [[group]]                    # a replica group (a shard and its replicas)
+//! name = "g1"
+//! leader = "n1"                # the preferred leader
+//! followers = ["n2", "n3"]
+//! learners = []                # receive everything, never vote
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A parsed, checked cluster configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `paxos` (or `raft`, not implemented yet).
+    #[serde(default = "default_consensus")]
+    pub consensus: String,
+    /// A leader's heartbeat interval.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_ms: u64,
+    /// Silence from the leader before a follower stands for election.
+    #[serde(default = "default_election")]
+    pub election_timeout_ms: u64,
+    /// When a commit is acknowledged relative to each replica's disk.
+    #[serde(default = "default_sync")]
+    pub sync: String,
+    /// Partitions of the group's data (`mako start --shards`).
+    #[serde(default = "default_shards")]
+    pub shards: u16,
+    /// The datacenters.
+    #[serde(default, rename = "datacenter")]
+    pub datacenters: Vec<Datacenter>,
+    /// One-way latencies to inject between datacenters.
+    #[serde(default)]
+    pub latency: Vec<Latency>,
+    /// The nodes.
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<Node>,
+    /// The replica groups.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<Group>,
+    /// The directory relative paths are resolved against.
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+/// A datacenter.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Datacenter {
+    /// Its name.
+    pub name: String,
+}
+
+/// A latency to inject between two datacenters (both directions).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Latency {
+    /// The two datacenters.
+    pub between: [String; 2],
+    /// One-way latency in milliseconds.
+    pub ms: u64,
+}
+
+/// A node: one `mako` process.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Its name (`mako start --node NAME`).
+    pub name: String,
+    /// Its datacenter.
+    pub dc: String,
+    /// Where it listens for PostgreSQL clients.
+    pub listen: SocketAddr,
+    /// Where it listens for the other nodes.
+    pub repl: SocketAddr,
+    /// Its data directory (relative to the config file's directory).
+    pub data_dir: PathBuf,
+}
+
+/// A replica group: one shard's data on several nodes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// Its name.
+    pub name: String,
+    /// The preferred leader (it stands for election first).
+    pub leader: String,
+    /// The other voting replicas.
+    #[serde(default)]
+    pub followers: Vec<String>,
+    /// Replicas that receive every entry but never vote or lead.
+    #[serde(default)]
+    pub learners: Vec<String>,
+}
+
+fn default_consensus() -> String {
+    "paxos".into()
+}
+fn default_heartbeat() -> u64 {
+    50
+}
+fn default_election() -> u64 {
+    500
+}
+fn default_sync() -> String {
+    "group".into()
+}
+fn default_shards() -> u16 {
+    1
+}
+
+impl ClusterConfig {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<ClusterConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read cluster config {}: {e}", path.display()))?;
+        let mut cfg = ClusterConfig::parse(&text)
+            .map_err(|e| format!("cluster config {}: {e}", path.display()))?;
+        cfg.base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(cfg)
+    }
+
+    /// Parses and checks a configuration text.
+    pub fn parse(text: &str) -> Result<ClusterConfig, String> {
+        let cfg: ClusterConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match self.consensus.as_str() {
+            "paxos" => {}
+            "raft" => {
+                return Err(
+                    "consensus = \"raft\" (openraft) is not implemented yet; use \"paxos\"".into(),
+                );
+            }
+            other => return Err(format!("unknown consensus {other:?} (use \"paxos\")")),
+        }
+        self.sync.parse::<kv::persist::SyncMode>()?;
+        if self.heartbeat_ms == 0 || self.election_timeout_ms < 2 * self.heartbeat_ms {
+            return Err(format!(
+                "election_timeout_ms ({}) must be at least twice heartbeat_ms ({}), which must be positive",
+                self.election_timeout_ms, self.heartbeat_ms
+            ));
+        }
+        if self.shards == 0 {
+            return Err("shards must be at least 1".into());
+        }
+        let dc_known = |dc: &str| self.datacenters.iter().any(|d| d.name == dc);
+        for l in &self.latency {
+            for dc in &l.between {
+                if !dc_known(dc) {
+                    return Err(format!("latency names unknown datacenter {dc:?}"));
+                }
+            }
+        }
+        if self.nodes.is_empty() {
+            return Err("no [[node]] is defined".into());
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !dc_known(&n.dc) {
+                return Err(format!(
+                    "node {:?} is in unknown datacenter {:?}",
+                    n.name, n.dc
+                ));
+            }
+            if self.nodes[..i].iter().any(|m| m.name == n.name) {
+                return Err(format!("node {:?} is defined twice", n.name));
+            }
+        }
+        match self.groups.len() {
+            0 => return Err("no [[group]] is defined".into()),
+            1 => {}
+            _ => {
+                return Err(
+                    "only one replica group is supported so far (sharding across groups is not implemented yet)"
+                        .into(),
+                );
+            }
+        }
+        let g = &self.groups[0];
+        let members: Vec<&String> = std::iter::once(&g.leader)
+            .chain(&g.followers)
+            .chain(&g.learners)
+            .collect();
+        for (i, m) in members.iter().enumerate() {
+            if self.node(m).is_none() {
+                return Err(format!("group {:?} names unknown node {m:?}", g.name));
+            }
+            if members[..i].contains(m) {
+                return Err(format!("group {:?} names node {m:?} twice", g.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// A node's replica id (its position in the file, from 1).
+    pub fn node_id(&self, name: &str) -> Option<u32> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .map(|i| i as u32 + 1)
+    }
+
+    /// The node with replica id `id`.
+    pub fn node_by_id(&self, id: u32) -> Option<&Node> {
+        self.nodes.get((id as usize).checked_sub(1)?)
+    }
+
+    /// The one replica group.
+    pub fn group(&self) -> &Group {
+        &self.groups[0]
+    }
+
+    /// The one-way latency to inject between two datacenters.
+    pub fn latency(&self, a: &str, b: &str) -> Duration {
+        if a == b {
+            return Duration::ZERO;
+        }
+        self.latency
+            .iter()
+            .find(|l| {
+                (l.between[0] == a && l.between[1] == b) || (l.between[0] == b && l.between[1] == a)
+            })
+            .map_or(Duration::ZERO, |l| Duration::from_millis(l.ms))
+    }
+
+    /// A node's data directory, resolved against the config's directory.
+    pub fn data_dir(&self, node: &Node) -> PathBuf {
+        if node.data_dir.is_absolute() {
+            node.data_dir.clone()
+        } else {
+            self.base.join(&node.data_dir)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        heartbeat_ms = 20
+        election_timeout_ms = 200
+        [[datacenter]]
+        name = "a"
+        [[datacenter]]
+        name = "b"
+        [[latency]]
+        between = ["a", "b"]
+        ms = 25
+        [[node]]
+        name = "n1"
+        dc = "a"
+        listen = "127.0.0.1:5433"
+        repl = "127.0.0.1:6433"
+        data_dir = "d/n1"
+        [[node]]
+        name = "n2"
+        dc = "b"
+        listen = "127.0.0.1:5434"
+        repl = "127.0.0.1:6434"
+        data_dir = "d/n2"
+        [[group]]
+        name = "g"
+        leader = "n1"
+        followers = ["n2"]
+    "#;
+
+    #[test]
+    fn parses_and_answers() {
+        let c = ClusterConfig::parse(GOOD).unwrap();
+        assert_eq!(c.node_id("n2"), Some(2));
+        assert_eq!(c.node_by_id(1).unwrap().name, "n1");
+        assert_eq!(c.latency("a", "b"), Duration::from_millis(25));
+        assert_eq!(c.latency("b", "a"), Duration::from_millis(25));
+        assert_eq!(c.latency("a", "a"), Duration::ZERO);
+        assert_eq!(c.consensus, "paxos");
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        let bad = |from: &str, to: &str| {
+            let text = GOOD.replacen(from, to, 1);
+            ClusterConfig::parse(&text).unwrap_err()
+        };
+        assert!(bad("followers = [\"n2\"]", "followers = [\"n9\"]").contains("unknown node"));
+        assert!(bad("dc = \"b\"", "dc = \"z\"").contains("unknown datacenter"));
+        assert!(bad("heartbeat_ms = 20", "consensus = \"raft\"").contains("not implemented"));
+        assert!(bad("election_timeout_ms = 200", "election_timeout_ms = 30").contains("twice"));
+        assert!(bad("name = \"n2\"", "name = \"n1\"").contains("twice"));
+        assert!(bad("ms = 25", "ms = 25\nbogus = 1").contains("bogus"));
+        assert!(bad("listen = \"127.0.0.1:5433\"", "listen = \"nowhere\"").contains("listen"));
+    }
+}

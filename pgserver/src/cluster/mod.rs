@@ -1,0 +1,501 @@
+//! A replicated node: the data directory, the replication stream and the
+//! database handle of one member of a replica group.
+//!
+//! The node's commit log hands each batch of installed transactions to
+//! the stream ([`kv::log::Replicate`]); the stream persists it as acceptor
+//! state, replicates it with Multi-Paxos, and once the slot is chosen
+//! (on a majority's disks) the log settles the batch's clock values, and
+//! commit replies waiting for them go out. Followers install chosen
+//! batches in slot order and refuse transactions (SQLSTATE 57P03, naming
+//! the leader).
+//!
+//! A leader that loses its leadership (it was replaced while partitioned
+//! or paused) may hold installed transactions that will never be chosen.
+//! It does not try to undo them in place: it stops (see `on_deposed`), and
+//! restarting it recovers from its disk and rejoins as a follower.
+//! `mako local-cluster` restarts such nodes itself.
+
+pub mod config;
+pub mod local;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use kv::log::{LogEntry, Replicate, decode_batch, encode_batch};
+use kv::persist::{Persist, SyncMode};
+use kv::{Error, ErrorKind, Result};
+use repl::net::{Deliver, Peer, Transport};
+use repl::paxos::{self, Ballot, NodeId, NotLeader, Replica, Slot};
+use repl::stream::{Chosen, Event, Machine, Record, Status, Storage, Stream, Timing};
+use txn::Db;
+
+use config::ClusterConfig;
+
+/// The exit status of a node that stopped because it was replaced as
+/// leader (EX_TEMPFAIL: restart it).
+pub const DEPOSED_EXIT: i32 = 75;
+
+/// What a stream carries back to its proposer: the batch as installed.
+type Token = Vec<LogEntry>;
+
+/// How to open a replicated node.
+pub struct NodeOptions {
+    /// The replica group's name (recorded in the data directory).
+    pub group: String,
+    /// This node's replica id.
+    pub id: NodeId,
+    /// The voting replicas (ids).
+    pub voters: Vec<NodeId>,
+    /// The learners (ids).
+    pub learners: Vec<NodeId>,
+    /// Every member's name and PostgreSQL address, by id (for messages
+    /// that point clients to the leader).
+    pub members: HashMap<NodeId, (String, SocketAddr)>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Partitions of the data.
+    pub shards: usize,
+    /// When commits are acknowledged relative to each replica's disk.
+    pub sync: SyncMode,
+    /// The leader's heartbeat interval.
+    pub heartbeat: Duration,
+    /// This node's election timeout (randomized up to twice this).
+    pub election: Duration,
+    /// Called when this node, having served as leader, is deposed: its
+    /// memory may hold transactions that will never be chosen, so it must
+    /// stop (a restart recovers it as a follower).
+    pub on_deposed: Box<dyn Fn() + Send + Sync>,
+}
+
+impl NodeOptions {
+    /// The options of node `name` of a cluster configuration. The preferred
+    /// leader stands for election first, then the voters in its datacenter,
+    /// then the others.
+    pub fn from_config(
+        cfg: &ClusterConfig,
+        name: &str,
+        on_deposed: Box<dyn Fn() + Send + Sync>,
+    ) -> std::result::Result<NodeOptions, String> {
+        let node = cfg
+            .node(name)
+            .ok_or_else(|| format!("node {name:?} is not in the cluster config"))?;
+        let group = cfg.group();
+        let id_of = |n: &String| cfg.node_id(n).expect("checked by the config");
+        let voters: Vec<NodeId> = std::iter::once(&group.leader)
+            .chain(&group.followers)
+            .map(id_of)
+            .collect();
+        let learners: Vec<NodeId> = group.learners.iter().map(id_of).collect();
+        let id = id_of(&node.name);
+        if !voters.contains(&id) && !learners.contains(&id) {
+            return Err(format!(
+                "node {name:?} is not a member of replica group {:?}",
+                group.name
+            ));
+        }
+        let leader_dc = &cfg.node(&group.leader).expect("checked").dc;
+        let base = Duration::from_millis(cfg.election_timeout_ms);
+        let election = if node.name == group.leader {
+            base / 2
+        } else if &node.dc == leader_dc {
+            base
+        } else {
+            base * 2
+        };
+        let members = voters
+            .iter()
+            .chain(&learners)
+            .map(|&i| {
+                let n = cfg.node_by_id(i).expect("checked");
+                (i, (n.name.clone(), n.listen))
+            })
+            .collect();
+        Ok(NodeOptions {
+            group: group.name.clone(),
+            id,
+            voters,
+            learners,
+            members,
+            data_dir: cfg.data_dir(node),
+            shards: usize::from(cfg.shards),
+            sync: cfg.sync.parse()?,
+            heartbeat: Duration::from_millis(cfg.heartbeat_ms),
+            election,
+            on_deposed,
+        })
+    }
+}
+
+/// The peers of node `name`, with their replication addresses and the
+/// one-way latency toward each.
+pub fn peers(cfg: &ClusterConfig, name: &str) -> Vec<Peer> {
+    let Some(me) = cfg.node(name) else {
+        return Vec::new();
+    };
+    let group = cfg.group();
+    std::iter::once(&group.leader)
+        .chain(&group.followers)
+        .chain(&group.learners)
+        .filter(|n| *n != name)
+        .filter_map(|n| {
+            let node = cfg.node(n)?;
+            Some(Peer {
+                id: cfg.node_id(n)?,
+                addr: node.repl,
+                latency: cfg.latency(&me.dc, &node.dc),
+            })
+        })
+        .collect()
+}
+
+/// State shared by the stream's machine, the log's [`Replicate`] handle
+/// and `SHOW mako.replication`.
+struct Shared {
+    group: String,
+    id: NodeId,
+    voters: usize,
+    sync: SyncMode,
+    members: HashMap<NodeId, (String, SocketAddr)>,
+    serving: AtomicBool,
+    /// This node has served as leader in this life.
+    served: AtomicBool,
+    status: Mutex<Status>,
+    events: OnceLock<Sender<Event<Token>>>,
+    persist: Arc<Persist>,
+}
+
+impl Shared {
+    fn name(&self, id: NodeId) -> String {
+        self.members
+            .get(&id)
+            .map_or_else(|| format!("node {id}"), |(n, a)| format!("{n} ({a})"))
+    }
+
+    fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+struct Handle(Arc<Shared>);
+
+impl Replicate for Handle {
+    fn propose(&self, batch: Vec<LogEntry>) -> Result<()> {
+        let Some(tx) = self.0.events.get() else {
+            return Err(Error::new(
+                ErrorKind::NotServing,
+                "replication is not running",
+            ));
+        };
+        let bytes = encode_batch(&batch);
+        tx.send(Event::Propose(bytes, batch))
+            .map_err(|_| Error::new(ErrorKind::Unavailable, "the replication stream has stopped"))
+    }
+
+    fn serving(&self) -> Result<()> {
+        if self.0.serving.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let st = self.0.status();
+        let me = self.0.name(self.0.id);
+        let message = match st.leader {
+            Some(l) if l == self.0.id => format!(
+                "node {me} leads replica group {} but cannot serve yet: it is recovering \
+                 earlier leaders' entries or has not heard from a majority; retry shortly",
+                self.0.group
+            ),
+            Some(l) => format!(
+                "node {me} is a follower in replica group {} and does not serve transactions; \
+                 the leader is {}",
+                self.0.group,
+                self.0.name(l)
+            ),
+            None => format!(
+                "node {me} does not serve transactions: replica group {} has no leader right \
+                 now (an election may be running); retry shortly",
+                self.0.group
+            ),
+        };
+        Err(Error::new(ErrorKind::NotServing, message))
+    }
+
+    fn durability(&self) -> String {
+        format!(
+            "replicated: a commit is acknowledged once a majority of the {} voting replicas of \
+             group {} has it on disk (multi-paxos, sync={})",
+            self.0.voters,
+            self.0.group,
+            self.0.sync.name()
+        )
+    }
+
+    fn status(&self) -> String {
+        let st = self.0.status();
+        let role = if st.serving {
+            "leader"
+        } else if st.leader == Some(self.0.id) {
+            "leader (not serving)"
+        } else if st.leader.is_some() {
+            "follower"
+        } else {
+            "no leader"
+        };
+        let leader = st
+            .leader
+            .map_or_else(|| "unknown".into(), |l| self.0.name(l));
+        format!(
+            "group={} node={} role={role} leader={leader} epoch={} chosen={} checkpointed={} replicas={}",
+            self.0.group,
+            self.0.name(self.0.id),
+            st.ballot.epoch,
+            st.chosen.saturating_sub(1),
+            self.0.persist.checkpointed_slot().saturating_sub(1),
+            self.0.members.len(),
+        )
+    }
+}
+
+/// Applies chosen slots to the node's data.
+struct NodeMachine {
+    shared: Arc<Shared>,
+    db: Arc<Db>,
+    on_deposed: Box<dyn Fn() + Send + Sync>,
+}
+
+impl NodeMachine {
+    fn deposed(&self) {
+        if self.shared.served.load(Ordering::Acquire) {
+            self.shared.serving.store(false, Ordering::Release);
+            tracing::error!(
+                "this node was the leader and has been replaced: transactions it installed \
+                 may never be chosen, so it stops; restart it to rejoin as a follower"
+            );
+            (self.on_deposed)();
+        }
+    }
+}
+
+impl Machine<Token> for NodeMachine {
+    fn apply(&mut self, slot: Slot, value: Chosen<Token>) {
+        let persist = &self.shared.persist;
+        match value {
+            Chosen::Own(entries) => persist.chosen(slot, entries, true),
+            Chosen::Other(bytes) => match decode_batch(&bytes) {
+                Ok(entries) => persist.chosen(slot, entries, false),
+                Err(e) => {
+                    // Every replica has the same value: this one's copy or
+                    // code is broken. Applying later slots would diverge.
+                    tracing::error!(slot, error = %e.message, "a chosen batch cannot be decoded; stopping");
+                    (self.on_deposed)();
+                }
+            },
+            Chosen::Noop => {}
+        }
+    }
+
+    fn lost(&mut self, _token: Token, why: NotLeader) {
+        tracing::warn!(
+            ?why,
+            "a batch was not replicated: this node no longer leads"
+        );
+        self.deposed();
+    }
+
+    fn status(&mut self, status: &Status) {
+        *self.shared.status.lock().unwrap_or_else(|p| p.into_inner()) = status.clone();
+        if status.deposed {
+            self.deposed();
+        }
+        if status.serving && !self.shared.serving.load(Ordering::Acquire) {
+            // A new leader's transaction ids continue after every id it
+            // has applied.
+            self.db.advance_txn_ids(self.shared.persist.last_txn());
+            self.shared.served.store(true, Ordering::Release);
+        }
+        self.shared.serving.store(status.serving, Ordering::Release);
+    }
+
+    fn durable(&mut self) -> Slot {
+        self.shared.persist.checkpointed_slot()
+    }
+}
+
+/// Stream records in the data directory's `repl` column family: `p` holds
+/// the promise, `s` + slot (big-endian) each slot's accepted or chosen
+/// value.
+struct PersistStorage(Arc<Persist>);
+
+const PROMISE_KEY: &[u8] = b"p";
+
+fn slot_key(slot: Slot) -> Vec<u8> {
+    let mut k = b"s".to_vec();
+    k.extend_from_slice(&slot.to_be_bytes());
+    k
+}
+
+impl Storage for PersistStorage {
+    fn persist(&mut self, records: &[Record]) -> std::result::Result<(), String> {
+        let mut puts = Vec::with_capacity(records.len());
+        let mut sync = false;
+        for r in records {
+            sync |= r.needs_sync();
+            let key = match r {
+                Record::Promised(_) => PROMISE_KEY.to_vec(),
+                Record::Accepted(slot, ..) | Record::Chosen(slot, _) => slot_key(*slot),
+            };
+            let value = postcard::to_allocvec(r).map_err(|e| e.to_string())?;
+            puts.push((key, value));
+        }
+        self.0.repl_write(&puts, sync).map_err(|e| e.message)
+    }
+
+    fn forget(&mut self, slot: Slot) -> std::result::Result<(), String> {
+        self.0
+            .repl_delete_range(&slot_key(0), &slot_key(slot))
+            .map_err(|e| e.message)
+    }
+}
+
+fn load_state(persist: &Persist) -> Result<paxos::HardState> {
+    let mut records = Vec::new();
+    for (k, v) in persist.repl_records()? {
+        let r: Record = postcard::from_bytes(&v).map_err(|e| {
+            kv::log::corrupt(format!("replication record {k:?} cannot be decoded: {e}"))
+        })?;
+        records.push(r);
+    }
+    Ok(Record::load(records))
+}
+
+/// A replicated node, opened but not yet connected to its peers.
+pub struct Node {
+    opts: NodeOptions,
+    shared: Arc<Shared>,
+    /// The database handle to serve.
+    pub db: Arc<Db>,
+    /// The data directory.
+    pub persist: Arc<Persist>,
+    /// What recovery found.
+    pub recovered: kv::persist::Recovered,
+    replica: Option<Replica>,
+    stream: Option<Stream<Token>>,
+}
+
+impl Node {
+    /// Opens (or creates) the node's data directory and recovers it.
+    pub fn open(opts: NodeOptions) -> Result<Node> {
+        let popts = kv::persist::Options {
+            sync: opts.sync,
+            shards: Some(opts.shards),
+            replica_of: Some(opts.group.clone()),
+            ..kv::persist::Options::default()
+        };
+        let (persist, shards, recovered) = kv::persist::open(&opts.data_dir, popts)?;
+        let state = load_state(&persist)?;
+        let tick = (opts.heartbeat / 2).clamp(Duration::from_millis(1), Duration::from_millis(5));
+        let ticks = |d: Duration| (d.as_micros() / tick.as_micros()).max(1) as u32;
+        let cfg = paxos::Config {
+            id: opts.id,
+            voters: opts.voters.clone(),
+            learners: opts.learners.clone(),
+            election_ticks: ticks(opts.election),
+            heartbeat_ticks: ticks(opts.heartbeat),
+            max_batch: 64,
+            seed: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        };
+        let replica = Replica::restore(cfg, state, recovered.applied_slot);
+        let shared = Arc::new(Shared {
+            group: opts.group.clone(),
+            id: opts.id,
+            voters: opts.voters.len(),
+            sync: opts.sync,
+            members: opts.members.clone(),
+            serving: AtomicBool::new(false),
+            served: AtomicBool::new(false),
+            status: Mutex::new(Status::default()),
+            events: OnceLock::new(),
+            persist: persist.clone(),
+        });
+        persist.start_replication(Arc::new(Handle(shared.clone())))?;
+        let db = Db::logged(shards, persist.clone(), recovered.last_txn);
+        Ok(Node {
+            opts,
+            shared,
+            db,
+            persist,
+            recovered,
+            replica: Some(replica),
+            stream: None,
+        })
+    }
+
+    /// Where the transport delivers this node's messages.
+    pub fn deliver(&self) -> Deliver {
+        let shared = self.shared.clone();
+        Arc::new(move |from, msg| {
+            if let Some(tx) = shared.events.get() {
+                let _ = tx.send(Event::Message(from, msg));
+            }
+        })
+    }
+
+    /// Starts the stream over `transport`.
+    pub fn start(&mut self, transport: Arc<dyn Transport>) {
+        let Some(replica) = self.replica.take() else {
+            return;
+        };
+        let on_deposed = std::mem::replace(&mut self.opts.on_deposed, Box::new(|| {}));
+        let machine = NodeMachine {
+            shared: self.shared.clone(),
+            db: self.db.clone(),
+            on_deposed,
+        };
+        let timing = Timing {
+            tick: (self.opts.heartbeat / 2)
+                .clamp(Duration::from_millis(1), Duration::from_millis(5)),
+            lease: self.opts.election,
+        };
+        let stream = Stream::start(
+            replica,
+            Box::new(PersistStorage(self.persist.clone())),
+            Box::new(machine),
+            transport,
+            timing,
+        );
+        let _ = self.shared.events.set(stream.sender());
+        self.stream = Some(stream);
+    }
+
+    /// The stream's status.
+    pub fn status(&self) -> Status {
+        self.shared.status()
+    }
+
+    /// True while this node serves as leader.
+    pub fn serving(&self) -> bool {
+        self.shared.serving.load(Ordering::Acquire)
+    }
+
+    /// The ballot this node promised.
+    pub fn ballot(&self) -> Ballot {
+        self.status().ballot
+    }
+
+    /// Stops the stream, then closes the data directory (a final
+    /// checkpoint).
+    pub fn close(mut self) {
+        if let Some(mut s) = self.stream.take() {
+            s.stop();
+        }
+        self.persist.close();
+    }
+}
