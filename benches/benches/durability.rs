@@ -20,48 +20,15 @@
 //! configuration, default 3; BENCH_THREADS committing threads, default 32).
 //! Data directories go to the system temp dir and are removed afterwards.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use benches::{Rng, bench_duration, commit_retrying, run_threads};
-use kv::keycode::encode_int;
-use kv::keys::partition_hash;
+use benches::writes::{self, key, row};
+use benches::{TempDir, bench_duration};
 use kv::persist::{self, Options, SyncMode};
-use txn::{Db, Placement};
+use txn::Db;
 
 const SHARDS: usize = 4;
-const ACCOUNTS: u64 = 100_000;
-
-fn key(table: u32, i: u64) -> (Vec<u8>, Placement) {
-    let mut col = Vec::new();
-    encode_int(&mut col, i as i64);
-    let mut k = kv::keys::index_prefix(table, 1);
-    k.extend_from_slice(&col);
-    (k, Placement::Partitioned(partition_hash(&col)))
-}
-
-fn row(n: u64) -> Arc<[u8]> {
-    let mut v = n.to_le_bytes().to_vec();
-    v.resize(150, b'x');
-    Arc::from(v)
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("mako-bench-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn threads() -> usize {
     std::env::var("BENCH_THREADS")
@@ -91,33 +58,8 @@ fn workload(sync: SyncMode) -> (f64, f64) {
 
 /// Loads the accounts into `db` and runs the workload; returns txn/s.
 fn transfers(db: &Arc<Db>) -> f64 {
-    for chunk in (0..ACCOUNTS).collect::<Vec<_>>().chunks(1000) {
-        let mut t = db.begin();
-        for &i in chunk {
-            let (k, p) = key(1000, i);
-            t.put(k, row(0), p);
-        }
-        t.commit().expect("load");
-    }
-    let (tps, _) = run_threads(threads(), bench_duration(), |t, go| {
-        let mut rng = Rng::new(t as u64 + 7);
-        let (mut done, mut retried) = (0, 0);
-        let mut n = 0u64;
-        while go() {
-            n += 1;
-            let (k, p) = key(1000, rng.below(ACCOUNTS));
-            let (ik, ip) = key(1001, ((t as u64) << 40) | n);
-            retried += commit_retrying(db, |txn| {
-                let v = txn.get(&k, p).expect("read").expect("loaded");
-                let count = u64::from_le_bytes(v[..8].try_into().expect("8 bytes")) + 1;
-                txn.put(k.clone(), row(count), p);
-                txn.put(ik.clone(), row(n), ip);
-            });
-            done += 1;
-        }
-        (done, retried)
-    });
-    tps
+    writes::load(db);
+    writes::run(db, threads(), bench_duration(), None)
 }
 
 /// Fills a directory with about `mb` MB of rows, closes it, and times the

@@ -1,7 +1,13 @@
 //! Shared helpers for Mako's benchmarks. Each benchmark prints its figures
 //! together with a baseline measured in the same run, and the ratio.
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use kv::keycode::encode_int;
+use kv::keys::partition_hash;
+use txn::{Db, Placement};
 
 /// The benchmarks allocate with mimalloc, as the `mako` binary does.
 #[global_allocator]
@@ -76,5 +82,99 @@ pub fn commit_retrying(db: &std::sync::Arc<txn::Db>, mut body: impl FnMut(&mut t
             Err(e) if e.is_retryable() => retried += 1,
             Err(e) => panic!("{e}"),
         }
+    }
+}
+
+/// A directory under the system temp dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh (empty) directory path for `name`.
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("mako-bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The write-heavy workload of the durability and replication benchmarks:
+/// each transaction updates one of `ACCOUNTS` rows and inserts a new one
+/// (about 150 bytes each).
+pub mod writes {
+    use super::*;
+
+    /// Rows updated by the workload.
+    pub const ACCOUNTS: u64 = 100_000;
+
+    /// The key and placement of row `i` of `table`.
+    pub fn key(table: u32, i: u64) -> (Vec<u8>, Placement) {
+        let mut col = Vec::new();
+        encode_int(&mut col, i as i64);
+        let mut k = kv::keys::index_prefix(table, 1);
+        k.extend_from_slice(&col);
+        (k, Placement::Partitioned(partition_hash(&col)))
+    }
+
+    /// A 150-byte row holding `n`.
+    pub fn row(n: u64) -> Arc<[u8]> {
+        let mut v = n.to_le_bytes().to_vec();
+        v.resize(150, b'x');
+        Arc::from(v)
+    }
+
+    /// Loads the accounts.
+    pub fn load(db: &Arc<Db>) {
+        for chunk in (0..ACCOUNTS).collect::<Vec<_>>().chunks(1000) {
+            let mut t = db.begin();
+            for &i in chunk {
+                let (k, p) = key(1000, i);
+                t.put(k, row(0), p);
+            }
+            t.commit().expect("load");
+        }
+    }
+
+    /// Runs the workload on `threads` threads for `duration`; returns txn/s
+    /// and, when `latencies` is given, adds each commit's latency (from
+    /// BEGIN to the acknowledgement, retries included) to it.
+    pub fn run(
+        db: &Arc<Db>,
+        threads: usize,
+        duration: Duration,
+        latencies: Option<&Mutex<Vec<Duration>>>,
+    ) -> f64 {
+        let (tps, _) = run_threads(threads, duration, |t, go| {
+            let mut rng = Rng::new(t as u64 + 7);
+            let (mut done, mut retried) = (0, 0);
+            let mut n = 0u64;
+            let mut mine = Vec::new();
+            while go() {
+                n += 1;
+                let (k, p) = key(1000, rng.below(ACCOUNTS));
+                let (ik, ip) = key(1001, ((t as u64) << 40) | n);
+                let started = Instant::now();
+                retried += commit_retrying(db, |txn| {
+                    let v = txn.get(&k, p).expect("read").expect("loaded");
+                    let count = u64::from_le_bytes(v[..8].try_into().expect("8 bytes")) + 1;
+                    txn.put(k.clone(), row(count), p);
+                    txn.put(ik.clone(), row(n), ip);
+                });
+                if latencies.is_some() {
+                    mine.push(started.elapsed());
+                }
+                done += 1;
+            }
+            if let Some(l) = latencies {
+                l.lock().unwrap_or_else(|p| p.into_inner()).extend(mine);
+            }
+            (done, retried)
+        });
+        tps
     }
 }

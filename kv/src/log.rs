@@ -73,8 +73,8 @@ pub trait Replicate: Send + Sync {
     /// Replicates a batch of entries, in log order. Returns at once; the
     /// stream reports the batch chosen through
     /// `Persist::chosen` (`own = true`). Fails when this node does not
-    /// lead.
-    fn propose(&self, batch: Vec<LogEntry>) -> Result<()>;
+    /// lead, handing the entries back.
+    fn propose(&self, batch: Vec<LogEntry>) -> std::result::Result<(), (Error, Vec<LogEntry>)>;
 
     /// Ok while this node is its group's serving leader; otherwise an
     /// error (kind [`ErrorKind::NotServing`]) that says where the leader is.

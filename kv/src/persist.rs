@@ -832,16 +832,18 @@ impl Persist {
             }
             if self.replica_of.is_some() {
                 // The stream persists and replicates; `chosen` settles.
+                let (seqs, entries): (Vec<u64>, Vec<LogEntry>) = batch.into_iter().unzip();
                 let proposed = match self.replicator.get() {
-                    Some(r) => r.propose(batch.iter().map(|(_, e)| e.clone()).collect()),
-                    None => Err(Error::new(
-                        ErrorKind::NotServing,
-                        "replication is not running",
+                    Some(r) => r.propose(entries),
+                    None => Err((
+                        Error::new(ErrorKind::NotServing, "replication is not running"),
+                        entries,
                     )),
                 };
-                if let Err(e) = proposed {
+                if let Err((e, entries)) = proposed {
                     self.fail(e);
                     self.freeze();
+                    let batch: Sequenced = seqs.into_iter().zip(entries).collect();
                     self.roll_back(&batch);
                 }
                 continue;

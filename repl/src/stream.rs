@@ -66,12 +66,15 @@ pub enum Record {
     Accepted(Slot, Ballot, Value),
     /// A slot known chosen (may be written without a sync).
     Chosen(Slot, Value),
+    /// A slot known chosen with the value this replica accepted for it
+    /// (which its `Accepted` record holds): no need to write it twice.
+    ChosenAsAccepted(Slot),
 }
 
 impl Record {
     /// True for records a reply depends on.
     pub fn needs_sync(&self) -> bool {
-        !matches!(self, Record::Chosen(..))
+        matches!(self, Record::Promised(_) | Record::Accepted(..))
     }
 
     /// Rebuilds a replica's hard state from its records. A slot known
@@ -83,8 +86,10 @@ impl Record {
             epoch: u64::MAX,
             node: NodeId::MAX,
         };
+        let mut as_accepted = Vec::new();
         for r in records {
             match r {
+                Record::ChosenAsAccepted(slot) => as_accepted.push(slot),
                 Record::Promised(b) => st.promised = st.promised.max(b),
                 Record::Accepted(slot, b, v) => {
                     if !st.chosen.contains_key(&slot) {
@@ -95,6 +100,17 @@ impl Record {
                     st.accepted.insert(slot, (top, v.clone()));
                     st.chosen.insert(slot, v);
                 }
+            }
+        }
+        for slot in as_accepted {
+            if st.chosen.contains_key(&slot) {
+                continue;
+            }
+            // An acceptor only ever accepts the chosen value for a chosen
+            // slot again, so the record found is the chosen value.
+            if let Some((_, v)) = st.accepted.get(&slot).cloned() {
+                st.accepted.insert(slot, (top, v.clone()));
+                st.chosen.insert(slot, v);
             }
         }
         st
@@ -299,12 +315,13 @@ impl<T> Driver<T> {
                 Persist::Accepted(s, b, v) => Record::Accepted(s, b, v),
             })
             .collect();
-        records.extend(
-            ready
-                .chosen
-                .iter()
-                .map(|(s, v)| Record::Chosen(*s, v.clone())),
-        );
+        records.extend(ready.chosen.iter().map(|(s, v)| {
+            if self.replica.accepted(*s) == Some(v) {
+                Record::ChosenAsAccepted(*s)
+            } else {
+                Record::Chosen(*s, v.clone())
+            }
+        }));
         if !records.is_empty()
             && let Err(e) = self.storage.persist(&records)
         {

@@ -124,10 +124,15 @@ impl Sim {
             });
         }
         for (s, v) in &ready.chosen {
-            // A stream's storage keeps one record per slot: the chosen
-            // one replaces what was accepted.
-            self.disks[i].retain(|r| !matches!(r, Record::Accepted(t, ..) if t == s));
-            self.disks[i].push(Record::Chosen(*s, v.clone()));
+            // As a stream does: a marker when the accepted record holds
+            // the chosen value, else the chosen value replaces it (one
+            // record per slot).
+            if node.accepted(*s) == Some(v) {
+                self.disks[i].push(Record::ChosenAsAccepted(*s));
+            } else {
+                self.disks[i].retain(|r| !matches!(r, Record::Accepted(t, ..) if t == s));
+                self.disks[i].push(Record::Chosen(*s, v.clone()));
+            }
         }
         for env in ready.messages {
             self.send(env);
@@ -252,7 +257,9 @@ impl Sim {
                 node.compact(below);
                 self.disks[i].retain(|r| match r {
                     Record::Promised(_) => true,
-                    Record::Accepted(s, ..) | Record::Chosen(s, _) => *s >= below,
+                    Record::Accepted(s, ..)
+                    | Record::Chosen(s, _)
+                    | Record::ChosenAsAccepted(s) => *s >= below,
                 });
             }
         }

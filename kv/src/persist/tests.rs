@@ -318,3 +318,128 @@ fn group_commit_shares_syncs() {
     assert!(writes < entries, "{writes} syncs for {entries} entries");
     p.close();
 }
+
+/// A stand-in for the replication stream: it keeps what it is given.
+#[derive(Default)]
+struct Proposals(Mutex<Vec<Vec<LogEntry>>>);
+
+impl crate::log::Replicate for Proposals {
+    fn propose(&self, batch: Vec<LogEntry>) -> std::result::Result<(), (Error, Vec<LogEntry>)> {
+        lock(&self.0).push(batch);
+        Ok(())
+    }
+
+    fn serving(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn durability(&self) -> String {
+        "test".into()
+    }
+
+    fn status(&self) -> String {
+        "test".into()
+    }
+}
+
+fn replica_opts(group: &str) -> Options {
+    Options {
+        replica_of: Some(group.into()),
+        ..opts(1, 1)
+    }
+}
+
+fn entry(txn: u64, clock: u64, writes: &[(&str, Option<&str>)]) -> LogEntry {
+    LogEntry {
+        txn,
+        shard: 0,
+        vc: vc(&[clock]),
+        epoch: 1,
+        writes: image(writes),
+    }
+}
+
+#[test]
+fn a_leader_acknowledges_only_what_the_stream_chose() {
+    let dir = TempDir::new("repl-leader");
+    let (p, shards, rec) = open(&dir.0, replica_opts("g")).unwrap();
+    assert_eq!(rec.applied_slot, 1);
+    let stream = Arc::new(Proposals::default());
+    p.start_replication(stream.clone()).unwrap();
+    let c = shards[0].next_clock();
+    install(&p, &shards[0], 1, &vc(&[c]), &[("a", Some("1"))]);
+    // The log hands the batch to the stream instead of writing it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lock(&stream.0).is_empty() {
+        assert!(Instant::now() < deadline, "nothing was proposed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        shards[0].watermark(),
+        0,
+        "acknowledged before it was chosen"
+    );
+    let batch = lock(&stream.0).remove(0);
+    p.chosen(1, batch, true);
+    shards[0].wait_watermark(c).unwrap();
+    assert_eq!(p.last_txn(), 1);
+    p.close();
+}
+
+#[test]
+fn a_follower_installs_chosen_batches_and_resumes_after_its_checkpoint() {
+    let dir = TempDir::new("repl-follower");
+    {
+        let (p, shards, _) = open(&dir.0, replica_opts("g")).unwrap();
+        p.chosen(
+            1,
+            vec![entry(7, 1, &[("a", Some("1")), ("b", Some("2"))])],
+            false,
+        );
+        p.chosen(
+            2,
+            vec![
+                entry(8, 2, &[("a", Some("3"))]),
+                entry(9, 3, &[("b", None), ("c", Some("4"))]),
+            ],
+            false,
+        );
+        assert_eq!(contents(&shards[0]), pairs(&[("a", "3"), ("c", "4")]));
+        assert_eq!(shards[0].clock(), 3);
+        assert_eq!(shards[0].watermark(), 3);
+        assert_eq!(p.last_txn(), 9);
+        p.close();
+    }
+    let (p, shards, rec) = open(&dir.0, replica_opts("g")).unwrap();
+    assert_eq!(contents(&shards[0]), pairs(&[("a", "3"), ("c", "4")]));
+    assert_eq!(rec.last_txn, 9);
+    // Slot 2 is in the checkpoint; the stream resumes after it, or at it
+    // (applying a slot again is harmless).
+    assert!((2..=3).contains(&rec.applied_slot), "{rec:?}");
+    assert_eq!(shards[0].clock(), 3);
+    p.chosen(3, vec![entry(10, 4, &[("d", Some("5"))])], false);
+    assert_eq!(shards[0].watermark(), 4);
+    p.close();
+}
+
+#[test]
+fn a_replicas_directory_and_a_single_nodes_are_not_interchangeable() {
+    let dir = TempDir::new("repl-kind");
+    {
+        let (p, _, _) = open(&dir.0, replica_opts("g")).unwrap();
+        p.close();
+    }
+    let err = open(&dir.0, opts(1, 1)).err().expect("refused");
+    assert!(
+        err.message.contains("replica of group g"),
+        "{}",
+        err.message
+    );
+    let err = open(&dir.0, replica_opts("h")).err().expect("refused");
+    assert!(err.message.contains("group h"), "{}", err.message);
+    let (p, _, _) = open(&dir.0, replica_opts("g")).unwrap();
+    // Without a stream, it refuses transactions.
+    assert_eq!(p.serving().unwrap_err().kind, ErrorKind::NotServing);
+    p.close();
+}

@@ -66,6 +66,10 @@ pub struct NodeOptions {
     pub heartbeat: Duration,
     /// This node's election timeout (randomized up to twice this).
     pub election: Duration,
+    /// A leader that has not heard from a majority for this long stops
+    /// serving (the group's election timeout: by then the others may
+    /// have elected another leader).
+    pub lease: Duration,
     /// Called when this node, having served as leader, is deposed: its
     /// memory may hold transactions that will never be chosen, so it must
     /// stop (a restart recovers it as a follower).
@@ -126,6 +130,7 @@ impl NodeOptions {
             sync: cfg.sync.parse()?,
             heartbeat: Duration::from_millis(cfg.heartbeat_ms),
             election,
+            lease: base,
             on_deposed,
         })
     }
@@ -187,16 +192,20 @@ impl Shared {
 struct Handle(Arc<Shared>);
 
 impl Replicate for Handle {
-    fn propose(&self, batch: Vec<LogEntry>) -> Result<()> {
+    fn propose(&self, batch: Vec<LogEntry>) -> std::result::Result<(), (Error, Vec<LogEntry>)> {
         let Some(tx) = self.0.events.get() else {
-            return Err(Error::new(
-                ErrorKind::NotServing,
-                "replication is not running",
-            ));
+            let e = Error::new(ErrorKind::NotServing, "replication is not running");
+            return Err((e, batch));
         };
         let bytes = encode_batch(&batch);
-        tx.send(Event::Propose(bytes, batch))
-            .map_err(|_| Error::new(ErrorKind::Unavailable, "the replication stream has stopped"))
+        tx.send(Event::Propose(bytes, batch)).map_err(|e| {
+            let batch = match e.0 {
+                Event::Propose(_, batch) => batch,
+                _ => Vec::new(),
+            };
+            let e = Error::new(ErrorKind::Unavailable, "the replication stream has stopped");
+            (e, batch)
+        })
     }
 
     fn serving(&self) -> Result<()> {
@@ -262,14 +271,77 @@ impl Replicate for Handle {
     }
 }
 
-/// Applies chosen slots to the node's data.
+/// A chosen slot on its way to the applier thread.
+enum ToApply {
+    Own(Slot, Vec<LogEntry>),
+    Other(Slot, Vec<u8>),
+}
+
+/// Applies chosen slots to the node's data, on a thread of its own so
+/// that the stream's thread goes back to its disk and network at once.
 struct NodeMachine {
     shared: Arc<Shared>,
     db: Arc<Db>,
-    on_deposed: Box<dyn Fn() + Send + Sync>,
+    on_deposed: Arc<dyn Fn() + Send + Sync>,
+    to_apply: Sender<ToApply>,
+    /// The last slot handed to the applier, and the last it applied.
+    handed: Slot,
+    applied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl NodeMachine {
+    fn new(
+        shared: Arc<Shared>,
+        db: Arc<Db>,
+        on_deposed: Arc<dyn Fn() + Send + Sync>,
+    ) -> NodeMachine {
+        let (tx, rx) = std::sync::mpsc::channel::<ToApply>();
+        let applied = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        {
+            let (persist, applied, stop) =
+                (shared.persist.clone(), applied.clone(), on_deposed.clone());
+            let spawned = std::thread::Builder::new()
+                .name("mako-apply".into())
+                .spawn(move || {
+                    for item in rx {
+                        let slot = match item {
+                            ToApply::Own(slot, entries) => {
+                                persist.chosen(slot, entries, true);
+                                slot
+                            }
+                            ToApply::Other(slot, bytes) => match decode_batch(&bytes) {
+                                Ok(entries) => {
+                                    persist.chosen(slot, entries, false);
+                                    slot
+                                }
+                                Err(e) => {
+                                    // Every replica has the same value: this
+                                    // one's copy or code is broken, and
+                                    // applying later slots would diverge.
+                                    tracing::error!(slot, error = %e.message, "a chosen batch cannot be decoded; stopping");
+                                    stop();
+                                    return;
+                                }
+                            },
+                        };
+                        applied.store(slot, Ordering::Release);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the applier thread; stopping");
+                on_deposed();
+            }
+        }
+        NodeMachine {
+            shared,
+            db,
+            on_deposed,
+            to_apply: tx,
+            handed: 0,
+            applied,
+        }
+    }
+
     fn deposed(&self) {
         if self.shared.served.load(Ordering::Acquire) {
             self.shared.serving.store(false, Ordering::Release);
@@ -280,24 +352,24 @@ impl NodeMachine {
             (self.on_deposed)();
         }
     }
+
+    /// Waits until the applier has applied everything handed to it.
+    fn drain(&self) {
+        while self.applied.load(Ordering::Acquire) < self.handed {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 impl Machine<Token> for NodeMachine {
     fn apply(&mut self, slot: Slot, value: Chosen<Token>) {
-        let persist = &self.shared.persist;
-        match value {
-            Chosen::Own(entries) => persist.chosen(slot, entries, true),
-            Chosen::Other(bytes) => match decode_batch(&bytes) {
-                Ok(entries) => persist.chosen(slot, entries, false),
-                Err(e) => {
-                    // Every replica has the same value: this one's copy or
-                    // code is broken. Applying later slots would diverge.
-                    tracing::error!(slot, error = %e.message, "a chosen batch cannot be decoded; stopping");
-                    (self.on_deposed)();
-                }
-            },
-            Chosen::Noop => {}
-        }
+        let item = match value {
+            Chosen::Own(entries) => ToApply::Own(slot, entries),
+            Chosen::Other(bytes) => ToApply::Other(slot, bytes),
+            Chosen::Noop => return,
+        };
+        self.handed = slot;
+        let _ = self.to_apply.send(item);
     }
 
     fn lost(&mut self, _token: Token, why: NotLeader) {
@@ -314,8 +386,9 @@ impl Machine<Token> for NodeMachine {
             self.deposed();
         }
         if status.serving && !self.shared.serving.load(Ordering::Acquire) {
-            // A new leader's transaction ids continue after every id it
-            // has applied.
+            // A new leader serves only once everything chosen is applied;
+            // its transaction ids continue after every id it has applied.
+            self.drain();
             self.db.advance_txn_ids(self.shared.persist.last_txn());
             self.shared.served.store(true, Ordering::Release);
         }
@@ -340,6 +413,13 @@ fn slot_key(slot: Slot) -> Vec<u8> {
     k
 }
 
+/// `c` + slot: the slot is chosen with the value under its `s` key.
+fn marker_key(slot: Slot) -> Vec<u8> {
+    let mut k = b"c".to_vec();
+    k.extend_from_slice(&slot.to_be_bytes());
+    k
+}
+
 impl Storage for PersistStorage {
     fn persist(&mut self, records: &[Record]) -> std::result::Result<(), String> {
         let mut puts = Vec::with_capacity(records.len());
@@ -349,6 +429,7 @@ impl Storage for PersistStorage {
             let key = match r {
                 Record::Promised(_) => PROMISE_KEY.to_vec(),
                 Record::Accepted(slot, ..) | Record::Chosen(slot, _) => slot_key(*slot),
+                Record::ChosenAsAccepted(slot) => marker_key(*slot),
             };
             let value = postcard::to_allocvec(r).map_err(|e| e.to_string())?;
             puts.push((key, value));
@@ -358,7 +439,8 @@ impl Storage for PersistStorage {
 
     fn forget(&mut self, slot: Slot) -> std::result::Result<(), String> {
         self.0
-            .repl_delete_range(&slot_key(0), &slot_key(slot))
+            .repl_delete_range(&marker_key(0), &marker_key(slot))
+            .and_then(|()| self.0.repl_delete_range(&slot_key(0), &slot_key(slot)))
             .map_err(|e| e.message)
     }
 }
@@ -454,15 +536,11 @@ impl Node {
             return;
         };
         let on_deposed = std::mem::replace(&mut self.opts.on_deposed, Box::new(|| {}));
-        let machine = NodeMachine {
-            shared: self.shared.clone(),
-            db: self.db.clone(),
-            on_deposed,
-        };
+        let machine = NodeMachine::new(self.shared.clone(), self.db.clone(), Arc::from(on_deposed));
         let timing = Timing {
             tick: (self.opts.heartbeat / 2)
                 .clamp(Duration::from_millis(1), Duration::from_millis(5)),
-            lease: self.opts.election,
+            lease: self.opts.lease,
         };
         let stream = Stream::start(
             replica,

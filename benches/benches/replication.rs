@@ -1,0 +1,192 @@
+//! The cost of replication, measured in one run, on in-process replica
+//! groups (each replica with its own RocksDB data directory, synced group
+//! commits, talking through in-process channels with injected latency):
+//!
+//! 1. Throughput of the durability benchmark's write workload (update one
+//!    row, insert one; BENCH_THREADS committing threads, default 32) on a
+//!    group of 1 replica and on a group of 3, without injected latency.
+//!    Prints both and the cost of replication (Mako reports ~23%; the
+//!    target is <= 20%). All replicas share this machine's cores and disk,
+//!    so the 3-replica figure also pays for two followers' work.
+//! 2. Commit latency with 25 ms one-way latency between the three
+//!    replicas' datacenters (a commit needs one round trip to a majority:
+//!    50 ms): p50 and p99 over BENCH_LAT_THREADS (default 8) committing
+//!    threads, against the target p50 <= one round trip + 10 ms.
+//!
+//! Consensus: Multi-Paxos (ours). The openraft implementation does not
+//! exist yet; the benchmark says so instead of printing figures for it.
+//!
+//! Run: `cargo bench -p benches --bench replication` (BENCH_SECS seconds
+//! per configuration, default 3).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use benches::{TempDir, bench_duration, writes};
+use kv::persist::SyncMode;
+use pgserver::cluster::{Node, NodeOptions};
+use repl::net::Local;
+
+const SHARDS: usize = 4;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A replica group of `n` in-process nodes, each in its own datacenter,
+/// `latency` apart (one way). Node 1 leads.
+struct Group {
+    nodes: Vec<Node>,
+    _dirs: Vec<TempDir>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Group {
+    fn start(n: u32, latency: Duration) -> Group {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let net = Local::new();
+        let ids: Vec<u32> = (1..=n).collect();
+        let members: HashMap<u32, (String, std::net::SocketAddr)> = ids
+            .iter()
+            .map(|&i| (i, (format!("n{i}"), ([127, 0, 0, 1], 0).into())))
+            .collect();
+        static GROUPS: AtomicU32 = AtomicU32::new(0);
+        let group = GROUPS.fetch_add(1, Ordering::Relaxed);
+        let mut nodes = Vec::new();
+        let mut dirs = Vec::new();
+        for &id in &ids {
+            let dir = TempDir::new(&format!("repl-{group}-{id}"));
+            let opts = NodeOptions {
+                group: "bench".into(),
+                id,
+                voters: ids.clone(),
+                learners: Vec::new(),
+                members: members.clone(),
+                data_dir: dir.0.clone(),
+                shards: SHARDS,
+                sync: SyncMode::Group,
+                heartbeat: Duration::from_millis(20),
+                election: if id == 1 {
+                    Duration::from_millis(100)
+                } else {
+                    Duration::from_secs(2)
+                },
+                lease: Duration::from_secs(2),
+                on_deposed: Box::new(|| {
+                    eprintln!("replication bench: the leader was deposed (a bug)");
+                    std::process::exit(1);
+                }),
+            };
+            let mut node = Node::open(opts).expect("open a replica");
+            net.register(id, node.deliver());
+            let peers: Vec<(u32, Duration)> = ids
+                .iter()
+                .filter(|&&p| p != id)
+                .map(|&p| (p, latency))
+                .collect();
+            let endpoint = {
+                let _guard = runtime.enter();
+                net.endpoint(id, &peers)
+            };
+            node.start(Arc::new(endpoint));
+            nodes.push(node);
+            dirs.push(dir);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !nodes[0].serving() {
+            assert!(Instant::now() < deadline, "no leader within 30 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Group {
+            nodes,
+            _dirs: dirs,
+            _runtime: runtime,
+        }
+    }
+
+    fn db(&self) -> &Arc<txn::Db> {
+        &self.nodes[0].db
+    }
+
+    fn close(self) {
+        let Group {
+            nodes,
+            _dirs,
+            _runtime,
+        } = self;
+        for n in nodes {
+            n.close();
+        }
+        // The transport's tasks hold the nodes' last references: stop them
+        // before the directories go.
+        drop(_runtime);
+        drop(_dirs);
+    }
+}
+
+fn throughput(n: u32, threads: usize) -> f64 {
+    let g = Group::start(n, Duration::ZERO);
+    writes::load(g.db());
+    let tps = writes::run(g.db(), threads, bench_duration(), None);
+    g.close();
+    tps
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn main() {
+    let threads = env_usize("BENCH_THREADS", 32);
+    let lat_threads = env_usize("BENCH_LAT_THREADS", 8);
+    println!(
+        "replication: {} s per configuration, {threads} committing threads, {SHARDS} shards, \
+         multi-paxos, sync=group, temp dir {}",
+        bench_duration().as_secs_f64(),
+        std::env::temp_dir().display()
+    );
+    let one = throughput(1, threads);
+    println!("  1 replica    {one:>9.0} txn/s");
+    let three = throughput(3, threads);
+    println!("  3 replicas   {three:>9.0} txn/s");
+    println!(
+        "throughput 3/1: {:.2}x: replication costs {:.0}% (target <= 20%; Mako reports ~23%)",
+        three / one,
+        (1.0 - three / one) * 100.0
+    );
+
+    let one_way = Duration::from_millis(25);
+    let g = Group::start(3, one_way);
+    writes::load(g.db());
+    let lat = Mutex::new(Vec::new());
+    let tps = writes::run(g.db(), lat_threads, bench_duration(), Some(&lat));
+    g.close();
+    let mut lat = lat.into_inner().unwrap_or_else(|p| p.into_inner());
+    lat.sort_unstable();
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    let target = 2 * one_way + Duration::from_millis(10);
+    println!(
+        "commit latency, 3 replicas {} ms apart (one way), {lat_threads} threads: \
+         p50 {:.1} ms, p99 {:.1} ms over {} commits ({tps:.0} txn/s); \
+         p50 / (round trip + 10 ms) = {:.2} (target <= 1)",
+        one_way.as_millis(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        lat.len(),
+        p50.as_secs_f64() / target.as_secs_f64()
+    );
+    println!("openraft: not implemented yet (consensus = \"raft\" is refused); no figures");
+}
