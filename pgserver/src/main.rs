@@ -355,7 +355,9 @@ fn start_replica(config: &std::path::Path, name: &str) -> std::process::ExitCode
             Ok(t) => t,
             Err(e) => return fail(format!("cannot listen for replicas on {}: {e}", me.repl)),
         };
-    node.start(std::sync::Arc::new(transport));
+    if let Err(e) = node.start(std::sync::Arc::new(transport), repl_runtime.handle()) {
+        return fail(e.message);
+    }
     let code = runtime.block_on(async {
         let listener = match tokio::net::TcpListener::bind(me.listen).await {
             Ok(l) => l,

@@ -52,11 +52,12 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
-    fn new() -> Cluster {
+    fn new(consensus: &str) -> Cluster {
         let dir = common::temp_data_dir("cluster");
         std::fs::create_dir_all(&dir).unwrap();
-        let mut text = String::from(
-            "heartbeat_ms = 50\nelection_timeout_ms = 500\n\
+        let mut text = format!("consensus = \"{consensus}\"\n");
+        text.push_str(
+            "heartbeat_ms = 50\nelection_timeout_ms = 300\n\
              [[datacenter]]\nname = \"a\"\n[[datacenter]]\nname = \"b\"\n[[datacenter]]\nname = \"c\"\n\
              [[latency]]\nbetween = [\"a\", \"b\"]\nms = 10\n\
              [[latency]]\nbetween = [\"a\", \"c\"]\nms = 10\n\
@@ -233,9 +234,12 @@ async fn transfer(c: &Client, id: i64, from: i64, to: i64, amount: i64) -> Resul
 }
 
 /// Every row of every shard of a stopped node's data directory.
-fn dump(dir: &Path) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
+fn dump(dir: &Path, consensus: &str) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
     let opts = kv::persist::Options {
-        replica_of: Some("g1".into()),
+        replica_of: Some(match consensus {
+            "raft" => "g1 (raft)".into(),
+            _ => "g1".into(),
+        }),
         ..kv::persist::Options::default()
     };
     let (persist, shards, _) = kv::persist::open(dir, opts).expect("open a replica's directory");
@@ -257,8 +261,17 @@ fn dump(dir: &Path) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn leader_failover_loses_nothing_acknowledged() {
-    let mut cluster = Cluster::new();
+async fn paxos_leader_failover_loses_nothing_acknowledged() {
+    failover("paxos").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn raft_leader_failover_loses_nothing_acknowledged() {
+    failover("raft").await;
+}
+
+async fn failover(consensus: &str) {
+    let mut cluster = Cluster::new(consensus);
     let first = cluster
         .leader(Duration::from_secs(30))
         .await
@@ -346,7 +359,7 @@ async fn leader_failover_loses_nothing_acknowledged() {
         "the new leader took {took:?} to serve"
     );
     eprintln!(
-        "leader n{} killed after {before} acknowledged transfers; n{} served after {took:?}",
+        "{consensus}: leader n{} killed after {before} acknowledged transfers; n{} served after {took:?}",
         first + 1,
         second + 1
     );
@@ -413,7 +426,7 @@ async fn leader_failover_loses_nothing_acknowledged() {
     }
     cluster.stop_all();
     let dumps: Vec<_> = (0..NODES)
-        .map(|i| dump(&cluster.dir.join(&cluster.nodes[i].name)))
+        .map(|i| dump(&cluster.dir.join(&cluster.nodes[i].name), consensus))
         .collect();
     assert!(!dumps[0].is_empty());
     for (i, d) in dumps.iter().enumerate().skip(1) {

@@ -37,4 +37,5 @@
 
 pub mod net;
 pub mod paxos;
+pub mod raft;
 pub mod stream;

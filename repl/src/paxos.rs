@@ -118,6 +118,9 @@ pub enum Message {
     CatchUp { from: Slot },
     /// Chosen entries, answering a CatchUp.
     Chosen { entries: Vec<(Slot, Value)> },
+    /// A message of the openraft stream (`crate::raft`), which shares the
+    /// transports; a Paxos replica ignores it.
+    Raft(#[serde(with = "bytes")] Vec<u8>),
 }
 
 /// A message with its sender and receiver.
@@ -483,6 +486,7 @@ impl Replica {
                     self.learn(slot, v);
                 }
             }
+            Message::Raft(_) => {}
         }
     }
 

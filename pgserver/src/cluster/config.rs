@@ -1,7 +1,7 @@
 //! The cluster configuration file (TOML).
 //!
 //! ```toml
-//! consensus = "paxos"          # the only one implemented so far
+//! consensus = "paxos"          # or "raft" (openraft)
 //! heartbeat_ms = 50            # a leader's heartbeat interval
 //! election_timeout_ms = 500    # silence before a follower stands
 //! sync = "group"               # as `mako start --sync`
@@ -40,7 +40,7 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// `paxos` (or `raft`, not implemented yet).
+    /// `paxos` (ours) or `raft` (openraft).
     #[serde(default = "default_consensus")]
     pub consensus: String,
     /// A leader's heartbeat interval.
@@ -161,13 +161,12 @@ impl ClusterConfig {
 
     fn check(&self) -> Result<(), String> {
         match self.consensus.as_str() {
-            "paxos" => {}
-            "raft" => {
-                return Err(
-                    "consensus = \"raft\" (openraft) is not implemented yet; use \"paxos\"".into(),
-                );
+            "paxos" | "raft" => {}
+            other => {
+                return Err(format!(
+                    "unknown consensus {other:?} (use \"paxos\" or \"raft\")"
+                ));
             }
-            other => return Err(format!("unknown consensus {other:?} (use \"paxos\")")),
         }
         self.sync.parse::<kv::persist::SyncMode>()?;
         if self.heartbeat_ms == 0 || self.election_timeout_ms < 2 * self.heartbeat_ms {
@@ -324,7 +323,7 @@ mod tests {
         };
         assert!(bad("followers = [\"n2\"]", "followers = [\"n9\"]").contains("unknown node"));
         assert!(bad("dc = \"b\"", "dc = \"z\"").contains("unknown datacenter"));
-        assert!(bad("heartbeat_ms = 20", "consensus = \"raft\"").contains("not implemented"));
+        assert!(bad("heartbeat_ms = 20", "consensus = \"zab\"").contains("unknown consensus"));
         assert!(bad("election_timeout_ms = 200", "election_timeout_ms = 30").contains("twice"));
         assert!(bad("name = \"n2\"", "name = \"n1\"").contains("twice"));
         assert!(bad("ms = 25", "ms = 25\nbogus = 1").contains("bogus"));

@@ -31,6 +31,7 @@ use kv::persist::{Persist, SyncMode};
 use kv::{Error, ErrorKind, Result};
 use repl::net::{Deliver, Peer, Transport};
 use repl::paxos::{self, Ballot, NodeId, NotLeader, Replica, Slot};
+use repl::raft::{KeyValues, RaftDisk, RaftStream, RaftTiming};
 use repl::stream::{Chosen, Event, Machine, Record, Status, Storage, Stream, Timing};
 use txn::Db;
 
@@ -66,6 +67,11 @@ pub struct NodeOptions {
     pub heartbeat: Duration,
     /// This node's election timeout (randomized up to twice this).
     pub election: Duration,
+    /// The consensus protocol.
+    pub consensus: Consensus,
+    /// Raft only: this node sets up the group's first membership (the
+    /// preferred leader does).
+    pub initialize: bool,
     /// A leader that has not heard from a majority for this long stops
     /// serving (the group's election timeout: by then the others may
     /// have elected another leader).
@@ -130,6 +136,12 @@ impl NodeOptions {
             sync: cfg.sync.parse()?,
             heartbeat: Duration::from_millis(cfg.heartbeat_ms),
             election,
+            consensus: if cfg.consensus == "raft" {
+                Consensus::Raft
+            } else {
+                Consensus::Paxos
+            },
+            initialize: node.name == group.leader,
             lease: base,
             on_deposed,
         })
@@ -160,7 +172,33 @@ pub fn peers(cfg: &ClusterConfig, name: &str) -> Vec<Peer> {
 
 /// State shared by the stream's machine, the log's [`Replicate`] handle
 /// and `SHOW mako.replication`.
+/// How a node proposes, whichever consensus runs its stream.
+enum Proposer {
+    Paxos(Sender<Event<Token>>),
+    Raft(Arc<RaftStream<Token>>),
+}
+
+/// The consensus protocol of a replica group's stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consensus {
+    /// Our Multi-Paxos (`repl::paxos`).
+    Paxos,
+    /// openraft 0.9 (`repl::raft`).
+    Raft,
+}
+
+impl Consensus {
+    /// Its name in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Consensus::Paxos => "multi-paxos",
+            Consensus::Raft => "raft (openraft)",
+        }
+    }
+}
+
 struct Shared {
+    consensus: Consensus,
     group: String,
     id: NodeId,
     voters: usize,
@@ -170,7 +208,9 @@ struct Shared {
     /// This node has served as leader in this life.
     served: AtomicBool,
     status: Mutex<Status>,
-    events: OnceLock<Sender<Event<Token>>>,
+    proposer: OnceLock<Proposer>,
+    /// Where received messages go, once the stream runs.
+    deliver: OnceLock<Deliver>,
     persist: Arc<Persist>,
 }
 
@@ -193,11 +233,18 @@ struct Handle(Arc<Shared>);
 
 impl Replicate for Handle {
     fn propose(&self, batch: Vec<LogEntry>) -> std::result::Result<(), (Error, Vec<LogEntry>)> {
-        let Some(tx) = self.0.events.get() else {
+        let Some(proposer) = self.0.proposer.get() else {
             let e = Error::new(ErrorKind::NotServing, "replication is not running");
             return Err((e, batch));
         };
         let bytes = encode_batch(&batch);
+        let tx = match proposer {
+            Proposer::Paxos(tx) => tx,
+            Proposer::Raft(stream) => {
+                stream.propose(bytes, batch);
+                return Ok(());
+            }
+        };
         tx.send(Event::Propose(bytes, batch)).map_err(|e| {
             let batch = match e.0 {
                 Event::Propose(_, batch) => batch,
@@ -238,9 +285,10 @@ impl Replicate for Handle {
     fn durability(&self) -> String {
         format!(
             "replicated: a commit is acknowledged once a majority of the {} voting replicas of \
-             group {} has it on disk (multi-paxos, sync={})",
+             group {} has it on disk ({}, sync={})",
             self.0.voters,
             self.0.group,
+            self.0.consensus.name(),
             self.0.sync.name()
         )
     }
@@ -260,13 +308,14 @@ impl Replicate for Handle {
             .leader
             .map_or_else(|| "unknown".into(), |l| self.0.name(l));
         format!(
-            "group={} node={} role={role} leader={leader} epoch={} chosen={} checkpointed={} replicas={}",
+            "group={} node={} role={role} leader={leader} epoch={} chosen={} checkpointed={} replicas={} consensus={}",
             self.0.group,
             self.0.name(self.0.id),
             st.ballot.epoch,
             st.chosen.saturating_sub(1),
             self.0.persist.checkpointed_slot().saturating_sub(1),
             self.0.members.len(),
+            self.0.consensus.name(),
         )
     }
 }
@@ -445,9 +494,36 @@ impl Storage for PersistStorage {
     }
 }
 
+impl RaftDisk for PersistStorage {
+    fn write(
+        &self,
+        puts: KeyValues,
+        delete: Option<(Vec<u8>, Vec<u8>)>,
+        sync: bool,
+    ) -> std::result::Result<(), String> {
+        if let Some((from, to)) = delete {
+            self.0
+                .repl_delete_range(&from, &to)
+                .map_err(|e| e.message)?;
+        }
+        if puts.is_empty() {
+            return Ok(());
+        }
+        self.0.repl_write(&puts, sync).map_err(|e| e.message)
+    }
+
+    fn scan(&self) -> std::result::Result<KeyValues, String> {
+        self.0.repl_records().map_err(|e| e.message)
+    }
+}
+
 fn load_state(persist: &Persist) -> Result<paxos::HardState> {
     let mut records = Vec::new();
     for (k, v) in persist.repl_records()? {
+        // Only the Paxos stream's keys (`p`, `c…`, `s…`).
+        if !matches!(k.first(), Some(b'p' | b'c' | b's')) {
+            continue;
+        }
         let r: Record = postcard::from_bytes(&v).map_err(|e| {
             kv::log::corrupt(format!("replication record {k:?} cannot be decoded: {e}"))
         })?;
@@ -468,6 +544,7 @@ pub struct Node {
     pub recovered: kv::persist::Recovered,
     replica: Option<Replica>,
     stream: Option<Stream<Token>>,
+    raft: Option<Arc<RaftStream<Token>>>,
 }
 
 impl Node {
@@ -476,7 +553,12 @@ impl Node {
         let popts = kv::persist::Options {
             sync: opts.sync,
             shards: Some(opts.shards),
-            replica_of: Some(opts.group.clone()),
+            // The consensus is part of what the directory holds: one
+            // protocol's state means nothing to the other.
+            replica_of: Some(match opts.consensus {
+                Consensus::Paxos => opts.group.clone(),
+                Consensus::Raft => format!("{} (raft)", opts.group),
+            }),
             ..kv::persist::Options::default()
         };
         let (persist, shards, recovered) = kv::persist::open(&opts.data_dir, popts)?;
@@ -504,7 +586,9 @@ impl Node {
             serving: AtomicBool::new(false),
             served: AtomicBool::new(false),
             status: Mutex::new(Status::default()),
-            events: OnceLock::new(),
+            proposer: OnceLock::new(),
+            deliver: OnceLock::new(),
+            consensus: opts.consensus,
             persist: persist.clone(),
         });
         persist.start_replication(Arc::new(Handle(shared.clone())))?;
@@ -517,6 +601,7 @@ impl Node {
             recovered,
             replica: Some(replica),
             stream: None,
+            raft: None,
         })
     }
 
@@ -524,19 +609,47 @@ impl Node {
     pub fn deliver(&self) -> Deliver {
         let shared = self.shared.clone();
         Arc::new(move |from, msg| {
-            if let Some(tx) = shared.events.get() {
-                let _ = tx.send(Event::Message(from, msg));
+            if let Some(d) = shared.deliver.get() {
+                d(from, msg);
             }
         })
     }
 
-    /// Starts the stream over `transport`.
-    pub fn start(&mut self, transport: Arc<dyn Transport>) {
+    /// Starts the stream over `transport`; a raft stream runs its tasks on
+    /// `runtime`.
+    pub fn start(
+        &mut self,
+        transport: Arc<dyn Transport>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<()> {
         let Some(replica) = self.replica.take() else {
-            return;
+            return Ok(());
         };
         let on_deposed = std::mem::replace(&mut self.opts.on_deposed, Box::new(|| {}));
         let machine = NodeMachine::new(self.shared.clone(), self.db.clone(), Arc::from(on_deposed));
+        if self.opts.consensus == Consensus::Raft {
+            let timing = RaftTiming {
+                heartbeat: self.opts.heartbeat,
+                election: self.opts.election,
+                lease: self.opts.lease,
+            };
+            let stream = RaftStream::start(
+                runtime,
+                self.opts.id,
+                &self.opts.voters,
+                Arc::new(PersistStorage(self.persist.clone())),
+                Box::new(machine),
+                transport,
+                timing,
+                self.recovered.applied_slot,
+                self.opts.initialize,
+            )
+            .map_err(|e| Error::new(ErrorKind::Io, e))?;
+            let _ = self.shared.deliver.set(stream.deliver());
+            let _ = self.shared.proposer.set(Proposer::Raft(stream.clone()));
+            self.raft = Some(stream);
+            return Ok(());
+        }
         let timing = Timing {
             tick: (self.opts.heartbeat / 2)
                 .clamp(Duration::from_millis(1), Duration::from_millis(5)),
@@ -549,8 +662,13 @@ impl Node {
             transport,
             timing,
         );
-        let _ = self.shared.events.set(stream.sender());
+        let tx = stream.sender();
+        let _ = self.shared.deliver.set(Arc::new(move |from, msg| {
+            let _ = tx.send(Event::Message(from, msg));
+        }));
+        let _ = self.shared.proposer.set(Proposer::Paxos(stream.sender()));
         self.stream = Some(stream);
+        Ok(())
     }
 
     /// The stream's status.
@@ -573,6 +691,9 @@ impl Node {
     pub fn close(mut self) {
         if let Some(mut s) = self.stream.take() {
             s.stop();
+        }
+        if let Some(r) = self.raft.take() {
+            r.stop();
         }
         self.persist.close();
     }

@@ -1,0 +1,742 @@
+//! The stream on openraft (`consensus = "raft"`): the same interface as
+//! [`crate::stream::Stream`] — propose a batch with a token, get chosen
+//! entries in order through a [`Machine`], status, storage on the node's
+//! disk, messages over a [`Transport`] — implemented with openraft 0.9
+//! (its v2 storage traits).
+//!
+//! - Raft log index `i` is stream slot `i + 1` (openraft's first entry,
+//!   the initial membership, has index 0). Blank and membership entries
+//!   reach the machine as [`Chosen::Noop`].
+//! - Log entries and the vote are written through [`RaftDisk`] (synced)
+//!   before openraft is told they are durable.
+//! - Raft RPCs travel as [`Message::Raft`] frames: a request carries an id,
+//!   and its reply completes the caller's future; a lost message times
+//!   out.
+//! - A proposal carries (node, incarnation, sequence number), so that the
+//!   proposer's own batches come back as [`Chosen::Own`].
+//! - No snapshots: openraft never purges the log, which grows until the
+//!   node restarts with a fresh directory (as for the Paxos stream,
+//!   snapshots are to come).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, EmptyNode, Entry, EntryPayload, LogId, LogState, OptionalSend, RaftLogReader,
+    RaftNetwork, RaftNetworkFactory, RaftSnapshotBuilder, ServerState, Snapshot, StorageError,
+    StorageIOError, StoredMembership, Vote,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::net::{Deliver, Transport};
+use crate::paxos::{Ballot, Envelope, Message, NodeId, NotLeader, Slot};
+use crate::stream::{Chosen, Machine, Status};
+
+/// A proposed batch, with who proposed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The proposing node.
+    pub origin: u64,
+    /// Its process (a random number per start).
+    pub incarnation: u64,
+    /// Its proposal number.
+    pub seq: u64,
+    /// The batch.
+    pub bytes: Vec<u8>,
+}
+
+openraft::declare_raft_types!(
+    /// openraft's types for a stream.
+    pub Types:
+        D = Batch,
+        R = (),
+        NodeId = u64,
+        Node = EmptyNode,
+        Entry = Entry<Types>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+type Sid = u64;
+
+/// Keys and values, in key order.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Where a raft stream keeps its log and vote (a node's data directory).
+pub trait RaftDisk: Send + Sync + 'static {
+    /// Writes `puts` and deletes the keys in `delete` ([from, to)), in one
+    /// atomic write, synced if `sync`.
+    fn write(
+        &self,
+        puts: KeyValues,
+        delete: Option<(Vec<u8>, Vec<u8>)>,
+        sync: bool,
+    ) -> Result<(), String>;
+
+    /// Every record, in key order.
+    fn scan(&self) -> Result<KeyValues, String>;
+}
+
+const VOTE_KEY: &[u8] = b"rv";
+
+fn log_key(index: u64) -> Vec<u8> {
+    let mut k = b"rl".to_vec();
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn io_err(e: impl ToString) -> StorageError<Sid> {
+    StorageIOError::write_logs(AnyError::error(e)).into()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+struct LogInner {
+    entries: BTreeMap<u64, Entry<Types>>,
+    vote: Option<Vote<Sid>>,
+    purged: Option<LogId<Sid>>,
+}
+
+/// The log store: entries in memory, written through to the disk.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Mutex<LogInner>>,
+    disk: Arc<dyn RaftDisk>,
+}
+
+impl LogStore {
+    /// Loads the log and vote from `disk`.
+    pub fn load(disk: Arc<dyn RaftDisk>) -> Result<LogStore, String> {
+        let mut inner = LogInner::default();
+        for (k, v) in disk.scan()? {
+            if k == VOTE_KEY {
+                inner.vote = Some(postcard::from_bytes(&v).map_err(|e| e.to_string())?);
+            } else if k.starts_with(b"rl") {
+                let e: Entry<Types> = postcard::from_bytes(&v).map_err(|e| e.to_string())?;
+                inner.entries.insert(e.log_id.index, e);
+            }
+        }
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(inner)),
+            disk,
+        })
+    }
+
+    fn log_id_at(&self, index: u64) -> Option<LogId<Sid>> {
+        lock(&self.inner).entries.get(&index).map(|e| e.log_id)
+    }
+
+    /// The last membership entry at or below `index`.
+    fn membership_at(&self, index: u64) -> StoredMembership<Sid, EmptyNode> {
+        let inner = lock(&self.inner);
+        for e in inner.entries.range(..=index).rev().map(|(_, e)| e) {
+            if let EntryPayload::Membership(m) = &e.payload {
+                return StoredMembership::new(Some(e.log_id), m.clone());
+            }
+        }
+        StoredMembership::default()
+    }
+}
+
+impl RaftLogReader<Types> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<Types>>, StorageError<Sid>> {
+        let start = match range.start_bound() {
+            Bound::Included(s) => Bound::Included(*s),
+            Bound::Excluded(s) => Bound::Excluded(*s),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(s) => Bound::Included(*s),
+            Bound::Excluded(s) => Bound::Excluded(*s),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        Ok(lock(&self.inner)
+            .entries
+            .range((start, end))
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+}
+
+impl RaftLogStorage<Types> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<Types>, StorageError<Sid>> {
+        let inner = lock(&self.inner);
+        let last = inner
+            .entries
+            .values()
+            .next_back()
+            .map(|e| e.log_id)
+            .or(inner.purged);
+        Ok(LogState {
+            last_purged_log_id: inner.purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<Sid>) -> Result<(), StorageError<Sid>> {
+        let v = postcard::to_allocvec(vote).map_err(io_err)?;
+        self.disk
+            .write(vec![(VOTE_KEY.to_vec(), v)], None, true)
+            .map_err(io_err)?;
+        lock(&self.inner).vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<Sid>>, StorageError<Sid>> {
+        Ok(lock(&self.inner).vote)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<Types>,
+    ) -> Result<(), StorageError<Sid>>
+    where
+        I: IntoIterator<Item = Entry<Types>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<Types>> = entries.into_iter().collect();
+        let mut puts = Vec::with_capacity(entries.len());
+        for e in &entries {
+            puts.push((
+                log_key(e.log_id.index),
+                postcard::to_allocvec(e).map_err(io_err)?,
+            ));
+        }
+        {
+            let mut inner = lock(&self.inner);
+            for e in entries {
+                inner.entries.insert(e.log_id.index, e);
+            }
+        }
+        let written = self.disk.write(puts, None, true);
+        match written {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.clone())));
+                Err(io_err(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<Sid>) -> Result<(), StorageError<Sid>> {
+        self.disk
+            .write(
+                Vec::new(),
+                Some((log_key(log_id.index), log_key(u64::MAX))),
+                true,
+            )
+            .map_err(io_err)?;
+        let mut inner = lock(&self.inner);
+        inner.entries.split_off(&log_id.index);
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<Sid>) -> Result<(), StorageError<Sid>> {
+        self.disk
+            .write(
+                Vec::new(),
+                Some((log_key(0), log_key(log_id.index + 1))),
+                false,
+            )
+            .map_err(io_err)?;
+        let mut inner = lock(&self.inner);
+        inner.entries = inner.entries.split_off(&(log_id.index + 1));
+        inner.purged = Some(log_id);
+        Ok(())
+    }
+}
+
+/// Tokens of this node's proposals not yet applied, by sequence number.
+type Pending<T> = Arc<Mutex<HashMap<u64, T>>>;
+
+/// The state machine: hands entries to the stream's [`Machine`].
+pub struct StateMachine<T> {
+    machine: Arc<Mutex<Box<dyn Machine<T>>>>,
+    pending: Pending<T>,
+    me: u64,
+    incarnation: u64,
+    last_applied: Option<LogId<Sid>>,
+    membership: StoredMembership<Sid, EmptyNode>,
+}
+
+/// Snapshots are not implemented: this builder only says so.
+pub struct NoSnapshots;
+
+impl RaftSnapshotBuilder<Types> for NoSnapshots {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<Types>, StorageError<Sid>> {
+        Err(StorageIOError::write_snapshot(
+            None,
+            AnyError::error("snapshots are not implemented for the raft stream"),
+        )
+        .into())
+    }
+}
+
+impl<T: Send + 'static> RaftStateMachine<Types> for StateMachine<T> {
+    type SnapshotBuilder = NoSnapshots;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<Sid>>, StoredMembership<Sid, EmptyNode>), StorageError<Sid>> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<Sid>>
+    where
+        I: IntoIterator<Item = Entry<Types>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        let mut machine = lock(&self.machine);
+        for e in entries {
+            let slot: Slot = e.log_id.index + 1;
+            let chosen = match e.payload {
+                EntryPayload::Blank => Chosen::Noop,
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(e.log_id), m);
+                    Chosen::Noop
+                }
+                EntryPayload::Normal(b) => {
+                    let own = (b.origin == self.me && b.incarnation == self.incarnation)
+                        .then(|| lock(&self.pending).remove(&b.seq))
+                        .flatten();
+                    match own {
+                        Some(token) => Chosen::Own(token),
+                        None => Chosen::Other(b.bytes),
+                    }
+                }
+            };
+            machine.apply(slot, chosen);
+            self.last_applied = Some(e.log_id);
+            out.push(());
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        NoSnapshots
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<Sid>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _meta: &openraft::SnapshotMeta<Sid, EmptyNode>,
+        _snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<Sid>> {
+        Err(StorageIOError::write_snapshot(
+            None,
+            AnyError::error("snapshots are not implemented for the raft stream"),
+        )
+        .into())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Types>>, StorageError<Sid>> {
+        Ok(None)
+    }
+}
+
+/// A raft RPC or its reply, as carried in [`Message::Raft`].
+#[derive(Serialize, Deserialize)]
+enum Rpc {
+    Append(u64, AppendEntriesRequest<Types>),
+    Vote(u64, VoteRequest<Sid>),
+    AppendReply(u64, Result<AppendEntriesResponse<Sid>, String>),
+    VoteReply(u64, Result<VoteResponse<Sid>, String>),
+}
+
+enum Reply {
+    Append(Result<AppendEntriesResponse<Sid>, String>),
+    Vote(Result<VoteResponse<Sid>, String>),
+}
+
+/// Requests waiting for their replies, by id.
+type Waiting = Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Reply>>>>;
+
+/// The network side: sends RPCs over a [`Transport`] and matches replies.
+#[derive(Clone)]
+pub struct Network {
+    me: NodeId,
+    transport: Arc<dyn Transport>,
+    waiting: Waiting,
+    next: Arc<AtomicU64>,
+}
+
+impl Network {
+    fn send(&self, to: NodeId, rpc: &Rpc) {
+        if let Ok(bytes) = postcard::to_allocvec(rpc) {
+            self.transport.send(Envelope {
+                from: self.me,
+                to,
+                msg: Message::Raft(bytes),
+            });
+        }
+    }
+
+    async fn call(
+        &self,
+        to: NodeId,
+        make: impl FnOnce(u64) -> Rpc,
+        ttl: Duration,
+    ) -> Option<Reply> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&self.waiting).insert(id, tx);
+        self.send(to, &make(id));
+        let reply = tokio::time::timeout(ttl, rx)
+            .await
+            .ok()
+            .and_then(Result::ok);
+        lock(&self.waiting).remove(&id);
+        reply
+    }
+}
+
+#[derive(Debug)]
+struct Failed(String);
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failed {}
+
+/// One connection (to one peer).
+pub struct Connection {
+    net: Network,
+    to: NodeId,
+}
+
+impl RaftNetworkFactory<Types> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: Sid, _node: &EmptyNode) -> Connection {
+        Connection {
+            net: self.clone(),
+            to: target as NodeId,
+        }
+    }
+}
+
+fn unreachable<E: std::error::Error>(what: &str) -> RPCError<Sid, EmptyNode, E> {
+    RPCError::Unreachable(Unreachable::new(&Failed(what.to_string())))
+}
+
+impl RaftNetwork<Types> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<Types>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<Sid>, RPCError<Sid, EmptyNode, RaftError<Sid>>> {
+        match self
+            .net
+            .call(self.to, |id| Rpc::Append(id, rpc), option.hard_ttl())
+            .await
+        {
+            Some(Reply::Append(Ok(r))) => Ok(r),
+            Some(Reply::Append(Err(e))) => Err(RPCError::Network(NetworkError::new(&Failed(e)))),
+            _ => Err(unreachable("no reply to AppendEntries")),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<Types>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<Sid>,
+        RPCError<Sid, EmptyNode, RaftError<Sid, InstallSnapshotError>>,
+    > {
+        Err(unreachable(
+            "snapshots are not implemented for the raft stream",
+        ))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<Sid>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<Sid>, RPCError<Sid, EmptyNode, RaftError<Sid>>> {
+        match self
+            .net
+            .call(self.to, |id| Rpc::Vote(id, rpc), option.hard_ttl())
+            .await
+        {
+            Some(Reply::Vote(Ok(r))) => Ok(r),
+            Some(Reply::Vote(Err(e))) => Err(RPCError::Network(NetworkError::new(&Failed(e)))),
+            _ => Err(unreachable("no reply to Vote")),
+        }
+    }
+}
+
+/// Timing of a raft stream.
+#[derive(Clone, Debug)]
+pub struct RaftTiming {
+    /// openraft's heartbeat interval (also its replication RPC timeout:
+    /// keep it above the round trip plus a follower's sync).
+    pub heartbeat: Duration,
+    /// The election timeout (randomized up to twice this).
+    pub election: Duration,
+    /// A leader that has not heard from a majority for this long stops
+    /// serving.
+    pub lease: Duration,
+}
+
+/// A running raft stream.
+pub struct RaftStream<T> {
+    raft: openraft::Raft<Types>,
+    net: Network,
+    pending: Pending<T>,
+    machine: Arc<Mutex<Box<dyn Machine<T>>>>,
+    me: NodeId,
+    incarnation: u64,
+    next_seq: AtomicU64,
+    status: Arc<Mutex<Status>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<T: Send + 'static> RaftStream<T> {
+    /// Starts a stream on `runtime`. `applied`: every slot below it is
+    /// applied and durable in the machine. `initialize`: this node sets up
+    /// the group's first membership (the preferred leader, on a new
+    /// directory; doing it again is harmless).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        me: NodeId,
+        voters: &[NodeId],
+        disk: Arc<dyn RaftDisk>,
+        machine: Box<dyn Machine<T>>,
+        transport: Arc<dyn Transport>,
+        timing: RaftTiming,
+        applied: Slot,
+        initialize: bool,
+    ) -> Result<Arc<RaftStream<T>>, String> {
+        let log = LogStore::load(disk)?;
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        let pending: Pending<T> = Arc::new(Mutex::new(HashMap::new()));
+        let machine = Arc::new(Mutex::new(machine));
+        // Slots below `applied` are in the machine; openraft re-applies
+        // what lies above once a leader commits it.
+        let last_applied = applied.checked_sub(2).and_then(|i| log.log_id_at(i));
+        let membership =
+            last_applied.map_or_else(StoredMembership::default, |l| log.membership_at(l.index));
+        let sm = StateMachine {
+            machine: machine.clone(),
+            pending: pending.clone(),
+            me: u64::from(me),
+            incarnation,
+            last_applied,
+            membership,
+        };
+        let net = Network {
+            me,
+            transport,
+            waiting: Arc::new(Mutex::new(HashMap::new())),
+            next: Arc::new(AtomicU64::new(1)),
+        };
+        let election_ms = timing.election.as_millis() as u64;
+        let config = openraft::Config {
+            cluster_name: "mako-stream".into(),
+            heartbeat_interval: timing.heartbeat.as_millis() as u64,
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            max_payload_entries: 1024,
+            snapshot_policy: openraft::SnapshotPolicy::Never,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| format!("raft configuration: {e}"))?;
+        let raft = runtime
+            .block_on(openraft::Raft::new(
+                u64::from(me),
+                Arc::new(config),
+                net.clone(),
+                log,
+                sm,
+            ))
+            .map_err(|e| format!("cannot start raft: {e}"))?;
+        if initialize {
+            let members: BTreeMap<Sid, EmptyNode> = voters
+                .iter()
+                .map(|&v| (u64::from(v), EmptyNode {}))
+                .collect();
+            // Already initialized (a restart) is fine.
+            let _ = runtime.block_on(raft.initialize(members));
+        }
+        let status = Arc::new(Mutex::new(Status::default()));
+        let stream = Arc::new(RaftStream {
+            raft: raft.clone(),
+            net,
+            pending: pending.clone(),
+            machine: machine.clone(),
+            me,
+            incarnation,
+            next_seq: AtomicU64::new(1),
+            status: status.clone(),
+            runtime: runtime.clone(),
+        });
+        // Follow openraft's metrics: the stream's status.
+        let mut metrics = raft.metrics();
+        let lease = timing.lease;
+        runtime.spawn(async move {
+            let mut led = false;
+            let mut last = Status::default();
+            loop {
+                let st = {
+                    let m = metrics.borrow_and_update();
+                    if m.state == ServerState::Shutdown {
+                        return; // stopped: not deposed
+                    }
+                    let leader = m.state == ServerState::Leader;
+                    led |= leader;
+                    let applied_this_term = m
+                        .last_applied
+                        .is_some_and(|l| l.leader_id.term == m.current_term);
+                    let quorum = m
+                        .millis_since_quorum_ack
+                        .is_some_and(|ms| u128::from(ms) < lease.as_millis());
+                    Status {
+                        leader: m.current_leader.map(|l| l as NodeId),
+                        serving: leader && applied_this_term && quorum,
+                        ballot: Ballot {
+                            epoch: m.current_term,
+                            node: m.current_leader.unwrap_or(0) as NodeId,
+                        },
+                        chosen: m.last_applied.map_or(1, |l| l.index + 2),
+                        deposed: led && !leader,
+                    }
+                };
+                if st.leader != Some(me) && !lock(&pending).is_empty() {
+                    let lost: Vec<T> = lock(&pending).drain().map(|(_, t)| t).collect();
+                    let mut mc = lock(&machine);
+                    for t in lost {
+                        mc.lost(t, NotLeader::Unknown);
+                    }
+                }
+                if st != last {
+                    *lock(&status) = st.clone();
+                    lock(&machine).status(&st);
+                    last = st;
+                }
+                // Re-evaluate at least every 50 ms (the quorum age moves
+                // without a change being published).
+                let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+                if metrics.has_changed().is_err() {
+                    return; // raft stopped
+                }
+            }
+        });
+        Ok(stream)
+    }
+
+    /// Proposes a batch; `token` comes back through the machine.
+    pub fn propose(&self, bytes: Vec<u8>, token: T) {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        lock(&self.pending).insert(seq, token);
+        let batch = Batch {
+            origin: u64::from(self.me),
+            incarnation: self.incarnation,
+            seq,
+            bytes,
+        };
+        let (raft, pending, machine) =
+            (self.raft.clone(), self.pending.clone(), self.machine.clone());
+        self.runtime.spawn(async move {
+            if let Err(e) = raft.client_write(batch).await {
+                // Not the leader, or stopped: the batch will not be
+                // applied as this node's own.
+                let token = lock(&pending).remove(&seq);
+                if let Some(t) = token {
+                    tracing::warn!(error = %e, "a batch was not replicated");
+                    lock(&machine).lost(t, NotLeader::Unknown);
+                }
+            }
+        });
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        lock(&self.status).clone()
+    }
+
+    /// Where the transport delivers messages for this stream.
+    pub fn deliver(self: &Arc<Self>) -> Deliver {
+        let me = self.clone();
+        Arc::new(move |from, msg| {
+            let Message::Raft(bytes) = msg else {
+                return;
+            };
+            let Ok(rpc) = postcard::from_bytes::<Rpc>(&bytes) else {
+                tracing::warn!(from, "undecodable raft message dropped");
+                return;
+            };
+            match rpc {
+                Rpc::AppendReply(id, r) => me.complete(id, Reply::Append(r)),
+                Rpc::VoteReply(id, r) => me.complete(id, Reply::Vote(r)),
+                Rpc::Append(id, req) => {
+                    let (raft, net) = (me.raft.clone(), me.net.clone());
+                    me.runtime.spawn(async move {
+                        let r = raft.append_entries(req).await.map_err(|e| e.to_string());
+                        net.send(from, &Rpc::AppendReply(id, r));
+                    });
+                }
+                Rpc::Vote(id, req) => {
+                    let (raft, net) = (me.raft.clone(), me.net.clone());
+                    me.runtime.spawn(async move {
+                        let r = raft.vote(req).await.map_err(|e| e.to_string());
+                        net.send(from, &Rpc::VoteReply(id, r));
+                    });
+                }
+            }
+        })
+    }
+
+    fn complete(&self, id: u64, reply: Reply) {
+        if let Some(tx) = lock(&self.net.waiting).remove(&id) {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Stops openraft's tasks.
+    pub fn stop(&self) {
+        let raft = self.raft.clone();
+        let _ = self.runtime.block_on(raft.shutdown());
+    }
+}
