@@ -676,8 +676,11 @@ impl<T: Send + 'static> RaftStream<T> {
             seq,
             bytes,
         };
-        let (raft, pending, machine) =
-            (self.raft.clone(), self.pending.clone(), self.machine.clone());
+        let (raft, pending, machine) = (
+            self.raft.clone(),
+            self.pending.clone(),
+            self.machine.clone(),
+        );
         self.runtime.spawn(async move {
             if let Err(e) = raft.client_write(batch).await {
                 // Not the leader, or stopped: the batch will not be
