@@ -31,10 +31,10 @@
 //! whether that collection removed this key; stripes keep such false
 //! conflicts rare).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, ControlFlow};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_skiplist::SkipMap;
@@ -96,10 +96,19 @@ struct Durability {
     /// Set (under `inflight`) when the log stops: the watermark never moves
     /// again.
     frozen: AtomicBool,
+    /// Why the log stopped, and who waits for which clock value.
+    waits: Mutex<Waits>,
+}
+
+/// The commits waiting for the watermark.
+#[derive(Default)]
+struct Waits {
     /// Why the log stopped, once it has.
-    failed: Mutex<Option<Error>>,
-    /// Signalled when the watermark rises or the log fails.
-    changed: Condvar,
+    failed: Option<Error>,
+    /// Waiting threads by the clock value they wait for: a rise of the
+    /// watermark wakes only those it covers (waking every waiter on every
+    /// log write cost a large share of the CPU with many committers).
+    by_clock: BTreeMap<u64, Vec<std::thread::Thread>>,
 }
 
 /// The durable watermark of every shard of a node: the vector watermark
@@ -198,8 +207,7 @@ impl Shard {
                 inflight: Mutex::new(BTreeSet::new()),
                 marks,
                 frozen: AtomicBool::new(false),
-                failed: Mutex::new(None),
-                changed: Condvar::new(),
+                waits: Mutex::new(Waits::default()),
             }),
             ..Self::with_stability(id, stable)
         }
@@ -409,15 +417,23 @@ impl Shard {
         }
     }
 
-    /// Wakes the commits waiting for the watermark, after
+    /// Wakes the commits the watermark now covers, after
     /// [`clock_durable`](Shard::clock_durable) raised it (once per log
-    /// write, not per entry: every waiter wakes up to look).
+    /// write, not per entry).
     pub fn wake_waiters(&self) {
         if let Some(d) = &self.durability {
-            // Under the waiters' mutex: one that has just checked the old
-            // watermark is already waiting, so it cannot miss this.
-            let _waiters = lock(&d.failed);
-            d.changed.notify_all();
+            // The watermark is read under the waiters' mutex: a waiter
+            // that registered before it checked the old watermark, so it
+            // cannot miss this.
+            let ready = {
+                let mut waits = lock(&d.waits);
+                let mark = d.marks.get(self.id);
+                let rest = waits.by_clock.split_off(&(mark + 1));
+                std::mem::replace(&mut waits.by_clock, rest)
+            };
+            for t in ready.into_values().flatten() {
+                t.unpark();
+            }
         }
     }
 
@@ -461,20 +477,27 @@ impl Shard {
         if d.marks.get(self.id) >= c {
             return Ok(());
         }
-        let mut failed = lock(&d.failed);
         loop {
+            {
+                let mut waits = lock(&d.waits);
+                if d.marks.get(self.id) >= c {
+                    return Ok(());
+                }
+                if let Some(e) = waits.failed.as_ref() {
+                    return Err(e.clone());
+                }
+                waits
+                    .by_clock
+                    .entry(c)
+                    .or_default()
+                    .push(std::thread::current());
+            }
+            // Woken by `wake_waiters` (or spuriously); the timeout only
+            // guards against a missed wake-up.
+            std::thread::park_timeout(Duration::from_millis(50));
             if d.marks.get(self.id) >= c {
                 return Ok(());
             }
-            if let Some(e) = failed.as_ref() {
-                return Err(e.clone());
-            }
-            // The timeout only guards against a missed wake-up.
-            failed = d
-                .changed
-                .wait_timeout(failed, Duration::from_millis(50))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
         }
     }
 
@@ -487,11 +510,16 @@ impl Shard {
                 let _inflight = lock(&d.inflight);
                 d.frozen.store(true, Ordering::Release);
             }
-            let mut failed = lock(&d.failed);
-            if failed.is_none() {
-                *failed = Some(error);
+            let all = {
+                let mut waits = lock(&d.waits);
+                if waits.failed.is_none() {
+                    waits.failed = Some(error);
+                }
+                std::mem::take(&mut waits.by_clock)
+            };
+            for t in all.into_values().flatten() {
+                t.unpark();
             }
-            d.changed.notify_all();
         }
     }
 
