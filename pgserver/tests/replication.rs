@@ -52,7 +52,17 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
+    /// Writes the cluster file and starts every node.
     fn new(consensus: &str) -> Cluster {
+        let mut c = Cluster::configured(consensus);
+        for i in 0..NODES {
+            c.start(i);
+        }
+        c
+    }
+
+    /// Writes the cluster file; starts nothing.
+    fn configured(consensus: &str) -> Cluster {
         let dir = common::temp_data_dir("cluster");
         std::fs::create_dir_all(&dir).unwrap();
         let mut text = format!("consensus = \"{consensus}\"\n");
@@ -81,11 +91,7 @@ impl Cluster {
         text.push_str("[[group]]\nname = \"g1\"\nleader = \"n1\"\nfollowers = [\"n2\", \"n3\"]\n");
         let config = dir.join("cluster.toml");
         std::fs::write(&config, text).unwrap();
-        let mut c = Cluster { dir, config, nodes };
-        for i in 0..NODES {
-            c.start(i);
-        }
-        c
+        Cluster { dir, config, nodes }
     }
 
     fn start(&mut self, i: usize) {
@@ -436,6 +442,68 @@ async fn failover(consensus: &str) {
             i + 1,
             d.len(),
             dumps[0].len()
+        );
+    }
+}
+
+/// `mako local-cluster` starts every node of the file (each logging to
+/// its own file), a leader is elected, and SIGTERM stops them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_cluster_starts_and_stops_every_node() {
+    let cluster = Cluster::configured("paxos");
+    let mut sup = Command::new(env!("CARGO_BIN_EXE_mako"))
+        .args(["local-cluster", "--config"])
+        .arg(&cluster.config)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mako local-cluster");
+    // The supervisor's children are not `cluster`'s: find the leader by
+    // asking every port.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        let mut found = None;
+        for n in &cluster.nodes {
+            if let Ok(c) = connect(n.port).await
+                && let Ok(row) = c.query_one("SHOW mako.replication", &[]).await
+                && row.get::<_, String>(0).contains(" role=leader ")
+            {
+                found = Some(n.port);
+            }
+        }
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no leader; {}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let c = connect(leader).await.unwrap();
+    c.batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    for n in &cluster.nodes {
+        let log = cluster.dir.join(format!("{}.log", n.name));
+        assert!(log.exists(), "no log file for {}", n.name);
+    }
+    Command::new("kill")
+        .args(["-TERM", &sup.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = sup.try_wait().unwrap() {
+            assert!(status.success(), "local-cluster exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "local-cluster did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for n in &cluster.nodes {
+        assert!(
+            connect(n.port).await.is_err(),
+            "{} still accepts connections",
+            n.name
         );
     }
 }

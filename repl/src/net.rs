@@ -219,10 +219,12 @@ async fn write_loop(peer: NodeId, addr: SocketAddr, mut rx: UnboundedReceiver<De
 }
 
 /// In-process delivery between nodes of one process, with the same
-/// per-pair latency as [`Tcp`].
+/// per-pair latency as [`Tcp`], and links that tests can cut.
 #[derive(Clone, Default)]
 pub struct Local {
     nodes: Arc<Mutex<HashMap<NodeId, Deliver>>>,
+    /// Pairs (lower id first) whose messages are dropped.
+    cut: Arc<Mutex<std::collections::HashSet<(NodeId, NodeId)>>>,
 }
 
 impl Local {
@@ -239,6 +241,19 @@ impl Local {
             .insert(id, deliver);
     }
 
+    /// Drops every message between `a` and `b` from now on.
+    pub fn cut(&self, a: NodeId, b: NodeId) {
+        self.cut
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((a.min(b), a.max(b)));
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) {
+        self.cut.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// The transport of node `id`: `latency(to)` is the one-way latency to
     /// inject toward each peer. Must be called inside a tokio runtime.
     pub fn endpoint(&self, id: NodeId, peers: &[(NodeId, Duration)]) -> LocalEndpoint {
@@ -246,9 +261,18 @@ impl Local {
         for &(to, latency) in peers {
             let (tx, mut rx) = unbounded_channel::<Delayed<Message>>();
             let nodes = self.nodes.clone();
+            let cut = self.cut.clone();
             tokio::spawn(async move {
                 while let Some((due, msg)) = rx.recv().await {
                     tokio::time::sleep_until(due).await;
+                    let pair = (id.min(to), id.max(to));
+                    if cut
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(&pair)
+                    {
+                        continue;
+                    }
                     let deliver = nodes
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

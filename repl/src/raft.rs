@@ -643,7 +643,13 @@ impl<T: Send + 'static> RaftStream<T> {
                         deposed: led && !leader,
                     }
                 };
-                if st.leader != Some(me) && !lock(&pending).is_empty() {
+                // Not (or no longer) the leader, or a leader cut off from
+                // a majority for several leases (as the Paxos stream):
+                // its proposals are given up.
+                let isolated = metrics.borrow().millis_since_quorum_ack.is_some_and(|ms| {
+                    u128::from(ms) > (lease * crate::stream::GIVE_UP_LEASES).as_millis()
+                });
+                if (st.leader != Some(me) || isolated) && !lock(&pending).is_empty() {
                     let lost: Vec<T> = lock(&pending).drain().map(|(_, t)| t).collect();
                     let mut mc = lock(&machine);
                     for t in lost {

@@ -160,6 +160,10 @@ pub struct Timing {
     pub lease: Duration,
 }
 
+/// A leader that has not heard from a majority for this many leases gives
+/// up on its outstanding proposals.
+pub const GIVE_UP_LEASES: u32 = 3;
+
 /// Keep this many chosen slots below the durable point on followers, for
 /// replicas that lag behind a little.
 const FOLLOWER_RETAIN: Slot = 100_000;
@@ -193,6 +197,7 @@ impl<T: Send + 'static> Stream<T> {
             heard: BTreeMap::new(),
             last: Status::default(),
             led: false,
+            isolated_since: None,
         };
         let thread = std::thread::Builder::new()
             .name("mako-stream".into())
@@ -251,6 +256,8 @@ struct Driver<T> {
     last: Status,
     /// This replica has led in this life.
     led: bool,
+    /// Since when this leader has not heard from a majority.
+    isolated_since: Option<Instant>,
 }
 
 impl<T> Driver<T> {
@@ -380,7 +387,24 @@ impl<T> Driver<T> {
             chosen: self.replica.first_unchosen(),
             deposed: self.led && !is_leader,
         };
-        if !is_leader && !self.own.is_empty() {
+        // A leader cut off from a majority for several leases gives up
+        // on its proposals (their commits would wait for good): someone
+        // else has probably been elected.
+        self.isolated_since = match (is_leader && !majority_heard, self.isolated_since) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now()),
+            (true, since) => since,
+        };
+        let given_up = self
+            .isolated_since
+            .is_some_and(|t| t.elapsed() > self.timing.lease * GIVE_UP_LEASES);
+        if (!is_leader || given_up) && !self.own.is_empty() {
+            if given_up {
+                tracing::warn!(
+                    "no majority heard for {} leases: giving up on this leader's proposals",
+                    GIVE_UP_LEASES
+                );
+            }
             for (_, (_, token)) in std::mem::take(&mut self.own) {
                 self.machine.lost(token, NotLeader::Unknown);
             }

@@ -1,0 +1,148 @@
+//! A leader cut off from its followers (in-process replicas over channels
+//! whose links the test cuts), for both consensus protocols:
+//!
+//! - the followers elect a new leader, which serves every commit
+//!   acknowledged before the cut;
+//! - the old leader, whose commit is stuck without a majority, gives up
+//!   on it and declares itself deposed (a real node then exits and is
+//!   restarted as a follower) — it never acknowledges that commit;
+//! - after healing, nothing acknowledged is missing on the new leader.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kv::persist::SyncMode;
+use pgserver::cluster::{Consensus, Node, NodeOptions};
+use repl::net::Local;
+use txn::{Db, Placement};
+
+mod common;
+
+fn put(db: &Arc<Db>, key: &str, value: &str) -> kv::Result<()> {
+    let mut t = db.begin();
+    t.put(
+        key.as_bytes().to_vec(),
+        Arc::from(value.as_bytes()),
+        Placement::Partitioned(7),
+    );
+    t.commit().map(|_| ())
+}
+
+fn get(db: &Arc<Db>, key: &str) -> Option<String> {
+    let mut t = db.begin();
+    let v = t
+        .get(key.as_bytes(), Placement::Partitioned(7))
+        .expect("read");
+    v.map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn partitioned_leader(consensus: Consensus) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let net = Local::new();
+    let ids = [1u32, 2, 3];
+    let members: HashMap<u32, (String, std::net::SocketAddr)> = ids
+        .iter()
+        .map(|&i| (i, (format!("n{i}"), ([127, 0, 0, 1], 0).into())))
+        .collect();
+    let deposed: Vec<Arc<AtomicBool>> = ids.iter().map(|_| Arc::default()).collect();
+    let mut dirs = Vec::new();
+    let mut nodes = Vec::new();
+    for &id in &ids {
+        let dir = common::temp_data_dir("partition");
+        let flag = deposed[id as usize - 1].clone();
+        let (heartbeat, election) = match consensus {
+            Consensus::Paxos => (Duration::from_millis(20), Duration::from_millis(150)),
+            Consensus::Raft => (Duration::from_millis(50), Duration::from_millis(300)),
+        };
+        let opts = NodeOptions {
+            group: "g".into(),
+            id,
+            voters: ids.to_vec(),
+            learners: Vec::new(),
+            members: members.clone(),
+            data_dir: dir.clone(),
+            shards: 1,
+            sync: SyncMode::Group,
+            heartbeat,
+            election: if id == 1 { election } else { election * 2 },
+            consensus,
+            initialize: id == 1,
+            lease: election * 2,
+            on_deposed: Box::new(move || flag.store(true, Ordering::SeqCst)),
+        };
+        let mut node = Node::open(opts).expect("open");
+        net.register(id, node.deliver());
+        let peers: Vec<(u32, Duration)> = ids
+            .iter()
+            .filter(|&&p| p != id)
+            .map(|&p| (p, Duration::from_millis(2)))
+            .collect();
+        let endpoint = {
+            let _guard = runtime.enter();
+            net.endpoint(id, &peers)
+        };
+        node.start(Arc::new(endpoint), runtime.handle())
+            .expect("start");
+        nodes.push(node);
+        dirs.push(dir);
+    }
+    wait_for("n1 to lead", Duration::from_secs(20), || nodes[0].serving());
+    put(&nodes[0].db, "before", "1").expect("a commit before the cut");
+
+    // Cut the leader off.
+    net.cut(1, 2);
+    net.cut(1, 3);
+    let old = nodes[0].db.clone();
+    let stuck = std::thread::spawn(move || put(&old, "during", "x"));
+    wait_for("a new leader", Duration::from_secs(20), || {
+        nodes[1].serving() || nodes[2].serving()
+    });
+    let new = if nodes[1].serving() { 1 } else { 2 };
+    assert_eq!(get(&nodes[new].db, "before").as_deref(), Some("1"));
+    put(&nodes[new].db, "after", "2").expect("a commit on the new leader");
+    // The old leader gives up on the commit it cannot replicate.
+    wait_for("the old leader to give up", Duration::from_secs(20), || {
+        deposed[0].load(Ordering::SeqCst)
+    });
+    assert!(!nodes[0].serving());
+    assert!(
+        !stuck.is_finished() || stuck.join().unwrap().is_err(),
+        "the cut-off leader acknowledged a commit"
+    );
+
+    net.heal();
+    assert_eq!(get(&nodes[new].db, "before").as_deref(), Some("1"));
+    assert_eq!(get(&nodes[new].db, "after").as_deref(), Some("2"));
+    assert!(!deposed[new].load(Ordering::SeqCst));
+    for n in nodes {
+        n.close();
+    }
+    drop(runtime);
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn a_partitioned_paxos_leader_is_replaced_and_gives_up() {
+    partitioned_leader(Consensus::Paxos);
+}
+
+#[test]
+fn a_partitioned_raft_leader_is_replaced_and_gives_up() {
+    partitioned_leader(Consensus::Raft);
+}
