@@ -25,10 +25,12 @@
 //! Around the core: [`stream::Stream`] runs a replica on a thread with a
 //! disk ([`stream::Storage`]), a network ([`net::Transport`]: TCP or
 //! in-process, either with injected per-pair latency) and a state machine
-//! ([`stream::Machine`]).
+//! ([`stream::Machine`]). [`raft::RaftStream`] offers the same stream on
+//! openraft 0.9 (`consensus = "raft"`), over the same transports and
+//! machine.
 //!
-//! Not here yet: snapshots for replicas that fell behind a truncated log,
-//! and the openraft implementation.
+//! Not here yet: snapshots for replicas that fell behind a truncated log
+//! (for either protocol).
 //!
 //! [`Replica::step`]: paxos::Replica::step
 //! [`Replica::tick`]: paxos::Replica::tick
