@@ -89,7 +89,7 @@ impl Group {
                 consensus,
                 initialize: id == 1,
                 lease: Duration::from_secs(2),
-                on_deposed: Box::new(|| {
+                on_deposed: Box::new(|_| {
                     eprintln!("replication bench: the leader was deposed (a bug)");
                     std::process::exit(1);
                 }),

@@ -314,7 +314,10 @@ fn start_replica(config: &std::path::Path, name: &str) -> std::process::ExitCode
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let on_deposed = Box::new(|| std::process::exit(cluster::DEPOSED_EXIT));
+    let on_deposed = Box::new(|why| match why {
+        cluster::Stop::Deposed => std::process::exit(cluster::DEPOSED_EXIT),
+        cluster::Stop::Failed => std::process::exit(1),
+    });
     let opts = match cluster::NodeOptions::from_config(&cfg, name, on_deposed) {
         Ok(o) => o,
         Err(e) => return fail(e),

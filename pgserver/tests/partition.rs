@@ -46,13 +46,13 @@ fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-fn partitioned_leader(consensus: Consensus) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let net = Local::new();
+/// Three in-process replicas over `net`; n1 is preferred. Returns the
+/// nodes, each node's deposed flag and the data directories.
+fn group(
+    consensus: Consensus,
+    runtime: &tokio::runtime::Runtime,
+    net: &Local,
+) -> (Vec<Node>, Vec<Arc<AtomicBool>>, Vec<std::path::PathBuf>) {
     let ids = [1u32, 2, 3];
     let members: HashMap<u32, (String, std::net::SocketAddr)> = ids
         .iter()
@@ -82,7 +82,7 @@ fn partitioned_leader(consensus: Consensus) {
             consensus,
             initialize: id == 1,
             lease: election * 2,
-            on_deposed: Box::new(move || flag.store(true, Ordering::SeqCst)),
+            on_deposed: Box::new(move |_| flag.store(true, Ordering::SeqCst)),
         };
         let mut node = Node::open(opts).expect("open");
         net.register(id, node.deliver());
@@ -101,6 +101,30 @@ fn partitioned_leader(consensus: Consensus) {
         dirs.push(dir);
     }
     wait_for("n1 to lead", Duration::from_secs(20), || nodes[0].serving());
+    (nodes, deposed, dirs)
+}
+
+fn close(nodes: Vec<Node>, runtime: tokio::runtime::Runtime, dirs: Vec<std::path::PathBuf>) {
+    for n in nodes {
+        n.close();
+    }
+    drop(runtime);
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn partitioned_leader(consensus: Consensus) {
+    let (runtime, net) = (runtime(), Local::new());
+    let (nodes, deposed, dirs) = group(consensus, &runtime, &net);
     put(&nodes[0].db, "before", "1").expect("a commit before the cut");
 
     // Cut the leader off.
@@ -128,13 +152,41 @@ fn partitioned_leader(consensus: Consensus) {
     assert_eq!(get(&nodes[new].db, "before").as_deref(), Some("1"));
     assert_eq!(get(&nodes[new].db, "after").as_deref(), Some("2"));
     assert!(!deposed[new].load(Ordering::SeqCst));
-    for n in nodes {
-        n.close();
+    close(nodes, runtime, dirs);
+}
+
+/// A follower cut off for a while stands for election again and again
+/// (in vain); when it comes back, the leader stays the leader and the
+/// follower catches up.
+fn returning_follower(consensus: Consensus) {
+    let (runtime, net) = (runtime(), Local::new());
+    let (nodes, deposed, dirs) = group(consensus, &runtime, &net);
+    put(&nodes[0].db, "a", "1").expect("commit");
+    net.cut(1, 3);
+    net.cut(2, 3);
+    for i in 0..20 {
+        put(&nodes[0].db, &format!("k{i}"), "v").expect("commit while n3 is away");
+        std::thread::sleep(Duration::from_millis(50));
     }
-    drop(runtime);
-    for d in dirs {
-        let _ = std::fs::remove_dir_all(d);
-    }
+    net.heal();
+    let chosen = nodes[0].status().chosen;
+    wait_for("n3 to catch up", Duration::from_secs(20), || {
+        nodes[2].status().chosen >= chosen
+    });
+    put(&nodes[0].db, "b", "2").expect("commit after the heal");
+    assert!(nodes[0].serving(), "the leader stopped serving");
+    assert!(!deposed[0].load(Ordering::SeqCst), "the leader was deposed");
+    close(nodes, runtime, dirs);
+}
+
+#[test]
+fn a_returning_paxos_follower_does_not_depose_the_leader() {
+    returning_follower(Consensus::Paxos);
+}
+
+#[test]
+fn a_returning_raft_follower_does_not_depose_the_leader() {
+    returning_follower(Consensus::Raft);
 }
 
 #[test]

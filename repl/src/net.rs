@@ -313,6 +313,7 @@ mod tests {
             ballot: Ballot { epoch: 3, node: 2 },
             entries: vec![(7, Value::Batch(vec![1, 2, 3])), (8, Value::Noop)],
             chosen: 6,
+            forget: 1,
         };
         let frame = encode_frame(2, &msg);
         let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;

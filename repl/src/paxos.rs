@@ -99,11 +99,14 @@ pub enum Message {
     /// The ballot of a Prepare or Accept is below the one promised.
     Reject { ballot: Ballot, promised: Ballot },
     /// Phase 2a, batched: accept these entries; every slot below `chosen`
-    /// is chosen. With no entries, a heartbeat.
+    /// is chosen. With no entries, a heartbeat. Every replica has applied
+    /// and made durable every slot below `forget`: nobody will need those
+    /// entries again.
     Accept {
         ballot: Ballot,
         entries: Vec<(Slot, Value)>,
         chosen: Slot,
+        forget: Slot,
     },
     /// Phase 2b: these slots were accepted (and persisted) in `ballot`;
     /// and every slot below `durable` is applied and durable at the
@@ -274,6 +277,12 @@ pub struct Replica {
     durable: Slot,
     /// What each other replica last reported as durable (as leader).
     peer_durable: BTreeMap<NodeId, Slot>,
+    /// The forgettable point last heard from a leader (as follower).
+    forget_hint: Slot,
+    /// Ticks so far.
+    now: u64,
+    /// When each voter last accepted something of this leader's ballot.
+    heard: BTreeMap<NodeId, u64>,
 }
 
 impl Replica {
@@ -312,6 +321,9 @@ impl Replica {
             out: Ready::default(),
             durable: applied,
             peer_durable: BTreeMap::new(),
+            forget_hint: 1,
+            now: 0,
+            heard: BTreeMap::new(),
             cfg,
         };
         r.reset_timeout();
@@ -323,12 +335,15 @@ impl Replica {
         self.durable = self.durable.max(slot.min(self.delivered));
     }
 
-    /// The slot below which every replica (as far as this leader knows)
-    /// has applied everything durably: entries below it are needed by
-    /// nobody. 1 when not leading or when some replica has not reported.
+    /// The slot below which every replica has applied everything durably,
+    /// so that entries below it are needed by nobody, not even a replica
+    /// that leads later: as the leader computes it from every replica's
+    /// reports (1 while some replica has not reported), or as a follower
+    /// last heard it from a leader. Compacting only below this point is
+    /// what keeps a later leader's phase 1 complete.
     pub fn forgettable(&self) -> Slot {
         if !self.is_leader() {
-            return 1;
+            return self.forget_hint.min(self.durable);
         }
         let mut low = self.durable;
         for n in self.peers() {
@@ -369,6 +384,32 @@ impl Replica {
     /// The voting replicas.
     pub fn voters(&self) -> &[NodeId] {
         &self.cfg.voters
+    }
+
+    /// True while this replica stands for election.
+    pub fn is_candidate(&self) -> bool {
+        matches!(self.role, Role::Candidate { .. })
+    }
+
+    /// A leader that a majority of voters (itself included) answered
+    /// within the election timeout: none of them can have promised
+    /// another leader since.
+    fn has_lease(&self) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        let recent = self
+            .cfg
+            .voters
+            .iter()
+            .filter(|&&v| v != self.cfg.id)
+            .filter(|v| {
+                self.heard
+                    .get(v)
+                    .is_some_and(|&t| self.now - t <= u64::from(self.cfg.election_ticks))
+            })
+            .count();
+        recent + 1 >= self.cfg.majority()
     }
 
     /// True while this replica leads.
@@ -443,6 +484,7 @@ impl Replica {
     /// Advances time by one tick: heartbeats and batching for a leader,
     /// the election timer for the others.
     pub fn tick(&mut self) {
+        self.now += 1;
         match &mut self.role {
             Role::Leader {
                 since_heartbeat, ..
@@ -474,7 +516,13 @@ impl Replica {
                 ballot,
                 entries,
                 chosen,
-            } => self.on_accept(from, ballot, entries, chosen),
+                forget,
+            } => {
+                if ballot >= self.promised {
+                    self.forget_hint = self.forget_hint.max(forget);
+                }
+                self.on_accept(from, ballot, entries, chosen)
+            }
             Message::Accepted {
                 ballot,
                 slots,
@@ -593,6 +641,12 @@ impl Replica {
         if !self.cfg.is_voter() {
             return;
         }
+        // A leader that a majority still answers ignores candidates (a
+        // replica back from a partition, say): they cannot win, and
+        // stepping down for them would only interrupt service.
+        if ballot > self.promised && self.has_lease() {
+            return;
+        }
         // A follower that heard from its leader within the election
         // timeout ignores other candidates: a replica that merely missed
         // some heartbeats (or has just restarted) cannot depose a leader
@@ -675,10 +729,18 @@ impl Replica {
 
     fn on_reject(&mut self, ballot: Ballot, promised: Ballot) {
         if ballot == self.promised && promised > self.promised {
-            // Someone promised a later leadership: follow it, and stand
-            // above it next time.
+            // Someone promised a later leadership. A leader that a
+            // majority still answers takes a yet later ballot at once (a
+            // replica back from a partition had stood in vain and now
+            // rejects this leader's ballot); otherwise it follows, and
+            // stands above it next time.
+            let keep = self.has_lease();
             self.promise(promised);
-            self.step_down(None);
+            if keep {
+                self.stand();
+            } else {
+                self.step_down(None);
+            }
         }
     }
 
@@ -754,6 +816,7 @@ impl Replica {
             return;
         };
         self.peer_durable.insert(from, durable);
+        self.heard.insert(from, self.now);
         if !self.cfg.voters.contains(&from) {
             return; // a learner: it never counts toward a majority
         }
@@ -827,6 +890,7 @@ impl Replica {
     fn broadcast_accept(&mut self, entries: Vec<(Slot, Value)>) {
         let ballot = self.promised;
         let chosen = self.first_unchosen;
+        let forget = self.forgettable();
         for n in self.peers() {
             self.send(
                 n,
@@ -834,6 +898,7 @@ impl Replica {
                     ballot,
                     entries: entries.clone(),
                     chosen,
+                    forget,
                 },
             );
         }

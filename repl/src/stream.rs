@@ -131,6 +131,10 @@ pub trait Machine<T>: Send {
 
     /// Every slot below the returned one is applied and durable here.
     fn durable(&mut self) -> Slot;
+
+    /// The stream has stopped for good (its disk failed): the node must
+    /// stop too. Proposals still pending were reported through `lost`.
+    fn failed(&mut self, error: &str);
 }
 
 /// A stream's state, as the node and its operators see it.
@@ -164,10 +168,6 @@ pub struct Timing {
 /// up on its outstanding proposals.
 pub const GIVE_UP_LEASES: u32 = 3;
 
-/// Keep this many chosen slots below the durable point on followers, for
-/// replicas that lag behind a little.
-const FOLLOWER_RETAIN: Slot = 100_000;
-
 /// A running stream.
 pub struct Stream<T> {
     tx: Sender<Event<T>>,
@@ -198,10 +198,12 @@ impl<T: Send + 'static> Stream<T> {
             last: Status::default(),
             led: false,
             isolated_since: None,
+            deferred: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("mako-stream".into())
             .spawn(move || driver.run(rx))
+            .map_err(|e| tracing::error!(error = %e, "cannot start the stream thread"))
             .ok();
         Stream { tx, status, thread }
     }
@@ -258,6 +260,9 @@ struct Driver<T> {
     led: bool,
     /// Since when this leader has not heard from a majority.
     isolated_since: Option<Instant>,
+    /// Proposals that arrived while this leader stood again for a later
+    /// ballot: proposed once it leads again.
+    deferred: Vec<(Vec<u8>, T)>,
 }
 
 impl<T> Driver<T> {
@@ -284,6 +289,9 @@ impl<T> Driver<T> {
                     Event::Message(from, msg) => {
                         self.heard.insert(from, Instant::now());
                         self.replica.step(from, msg);
+                    }
+                    Event::Propose(batch, token) if self.led && self.replica.is_candidate() => {
+                        self.deferred.push((batch, token));
                     }
                     Event::Propose(batch, token) => match self.replica.propose(batch.clone()) {
                         Ok(slot) => {
@@ -334,6 +342,13 @@ impl<T> Driver<T> {
         {
             tracing::error!(error = %e, "cannot persist replication state: this replica stops");
             self.publish(true);
+            for (_, (_, token)) in std::mem::take(&mut self.own) {
+                self.machine.lost(token, NotLeader::Unknown);
+            }
+            for (_, token) in std::mem::take(&mut self.deferred) {
+                self.machine.lost(token, NotLeader::Unknown);
+            }
+            self.machine.failed(&e);
             return false;
         }
         for env in ready.messages {
@@ -368,7 +383,20 @@ impl<T> Driver<T> {
     fn publish(&mut self, failed: bool) {
         let leader = self.replica.leader();
         let is_leader = self.replica.is_leader();
+        // A leader standing again for a later ballot (see
+        // `Replica::on_reject`) has not lost its leadership yet.
+        let restanding = self.led && self.replica.is_candidate();
         self.led |= is_leader;
+        if is_leader && !self.deferred.is_empty() {
+            for (batch, token) in std::mem::take(&mut self.deferred) {
+                match self.replica.propose(batch.clone()) {
+                    Ok(slot) => {
+                        self.own.insert(slot, (batch, token));
+                    }
+                    Err(why) => self.machine.lost(token, why),
+                }
+            }
+        }
         let majority_heard = {
             let voters = self.replica_voters();
             let now = Instant::now();
@@ -385,7 +413,7 @@ impl<T> Driver<T> {
             serving: !failed && self.replica.ready_to_serve() && majority_heard,
             ballot: self.replica.ballot(),
             chosen: self.replica.first_unchosen(),
-            deposed: self.led && !is_leader,
+            deposed: self.led && !is_leader && !restanding,
         };
         // A leader cut off from a majority for several leases gives up
         // on its proposals (their commits would wait for good): someone
@@ -398,7 +426,9 @@ impl<T> Driver<T> {
         let given_up = self
             .isolated_since
             .is_some_and(|t| t.elapsed() > self.timing.lease * GIVE_UP_LEASES);
-        if (!is_leader || given_up) && !self.own.is_empty() {
+        if ((!is_leader && !restanding) || given_up)
+            && !(self.own.is_empty() && self.deferred.is_empty())
+        {
             if given_up {
                 tracing::warn!(
                     "no majority heard for {} leases: giving up on this leader's proposals",
@@ -406,6 +436,9 @@ impl<T> Driver<T> {
                 );
             }
             for (_, (_, token)) in std::mem::take(&mut self.own) {
+                self.machine.lost(token, NotLeader::Unknown);
+            }
+            for (_, token) in std::mem::take(&mut self.deferred) {
                 self.machine.lost(token, NotLeader::Unknown);
             }
         }
@@ -432,11 +465,11 @@ impl<T> Driver<T> {
     fn compact(&mut self) {
         let durable = self.machine.durable();
         self.replica.set_durable(durable);
-        let below = if self.replica.is_leader() {
-            self.replica.forgettable()
-        } else {
-            durable.saturating_sub(FOLLOWER_RETAIN)
-        };
+        // Only below what every replica has made durable (a follower
+        // learns the point from the leader): a replica that forgot
+        // entries another still needs could lead later and miss them in
+        // its phase 1.
+        let below = self.replica.forgettable();
         if below > 1 {
             self.replica.compact(below);
             if let Err(e) = self.storage.forget(below) {

@@ -41,6 +41,17 @@ use config::ClusterConfig;
 /// leader (EX_TEMPFAIL: restart it).
 pub const DEPOSED_EXIT: i32 = 75;
 
+/// Why a replicated node must stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// It led and was replaced: restart it, and it rejoins as a follower
+    /// (exit status [`DEPOSED_EXIT`]).
+    Deposed,
+    /// Its disk or its data failed (a chosen batch it cannot decode, a
+    /// stream that cannot persist): restarting alone will not help.
+    Failed,
+}
+
 /// What a stream carries back to its proposer: the batch as installed.
 type Token = Vec<LogEntry>;
 
@@ -79,7 +90,7 @@ pub struct NodeOptions {
     /// Called when this node, having served as leader, is deposed: its
     /// memory may hold transactions that will never be chosen, so it must
     /// stop (a restart recovers it as a follower).
-    pub on_deposed: Box<dyn Fn() + Send + Sync>,
+    pub on_deposed: Box<dyn Fn(Stop) + Send + Sync>,
 }
 
 impl NodeOptions {
@@ -89,7 +100,7 @@ impl NodeOptions {
     pub fn from_config(
         cfg: &ClusterConfig,
         name: &str,
-        on_deposed: Box<dyn Fn() + Send + Sync>,
+        on_deposed: Box<dyn Fn(Stop) + Send + Sync>,
     ) -> std::result::Result<NodeOptions, String> {
         let node = cfg
             .node(name)
@@ -331,7 +342,7 @@ enum ToApply {
 struct NodeMachine {
     shared: Arc<Shared>,
     db: Arc<Db>,
-    on_deposed: Arc<dyn Fn() + Send + Sync>,
+    on_deposed: Arc<dyn Fn(Stop) + Send + Sync>,
     to_apply: Sender<ToApply>,
     /// The last slot handed to the applier, and the last it applied.
     handed: Slot,
@@ -342,7 +353,7 @@ impl NodeMachine {
     fn new(
         shared: Arc<Shared>,
         db: Arc<Db>,
-        on_deposed: Arc<dyn Fn() + Send + Sync>,
+        on_deposed: Arc<dyn Fn(Stop) + Send + Sync>,
     ) -> NodeMachine {
         let (tx, rx) = std::sync::mpsc::channel::<ToApply>();
         let applied = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -368,7 +379,7 @@ impl NodeMachine {
                                     // one's copy or code is broken, and
                                     // applying later slots would diverge.
                                     tracing::error!(slot, error = %e.message, "a chosen batch cannot be decoded; stopping");
-                                    stop();
+                                    stop(Stop::Failed);
                                     return;
                                 }
                             },
@@ -378,7 +389,7 @@ impl NodeMachine {
                 });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start the applier thread; stopping");
-                on_deposed();
+                on_deposed(Stop::Failed);
             }
         }
         NodeMachine {
@@ -398,7 +409,7 @@ impl NodeMachine {
                 "this node was the leader and has been replaced: transactions it installed \
                  may never be chosen, so it stops; restart it to rejoin as a follower"
             );
-            (self.on_deposed)();
+            (self.on_deposed)(Stop::Deposed);
         }
     }
 
@@ -446,6 +457,12 @@ impl Machine<Token> for NodeMachine {
 
     fn durable(&mut self) -> Slot {
         self.shared.persist.checkpointed_slot()
+    }
+
+    fn failed(&mut self, error: &str) {
+        self.shared.serving.store(false, Ordering::Release);
+        tracing::error!(error, "the replication stream failed; stopping");
+        (self.on_deposed)(Stop::Failed);
     }
 }
 
@@ -625,7 +642,7 @@ impl Node {
         let Some(replica) = self.replica.take() else {
             return Ok(());
         };
-        let on_deposed = std::mem::replace(&mut self.opts.on_deposed, Box::new(|| {}));
+        let on_deposed = std::mem::replace(&mut self.opts.on_deposed, Box::new(|_| {}));
         let machine = NodeMachine::new(self.shared.clone(), self.db.clone(), Arc::from(on_deposed));
         if self.opts.consensus == Consensus::Raft {
             let timing = RaftTiming {
