@@ -20,14 +20,25 @@ use txn::{Db, Placement};
 
 mod common;
 
+/// Commits `key = value`, retrying for a while when the node does not
+/// serve at the moment (a leader briefly without fresh answers from a
+/// majority on a loaded machine), as a client would.
 fn put(db: &Arc<Db>, key: &str, value: &str) -> kv::Result<()> {
-    let mut t = db.begin();
-    t.put(
-        key.as_bytes().to_vec(),
-        Arc::from(value.as_bytes()),
-        Placement::Partitioned(7),
-    );
-    t.commit().map(|_| ())
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut t = db.begin();
+        t.put(
+            key.as_bytes().to_vec(),
+            Arc::from(value.as_bytes()),
+            Placement::Partitioned(7),
+        );
+        match t.commit() {
+            Err(e) if e.kind == kv::ErrorKind::NotServing && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r.map(|_| ()),
+        }
+    }
 }
 
 fn get(db: &Arc<Db>, key: &str) -> Option<String> {
