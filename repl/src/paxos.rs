@@ -506,8 +506,14 @@ impl Replica {
         }
     }
 
-    /// Handles a message.
+    /// Handles a message. Messages from replicas outside the group are
+    /// ignored.
     pub fn step(&mut self, from: NodeId, msg: Message) {
+        if from == self.cfg.id
+            || !(self.cfg.voters.contains(&from) || self.cfg.learners.contains(&from))
+        {
+            return;
+        }
         match msg {
             Message::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
             Message::Promise { ballot, accepted } => self.on_promise(from, ballot, accepted),
@@ -673,8 +679,8 @@ impl Replica {
     }
 
     fn on_promise(&mut self, from: NodeId, ballot: Ballot, accepted: Vec<(Slot, Ballot, Value)>) {
-        if ballot != self.promised {
-            return; // an old candidacy
+        if ballot != self.promised || !self.cfg.voters.contains(&from) {
+            return; // an old candidacy, or not a voter
         }
         if let Role::Candidate { promises } = &mut self.role {
             promises.insert(from, accepted);
@@ -837,8 +843,11 @@ impl Replica {
         };
         if acks.get(&slot).is_some_and(|a| a.len() >= majority) {
             acks.remove(&slot);
-            let value = self.accepted[&slot].1.clone();
-            self.learn(slot, value);
+            // Acks only count for slots this leader accepted; any other
+            // (a confused or forged peer) is ignored.
+            if let Some((_, value)) = self.accepted.get(&slot).cloned() {
+                self.learn(slot, value);
+            }
         }
     }
 
@@ -902,5 +911,73 @@ impl Replica {
                 },
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leader_of_one_group() -> Replica {
+        let cfg = Config {
+            id: 1,
+            voters: vec![1, 2, 3],
+            learners: vec![],
+            election_ticks: 2,
+            heartbeat_ticks: 1,
+            max_batch: 8,
+            seed: 1,
+        };
+        let mut r = Replica::new(cfg, HardState::default());
+        // Stand, and take the promises of 2 and 3.
+        for _ in 0..8 {
+            r.tick();
+        }
+        let ballot = r.ballot();
+        for n in [2, 3] {
+            r.step(
+                n,
+                Message::Promise {
+                    ballot,
+                    accepted: vec![],
+                },
+            );
+        }
+        assert!(r.is_leader());
+        let _ = r.ready();
+        r
+    }
+
+    #[test]
+    fn confused_or_forged_messages_are_ignored() {
+        let mut r = leader_of_one_group();
+        let ballot = r.ballot();
+        // Acks for a slot this leader never proposed.
+        for n in [2, 3] {
+            r.step(
+                n,
+                Message::Accepted {
+                    ballot,
+                    slots: vec![42],
+                    durable: 1,
+                },
+            );
+        }
+        // A replica outside the group, and this replica's own id.
+        for from in [9, 1] {
+            r.step(
+                from,
+                Message::Prepare {
+                    ballot: Ballot {
+                        epoch: 99,
+                        node: from,
+                    },
+                    from: 1,
+                },
+            );
+        }
+        assert!(r.is_leader());
+        assert_eq!(r.ballot(), ballot);
+        assert!(r.ready().chosen.is_empty());
     }
 }
