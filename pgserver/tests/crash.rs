@@ -27,7 +27,7 @@ use tokio_postgres::{Client, NoTls};
 
 mod common;
 
-use common::Mako;
+use common::{Mako, transfer};
 
 const ACCOUNTS: i64 = 50;
 const INITIAL: i64 = 1_000;
@@ -50,37 +50,6 @@ async fn connect(port: u16) -> Client {
     let (client, conn) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
     tokio::spawn(conn);
     client
-}
-
-/// One transfer with its event row; true when COMMIT was acknowledged.
-async fn transfer(c: &Client, id: i64, from: i64, to: i64, amount: i64) -> Result<(), String> {
-    let run = async {
-        c.batch_execute("BEGIN").await?;
-        c.execute(
-            "UPDATE accounts SET balance = balance - $1 WHERE id = $2",
-            &[&amount, &from],
-        )
-        .await?;
-        c.execute(
-            "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
-            &[&amount, &to],
-        )
-        .await?;
-        c.execute(
-            "INSERT INTO events VALUES ($1, $2, $3, $4)",
-            &[&id, &from, &to, &amount],
-        )
-        .await?;
-        c.batch_execute("COMMIT").await
-    };
-    match run.await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            // A conflict rolls back; a dead server fails the rollback too.
-            let _ = c.batch_execute("ROLLBACK").await;
-            Err(e.to_string())
-        }
-    }
 }
 
 /// Runs transfers from several connections until `stop`; returns the ids

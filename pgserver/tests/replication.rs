@@ -26,6 +26,8 @@ use tokio_postgres::{Client, NoTls};
 
 mod common;
 
+use common::transfer;
+
 const ACCOUNTS: i64 = 20;
 const INITIAL: i64 = 1_000;
 const CLIENTS: usize = 4;
@@ -207,36 +209,6 @@ async fn connect(port: u16) -> Result<Client, tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::connect(&url, NoTls).await?;
     tokio::spawn(conn);
     Ok(client)
-}
-
-/// One transfer with its event row.
-async fn transfer(c: &Client, id: i64, from: i64, to: i64, amount: i64) -> Result<(), String> {
-    let run = async {
-        c.batch_execute("BEGIN").await?;
-        c.execute(
-            "UPDATE accounts SET balance = balance - $1 WHERE id = $2",
-            &[&amount, &from],
-        )
-        .await?;
-        c.execute(
-            "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
-            &[&amount, &to],
-        )
-        .await?;
-        c.execute(
-            "INSERT INTO events VALUES ($1, $2, $3, $4)",
-            &[&id, &from, &to, &amount],
-        )
-        .await?;
-        c.batch_execute("COMMIT").await
-    };
-    match run.await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = c.batch_execute("ROLLBACK").await;
-            Err(e.to_string())
-        }
-    }
 }
 
 /// Runs a setup statement, retrying while the leader briefly stops

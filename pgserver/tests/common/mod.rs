@@ -214,3 +214,42 @@ impl Drop for Mako {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// One bank transfer with its event row (tables `accounts` and `events`);
+/// Ok when COMMIT was acknowledged.
+#[allow(dead_code)] // not every test binary uses every helper
+pub async fn transfer(
+    c: &tokio_postgres::Client,
+    id: i64,
+    from: i64,
+    to: i64,
+    amount: i64,
+) -> Result<(), String> {
+    let run = async {
+        c.batch_execute("BEGIN").await?;
+        c.execute(
+            "UPDATE accounts SET balance = balance - $1 WHERE id = $2",
+            &[&amount, &from],
+        )
+        .await?;
+        c.execute(
+            "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
+            &[&amount, &to],
+        )
+        .await?;
+        c.execute(
+            "INSERT INTO events VALUES ($1, $2, $3, $4)",
+            &[&id, &from, &to, &amount],
+        )
+        .await?;
+        c.batch_execute("COMMIT").await
+    };
+    match run.await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // A conflict rolls back; a dead server fails the rollback too.
+            let _ = c.batch_execute("ROLLBACK").await;
+            Err(e.to_string())
+        }
+    }
+}
