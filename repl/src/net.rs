@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::{Receiver, Sender, UnboundedSender, channel, unbounded_channel};
 use tokio::time::Instant;
 
 use crate::paxos::{Envelope, Message, NodeId};
@@ -41,6 +41,15 @@ const MAX_FRAME: usize = 256 << 20;
 
 /// How long a writer waits before reconnecting to a peer.
 const RECONNECT: Duration = Duration::from_millis(100);
+
+/// Frames queued for one peer at most: beyond that the peer is not
+/// keeping up (or is unreachable) and new frames are dropped, as a lossy
+/// network would (Paxos re-sends what matters).
+const QUEUE: usize = 16_384;
+
+/// A write that takes longer than this means a dead or frozen peer behind
+/// a connection that is still open: reconnect.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A peer as a transport sees it.
 #[derive(Clone, Debug)]
@@ -75,7 +84,7 @@ pub fn decode_frame(body: &[u8]) -> Result<(NodeId, Message), String> {
 /// Replication over TCP between processes.
 pub struct Tcp {
     id: NodeId,
-    peers: HashMap<NodeId, UnboundedSender<Delayed<Vec<u8>>>>,
+    peers: HashMap<NodeId, Sender<Delayed<Vec<u8>>>>,
     latency: HashMap<NodeId, Duration>,
     listen: SocketAddr,
 }
@@ -96,7 +105,7 @@ impl Tcp {
         let mut senders = HashMap::new();
         let mut latency = HashMap::new();
         for p in peers {
-            let (tx, rx) = unbounded_channel();
+            let (tx, rx) = channel(QUEUE);
             tokio::spawn(write_loop(p.id, p.addr, rx));
             senders.insert(p.id, tx);
             latency.insert(p.id, p.latency);
@@ -122,7 +131,8 @@ impl Transport for Tcp {
             return;
         };
         let due = Instant::now() + self.latency.get(&env.to).copied().unwrap_or_default();
-        let _ = tx.send((due, encode_frame(self.id, &env.msg)));
+        // Full: the peer is not keeping up; the frame is lost.
+        let _ = tx.try_send((due, encode_frame(self.id, &env.msg)));
     }
 }
 
@@ -169,7 +179,7 @@ async fn read_loop(mut stream: TcpStream, addr: SocketAddr, deliver: Deliver) {
 
 /// Keeps a connection to one peer and writes its frames when they are due.
 /// Frames queued while the peer is unreachable are dropped.
-async fn write_loop(peer: NodeId, addr: SocketAddr, mut rx: UnboundedReceiver<Delayed<Vec<u8>>>) {
+async fn write_loop(peer: NodeId, addr: SocketAddr, mut rx: Receiver<Delayed<Vec<u8>>>) {
     let mut warned = false;
     loop {
         let mut stream = match TcpStream::connect(addr).await {
@@ -210,9 +220,16 @@ async fn write_loop(peer: NodeId, addr: SocketAddr, mut rx: UnboundedReceiver<De
                     break;
                 }
             }
-            if let Err(e) = stream.write_all(&buf).await {
-                tracing::warn!(peer, %addr, error = %e, "replication connection lost; reconnecting");
-                break;
+            match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&buf)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(peer, %addr, error = %e, "replication connection lost; reconnecting");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(peer, %addr, "replication peer stopped reading; reconnecting");
+                    break;
+                }
             }
         }
     }
