@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use super::DEPOSED_EXIT;
 use super::config::ClusterConfig;
 
+/// How long the nodes get to stop after SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
 /// Set by SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -129,9 +132,23 @@ pub fn run(config: &Path, log_dir: Option<&Path>) -> ExitCode {
             }
         }
     }
+    // A node writes a final checkpoint as it stops; one that has not
+    // stopped after this long is killed.
+    let deadline = Instant::now() + STOP_GRACE;
     for m in &mut members {
         if let Some(c) = &mut m.child {
-            let _ = c.wait();
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        println!("{} did not stop within {STOP_GRACE:?}; killing it", m.name);
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
         }
     }
     if failed.load(Ordering::SeqCst) {
