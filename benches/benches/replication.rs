@@ -87,6 +87,7 @@ impl Group {
                     Duration::from_secs(2)
                 },
                 consensus,
+                retain_slots: 10_000,
                 initialize: id == 1,
                 lease: Duration::from_secs(2),
                 on_deposed: Box::new(|_| {

@@ -184,6 +184,9 @@ pub struct Recovered {
     /// Replicated nodes: every stream slot below this is in the recovered
     /// state; the stream resumes applying there.
     pub applied_slot: u64,
+    /// Replicated nodes: a snapshot received from another replica was
+    /// installed, at this slot.
+    pub snapshot_installed: Option<u64>,
 }
 
 /// An open data directory: the commit log of the node's shards.
@@ -342,7 +345,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
     // Missing column families are created: directories from before
     // replication have no `repl`.
     db_opts.create_missing_column_families(true);
-    let cfs = [CF_LOG, CF_DATA, CF_META, CF_REPL]
+    let cfs = [CF_LOG, CF_DATA, CF_META, CF_REPL, snapshot::CF_STAGING]
         .into_iter()
         .map(|n| ColumnFamilyDescriptor::new(n, rocksdb::Options::default()));
     let db = DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(|e| {
@@ -430,18 +433,27 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         }
         stored
     };
-    if shard_count == 0 {
-        return Err(corrupt("the shard count is 0"));
-    }
-    let marks = Arc::new(Watermarks::new(shard_count));
-    let shards: Vec<Arc<Shard>> = (0..shard_count)
-        .map(|i| Arc::new(Shard::logged(i, marks.clone())))
-        .collect();
     let mut recovered = Recovered {
         created: fresh,
         shards: shard_count,
         ..Recovered::default()
     };
+    if shard_count == 0 {
+        return Err(corrupt("the shard count is 0"));
+    }
+    if opts.replica_of.is_some()
+        && let Some(slot) = snapshot::install_staged(&db)?
+    {
+        tracing::info!(
+            slot,
+            "installed a snapshot received from another replica; the stream resumes there"
+        );
+        recovered.snapshot_installed = Some(slot);
+    }
+    let marks = Arc::new(Watermarks::new(shard_count));
+    let shards: Vec<Arc<Shard>> = (0..shard_count)
+        .map(|i| Arc::new(Shard::logged(i, marks.clone())))
+        .collect();
     // The watermarks at the last checkpoint: every clock value up to them
     // is applied to `data` or still in the log.
     let mut bound = vec![0u64; shard_count];
@@ -1009,7 +1021,9 @@ fn checkpoint_batch(
 }
 
 mod replicated;
+mod snapshot;
 pub use replicated::SLOT_SHIFT;
+pub use snapshot::SnapshotReader;
 
 #[cfg(test)]
 mod tests;

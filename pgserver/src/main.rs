@@ -304,6 +304,28 @@ fn server_runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 /// `mako start --config F --node N`: one replica of a replica group.
+/// Replaces this process with a fresh start of the same command (same
+/// arguments, same process id): a replica that was deposed, or that
+/// stored a snapshot to install, recovers from its data directory and
+/// rejoins. Nothing is lost by not stopping first: what the node must keep
+/// is durable, and the rest is what a crash would lose. If that fails, the
+/// process exits with status 75 for a supervisor (`mako local-cluster`)
+/// to restart it.
+fn restart_in_place() -> ! {
+    use std::os::unix::process::CommandExt;
+    tracing::warn!("restarting this node in place");
+    match std::env::current_exe() {
+        Ok(exe) => {
+            let e = std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .exec();
+            eprintln!("mako: cannot restart in place ({e}); exiting for a supervisor to restart");
+        }
+        Err(e) => eprintln!("mako: cannot find this program to restart it ({e})"),
+    }
+    std::process::exit(pgserver::cluster::DEPOSED_EXIT)
+}
+
 fn start_replica(config: &std::path::Path, name: &str) -> std::process::ExitCode {
     use pgserver::cluster::{self, config::ClusterConfig};
     let fail = |msg: String| {
@@ -315,7 +337,7 @@ fn start_replica(config: &std::path::Path, name: &str) -> std::process::ExitCode
         Err(e) => return fail(e),
     };
     let on_deposed = Box::new(|why| match why {
-        cluster::Stop::Deposed => std::process::exit(cluster::DEPOSED_EXIT),
+        cluster::Stop::Deposed | cluster::Stop::Reload => restart_in_place(),
         cluster::Stop::Failed => std::process::exit(1),
     });
     let opts = match cluster::NodeOptions::from_config(&cfg, name, on_deposed) {

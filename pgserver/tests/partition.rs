@@ -91,6 +91,7 @@ fn group(
             heartbeat,
             election: if id == 1 { election } else { election * 2 },
             consensus,
+            retain_slots: 10_000,
             initialize: id == 1,
             lease: election * 2,
             on_deposed: Box::new(move |_| flag.store(true, Ordering::SeqCst)),

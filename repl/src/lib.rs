@@ -29,8 +29,10 @@
 //! openraft 0.9 (`consensus = "raft"`), over the same transports and
 //! machine.
 //!
-//! Not here yet: snapshots for replicas that fell behind a truncated log
-//! (for either protocol).
+//! A replica that fell behind what the others keep of the log (each keeps
+//! `retain` slots beyond what every replica has made durable) is sent a
+//! snapshot of a replica's applied state ([`snapshot`]) and goes on from
+//! its slot. The openraft stream has no snapshots yet: its log is kept.
 //!
 //! [`Replica::step`]: paxos::Replica::step
 //! [`Replica::tick`]: paxos::Replica::tick
@@ -40,4 +42,5 @@
 pub mod net;
 pub mod paxos;
 pub mod raft;
+pub mod snapshot;
 pub mod stream;

@@ -91,10 +91,14 @@ pub enum Message {
     /// Phase 1a: promise `ballot`, and report what you accepted from slot
     /// `from` on.
     Prepare { ballot: Ballot, from: Slot },
-    /// Phase 1b: the promise, with the accepted entries asked for.
+    /// Phase 1b: the promise, with the accepted entries asked for. Every
+    /// slot below `log_start` is chosen and was forgotten by the sender
+    /// (compacted, or applied before a restart or a snapshot), so the
+    /// report says nothing about those slots.
     Promise {
         ballot: Ballot,
         accepted: Vec<(Slot, Ballot, Value)>,
+        log_start: Slot,
     },
     /// The ballot of a Prepare or Accept is below the one promised.
     Reject { ballot: Ballot, promised: Ballot },
@@ -124,6 +128,19 @@ pub enum Message {
     /// A message of the openraft stream (`crate::raft`), which shares the
     /// transports; a Paxos replica ignores it.
     Raft(#[serde(with = "bytes")] Vec<u8>),
+    /// A part of a snapshot of the applied state at `slot` (every slot
+    /// below it), for a replica that needs entries the sender forgot.
+    /// Carried by the stream driver (`crate::snapshot`); the replica
+    /// itself ignores it.
+    Snapshot {
+        slot: Slot,
+        seq: u64,
+        #[serde(with = "bytes")]
+        data: Vec<u8>,
+        last: bool,
+    },
+    /// Part `seq` of the snapshot at `slot` is stored.
+    SnapshotAck { slot: Slot, seq: u64 },
 }
 
 /// A message with its sender and receiver.
@@ -208,6 +225,11 @@ pub struct Config {
     /// Seeds the election-timer randomness (time and randomness are
     /// injected, so runs are reproducible).
     pub seed: u64,
+    /// Applied slots kept for replicas that lag behind: a replica
+    /// forgets what it has applied durably once it is this far behind,
+    /// even if another replica has not caught up with it (that one then
+    /// gets a snapshot). Bounds the log while a replica is down.
+    pub retain: u64,
 }
 
 impl Config {
@@ -232,8 +254,9 @@ pub enum NotLeader {
 enum Role {
     Follower,
     Candidate {
-        /// Promises so far, by voter: what each had accepted.
-        promises: BTreeMap<NodeId, Vec<(Slot, Ballot, Value)>>,
+        /// Promises so far, by voter: what each had accepted, and where
+        /// its log starts.
+        promises: BTreeMap<NodeId, (Vec<(Slot, Ballot, Value)>, Slot)>,
     },
     Leader {
         /// The first slot this leadership proposed anew: everything below
@@ -279,6 +302,9 @@ pub struct Replica {
     peer_durable: BTreeMap<NodeId, Slot>,
     /// The forgettable point last heard from a leader (as follower).
     forget_hint: Slot,
+    /// Every slot below this is chosen and applied here, and its entry
+    /// may be forgotten (compacted, or applied before a restart).
+    log_start: Slot,
     /// Ticks so far.
     now: u64,
     /// When each voter last accepted something of this leader's ballot.
@@ -322,6 +348,7 @@ impl Replica {
             durable: applied,
             peer_durable: BTreeMap::new(),
             forget_hint: 1,
+            log_start: applied,
             now: 0,
             heard: BTreeMap::new(),
             cfg,
@@ -341,7 +368,21 @@ impl Replica {
     /// reports (1 while some replica has not reported), or as a follower
     /// last heard it from a leader. Compacting only below this point is
     /// what keeps a later leader's phase 1 complete.
+    ///
+    /// Beyond that, a replica forgets what it applied durably more than
+    /// `retain` slots ago: a replica that far behind is sent a snapshot
+    /// instead. That is safe because a promise says where its log starts
+    /// (see [`Message::Promise`]): a candidate missing slots that a
+    /// promiser forgot does not lead before it has caught up.
     pub fn forgettable(&self) -> Slot {
+        self.forgettable_by_all()
+            .max(self.durable.saturating_sub(self.cfg.retain))
+            .min(self.durable)
+    }
+
+    /// What every replica has made durable, as far as this one knows
+    /// (what a leader tells followers they may forget).
+    fn forgettable_by_all(&self) -> Slot {
         if !self.is_leader() {
             return self.forget_hint.min(self.durable);
         }
@@ -359,6 +400,31 @@ impl Replica {
         let slot = slot.min(self.delivered).min(self.durable);
         self.chosen = self.chosen.split_off(&slot);
         self.accepted = self.accepted.split_off(&slot);
+        self.log_start = self.log_start.max(slot);
+    }
+
+    /// The caller has installed a snapshot of the applied state holding
+    /// every slot below `slot` (durably): this replica continues from
+    /// there. A snapshot behind what is already applied changes nothing.
+    pub fn install_snapshot(&mut self, slot: Slot) {
+        if slot <= self.delivered {
+            return;
+        }
+        self.chosen = self.chosen.split_off(&slot);
+        self.accepted = self.accepted.split_off(&slot);
+        self.first_unchosen = self.first_unchosen.max(slot);
+        while self.chosen.contains_key(&self.first_unchosen) {
+            self.first_unchosen += 1;
+        }
+        self.delivered = slot;
+        self.durable = self.durable.max(slot);
+        self.log_start = self.log_start.max(slot);
+        self.next_slot = self.next_slot.max(slot);
+    }
+
+    /// Every slot below this is applied here and may be forgotten.
+    pub fn log_start(&self) -> Slot {
+        self.log_start
     }
 
     /// True once this replica leads and has every slot of earlier
@@ -516,7 +582,11 @@ impl Replica {
         }
         match msg {
             Message::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
-            Message::Promise { ballot, accepted } => self.on_promise(from, ballot, accepted),
+            Message::Promise {
+                ballot,
+                accepted,
+                log_start,
+            } => self.on_promise(from, ballot, accepted, log_start),
             Message::Reject { ballot, promised } => self.on_reject(ballot, promised),
             Message::Accept {
                 ballot,
@@ -540,7 +610,7 @@ impl Replica {
                     self.learn(slot, v);
                 }
             }
-            Message::Raft(_) => {}
+            Message::Raft(_) | Message::Snapshot { .. } | Message::SnapshotAck { .. } => {}
         }
     }
 
@@ -626,7 +696,7 @@ impl Replica {
         let from = self.first_unchosen;
         let own = self.accepted_from(from);
         let mut promises = BTreeMap::new();
-        promises.insert(self.cfg.id, own);
+        promises.insert(self.cfg.id, (own, self.log_start));
         self.role = Role::Candidate { promises };
         for n in self.cfg.voters.clone() {
             if n != self.cfg.id {
@@ -675,15 +745,29 @@ impl Replica {
         }
         self.idle_ticks = 0;
         let accepted = self.accepted_from(slot);
-        self.send(from, Message::Promise { ballot, accepted });
+        let log_start = self.log_start;
+        self.send(
+            from,
+            Message::Promise {
+                ballot,
+                accepted,
+                log_start,
+            },
+        );
     }
 
-    fn on_promise(&mut self, from: NodeId, ballot: Ballot, accepted: Vec<(Slot, Ballot, Value)>) {
+    fn on_promise(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        accepted: Vec<(Slot, Ballot, Value)>,
+        log_start: Slot,
+    ) {
         if ballot != self.promised || !self.cfg.voters.contains(&from) {
             return; // an old candidacy, or not a voter
         }
         if let Role::Candidate { promises } = &mut self.role {
-            promises.insert(from, accepted);
+            promises.insert(from, (accepted, log_start));
             self.maybe_lead();
         }
     }
@@ -698,8 +782,21 @@ impl Replica {
         if promises.len() < self.cfg.majority() {
             return;
         }
+        // A promiser that forgot slots this candidate has not learned
+        // chosen reports nothing about them: their values may be chosen,
+        // so filling them with no-ops could lose them. Such a candidate
+        // catches up first (from that promiser's log, or a snapshot) and
+        // stands again later.
+        if let Some((&ahead, &(_, start))) = promises.iter().max_by_key(|(_, (_, s))| *s)
+            && start > self.first_unchosen
+        {
+            let from = self.first_unchosen;
+            self.step_down(None);
+            self.send(ahead, Message::CatchUp { from });
+            return;
+        }
         let mut best: BTreeMap<Slot, (Ballot, Value)> = BTreeMap::new();
-        for (slot, b, v) in promises.values().flatten() {
+        for (slot, b, v) in promises.values().flat_map(|(a, _)| a) {
             match best.get(slot) {
                 Some((old, _)) if old >= b => {}
                 _ => {
@@ -899,7 +996,7 @@ impl Replica {
     fn broadcast_accept(&mut self, entries: Vec<(Slot, Value)>) {
         let ballot = self.promised;
         let chosen = self.first_unchosen;
-        let forget = self.forgettable();
+        let forget = self.forgettable_by_all();
         for n in self.peers() {
             self.send(
                 n,
@@ -927,6 +1024,7 @@ mod tests {
             heartbeat_ticks: 1,
             max_batch: 8,
             seed: 1,
+            retain: 1000,
         };
         let mut r = Replica::new(cfg, HardState::default());
         // Stand, and take the promises of 2 and 3.
@@ -940,12 +1038,87 @@ mod tests {
                 Message::Promise {
                     ballot,
                     accepted: vec![],
+                    log_start: 1,
                 },
             );
         }
         assert!(r.is_leader());
         let _ = r.ready();
         r
+    }
+
+    #[test]
+    fn a_candidate_behind_a_promisers_log_does_not_lead() {
+        let cfg = Config {
+            id: 1,
+            voters: vec![1, 2, 3],
+            learners: vec![],
+            election_ticks: 4,
+            heartbeat_ticks: 2,
+            max_batch: 8,
+            seed: 1,
+            retain: 1000,
+        };
+        let mut r = Replica::new(cfg, HardState::default());
+        for _ in 0..8 {
+            r.tick();
+        }
+        let ballot = r.ballot();
+        let _ = r.ready();
+        // Replica 2 forgot slots 1..50 (chosen, applied and compacted):
+        // its promise says nothing about them, so they must not become
+        // no-ops. The candidate asks to catch up instead.
+        r.step(
+            2,
+            Message::Promise {
+                ballot,
+                accepted: vec![],
+                log_start: 50,
+            },
+        );
+        assert!(!r.is_leader());
+        let ready = r.ready();
+        assert!(
+            ready
+                .messages
+                .iter()
+                .any(|e| e.to == 2 && e.msg == Message::CatchUp { from: 1 })
+        );
+        // Replica 2 has forgotten those entries: it reports that a
+        // snapshot is needed.
+        let mut two = Replica::restore(
+            Config {
+                id: 2,
+                voters: vec![1, 2, 3],
+                learners: vec![],
+                election_ticks: 4,
+                heartbeat_ticks: 2,
+                max_batch: 8,
+                seed: 2,
+                retain: 1000,
+            },
+            HardState::default(),
+            50,
+        );
+        two.step(1, Message::CatchUp { from: 1 });
+        assert_eq!(two.ready().snapshot_needed, vec![(1, 1)]);
+        // Once it has installed a snapshot at 50, the same promise lets
+        // it lead.
+        r.install_snapshot(50);
+        for _ in 0..16 {
+            r.tick();
+        }
+        let ballot = r.ballot();
+        r.step(
+            2,
+            Message::Promise {
+                ballot,
+                accepted: vec![],
+                log_start: 50,
+            },
+        );
+        assert!(r.is_leader());
+        assert_eq!(r.first_unchosen(), 50);
     }
 
     #[test]

@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::net::Transport;
-use crate::paxos::{Ballot, HardState, Message, NodeId, NotLeader, Persist, Replica, Slot, Value};
+use crate::paxos::{
+    Ballot, Envelope, HardState, Message, NodeId, NotLeader, Persist, Replica, Slot, Value,
+};
+use crate::snapshot::{self, Part, Received, Receiving, SnapshotSource};
 
 /// What a stream's thread is told.
 pub enum Event<T> {
@@ -135,6 +138,27 @@ pub trait Machine<T>: Send {
     /// The stream has stopped for good (its disk failed): the node must
     /// stop too. Proposals still pending were reported through `lost`.
     fn failed(&mut self, error: &str);
+
+    /// A snapshot of the applied state (at the machine's durable point),
+    /// for a replica that needs entries this one has forgotten; `None`
+    /// if the machine cannot give one.
+    fn snapshot(&mut self) -> Option<Box<dyn SnapshotSource>> {
+        None
+    }
+
+    /// Stores part `seq` of the snapshot at `slot` (parts come in order
+    /// from 0); with `last`, the snapshot is complete and the machine
+    /// installs it or has the node restart from it.
+    fn receive_snapshot(
+        &mut self,
+        slot: Slot,
+        seq: u64,
+        data: &[u8],
+        last: bool,
+    ) -> Result<Received, String> {
+        let _ = (slot, seq, data, last);
+        Err("this replica cannot install snapshots".into())
+    }
 }
 
 /// A stream's state, as the node and its operators see it.
@@ -199,6 +223,8 @@ impl<T: Send + 'static> Stream<T> {
             led: false,
             isolated_since: None,
             deferred: Vec::new(),
+            sending: BTreeMap::new(),
+            receiving: None,
         };
         let thread = std::thread::Builder::new()
             .name("mako-stream".into())
@@ -263,6 +289,10 @@ struct Driver<T> {
     /// Proposals that arrived while this leader stood again for a later
     /// ballot: proposed once it leads again.
     deferred: Vec<(Vec<u8>, T)>,
+    /// Snapshots being sent, by receiver: where their acknowledgements go.
+    sending: BTreeMap<NodeId, (Sender<u64>, JoinHandle<()>)>,
+    /// The snapshot being received.
+    receiving: Option<Receiving>,
 }
 
 impl<T> Driver<T> {
@@ -286,6 +316,24 @@ impl<T> Driver<T> {
             for e in events {
                 match e {
                     Event::Stop => return,
+                    Event::Message(
+                        from,
+                        Message::Snapshot {
+                            slot,
+                            seq,
+                            data,
+                            last,
+                        },
+                    ) => {
+                        if !self.snapshot_part(from, slot, seq, &data, last) {
+                            return;
+                        }
+                    }
+                    Event::Message(from, Message::SnapshotAck { seq, .. }) => {
+                        if let Some((acks, _)) = self.sending.get(&from) {
+                            let _ = acks.send(seq);
+                        }
+                    }
                     Event::Message(from, msg) => {
                         self.heard.insert(from, Instant::now());
                         self.replica.step(from, msg);
@@ -355,11 +403,7 @@ impl<T> Driver<T> {
             self.transport.send(env);
         }
         for (peer, slot) in ready.snapshot_needed {
-            tracing::warn!(
-                peer,
-                slot,
-                "a replica needs entries this one has forgotten; it needs a snapshot, which is not implemented yet"
-            );
+            self.send_snapshot(peer, slot);
         }
         for (slot, value) in ready.chosen {
             let chosen = match (self.own.remove(&slot), value) {
@@ -454,6 +498,98 @@ impl<T> Driver<T> {
             *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status.clone();
             self.machine.status(&status);
             self.last = status;
+        }
+    }
+
+    /// Starts sending a snapshot to `peer`, which needs slot `slot` and
+    /// later (unless one is on its way already).
+    fn send_snapshot(&mut self, peer: NodeId, slot: Slot) {
+        self.sending.retain(|_, (_, t)| !t.is_finished());
+        if self.sending.contains_key(&peer) {
+            return;
+        }
+        let Some(source) = self.machine.snapshot() else {
+            tracing::warn!(
+                peer,
+                slot,
+                "a replica needs entries this one has forgotten, and no snapshot can be made"
+            );
+            return;
+        };
+        if source.slot() <= slot {
+            return; // it would not help; the replica will ask someone else
+        }
+        tracing::info!(
+            peer,
+            needs = slot,
+            at = source.slot(),
+            "a replica needs entries this one has forgotten: sending it a snapshot"
+        );
+        let (tx, rx) = channel();
+        let (me, transport) = (self.replica.id(), self.transport.clone());
+        match std::thread::Builder::new()
+            .name("mako-snapshot-send".into())
+            .spawn(move || snapshot::send(me, peer, source, transport, rx))
+        {
+            Ok(t) => {
+                self.sending.insert(peer, (tx, t));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot start sending a snapshot"),
+        }
+    }
+
+    /// Takes part of a snapshot. False when the stream must stop (the
+    /// node restarts from the snapshot, or cannot store it).
+    fn snapshot_part(
+        &mut self,
+        from: NodeId,
+        slot: Slot,
+        seq: u64,
+        data: &[u8],
+        last: bool,
+    ) -> bool {
+        // A leader has everything chosen; a snapshot behind what is
+        // applied here is of no use.
+        if self.replica.is_leader() || slot <= self.replica.first_unchosen() {
+            return true;
+        }
+        let ack = |d: &mut Self| {
+            d.transport.send(Envelope {
+                from: d.replica.id(),
+                to: from,
+                msg: Message::SnapshotAck { slot, seq },
+            });
+        };
+        match snapshot::classify(&mut self.receiving, from, slot, seq) {
+            Part::Ignore => return true,
+            Part::Ack => {
+                ack(self);
+                return true;
+            }
+            Part::Store => {}
+        }
+        match self.machine.receive_snapshot(slot, seq, data, last) {
+            Err(e) => {
+                tracing::warn!(error = %e, slot, "cannot store a snapshot; it is dropped");
+                self.receiving = None;
+                true
+            }
+            Ok(received) => {
+                ack(self);
+                if let Some(r) = self.receiving.as_mut() {
+                    r.next = seq + 1;
+                    r.at = Instant::now();
+                }
+                match received {
+                    Received::Stored => true,
+                    Received::Installed => {
+                        self.receiving = None;
+                        self.replica.install_snapshot(slot);
+                        true
+                    }
+                    Received::Restart => false,
+                }
+            }
         }
     }
 

@@ -6,6 +6,12 @@
 //! stop, every replica must converge on the same chosen log, which must
 //! hold every batch that was proposed and reported chosen.
 //!
+//! Replicas forget applied entries (compaction); in some runs they keep
+//! only a few beyond what they made durable, so that lagging replicas are
+//! sent snapshots of another's applied state (which may be lost or
+//! arrive late like any message) and candidates meet promisers whose log
+//! starts after their own first unchosen slot.
+//!
 //! `SIM_SEEDS` sets how many seeds run (default 1000), `SIM_SEED` runs one
 //! seed (a failing seed is printed and reproduces exactly).
 
@@ -40,6 +46,16 @@ struct InFlight {
     env: Envelope,
 }
 
+/// A snapshot in flight: the sender's durable applied log (slots 1 to
+/// `slot - 1`), delivered at `at`.
+struct SnapshotInFlight {
+    at: u64,
+    from: usize,
+    to: usize,
+    slot: Slot,
+    log: Vec<Value>,
+}
+
 struct Sim {
     rng: Rng,
     now: u64,
@@ -53,6 +69,9 @@ struct Sim {
     /// The running replicas (`None` while crashed).
     nodes: Vec<Option<Replica>>,
     net: Vec<InFlight>,
+    snapshots: Vec<SnapshotInFlight>,
+    /// Snapshots installed so far.
+    installed: u64,
     /// Pairs that cannot talk (both directions).
     cut: BTreeSet<(NodeId, NodeId)>,
     /// Faults on: loss, duplication, partitions, crashes.
@@ -72,6 +91,9 @@ struct Sim {
 impl Sim {
     fn new(seed: u64, voters: u32, learners: u32) -> Sim {
         let all = voters + learners;
+        // A quarter of the runs keep everything a laggard needs; the
+        // others forget soon and send snapshots.
+        let retain = [u64::MAX, 2, 6, 20][(seed % 4) as usize];
         let configs: Vec<Config> = (0..all)
             .map(|id| Config {
                 id,
@@ -81,6 +103,7 @@ impl Sim {
                 heartbeat_ticks: 3,
                 max_batch: 16,
                 seed,
+                retain,
             })
             .collect();
         let nodes = configs
@@ -94,6 +117,8 @@ impl Sim {
             durable: vec![1; all as usize],
             nodes,
             net: Vec::new(),
+            snapshots: Vec::new(),
+            installed: 0,
             cut: BTreeSet::new(),
             faults: true,
             proposing: true,
@@ -136,6 +161,13 @@ impl Sim {
         }
         for env in ready.messages {
             self.send(env);
+        }
+        for (peer, slot) in ready.snapshot_needed {
+            // As a node does: its applied state at its durable point.
+            let at = self.durable[i];
+            if at > slot {
+                self.send_snapshot(i, peer as usize, at);
+            }
         }
         for (slot, value) in ready.chosen {
             match self.chosen.get(&slot) {
@@ -181,6 +213,54 @@ impl Sim {
         }
     }
 
+    fn send_snapshot(&mut self, from: usize, to: usize, slot: Slot) {
+        let pair = (from.min(to) as NodeId, from.max(to) as NodeId);
+        if self.faults && (self.cut.contains(&pair) || self.rng.chance(5)) {
+            return; // lost
+        }
+        let log = self.applied[from][..slot as usize - 1].to_vec();
+        let at = self.now + 1 + self.rng.below(if self.faults { 20 } else { 5 });
+        self.snapshots.push(SnapshotInFlight {
+            at,
+            from,
+            to,
+            slot,
+            log,
+        });
+    }
+
+    /// Installs a snapshot that arrived, as a node does: the applied
+    /// state is replaced and durable at once, then the replica goes on
+    /// from its slot. It must agree with everything chosen.
+    fn install(&mut self, snap: SnapshotInFlight) {
+        let i = snap.to;
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        if snap.slot <= self.applied[i].len() as u64 + 1 {
+            return; // nothing new
+        }
+        for (k, v) in snap.log.iter().enumerate() {
+            let slot = k as u64 + 1;
+            match self.chosen.get(&slot) {
+                Some(c) => assert_eq!(
+                    c, v,
+                    "seed {}: a snapshot from replica {} holds {v:?} for slot {slot}, {c:?} was chosen",
+                    self.seed, snap.from
+                ),
+                None => panic!(
+                    "seed {}: a snapshot from replica {} holds slot {slot}, which nobody chose",
+                    self.seed, snap.from
+                ),
+            }
+        }
+        node.install_snapshot(snap.slot);
+        self.applied[i] = snap.log;
+        self.durable[i] = snap.slot;
+        self.installed += 1;
+        self.drain(i);
+    }
+
     /// One step of simulated time: deliveries due now (in random order),
     /// ticks, maybe a proposal, maybe a fault.
     fn step(&mut self) {
@@ -204,6 +284,15 @@ impl Sim {
             if let Some(node) = self.nodes[to].as_mut() {
                 node.step(env.from, env.msg);
                 self.drain(to);
+            }
+        }
+        let mut k = 0;
+        while k < self.snapshots.len() {
+            if self.snapshots[k].at <= self.now {
+                let snap = self.snapshots.swap_remove(k);
+                self.install(snap);
+            } else {
+                k += 1;
             }
         }
         for i in 0..self.n() {
@@ -380,12 +469,14 @@ impl Sim {
     }
 }
 
-fn run(seed: u64, voters: u32, learners: u32, steps: u32) {
+/// Runs one seed; returns how many snapshots were installed.
+fn run(seed: u64, voters: u32, learners: u32, steps: u32) -> u64 {
     let mut sim = Sim::new(seed, voters, learners);
     for _ in 0..steps {
         sim.step();
     }
     sim.heal();
+    sim.installed
 }
 
 fn seeds() -> Vec<u64> {
@@ -400,13 +491,23 @@ fn seeds() -> Vec<u64> {
 }
 
 fn run_all(voters: u32, learners: u32, steps: u32) {
-    for seed in seeds() {
+    let seeds = seeds();
+    let mut installed = 0;
+    for &seed in &seeds {
         let result = std::panic::catch_unwind(|| run(seed, voters, learners, steps));
-        if let Err(e) = result {
-            eprintln!("failing seed: SIM_SEED={seed} ({voters} voters, {learners} learners)");
-            std::panic::resume_unwind(e);
+        match result {
+            Ok(n) => installed += n,
+            Err(e) => {
+                eprintln!("failing seed: SIM_SEED={seed} ({voters} voters, {learners} learners)");
+                std::panic::resume_unwind(e);
+            }
         }
     }
+    // The snapshot path must be exercised, not merely present.
+    if seeds.len() >= 20 {
+        assert!(installed > 0, "no run installed a snapshot");
+    }
+    eprintln!("{} seeds, {installed} snapshots installed", seeds.len());
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! election_timeout_ms = 500    # silence before a follower stands
 //! sync = "group"               # as `mako start --sync`
 //! shards = 1                   # partitions of the replica group's data
+//! retain_slots = 10000         # log kept for lagging replicas (Paxos);
+//!                              # one further behind is sent a snapshot
 //!
 //! [[datacenter]]
 //! name = "us"
@@ -55,6 +57,10 @@ pub struct ClusterConfig {
     /// Partitions of the group's data (`mako start --shards`).
     #[serde(default = "default_shards")]
     pub shards: u16,
+    /// Paxos: applied log slots each replica keeps for replicas that lag
+    /// behind; one further behind is sent a snapshot of the data instead.
+    #[serde(default = "default_retain_slots")]
+    pub retain_slots: u64,
     /// The datacenters.
     #[serde(default, rename = "datacenter")]
     pub datacenters: Vec<Datacenter>,
@@ -134,6 +140,10 @@ fn default_election() -> u64 {
 fn default_sync() -> String {
     "group".into()
 }
+fn default_retain_slots() -> u64 {
+    10_000
+}
+
 fn default_shards() -> u16 {
     1
 }

@@ -12,8 +12,16 @@
 //! A leader that loses its leadership (it was replaced while partitioned
 //! or paused) may hold installed transactions that will never be chosen.
 //! It does not try to undo them in place: it stops (see `on_deposed`), and
-//! restarting it recovers from its disk and rejoins as a follower.
-//! `mako local-cluster` restarts such nodes itself.
+//! restarting it recovers from its disk and rejoins as a follower (`mako
+//! start` restarts itself in place; failing that, it exits with status
+//! 75, and `mako local-cluster` restarts it).
+//!
+//! A replica that fell behind what the others keep of the log (each keeps
+//! `retain_slots` beyond what every replica has made durable, so a replica
+//! that was down for long falls behind) is sent a snapshot of another's
+//! checkpointed data. It stores the snapshot durably and restarts the same
+//! way; opening the directory installs it, and the stream goes on from
+//! the snapshot's slot.
 
 pub mod config;
 pub mod local;
@@ -32,6 +40,7 @@ use kv::{Error, ErrorKind, Result};
 use repl::net::{Deliver, Peer, Transport};
 use repl::paxos::{self, Ballot, NodeId, NotLeader, Replica, Slot};
 use repl::raft::{KeyValues, RaftDisk, RaftStream, RaftTiming};
+use repl::snapshot::{Received, SnapshotSource};
 use repl::stream::{Chosen, Event, Machine, Record, Status, Storage, Stream, Timing};
 use txn::Db;
 
@@ -50,6 +59,10 @@ pub enum Stop {
     /// Its disk or its data failed (a chosen batch it cannot decode, a
     /// stream that cannot persist): restarting alone will not help.
     Failed,
+    /// It received a snapshot of another replica's data (it had fallen
+    /// behind what the others keep of the log), stored durably: restart
+    /// it, and opening the directory installs the snapshot.
+    Reload,
 }
 
 /// What a stream carries back to its proposer: the batch as installed.
@@ -80,6 +93,9 @@ pub struct NodeOptions {
     pub election: Duration,
     /// The consensus protocol.
     pub consensus: Consensus,
+    /// Paxos: applied slots kept for lagging replicas (beyond it they get
+    /// a snapshot).
+    pub retain_slots: u64,
     /// Raft only: this node sets up the group's first membership (the
     /// preferred leader does).
     pub initialize: bool,
@@ -153,6 +169,7 @@ impl NodeOptions {
                 Consensus::Paxos
             },
             initialize: node.name == group.leader,
+            retain_slots: cfg.retain_slots,
             lease: base,
             on_deposed,
         })
@@ -464,6 +481,61 @@ impl Machine<Token> for NodeMachine {
         tracing::error!(error, "the replication stream failed; stopping");
         (self.on_deposed)(Stop::Failed);
     }
+
+    fn snapshot(&mut self) -> Option<Box<dyn SnapshotSource>> {
+        match self.shared.persist.snapshot(SNAPSHOT_PART_BYTES) {
+            Ok(r) => Some(Box::new(Source(r))),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "cannot read a snapshot");
+                None
+            }
+        }
+    }
+
+    fn receive_snapshot(
+        &mut self,
+        slot: Slot,
+        seq: u64,
+        data: &[u8],
+        last: bool,
+    ) -> std::result::Result<Received, String> {
+        let persist = &self.shared.persist;
+        if seq == 0 {
+            tracing::info!(
+                slot,
+                "this replica fell behind what the others keep of the log: receiving a snapshot"
+            );
+        }
+        persist.stage_snapshot(seq, data).map_err(|e| e.message)?;
+        if !last {
+            return Ok(Received::Stored);
+        }
+        persist.snapshot_staged(slot).map_err(|e| e.message)?;
+        tracing::info!(
+            slot,
+            parts = seq + 1,
+            "snapshot received and stored; restarting to install it"
+        );
+        self.shared.serving.store(false, Ordering::Release);
+        (self.on_deposed)(Stop::Reload);
+        Ok(Received::Restart)
+    }
+}
+
+/// Snapshots travel in parts of about this size.
+const SNAPSHOT_PART_BYTES: usize = 1 << 20;
+
+/// The data directory's snapshot reader, as the stream reads snapshots.
+struct Source(kv::persist::SnapshotReader);
+
+impl SnapshotSource for Source {
+    fn slot(&self) -> Slot {
+        self.0.slot()
+    }
+
+    fn next_part(&mut self) -> std::result::Result<Option<Vec<u8>>, String> {
+        self.0.next_part().map_err(|e| e.message)
+    }
 }
 
 /// Stream records in the data directory's `repl` column family: `p` holds
@@ -589,6 +661,7 @@ impl Node {
             election_ticks: ticks(opts.election),
             heartbeat_ticks: ticks(opts.heartbeat),
             max_batch: 64,
+            retain: opts.retain_slots,
             seed: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
