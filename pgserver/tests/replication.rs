@@ -55,19 +55,19 @@ fn free_port() -> u16 {
 
 impl Cluster {
     /// Writes the cluster file and starts every node.
-    fn new(consensus: &str) -> Cluster {
-        let mut c = Cluster::configured(consensus);
+    fn new(consensus: &str, extra: &str) -> Cluster {
+        let mut c = Cluster::configured(consensus, extra);
         for i in 0..NODES {
             c.start(i);
         }
         c
     }
 
-    /// Writes the cluster file; starts nothing.
-    fn configured(consensus: &str) -> Cluster {
+    /// Writes the cluster file (with `extra` settings); starts nothing.
+    fn configured(consensus: &str, extra: &str) -> Cluster {
         let dir = common::temp_data_dir("cluster");
         std::fs::create_dir_all(&dir).unwrap();
-        let mut text = format!("consensus = \"{consensus}\"\n");
+        let mut text = format!("consensus = \"{consensus}\"\n{extra}\n");
         text.push_str(
             "heartbeat_ms = 50\nelection_timeout_ms = 300\n\
              [[datacenter]]\nname = \"a\"\n[[datacenter]]\nname = \"b\"\n[[datacenter]]\nname = \"c\"\n\
@@ -272,7 +272,7 @@ async fn raft_leader_failover_loses_nothing_acknowledged() {
 }
 
 async fn failover(consensus: &str) {
-    let mut cluster = Cluster::new(consensus);
+    let mut cluster = Cluster::new(consensus, "");
     let first = cluster
         .leader(Duration::from_secs(30))
         .await
@@ -415,7 +415,13 @@ async fn failover(consensus: &str) {
 
     // The killed node rejoins and catches up.
     cluster.start(first);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    converge(&cluster, Duration::from_secs(30)).await;
+    stop_and_compare(&mut cluster, consensus);
+}
+
+/// Waits until every node runs and all have chosen the same slots.
+async fn converge(cluster: &Cluster, within: Duration) {
+    let deadline = Instant::now() + within;
     loop {
         let st = cluster.statuses().await;
         let chosen: HashSet<&str> = st
@@ -423,7 +429,7 @@ async fn failover(consensus: &str) {
             .filter_map(|s| s.split(" chosen=").nth(1)?.split(' ').next())
             .collect();
         if st.len() == NODES && chosen.len() == 1 {
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -431,6 +437,11 @@ async fn failover(consensus: &str) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Stops every node and checks that their data directories hold the same
+/// rows.
+fn stop_and_compare(cluster: &mut Cluster, consensus: &str) {
     cluster.stop_all();
     let dumps: Vec<_> = (0..NODES)
         .map(|i| dump(&cluster.dir.join(&cluster.nodes[i].name), consensus))
@@ -447,11 +458,76 @@ async fn failover(consensus: &str) {
     }
 }
 
+/// A follower that was down while the others went far past what they
+/// keep of the log (`retain_slots = 20`) cannot catch up from the log: it
+/// is sent a snapshot, installs it (restarting itself in place), catches
+/// up from the log after it, and ends with the same data as the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paxos_follower_that_fell_behind_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::new("paxos", "retain_slots = 20");
+    let leader = cluster
+        .leader(Duration::from_secs(30))
+        .await
+        .expect("no leader elected");
+    let c = connect(cluster.nodes[leader].port).await.unwrap();
+    setup(
+        &c,
+        "CREATE TABLE accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
+    )
+    .await;
+    setup(
+        &c,
+        "CREATE TABLE events (id BIGINT PRIMARY KEY, src BIGINT, dst BIGINT, amount BIGINT)",
+    )
+    .await;
+    for id in 0..ACCOUNTS {
+        setup(
+            &c,
+            &format!("INSERT INTO accounts VALUES ({id}, {INITIAL})"),
+        )
+        .await;
+    }
+    let lagging = (0..NODES).find(|&i| i != leader).unwrap();
+    cluster.kill(lagging);
+    // Far more slots than are kept, over several checkpoints and
+    // compactions (each runs about once a second).
+    let started = Instant::now();
+    let mut acked = Vec::new();
+    let mut id = 0;
+    while started.elapsed() < Duration::from_secs(4) || acked.len() < 300 {
+        id += 1;
+        let (from, to) = (id % ACCOUNTS, (id * 7 + 3) % ACCOUNTS);
+        match transfer(&c, id, from, to, 1 + id % 9).await {
+            Ok(()) => acked.push(id),
+            Err(e) if e.contains("40001") || e.contains("57P03") => {}
+            Err(e) => panic!("transfer {id}: {e}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.start(lagging);
+    converge(&cluster, Duration::from_secs(60)).await;
+    let log = std::fs::read_to_string(
+        cluster
+            .dir
+            .join(format!("{}.log", cluster.nodes[lagging].name)),
+    )
+    .unwrap();
+    assert!(
+        log.contains("snapshot received and stored") && log.contains("installed a snapshot"),
+        "the lagging replica did not catch up through a snapshot:\n{log}"
+    );
+    // Everything acknowledged is on the leader.
+    let rows = c.query("SELECT id FROM events", &[]).await.unwrap();
+    let present: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert!(acked.iter().all(|id| present.contains(id)));
+    stop_and_compare(&mut cluster, "paxos");
+}
+
 /// `mako local-cluster` starts every node of the file (each logging to
 /// its own file), a leader is elected, and SIGTERM stops them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_cluster_starts_and_stops_every_node() {
-    let cluster = Cluster::configured("paxos");
+    let cluster = Cluster::configured("paxos", "");
     let mut sup = Command::new(env!("CARGO_BIN_EXE_mako"))
         .args(["local-cluster", "--config"])
         .arg(&cluster.config)

@@ -270,6 +270,22 @@ impl<T> Drop for Stream<T> {
     }
 }
 
+/// A snapshot on its way to a replica.
+struct Sending {
+    /// Where its acknowledgements go.
+    acks: Sender<u64>,
+    thread: JoinHandle<()>,
+    /// Its slot: the log from there on is kept while it is under way and
+    /// for a while after (the receiver restarts, then catches up from
+    /// there).
+    slot: Slot,
+    /// When it finished, once it has.
+    finished: Option<Instant>,
+}
+
+/// How long after a snapshot was sent the log from its slot on is kept.
+const KEEP_AFTER_SNAPSHOT: Duration = Duration::from_secs(60);
+
 struct Driver<T> {
     replica: Replica,
     storage: Box<dyn Storage>,
@@ -289,8 +305,8 @@ struct Driver<T> {
     /// Proposals that arrived while this leader stood again for a later
     /// ballot: proposed once it leads again.
     deferred: Vec<(Vec<u8>, T)>,
-    /// Snapshots being sent, by receiver: where their acknowledgements go.
-    sending: BTreeMap<NodeId, (Sender<u64>, JoinHandle<()>)>,
+    /// Snapshots being sent, by receiver.
+    sending: BTreeMap<NodeId, Sending>,
     /// The snapshot being received.
     receiving: Option<Receiving>,
 }
@@ -330,8 +346,8 @@ impl<T> Driver<T> {
                         }
                     }
                     Event::Message(from, Message::SnapshotAck { seq, .. }) => {
-                        if let Some((acks, _)) = self.sending.get(&from) {
-                            let _ = acks.send(seq);
+                        if let Some(s) = self.sending.get(&from) {
+                            let _ = s.acks.send(seq);
                         }
                     }
                     Event::Message(from, msg) => {
@@ -504,8 +520,11 @@ impl<T> Driver<T> {
     /// Starts sending a snapshot to `peer`, which needs slot `slot` and
     /// later (unless one is on its way already).
     fn send_snapshot(&mut self, peer: NodeId, slot: Slot) {
-        self.sending.retain(|_, (_, t)| !t.is_finished());
-        if self.sending.contains_key(&peer) {
+        if self
+            .sending
+            .get(&peer)
+            .is_some_and(|s| s.finished.is_none() && !s.thread.is_finished())
+        {
             return;
         }
         let Some(source) = self.machine.snapshot() else {
@@ -525,14 +544,24 @@ impl<T> Driver<T> {
             at = source.slot(),
             "a replica needs entries this one has forgotten: sending it a snapshot"
         );
+        let source_slot = source.slot();
         let (tx, rx) = channel();
         let (me, transport) = (self.replica.id(), self.transport.clone());
         match std::thread::Builder::new()
             .name("mako-snapshot-send".into())
             .spawn(move || snapshot::send(me, peer, source, transport, rx))
         {
-            Ok(t) => {
-                self.sending.insert(peer, (tx, t));
+            Ok(thread) => {
+                let slot = source_slot;
+                self.sending.insert(
+                    peer,
+                    Sending {
+                        acks: tx,
+                        thread,
+                        slot,
+                        finished: None,
+                    },
+                );
             }
             Err(e) => tracing::warn!(error = %e, "cannot start sending a snapshot"),
         }
@@ -605,7 +634,18 @@ impl<T> Driver<T> {
         // learns the point from the leader): a replica that forgot
         // entries another still needs could lead later and miss them in
         // its phase 1.
-        let below = self.replica.forgettable();
+        let mut below = self.replica.forgettable();
+        // Keep what the receivers of snapshots will ask for next.
+        let now = Instant::now();
+        self.sending.retain(|_, s| {
+            if s.finished.is_none() && s.thread.is_finished() {
+                s.finished = Some(now);
+            }
+            s.finished.is_none_or(|t| now - t < KEEP_AFTER_SNAPSHOT)
+        });
+        for s in self.sending.values() {
+            below = below.min(s.slot);
+        }
         if below > 1 {
             self.replica.compact(below);
             if let Err(e) = self.storage.forget(below) {

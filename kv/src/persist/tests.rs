@@ -443,3 +443,109 @@ fn a_replicas_directory_and_a_single_nodes_are_not_interchangeable() {
     assert_eq!(p.serving().unwrap_err().kind, ErrorKind::NotServing);
     p.close();
 }
+
+/// Every part of a snapshot of `from`, read in parts of `part_bytes`.
+fn snapshot_parts(from: &Persist, part_bytes: usize) -> (u64, Vec<Vec<u8>>) {
+    let mut reader = from.snapshot(part_bytes).unwrap();
+    let mut parts = Vec::new();
+    while let Some(p) = reader.next_part().unwrap() {
+        parts.push(p);
+    }
+    (reader.slot(), parts)
+}
+
+#[test]
+fn a_snapshot_replaces_a_lagging_replicas_state() {
+    let ahead = TempDir::new("snap-ahead");
+    let behind = TempDir::new("snap-behind");
+    {
+        let (p, _, _) = open(&ahead.0, replica_opts("g")).unwrap();
+        p.chosen(
+            1,
+            vec![entry(1, 1, &[("a", Some("1")), ("b", Some("2"))])],
+            false,
+        );
+        p.chosen(
+            2,
+            vec![entry(2, 2, &[("b", None), ("c", Some("3"))])],
+            false,
+        );
+        let mut many = Vec::new();
+        for i in 0..100 {
+            many.push((format!("k{i:03}"), Some(format!("v{i}"))));
+        }
+        let writes: Vec<(&str, Option<&str>)> = many
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .collect();
+        p.chosen(3, vec![entry(3, 3, &writes)], false);
+        p.close();
+        let (p, _, _) = open(&behind.0, replica_opts("g")).unwrap();
+        p.chosen(
+            1,
+            vec![entry(1, 1, &[("a", Some("1")), ("b", Some("2"))])],
+            false,
+        );
+        p.close();
+    }
+    let (a, a_shards, a_rec) = open(&ahead.0, replica_opts("g")).unwrap();
+    let (slot, parts) = snapshot_parts(&a, 256);
+    assert_eq!(slot, a_rec.applied_slot);
+    assert!(slot >= 3, "{a_rec:?}");
+    assert!(parts.len() > 3, "the data should span several parts");
+    let expect = contents(&a_shards[0]);
+    a.close();
+
+    // Staged in part, never completed: nothing is installed.
+    {
+        let (b, _, _) = open(&behind.0, replica_opts("g")).unwrap();
+        b.stage_snapshot(0, &parts[0]).unwrap();
+        b.stage_snapshot(1, &parts[1]).unwrap();
+        b.close();
+    }
+    {
+        let (b, shards, rec) = open(&behind.0, replica_opts("g")).unwrap();
+        assert_eq!(rec.snapshot_installed, None);
+        assert_eq!(contents(&shards[0]), pairs(&[("a", "1"), ("b", "2")]));
+        for (seq, part) in parts.iter().enumerate() {
+            b.stage_snapshot(seq as u64, part).unwrap();
+        }
+        b.snapshot_staged(slot).unwrap();
+        b.close();
+    }
+    // Installed at open: the state is the sender's (b is gone), and the
+    // stream resumes at the snapshot's slot.
+    let (b, shards, rec) = open(&behind.0, replica_opts("g")).unwrap();
+    assert_eq!(rec.snapshot_installed, Some(slot));
+    assert_eq!(rec.applied_slot, slot);
+    assert_eq!(contents(&shards[0]), expect);
+    assert_eq!(rec.last_txn, 3);
+    assert_eq!(shards[0].clock(), 3);
+    assert_eq!(shards[0].watermark(), 3);
+    b.close();
+    drop(b);
+    // Once only.
+    let (b, _, rec) = open(&behind.0, replica_opts("g")).unwrap();
+    assert_eq!(rec.snapshot_installed, None);
+    b.close();
+}
+
+#[test]
+fn a_snapshot_of_another_shard_count_is_refused() {
+    let two = TempDir::new("snap-two");
+    let one = TempDir::new("snap-one");
+    let (a, _, _) = open(
+        &two.0,
+        Options {
+            shards: Some(2),
+            ..replica_opts("g")
+        },
+    )
+    .unwrap();
+    let (_, parts) = snapshot_parts(&a, 1 << 20);
+    a.close();
+    let (b, _, _) = open(&one.0, replica_opts("g")).unwrap();
+    let err = b.stage_snapshot(0, &parts[0]).unwrap_err();
+    assert!(err.message.contains("2 shards"), "{}", err.message);
+    b.close();
+}
