@@ -251,12 +251,15 @@ pub enum NotLeader {
     Unknown,
 }
 
+/// A voter's promise: what it had accepted, and where its log starts.
+type Promised = (Vec<(Slot, Ballot, Value)>, Slot);
+
 enum Role {
     Follower,
     Candidate {
         /// Promises so far, by voter: what each had accepted, and where
         /// its log starts.
-        promises: BTreeMap<NodeId, (Vec<(Slot, Ballot, Value)>, Slot)>,
+        promises: BTreeMap<NodeId, Promised>,
     },
     Leader {
         /// The first slot this leadership proposed anew: everything below
