@@ -328,7 +328,17 @@ mod tests {
     fn frames_roundtrip_and_garbage_is_an_error() {
         let msg = Message::Accept {
             ballot: Ballot { epoch: 3, node: 2 },
-            entries: vec![(7, Value::Batch(vec![1, 2, 3])), (8, Value::Noop)],
+            entries: vec![
+                (
+                    7,
+                    Value::Batch {
+                        origin: Default::default(),
+                        first: true,
+                        data: vec![1, 2, 3],
+                    },
+                ),
+                (8, Value::Noop),
+            ],
             chosen: 6,
             forget: 1,
         };

@@ -81,8 +81,37 @@ pub struct Ballot {
 pub enum Value {
     /// A hole filled by a new leader: applying it does nothing.
     Noop,
-    /// A batch proposed by a leader (opaque here).
-    Batch(#[serde(with = "bytes")] Vec<u8>),
+    /// A batch proposed by a leader.
+    Batch {
+        /// The leadership that proposed it.
+        origin: Ballot,
+        /// It is that leadership's first batch. Every other batch of a
+        /// leadership follows the previous one in the next slot, and may
+        /// depend on it (its transactions may have read from the
+        /// previous batch's).
+        first: bool,
+        /// The batch (opaque here).
+        #[serde(with = "bytes")]
+        data: Vec<u8>,
+    },
+}
+
+impl Value {
+    /// The leadership that proposed it (none for a no-op).
+    pub fn origin(&self) -> Option<Ballot> {
+        match self {
+            Value::Noop => None,
+            Value::Batch { origin, .. } => Some(*origin),
+        }
+    }
+
+    /// The batch's bytes (none for a no-op).
+    pub fn data(&self) -> Option<&[u8]> {
+        match self {
+            Value::Noop => None,
+            Value::Batch { data, .. } => Some(data),
+        }
+    }
 }
 
 /// A protocol message.
@@ -401,7 +430,9 @@ impl Replica {
     /// served from this one's log.
     pub fn compact(&mut self, slot: Slot) {
         let slot = slot.min(self.delivered).min(self.durable);
-        self.chosen = self.chosen.split_off(&slot);
+        // The chosen value of the slot before is kept: a new leader looks
+        // at it (see `maybe_lead`).
+        self.chosen = self.chosen.split_off(&slot.saturating_sub(1));
         self.accepted = self.accepted.split_off(&slot);
         self.log_start = self.log_start.max(slot);
     }
@@ -526,7 +557,12 @@ impl Replica {
         let slot = self.next_slot;
         self.next_slot += 1;
         let ballot = self.promised;
-        let value = Value::Batch(batch);
+        let first = matches!(self.role, Role::Leader { takeover, .. } if takeover == slot);
+        let value = Value::Batch {
+            origin: ballot,
+            first,
+            data: batch,
+        };
         self.accept_own(slot, value.clone());
         let full = match &mut self.role {
             Role::Leader { unsent, .. } => {
@@ -822,11 +858,31 @@ impl Replica {
         };
         self.leader = Some(self.cfg.id);
         self.next_slot = last + 1;
+        // Where the slot before each one came from, while known.
+        let mut before: Option<Option<Ballot>> = self.chosen.get(&(from - 1)).map(Value::origin);
         for slot in from..=last {
             let value = match self.chosen.get(&slot) {
                 Some(v) => v.clone(),
-                None => best.remove(&slot).map_or(Value::Noop, |(_, v)| v),
+                None => {
+                    let v = best.remove(&slot).map_or(Value::Noop, |(_, v)| v);
+                    match &v {
+                        // A batch whose leadership's previous batch (in
+                        // the slot before) did not make it: it was not
+                        // chosen in its own leadership (acceptors take
+                        // slots in order, so a majority would hold the
+                        // previous one, which would then be chosen), nor
+                        // since (every leader applies this rule). It may
+                        // depend on the lost batch, so it is dropped.
+                        Value::Batch {
+                            origin,
+                            first: false,
+                            ..
+                        } if before.is_some_and(|b| b != Some(*origin)) => Value::Noop,
+                        _ => v,
+                    }
+                }
             };
+            before = Some(value.origin());
             self.accept_own(slot, value);
         }
         // The heartbeat carries them all.
@@ -868,11 +924,33 @@ impl Replica {
         }
         self.leader = Some(from);
         self.idle_ticks = 0;
+        // Entries are accepted in slot order without gaps: a slot only
+        // once every unchosen slot below it is accepted in this ballot.
+        // So when a slot is chosen, a majority holds every earlier slot of
+        // its leadership, and a later leader recovers them rather than
+        // filling them with no-ops: a batch is never applied without the
+        // batches before it (whose transactions it may have read from).
+        // Entries after a gap (a lost message) wait for the leader to send
+        // them again with its next heartbeat.
+        let mut entries = entries;
+        entries.sort_by_key(|(slot, _)| *slot);
+        let mut contiguous = self.first_unchosen;
         let mut slots = Vec::with_capacity(entries.len());
         for (slot, value) in entries {
             if slot < self.first_unchosen {
                 slots.push(slot); // chosen already: the value is the same
                 continue;
+            }
+            while self
+                .accepted
+                .get(&contiguous)
+                .is_some_and(|(b, _)| *b == ballot)
+                || self.chosen.contains_key(&contiguous)
+            {
+                contiguous += 1;
+            }
+            if slot > contiguous {
+                break; // a gap
             }
             self.accepted.insert(slot, (ballot, value.clone()));
             self.out

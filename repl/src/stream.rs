@@ -423,13 +423,15 @@ impl<T> Driver<T> {
         }
         for (slot, value) in ready.chosen {
             let chosen = match (self.own.remove(&slot), value) {
-                (Some((mine, token)), Value::Batch(b)) if mine == b => Chosen::Own(token),
+                (Some((mine, token)), Value::Batch { data, .. }) if mine == data => {
+                    Chosen::Own(token)
+                }
                 (mine, value) => {
                     if let Some((_, token)) = mine {
                         self.machine.lost(token, NotLeader::Unknown);
                     }
                     match value {
-                        Value::Batch(b) => Chosen::Other(b),
+                        Value::Batch { data, .. } => Chosen::Other(data),
                         Value::Noop => Chosen::Noop,
                     }
                 }
@@ -648,7 +650,8 @@ impl<T> Driver<T> {
         }
         if below > 1 {
             self.replica.compact(below);
-            if let Err(e) = self.storage.forget(below) {
+            // The slot before stays: a new leader looks at it.
+            if let Err(e) = self.storage.forget(below - 1) {
                 tracing::warn!(error = %e, "cannot drop old replication records");
             }
         }

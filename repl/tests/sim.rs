@@ -84,6 +84,7 @@ struct Sim {
     applied: Vec<Vec<Value>>,
     /// Batches whose slot some replica reported chosen.
     committed: BTreeSet<Vec<u8>>,
+
     next_batch: u64,
     seed: u64,
 }
@@ -187,8 +188,8 @@ impl Sim {
                 "seed {}: replica {i} applied slot {slot} out of order",
                 self.seed
             );
-            if let Value::Batch(b) = &value {
-                self.committed.insert(b.clone());
+            if let Some(b) = value.data() {
+                self.committed.insert(b.to_vec());
             }
             log.push(value);
         }
@@ -348,7 +349,7 @@ impl Sim {
                     Record::Promised(_) => true,
                     Record::Accepted(s, ..)
                     | Record::Chosen(s, _)
-                    | Record::ChosenAsAccepted(s) => *s >= below,
+                    | Record::ChosenAsAccepted(s) => *s + 1 >= below,
                 });
             }
         }
@@ -446,12 +447,9 @@ impl Sim {
                 .map(|n| (n.is_leader(), n.ballot(), n.first_unchosen()))
                 .collect::<Vec<_>>()
         );
-        let applied: BTreeSet<&Vec<u8>> = first
+        let applied: BTreeSet<Vec<u8>> = first
             .iter()
-            .filter_map(|v| match v {
-                Value::Batch(b) => Some(b),
-                Value::Noop => None,
-            })
+            .filter_map(|v| v.data().map(<[u8]>::to_vec))
             .collect();
         for b in &self.committed {
             assert!(
@@ -466,6 +464,28 @@ impl Sim {
             "seed {}: the log has gaps",
             self.seed
         );
+        // A leadership's batch is chosen only after the batch it
+        // proposed before it: a batch is never applied without the
+        // previous one, whose transactions its own may have read from (a
+        // lost batch filled with a no-op under a chosen later batch of the
+        // same leader is the failure).
+        for (&s, v) in &self.chosen {
+            if let Value::Batch {
+                origin,
+                first: false,
+                ..
+            } = v
+            {
+                let before = self.chosen.get(&(s - 1)).and_then(Value::origin);
+                assert_eq!(
+                    before,
+                    Some(*origin),
+                    "seed {}: slot {s} holds a batch of leadership {origin:?}, but slot {} does not (the leadership's previous batch was lost)",
+                    self.seed,
+                    s - 1
+                );
+            }
+        }
     }
 }
 
