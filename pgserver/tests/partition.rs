@@ -93,7 +93,7 @@ fn group(
             consensus,
             retain_slots: 10_000,
             initialize: id == 1,
-            lease: election * 2,
+            lease: election * 2 - heartbeat,
             on_deposed: Box::new(move |_| flag.store(true, Ordering::SeqCst)),
         };
         let mut node = Node::open(opts).expect("open");

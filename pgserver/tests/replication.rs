@@ -69,7 +69,7 @@ impl Cluster {
         std::fs::create_dir_all(&dir).unwrap();
         let mut text = format!("consensus = \"{consensus}\"\n{extra}\n");
         text.push_str(
-            "heartbeat_ms = 50\nelection_timeout_ms = 300\n\
+            "heartbeat_ms = 50\nelection_timeout_ms = 500\n\
              [[datacenter]]\nname = \"a\"\n[[datacenter]]\nname = \"b\"\n[[datacenter]]\nname = \"c\"\n\
              [[latency]]\nbetween = [\"a\", \"b\"]\nms = 10\n\
              [[latency]]\nbetween = [\"a\", \"c\"]\nms = 10\n\
@@ -556,9 +556,8 @@ async fn local_cluster_starts_and_stops_every_node() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let c = connect(leader).await.unwrap();
-    c.batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
+    setup(&c, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+    setup(&c, "INSERT INTO t VALUES (1)").await;
     for n in &cluster.nodes {
         let log = cluster.dir.join(format!("{}.log", n.name));
         assert!(log.exists(), "no log file for {}", n.name);

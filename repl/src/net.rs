@@ -341,6 +341,7 @@ mod tests {
             ],
             chosen: 6,
             forget: 1,
+            sent: 9,
         };
         let frame = encode_frame(2, &msg);
         let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;

@@ -134,12 +134,14 @@ pub enum Message {
     /// Phase 2a, batched: accept these entries; every slot below `chosen`
     /// is chosen. With no entries, a heartbeat. Every replica has applied
     /// and made durable every slot below `forget`: nobody will need those
-    /// entries again.
+    /// entries again. `sent` is the leader's tick when it sent this
+    /// (echoed back, for the leader's lease).
     Accept {
         ballot: Ballot,
         entries: Vec<(Slot, Value)>,
         chosen: Slot,
         forget: Slot,
+        sent: u64,
     },
     /// Phase 2b: these slots were accepted (and persisted) in `ballot`;
     /// and every slot below `durable` is applied and durable at the
@@ -149,6 +151,7 @@ pub enum Message {
         ballot: Ballot,
         slots: Vec<Slot>,
         durable: Slot,
+        echo: u64,
     },
     /// A replica missing chosen entries asks for those from `from` on.
     CatchUp { from: Slot },
@@ -161,12 +164,15 @@ pub enum Message {
     /// below it), for a replica that needs entries the sender forgot.
     /// Carried by the stream driver (`crate::snapshot`); the replica
     /// itself ignores it.
+    /// The last part also carries the value chosen for the slot before
+    /// `slot` (if the sender knows it), which a new leader looks at.
     Snapshot {
         slot: Slot,
         seq: u64,
         #[serde(with = "bytes")]
         data: Vec<u8>,
         last: bool,
+        before: Option<Value>,
     },
     /// Part `seq` of the snapshot at `slot` is stored.
     SnapshotAck { slot: Slot, seq: u64 },
@@ -231,6 +237,12 @@ pub struct Ready {
     /// Replicas that asked for entries this one no longer has (replica,
     /// first slot asked for): they need a snapshot.
     pub snapshot_needed: Vec<(NodeId, Slot)>,
+    /// Messages that promise nothing persisted, which may be sent before
+    /// `persist` is done: answers to a leader's Accepts that acknowledge
+    /// no entry, which keep its lease (see
+    /// [`Replica::quorum_acked_tick`]) from waiting for this replica's
+    /// disk.
+    pub early: Vec<Envelope>,
 }
 
 /// A replica's configuration.
@@ -251,6 +263,12 @@ pub struct Config {
     pub heartbeat_ticks: u32,
     /// At most this many entries are sent in one Accept or Chosen message.
     pub max_batch: usize,
+    /// A voter that heard from its leader within this many ticks neither
+    /// promises another candidate nor stands itself, and neither does a
+    /// replica within this many ticks of starting. A leader's lease
+    /// (serving reads without asking the others) rests on this: it lasts
+    /// less than this from the sending of the Accepts a majority answered.
+    pub stick_ticks: u32,
     /// Seeds the election-timer randomness (time and randomness are
     /// injected, so runs are reproducible).
     pub seed: u64,
@@ -341,6 +359,11 @@ pub struct Replica {
     now: u64,
     /// When each voter last accepted something of this leader's ballot.
     heard: BTreeMap<NodeId, u64>,
+    /// The latest send tick of this leader's Accepts each voter answered.
+    acked: BTreeMap<NodeId, u64>,
+    /// A Prepare that arrived while this replica had just started, to be
+    /// answered once `stick_ticks` have passed: (candidate, ballot, from).
+    deferred_prepare: Option<(NodeId, Ballot, Slot)>,
 }
 
 impl Replica {
@@ -383,6 +406,8 @@ impl Replica {
             log_start: applied,
             now: 0,
             heard: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            deferred_prepare: None,
             cfg,
         };
         r.reset_timeout();
@@ -439,12 +464,17 @@ impl Replica {
 
     /// The caller has installed a snapshot of the applied state holding
     /// every slot below `slot` (durably): this replica continues from
-    /// there. A snapshot behind what is already applied changes nothing.
-    pub fn install_snapshot(&mut self, slot: Slot) {
+    /// there. `before` is the value chosen for the slot before, if known
+    /// (the caller keeps it with the snapshot: a new leader looks at it).
+    /// A snapshot behind what is already applied changes nothing.
+    pub fn install_snapshot(&mut self, slot: Slot, before: Option<Value>) {
         if slot <= self.delivered {
             return;
         }
         self.chosen = self.chosen.split_off(&slot);
+        if let Some(v) = before {
+            self.chosen.insert(slot - 1, v);
+        }
         self.accepted = self.accepted.split_off(&slot);
         self.first_unchosen = self.first_unchosen.max(slot);
         while self.chosen.contains_key(&self.first_unchosen) {
@@ -474,6 +504,11 @@ impl Replica {
     /// This replica's id.
     pub fn id(&self) -> NodeId {
         self.cfg.id
+    }
+
+    /// The value chosen for `slot`, if this replica knows it.
+    pub fn chosen_value(&self, slot: Slot) -> Option<&Value> {
+        self.chosen.get(&slot)
     }
 
     /// The value this replica accepted for `slot`, if it holds one.
@@ -510,6 +545,34 @@ impl Replica {
             })
             .count();
         recent + 1 >= self.cfg.majority()
+    }
+
+    /// As leader: the latest tick such that a majority of voters (this
+    /// one included) answered Accepts sent at or after it. None when not
+    /// leading, or before a majority answered.
+    pub fn quorum_acked_tick(&self) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        let mut ticks: Vec<u64> = self
+            .cfg
+            .voters
+            .iter()
+            .filter_map(|v| {
+                if *v == self.cfg.id {
+                    Some(self.now)
+                } else {
+                    self.acked.get(v).copied()
+                }
+            })
+            .collect();
+        ticks.sort_unstable_by(|a, b| b.cmp(a));
+        ticks.get(self.cfg.majority() - 1).copied()
+    }
+
+    /// Ticks so far.
+    pub fn now(&self) -> u64 {
+        self.now
     }
 
     /// True while this replica leads.
@@ -590,6 +653,11 @@ impl Replica {
     /// the election timer for the others.
     pub fn tick(&mut self) {
         self.now += 1;
+        if self.now >= u64::from(self.cfg.stick_ticks)
+            && let Some((from, ballot, slot)) = self.deferred_prepare.take()
+        {
+            self.on_prepare(from, ballot, slot);
+        }
         match &mut self.role {
             Role::Leader {
                 since_heartbeat, ..
@@ -604,7 +672,8 @@ impl Replica {
             }
             Role::Follower | Role::Candidate { .. } => {
                 self.idle_ticks += 1;
-                if self.idle_ticks >= self.timeout && self.cfg.is_voter() {
+                if self.idle_ticks >= self.timeout.max(self.cfg.stick_ticks) && self.cfg.is_voter()
+                {
                     self.stand();
                 }
             }
@@ -632,17 +701,19 @@ impl Replica {
                 entries,
                 chosen,
                 forget,
+                sent,
             } => {
                 if ballot >= self.promised {
                     self.forget_hint = self.forget_hint.max(forget);
                 }
-                self.on_accept(from, ballot, entries, chosen)
+                self.on_accept(from, ballot, entries, chosen, sent)
             }
             Message::Accepted {
                 ballot,
                 slots,
                 durable,
-            } => self.on_accepted(from, ballot, slots, durable),
+                echo,
+            } => self.on_accepted(from, ballot, slots, durable, echo),
             Message::CatchUp { from: slot } => self.on_catch_up(from, slot),
             Message::Chosen { entries } => {
                 for (slot, v) in entries {
@@ -720,6 +791,9 @@ impl Replica {
     fn step_down(&mut self, leader: Option<NodeId>) {
         self.role = Role::Follower;
         self.leader = leader;
+        // A lease is this leadership's (or its re-standing's, see
+        // `on_reject`): it ends here.
+        self.acked.clear();
         self.reset_timeout();
     }
 
@@ -769,8 +843,17 @@ impl Replica {
         if ballot > self.promised
             && matches!(self.role, Role::Follower)
             && self.leader.is_some_and(|l| l != from)
-            && self.idle_ticks < self.cfg.election_ticks
+            && self.idle_ticks < self.cfg.stick_ticks
         {
+            return;
+        }
+        // Nor does a replica that has just started: before it stopped, it
+        // may have answered a leader whose lease still runs. It answers
+        // the latest such candidate once that time is over.
+        if ballot > self.promised && self.now < u64::from(self.cfg.stick_ticks) {
+            if self.deferred_prepare.is_none_or(|(_, b, _)| b < ballot) {
+                self.deferred_prepare = Some((from, ballot, slot));
+            }
             return;
         }
         if ballot < self.promised {
@@ -780,7 +863,11 @@ impl Replica {
         }
         if ballot > self.promised {
             self.promise(ballot);
-            self.step_down(None);
+            // A leader standing again for a later ballot stays this
+            // replica's leader: it still promises no one else within the
+            // election timeout, so the leader's lease holds across.
+            let same = self.leader.filter(|&l| l == from);
+            self.step_down(same);
         }
         self.idle_ticks = 0;
         let accepted = self.accepted_from(slot);
@@ -912,6 +999,7 @@ impl Replica {
         ballot: Ballot,
         entries: Vec<(Slot, Value)>,
         chosen: Slot,
+        sent: u64,
     ) {
         if ballot < self.promised {
             let promised = self.promised;
@@ -958,18 +1046,26 @@ impl Replica {
                 .push(Persist::Accepted(slot, ballot, value));
             slots.push(slot);
         }
-        // Answered even when empty (a heartbeat), so the leader knows it
-        // still has a majority, and what this replica has made durable.
+        // Answered at once with no entries (a heartbeat's answer, or the
+        // lease's part of one with entries), so the leader knows it still
+        // has a majority, and what this replica has made durable; then,
+        // once persisted, with the entries accepted.
         {
             let durable = self.durable;
-            self.send(
-                from,
-                Message::Accepted {
-                    ballot,
-                    slots,
-                    durable,
-                },
-            );
+            let ack = |slots| Message::Accepted {
+                ballot,
+                slots,
+                durable,
+                echo: sent,
+            };
+            self.out.early.push(Envelope {
+                from: self.cfg.id,
+                to: from,
+                msg: ack(Vec::new()),
+            });
+            if !slots.is_empty() {
+                self.send(from, ack(slots));
+            }
         }
         // Slots below `chosen` are chosen; the value this replica accepted
         // in the leader's own ballot is the one, anything else is not known.
@@ -992,7 +1088,14 @@ impl Replica {
         }
     }
 
-    fn on_accepted(&mut self, from: NodeId, ballot: Ballot, slots: Vec<Slot>, durable: Slot) {
+    fn on_accepted(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        slots: Vec<Slot>,
+        durable: Slot,
+        echo: u64,
+    ) {
         if ballot != self.promised {
             return;
         }
@@ -1003,6 +1106,11 @@ impl Replica {
         self.heard.insert(from, self.now);
         if !self.cfg.voters.contains(&from) {
             return; // a learner: it never counts toward a majority
+        }
+        // An echo from the future is a confused or forged peer's.
+        if echo <= self.now {
+            let t = self.acked.entry(from).or_insert(echo);
+            *t = (*t).max(echo);
         }
         for &slot in &slots {
             if slot >= self.first_unchosen {
@@ -1078,6 +1186,7 @@ impl Replica {
         let ballot = self.promised;
         let chosen = self.first_unchosen;
         let forget = self.forgettable_by_all();
+        let sent = self.now;
         for n in self.peers() {
             self.send(
                 n,
@@ -1086,6 +1195,7 @@ impl Replica {
                     entries: entries.clone(),
                     chosen,
                     forget,
+                    sent,
                 },
             );
         }
@@ -1104,6 +1214,7 @@ mod tests {
             election_ticks: 2,
             heartbeat_ticks: 1,
             max_batch: 8,
+            stick_ticks: 4,
             seed: 1,
             retain: 1000,
         };
@@ -1137,6 +1248,7 @@ mod tests {
             election_ticks: 4,
             heartbeat_ticks: 2,
             max_batch: 8,
+            stick_ticks: 4,
             seed: 1,
             retain: 1000,
         };
@@ -1175,6 +1287,7 @@ mod tests {
                 election_ticks: 4,
                 heartbeat_ticks: 2,
                 max_batch: 8,
+                stick_ticks: 4,
                 seed: 2,
                 retain: 1000,
             },
@@ -1185,7 +1298,7 @@ mod tests {
         assert_eq!(two.ready().snapshot_needed, vec![(1, 1)]);
         // Once it has installed a snapshot at 50, the same promise lets
         // it lead.
-        r.install_snapshot(50);
+        r.install_snapshot(50, None);
         for _ in 0..16 {
             r.tick();
         }
@@ -1214,6 +1327,7 @@ mod tests {
                     ballot,
                     slots: vec![42],
                     durable: 1,
+                    echo: 0,
                 },
             );
         }
@@ -1233,5 +1347,65 @@ mod tests {
         assert!(r.is_leader());
         assert_eq!(r.ballot(), ballot);
         assert!(r.ready().chosen.is_empty());
+    }
+
+    #[test]
+    fn the_lease_runs_from_the_send_tick_of_answered_accepts() {
+        let mut r = leader_of_one_group();
+        let ballot = r.ballot();
+        assert_eq!(r.quorum_acked_tick(), None, "no follower answered yet");
+        let ack = |echo| Message::Accepted {
+            ballot,
+            slots: vec![],
+            durable: 1,
+            echo,
+        };
+        for _ in 0..5 {
+            r.tick();
+        }
+        let sent = r.now();
+        r.step(2, ack(sent - 3));
+        assert_eq!(r.quorum_acked_tick(), Some(sent - 3));
+        // An older answer does not move it back; a newer one moves it on.
+        r.step(3, ack(sent - 4));
+        assert_eq!(r.quorum_acked_tick(), Some(sent - 3));
+        r.step(3, ack(sent));
+        assert_eq!(r.quorum_acked_tick(), Some(sent));
+        // An echo of a tick not reached yet is a confused peer's.
+        r.step(2, ack(sent + 100));
+        assert_eq!(r.quorum_acked_tick(), Some(sent));
+    }
+
+    #[test]
+    fn a_replica_just_started_promises_only_after_the_stick_time() {
+        let cfg = Config {
+            id: 2,
+            voters: vec![1, 2, 3],
+            learners: vec![],
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            max_batch: 8,
+            stick_ticks: 4,
+            seed: 1,
+            retain: 1000,
+        };
+        let mut r = Replica::new(cfg, HardState::default());
+        let ballot = Ballot { epoch: 1, node: 3 };
+        r.step(3, Message::Prepare { ballot, from: 1 });
+        let ready = r.ready();
+        assert!(ready.messages.is_empty() && ready.persist.is_empty());
+        for _ in 0..4 {
+            r.tick();
+        }
+        let ready = r.ready();
+        assert_eq!(ready.persist, vec![Persist::Promised(ballot)]);
+        assert!(matches!(
+            ready.messages.as_slice(),
+            [Envelope {
+                to: 3,
+                msg: Message::Promise { .. },
+                ..
+            }]
+        ));
     }
 }

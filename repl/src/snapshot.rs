@@ -15,7 +15,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::net::Transport;
-use crate::paxos::{Envelope, Message, NodeId, Slot};
+use crate::paxos::{Envelope, Message, NodeId, Slot, Value};
 
 /// A snapshot being read.
 pub trait SnapshotSource: Send {
@@ -46,12 +46,14 @@ pub const RESEND_AFTER: Duration = Duration::from_secs(1);
 pub const ABANDON_AFTER: Duration = Duration::from_secs(15);
 
 /// Sends `source` to `to`, one part at a time, taking acknowledgements
-/// (the part numbers) from `acks`. Returns when the last part is
-/// acknowledged or the transfer is abandoned.
+/// (the part numbers) from `acks`; the last part carries `before`, the
+/// value chosen for the slot before the snapshot's. Returns when the last
+/// part is acknowledged or the transfer is abandoned.
 pub fn send(
     from: NodeId,
     to: NodeId,
     mut source: Box<dyn SnapshotSource>,
+    before: Option<Value>,
     transport: Arc<dyn Transport>,
     acks: Receiver<u64>,
 ) {
@@ -81,6 +83,7 @@ pub fn send(
             seq,
             data,
             last,
+            before: if last { before.clone() } else { None },
         };
         let first_sent = Instant::now();
         'part: loop {

@@ -183,8 +183,10 @@ pub struct Status {
 pub struct Timing {
     /// One tick of the replica.
     pub tick: Duration,
-    /// A leader that has not heard from a majority for this long stops
-    /// serving (it may have been replaced).
+    /// A leader serves for this long after sending the Accepts a
+    /// majority answered, and then stops until newer ones are answered
+    /// (it may have been replaced). It must be shorter than the replicas'
+    /// `stick_ticks` (see [`crate::paxos::Config`]).
     pub lease: Duration,
 }
 
@@ -218,13 +220,13 @@ impl<T: Send + 'static> Stream<T> {
             timing,
             own: BTreeMap::new(),
             status: status.clone(),
-            heard: BTreeMap::new(),
             last: Status::default(),
             led: false,
             isolated_since: None,
             deferred: Vec::new(),
             sending: BTreeMap::new(),
             receiving: None,
+            ticks: std::collections::VecDeque::from([(0, Instant::now())]),
         };
         let thread = std::thread::Builder::new()
             .name("mako-stream".into())
@@ -295,8 +297,6 @@ struct Driver<T> {
     /// This replica's proposals not yet chosen: slot → (value, token).
     own: BTreeMap<Slot, (Vec<u8>, T)>,
     status: Arc<Mutex<Status>>,
-    /// When each peer was last heard from.
-    heard: BTreeMap<NodeId, Instant>,
     last: Status,
     /// This replica has led in this life.
     led: bool,
@@ -309,6 +309,9 @@ struct Driver<T> {
     sending: BTreeMap<NodeId, Sending>,
     /// The snapshot being received.
     receiving: Option<Receiving>,
+    /// When recent ticks of the replica began (its Accepts carry the tick
+    /// they were sent in): the leader's lease runs from there.
+    ticks: std::collections::VecDeque<(u64, Instant)>,
 }
 
 impl<T> Driver<T> {
@@ -339,9 +342,10 @@ impl<T> Driver<T> {
                             seq,
                             data,
                             last,
+                            before,
                         },
                     ) => {
-                        if !self.snapshot_part(from, slot, seq, &data, last) {
+                        if !self.snapshot_part(from, slot, seq, &data, last, before) {
                             return;
                         }
                     }
@@ -351,7 +355,6 @@ impl<T> Driver<T> {
                         }
                     }
                     Event::Message(from, msg) => {
-                        self.heard.insert(from, Instant::now());
                         self.replica.step(from, msg);
                     }
                     Event::Propose(batch, token) if self.led && self.replica.is_candidate() => {
@@ -368,6 +371,17 @@ impl<T> Driver<T> {
             self.replica.flush_now();
             let now = Instant::now();
             if now >= next_tick {
+                // Recorded before the tick: everything stamped with it is
+                // sent later.
+                self.ticks
+                    .push_back((self.replica.now() + 1, Instant::now()));
+                while self
+                    .ticks
+                    .front()
+                    .is_some_and(|(_, t)| t.elapsed() > self.timing.lease * 2)
+                {
+                    self.ticks.pop_front();
+                }
                 self.replica.tick();
                 next_tick = now + self.timing.tick;
             }
@@ -401,6 +415,9 @@ impl<T> Driver<T> {
                 Record::Chosen(*s, v.clone())
             }
         }));
+        for env in ready.early {
+            self.transport.send(env);
+        }
         if !records.is_empty()
             && let Err(e) = self.storage.persist(&records)
         {
@@ -459,17 +476,13 @@ impl<T> Driver<T> {
                 }
             }
         }
-        let majority_heard = {
-            let voters = self.replica_voters();
-            let now = Instant::now();
-            let recent = self
-                .heard
-                .iter()
-                .filter(|(n, t)| voters.contains(n) && now - **t < self.timing.lease)
-                .count()
-                + 1;
-            recent > voters.len() / 2
-        };
+        // The lease: a majority answered Accepts sent less than a lease
+        // ago, so none of them can have promised another leader yet.
+        let majority_heard = self.replica.quorum_acked_tick().is_some_and(|tick| {
+            self.ticks
+                .binary_search_by_key(&tick, |(t, _)| *t)
+                .is_ok_and(|i| self.ticks[i].1.elapsed() < self.timing.lease)
+        });
         let status = Status {
             leader,
             serving: !failed && self.replica.ready_to_serve() && majority_heard,
@@ -547,11 +560,12 @@ impl<T> Driver<T> {
             "a replica needs entries this one has forgotten: sending it a snapshot"
         );
         let source_slot = source.slot();
+        let before = self.replica.chosen_value(source_slot - 1).cloned();
         let (tx, rx) = channel();
         let (me, transport) = (self.replica.id(), self.transport.clone());
         match std::thread::Builder::new()
             .name("mako-snapshot-send".into())
-            .spawn(move || snapshot::send(me, peer, source, transport, rx))
+            .spawn(move || snapshot::send(me, peer, source, before, transport, rx))
         {
             Ok(thread) => {
                 let slot = source_slot;
@@ -578,6 +592,7 @@ impl<T> Driver<T> {
         seq: u64,
         data: &[u8],
         last: bool,
+        before: Option<Value>,
     ) -> bool {
         // A leader has everything chosen; a snapshot behind what is
         // applied here is of no use.
@@ -599,6 +614,17 @@ impl<T> Driver<T> {
             }
             Part::Store => {}
         }
+        // The value of the slot before the snapshot's is kept as a chosen
+        // record first: after a restart from the snapshot, a new leader
+        // looks at it.
+        if last
+            && let Some(v) = &before
+            && let Err(e) = self.storage.persist(&[Record::Chosen(slot - 1, v.clone())])
+        {
+            tracing::warn!(error = %e, "cannot store a snapshot; it is dropped");
+            self.receiving = None;
+            return true;
+        }
         match self.machine.receive_snapshot(slot, seq, data, last) {
             Err(e) => {
                 tracing::warn!(error = %e, slot, "cannot store a snapshot; it is dropped");
@@ -615,17 +641,13 @@ impl<T> Driver<T> {
                     Received::Stored => true,
                     Received::Installed => {
                         self.receiving = None;
-                        self.replica.install_snapshot(slot);
+                        self.replica.install_snapshot(slot, before);
                         true
                     }
                     Received::Restart => false,
                 }
             }
         }
-    }
-
-    fn replica_voters(&self) -> Vec<NodeId> {
-        self.replica.voters().to_vec()
     }
 
     /// Forgets what nobody needs any more.

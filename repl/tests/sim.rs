@@ -54,6 +54,8 @@ struct SnapshotInFlight {
     to: usize,
     slot: Slot,
     log: Vec<Value>,
+    /// The sender's value for the slot before `slot`, if it knows it.
+    before: Option<Value>,
 }
 
 struct Sim {
@@ -103,6 +105,7 @@ impl Sim {
                 election_ticks: 10,
                 heartbeat_ticks: 3,
                 max_batch: 16,
+                stick_ticks: 10,
                 seed,
                 retain,
             })
@@ -160,7 +163,7 @@ impl Sim {
                 self.disks[i].push(Record::Chosen(*s, v.clone()));
             }
         }
-        for env in ready.messages {
+        for env in ready.early.into_iter().chain(ready.messages) {
             self.send(env);
         }
         for (peer, slot) in ready.snapshot_needed {
@@ -220,6 +223,9 @@ impl Sim {
             return; // lost
         }
         let log = self.applied[from][..slot as usize - 1].to_vec();
+        let before = self.nodes[from]
+            .as_ref()
+            .and_then(|n| n.chosen_value(slot - 1).cloned());
         let at = self.now + 1 + self.rng.below(if self.faults { 20 } else { 5 });
         self.snapshots.push(SnapshotInFlight {
             at,
@@ -227,6 +233,7 @@ impl Sim {
             to,
             slot,
             log,
+            before,
         });
     }
 
@@ -255,7 +262,12 @@ impl Sim {
                 ),
             }
         }
-        node.install_snapshot(snap.slot);
+        // As a stream does: the value of the slot before is kept as a
+        // chosen record.
+        if let Some(v) = &snap.before {
+            self.disks[i].push(Record::Chosen(snap.slot - 1, v.clone()));
+        }
+        node.install_snapshot(snap.slot, snap.before);
         self.applied[i] = snap.log;
         self.durable[i] = snap.slot;
         self.installed += 1;

@@ -99,9 +99,12 @@ pub struct NodeOptions {
     /// Raft only: this node sets up the group's first membership (the
     /// preferred leader does).
     pub initialize: bool,
-    /// A leader that has not heard from a majority for this long stops
-    /// serving (the group's election timeout: by then the others may
-    /// have elected another leader).
+    /// A leader serves for this long after sending the messages a majority
+    /// answered, then stops until it hears again (by then another may
+    /// have been elected). Paxos replicas promise no other candidate
+    /// until they have not heard their leader for a heartbeat longer; an
+    /// openraft follower refuses votes for twice its election timeout
+    /// after hearing its leader, which must not be shorter.
     pub lease: Duration,
     /// Called when this node, having served as leader, is deposed: its
     /// memory may hold transactions that will never be chosen, so it must
@@ -170,7 +173,9 @@ impl NodeOptions {
             },
             initialize: node.name == group.leader,
             retain_slots: cfg.retain_slots,
-            lease: base,
+            // The shortest stickiness is the preferred leader's openraft
+            // follower lease (twice base/2); a heartbeat's margin.
+            lease: base.saturating_sub(Duration::from_millis(cfg.heartbeat_ms)),
             on_deposed,
         })
     }
@@ -661,6 +666,9 @@ impl Node {
             election_ticks: ticks(opts.election),
             heartbeat_ticks: ticks(opts.heartbeat),
             max_batch: 64,
+            // Replicas stick to their leader a heartbeat longer than its
+            // lease.
+            stick_ticks: ticks(opts.lease + opts.heartbeat),
             retain: opts.retain_slots,
             seed: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
