@@ -41,18 +41,21 @@ impl Persist {
     /// The stream chose `slot` holding `entries`. `own`: this node
     /// proposed them and has them installed already (they are settled);
     /// otherwise they are installed now. Called in slot order, by one
-    /// thread.
-    pub fn chosen(&self, slot: u64, entries: Vec<LogEntry>, own: bool) {
+    /// thread. A batch naming a shard this node does not have is refused
+    /// whole (nothing of it is applied): the replicas disagree on their
+    /// shard count, and applying the rest would diverge.
+    pub fn chosen(&self, slot: u64, entries: Vec<LogEntry>, own: bool) -> Result<()> {
+        if let Some(e) = entries.iter().find(|e| e.shard >= self.shards.len()) {
+            return Err(crate::log::corrupt(format!(
+                "the batch chosen for slot {slot} names shard {} of a node with {} shards",
+                e.shard,
+                self.shards.len()
+            )));
+        }
         let mut touched = vec![false; self.shards.len()];
         let mut last_txn = 0;
         for e in &entries {
-            let Some(shard) = self.shards.get(e.shard) else {
-                tracing::error!(
-                    shard = e.shard,
-                    "a replicated entry names a shard this node does not have"
-                );
-                continue;
-            };
+            let shard = &self.shards[e.shard];
             if !own {
                 for (key, value) in &e.writes {
                     restore(shard, key, value.clone(), e.vc.clone(), e.epoch);
@@ -75,6 +78,7 @@ impl Persist {
             .map(|(i, e)| ((slot << SLOT_SHIFT) | i as u64, e))
             .collect();
         self.notify_checkpoint(ToCheckpoint::Durable(labelled));
+        Ok(())
     }
 
     /// Every stream slot below this is applied and in a synced checkpoint.

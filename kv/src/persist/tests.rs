@@ -381,7 +381,7 @@ fn a_leader_acknowledges_only_what_the_stream_chose() {
         "acknowledged before it was chosen"
     );
     let batch = lock(&stream.0).remove(0);
-    p.chosen(1, batch, true);
+    p.chosen(1, batch, true).unwrap();
     shards[0].wait_watermark(c).unwrap();
     assert_eq!(p.last_txn(), 1);
     p.close();
@@ -396,7 +396,8 @@ fn a_follower_installs_chosen_batches_and_resumes_after_its_checkpoint() {
             1,
             vec![entry(7, 1, &[("a", Some("1")), ("b", Some("2"))])],
             false,
-        );
+        )
+        .unwrap();
         p.chosen(
             2,
             vec![
@@ -404,7 +405,8 @@ fn a_follower_installs_chosen_batches_and_resumes_after_its_checkpoint() {
                 entry(9, 3, &[("b", None), ("c", Some("4"))]),
             ],
             false,
-        );
+        )
+        .unwrap();
         assert_eq!(contents(&shards[0]), pairs(&[("a", "3"), ("c", "4")]));
         assert_eq!(shards[0].clock(), 3);
         assert_eq!(shards[0].watermark(), 3);
@@ -418,7 +420,8 @@ fn a_follower_installs_chosen_batches_and_resumes_after_its_checkpoint() {
     // (applying a slot again is harmless).
     assert!((2..=3).contains(&rec.applied_slot), "{rec:?}");
     assert_eq!(shards[0].clock(), 3);
-    p.chosen(3, vec![entry(10, 4, &[("d", Some("5"))])], false);
+    p.chosen(3, vec![entry(10, 4, &[("d", Some("5"))])], false)
+        .unwrap();
     assert_eq!(shards[0].watermark(), 4);
     p.close();
 }
@@ -464,12 +467,14 @@ fn a_snapshot_replaces_a_lagging_replicas_state() {
             1,
             vec![entry(1, 1, &[("a", Some("1")), ("b", Some("2"))])],
             false,
-        );
+        )
+        .unwrap();
         p.chosen(
             2,
             vec![entry(2, 2, &[("b", None), ("c", Some("3"))])],
             false,
-        );
+        )
+        .unwrap();
         let mut many = Vec::new();
         for i in 0..100 {
             many.push((format!("k{i:03}"), Some(format!("v{i}"))));
@@ -478,14 +483,15 @@ fn a_snapshot_replaces_a_lagging_replicas_state() {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_deref()))
             .collect();
-        p.chosen(3, vec![entry(3, 3, &writes)], false);
+        p.chosen(3, vec![entry(3, 3, &writes)], false).unwrap();
         p.close();
         let (p, _, _) = open(&behind.0, replica_opts("g")).unwrap();
         p.chosen(
             1,
             vec![entry(1, 1, &[("a", Some("1")), ("b", Some("2"))])],
             false,
-        );
+        )
+        .unwrap();
         p.close();
     }
     let (a, a_shards, a_rec) = open(&ahead.0, replica_opts("g")).unwrap();
@@ -548,4 +554,21 @@ fn a_snapshot_of_another_shard_count_is_refused() {
     let err = b.stage_snapshot(0, &parts[0]).unwrap_err();
     assert!(err.message.contains("2 shards"), "{}", err.message);
     b.close();
+}
+
+#[test]
+fn a_chosen_batch_naming_an_unknown_shard_is_refused_whole() {
+    let dir = TempDir::new("repl-unknown-shard");
+    let (p, shards, _) = open(&dir.0, replica_opts("g")).unwrap();
+    let mut bad = entry(2, 1, &[("b", Some("2"))]);
+    bad.shard = 5;
+    let err = p
+        .chosen(1, vec![entry(1, 1, &[("a", Some("1"))]), bad], false)
+        .unwrap_err();
+    assert!(err.message.contains("shard 5"), "{}", err.message);
+    assert!(
+        contents(&shards[0]).is_empty(),
+        "part of the batch was applied"
+    );
+    p.close();
 }

@@ -244,6 +244,8 @@ struct Shared {
     proposer: OnceLock<Proposer>,
     /// Where received messages go, once the stream runs.
     deliver: OnceLock<Deliver>,
+    /// The applier thread.
+    applier: Arc<Applier>,
     persist: Arc<Persist>,
 }
 
@@ -359,6 +361,91 @@ enum ToApply {
     Other(Slot, Vec<u8>),
 }
 
+/// The applier thread's progress, shared with the stream's machine (which
+/// waits on it) and the node (which stops and joins the thread).
+#[derive(Default)]
+struct Applier {
+    /// The last slot applied.
+    applied: Mutex<Slot>,
+    moved: std::sync::Condvar,
+    /// Set by `Node::close`: the thread applies what it was handed, then
+    /// ends.
+    stop: AtomicBool,
+    /// The thread, once started.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Applier {
+    /// The applier thread: applies what it is handed, in slot order. A
+    /// chosen batch it cannot decode or apply stops the node: every
+    /// replica has the same value, so this one's copy or code is broken,
+    /// and applying later slots would diverge.
+    fn run(
+        self: Arc<Self>,
+        rx: std::sync::mpsc::Receiver<ToApply>,
+        persist: Arc<Persist>,
+        stop: Arc<dyn Fn(Stop) + Send + Sync>,
+    ) {
+        loop {
+            let item = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(item) => item,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if self.stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            let (slot, applied) = match item {
+                ToApply::Own(slot, entries) => (slot, persist.chosen(slot, entries, true)),
+                ToApply::Other(slot, bytes) => (
+                    slot,
+                    decode_batch(&bytes).and_then(|entries| persist.chosen(slot, entries, false)),
+                ),
+            };
+            if let Err(e) = applied {
+                tracing::error!(slot, error = %e.message, "a chosen batch cannot be applied; stopping");
+                stop(Stop::Failed);
+                return;
+            }
+            *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = slot;
+            self.moved.notify_all();
+        }
+    }
+
+    /// Waits until slot `slot` is applied (or the thread has ended).
+    fn wait(&self, slot: Slot) {
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        while *applied < slot {
+            let finished = self
+                .thread
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .is_none_or(|t| t.is_finished());
+            if finished {
+                return;
+            }
+            applied = self
+                .moved
+                .wait_timeout(applied, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Stops the thread once it has applied what it was handed, and waits
+    /// for it.
+    fn close(&self) {
+        self.stop.store(true, Ordering::Release);
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Applies chosen slots to the node's data, on a thread of its own so
 /// that the stream's thread goes back to its disk and network at once.
 struct NodeMachine {
@@ -366,9 +453,8 @@ struct NodeMachine {
     db: Arc<Db>,
     on_deposed: Arc<dyn Fn(Stop) + Send + Sync>,
     to_apply: Sender<ToApply>,
-    /// The last slot handed to the applier, and the last it applied.
+    /// The last slot handed to the applier.
     handed: Slot,
-    applied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl NodeMachine {
@@ -378,38 +464,20 @@ impl NodeMachine {
         on_deposed: Arc<dyn Fn(Stop) + Send + Sync>,
     ) -> NodeMachine {
         let (tx, rx) = std::sync::mpsc::channel::<ToApply>();
-        let applied = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let applier = shared.applier.clone();
+        let (persist, stop) = (shared.persist.clone(), on_deposed.clone());
+        match std::thread::Builder::new()
+            .name("mako-apply".into())
+            .spawn(move || applier.run(rx, persist, stop))
         {
-            let (persist, applied, stop) =
-                (shared.persist.clone(), applied.clone(), on_deposed.clone());
-            let spawned = std::thread::Builder::new()
-                .name("mako-apply".into())
-                .spawn(move || {
-                    for item in rx {
-                        let slot = match item {
-                            ToApply::Own(slot, entries) => {
-                                persist.chosen(slot, entries, true);
-                                slot
-                            }
-                            ToApply::Other(slot, bytes) => match decode_batch(&bytes) {
-                                Ok(entries) => {
-                                    persist.chosen(slot, entries, false);
-                                    slot
-                                }
-                                Err(e) => {
-                                    // Every replica has the same value: this
-                                    // one's copy or code is broken, and
-                                    // applying later slots would diverge.
-                                    tracing::error!(slot, error = %e.message, "a chosen batch cannot be decoded; stopping");
-                                    stop(Stop::Failed);
-                                    return;
-                                }
-                            },
-                        };
-                        applied.store(slot, Ordering::Release);
-                    }
-                });
-            if let Err(e) = spawned {
+            Ok(t) => {
+                *shared
+                    .applier
+                    .thread
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(t)
+            }
+            Err(e) => {
                 tracing::error!(error = %e, "cannot start the applier thread; stopping");
                 on_deposed(Stop::Failed);
             }
@@ -420,7 +488,6 @@ impl NodeMachine {
             on_deposed,
             to_apply: tx,
             handed: 0,
-            applied,
         }
     }
 
@@ -437,9 +504,7 @@ impl NodeMachine {
 
     /// Waits until the applier has applied everything handed to it.
     fn drain(&self) {
-        while self.applied.load(Ordering::Acquire) < self.handed {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        self.shared.applier.wait(self.handed);
     }
 }
 
@@ -686,6 +751,7 @@ impl Node {
             status: Mutex::new(Status::default()),
             proposer: OnceLock::new(),
             deliver: OnceLock::new(),
+            applier: Arc::default(),
             consensus: opts.consensus,
             persist: persist.clone(),
         });
@@ -793,6 +859,7 @@ impl Node {
         if let Some(r) = self.raft.take() {
             r.stop();
         }
+        self.shared.applier.close();
         self.persist.close();
     }
 }
