@@ -69,7 +69,7 @@ impl Cluster {
         std::fs::create_dir_all(&dir).unwrap();
         let mut text = format!("consensus = \"{consensus}\"\n{extra}\n");
         text.push_str(
-            "heartbeat_ms = 50\nelection_timeout_ms = 500\n\
+            "heartbeat_ms = 50\nelection_timeout_ms = 300\n\
              [[datacenter]]\nname = \"a\"\n[[datacenter]]\nname = \"b\"\n[[datacenter]]\nname = \"c\"\n\
              [[latency]]\nbetween = [\"a\", \"b\"]\nms = 10\n\
              [[latency]]\nbetween = [\"a\", \"c\"]\nms = 10\n\
@@ -464,7 +464,16 @@ fn stop_and_compare(cluster: &mut Cluster, consensus: &str) {
 /// up from the log after it, and ends with the same data as the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paxos_follower_that_fell_behind_catches_up_from_a_snapshot() {
-    let mut cluster = Cluster::new("paxos", "retain_slots = 20");
+    follower_catches_up_from_a_snapshot("paxos").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn raft_follower_that_fell_behind_catches_up_from_a_snapshot() {
+    follower_catches_up_from_a_snapshot("raft").await;
+}
+
+async fn follower_catches_up_from_a_snapshot(consensus: &str) {
+    let mut cluster = Cluster::new(consensus, "retain_slots = 20");
     let leader = cluster
         .leader(Duration::from_secs(30))
         .await
@@ -520,7 +529,7 @@ async fn paxos_follower_that_fell_behind_catches_up_from_a_snapshot() {
     let rows = c.query("SELECT id FROM events", &[]).await.unwrap();
     let present: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
     assert!(acked.iter().all(|id| present.contains(id)));
-    stop_and_compare(&mut cluster, "paxos");
+    stop_and_compare(&mut cluster, consensus);
 }
 
 /// `mako local-cluster` starts every node of the file (each logging to

@@ -32,7 +32,8 @@
 //! A replica that fell behind what the others keep of the log (each keeps
 //! `retain` slots beyond what every replica has made durable) is sent a
 //! snapshot of a replica's applied state ([`snapshot`]) and goes on from
-//! its slot. The openraft stream has no snapshots yet: its log is kept.
+//! its slot. The openraft stream builds its snapshots from the same data
+//! and sends them with openraft's own snapshot replication.
 //!
 //! [`Replica::step`]: paxos::Replica::step
 //! [`Replica::tick`]: paxos::Replica::tick

@@ -14,9 +14,15 @@
 //!   out.
 //! - A proposal carries (node, incarnation, sequence number), so that the
 //!   proposer's own batches come back as [`Chosen::Own`].
-//! - No snapshots: openraft never purges the log, which grows until the
-//!   node restarts with a fresh directory (as for the Paxos stream,
-//!   snapshots are to come).
+//! - Snapshots: openraft builds one every `snapshot_every` entries from
+//!   the machine's checkpointed state ([`Machine::snapshot`], the same
+//!   data the Paxos stream sends), then purges the log behind it (keeping
+//!   as many entries again); a follower that needs purged entries
+//!   receives the snapshot in chunks and hands it to the machine
+//!   ([`Machine::receive_snapshot`]), which installs it (a node restarts
+//!   to do so). The snapshot's metadata and the purge point are kept on
+//!   the disk (`rs`, `rp`). openraft 0.9 holds a snapshot in memory
+//!   while it is built, sent or received.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
@@ -42,6 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::net::{Deliver, Transport};
 use crate::paxos::{Ballot, Envelope, Message, NodeId, NotLeader, Slot};
+use crate::snapshot::{Received, SnapshotSource};
 use crate::stream::{Chosen, Machine, Status};
 
 /// A proposed batch, with who proposed it.
@@ -90,6 +97,13 @@ pub trait RaftDisk: Send + Sync + 'static {
 }
 
 const VOTE_KEY: &[u8] = b"rv";
+/// The last purged log id.
+const PURGED_KEY: &[u8] = b"rp";
+/// The metadata of the last snapshot built or installed.
+const SNAPSHOT_KEY: &[u8] = b"rs";
+
+/// openraft's snapshot metadata.
+type Meta = openraft::SnapshotMeta<Sid, EmptyNode>;
 
 fn log_key(index: u64) -> Vec<u8> {
     let mut k = b"rl".to_vec();
@@ -110,6 +124,8 @@ struct LogInner {
     entries: BTreeMap<u64, Entry<Types>>,
     vote: Option<Vote<Sid>>,
     purged: Option<LogId<Sid>>,
+    /// The last snapshot's metadata.
+    snapshot: Option<Meta>,
 }
 
 /// The log store: entries in memory, written through to the disk.
@@ -126,6 +142,10 @@ impl LogStore {
         for (k, v) in disk.scan()? {
             if k == VOTE_KEY {
                 inner.vote = Some(postcard::from_bytes(&v).map_err(|e| e.to_string())?);
+            } else if k == PURGED_KEY {
+                inner.purged = Some(postcard::from_bytes(&v).map_err(|e| e.to_string())?);
+            } else if k == SNAPSHOT_KEY {
+                inner.snapshot = Some(postcard::from_bytes(&v).map_err(|e| e.to_string())?);
             } else if k.starts_with(b"rl") {
                 let e: Entry<Types> = postcard::from_bytes(&v).map_err(|e| e.to_string())?;
                 inner.entries.insert(e.log_id.index, e);
@@ -137,11 +157,26 @@ impl LogStore {
         })
     }
 
+    /// The log id of entry `index`, from the log, or from the last
+    /// snapshot or purge point when the entry is gone.
     fn log_id_at(&self, index: u64) -> Option<LogId<Sid>> {
-        lock(&self.inner).entries.get(&index).map(|e| e.log_id)
+        let inner = lock(&self.inner);
+        inner
+            .entries
+            .get(&index)
+            .map(|e| e.log_id)
+            .or_else(|| {
+                inner
+                    .snapshot
+                    .as_ref()
+                    .and_then(|m| m.last_log_id)
+                    .filter(|l| l.index == index)
+            })
+            .or(inner.purged.filter(|l| l.index == index))
     }
 
-    /// The last membership entry at or below `index`.
+    /// The last membership entry at or below `index` (from the last
+    /// snapshot's metadata if the log no longer has it).
     fn membership_at(&self, index: u64) -> StoredMembership<Sid, EmptyNode> {
         let inner = lock(&self.inner);
         for e in inner.entries.range(..=index).rev().map(|(_, e)| e) {
@@ -149,7 +184,20 @@ impl LogStore {
                 return StoredMembership::new(Some(e.log_id), m.clone());
             }
         }
-        StoredMembership::default()
+        inner
+            .snapshot
+            .as_ref()
+            .map(|m| m.last_membership.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records the metadata of a snapshot built or installed.
+    fn save_snapshot_meta(&self, meta: &Meta) -> Result<(), String> {
+        let v = postcard::to_allocvec(meta).map_err(|e| e.to_string())?;
+        self.disk
+            .write(vec![(SNAPSHOT_KEY.to_vec(), v)], None, true)?;
+        lock(&self.inner).snapshot = Some(meta.clone());
+        Ok(())
     }
 }
 
@@ -260,9 +308,10 @@ impl RaftLogStorage<Types> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<Sid>) -> Result<(), StorageError<Sid>> {
+        let purged = postcard::to_allocvec(&log_id).map_err(io_err)?;
         self.disk
             .write(
-                Vec::new(),
+                vec![(PURGED_KEY.to_vec(), purged)],
                 Some((log_key(0), log_key(log_id.index + 1))),
                 false,
             )
@@ -285,23 +334,111 @@ pub struct StateMachine<T> {
     incarnation: u64,
     last_applied: Option<LogId<Sid>>,
     membership: StoredMembership<Sid, EmptyNode>,
+    log: LogStore,
 }
 
-/// Snapshots are not implemented: this builder only says so.
-pub struct NoSnapshots;
+fn snapshot_err(what: impl ToString) -> StorageError<Sid> {
+    StorageIOError::write_snapshot(None, AnyError::error(what.to_string())).into()
+}
 
-impl RaftSnapshotBuilder<Types> for NoSnapshots {
+/// Builds snapshots from the machine's checkpointed state.
+pub struct Builder<T> {
+    machine: Arc<Mutex<Box<dyn Machine<T>>>>,
+    log: LogStore,
+}
+
+/// Reads every part of `source`, each as a length (u32 LE) and the bytes.
+fn read_parts(mut source: Box<dyn SnapshotSource>) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(part) = source.next_part()? {
+        let len = u32::try_from(part.len()).map_err(|_| "a snapshot part over 4 GB")?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&part);
+    }
+    Ok(out)
+}
+
+/// The parts of a snapshot written by [`read_parts`].
+fn split_parts(mut data: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let mut parts = Vec::new();
+    while !data.is_empty() {
+        if data.len() < 4 {
+            return Err("a snapshot is cut short".into());
+        }
+        let len = u32::from_le_bytes(data[..4].try_into().expect("4 bytes")) as usize;
+        if data.len() < 4 + len {
+            return Err("a snapshot is cut short".into());
+        }
+        parts.push(&data[4..4 + len]);
+        data = &data[4 + len..];
+    }
+    Ok(parts)
+}
+
+/// How long a snapshot build waits for the machine to checkpoint
+/// something it can be built from: a failed build stops openraft.
+const BUILD_PATIENCE: Duration = Duration::from_secs(60);
+
+impl<T: Send + 'static> Builder<T> {
+    /// A snapshot of the machine's checkpointed state: slot `s` is raft
+    /// index `s - 1`, so a snapshot holding every slot below `s` holds
+    /// every entry up to index `s - 2`. Until the machine has
+    /// checkpointed something (it does about once a second), waits up
+    /// to `patience`.
+    async fn build(&self, patience: Duration) -> Result<Snapshot<Types>, StorageError<Sid>> {
+        let started = std::time::Instant::now();
+        // A build is asked for once enough entries were applied since the
+        // last snapshot; the checkpoint follows within about a second.
+        let after = lock(&self.log.inner)
+            .snapshot
+            .as_ref()
+            .and_then(|m| m.last_log_id)
+            .map(|l| l.index);
+        let (source, index, log_id) = loop {
+            let source = lock(&self.machine)
+                .snapshot()
+                .ok_or_else(|| snapshot_err("this replica cannot make a snapshot"))?;
+            let index = source.slot().checked_sub(2);
+            let newer = index.is_some_and(|i| after.is_none_or(|a| i > a));
+            match index.map(|i| (i, self.log.log_id_at(i))) {
+                Some((i, Some(log_id))) if newer || started.elapsed() >= patience => {
+                    break (source, i, log_id);
+                }
+                _ if started.elapsed() < patience => {
+                    drop(source);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Some((i, None)) => {
+                    return Err(snapshot_err(format!("the log id of entry {i} is unknown")));
+                }
+                _ => return Err(snapshot_err("nothing is checkpointed yet")),
+            }
+        };
+        let data = tokio::task::spawn_blocking(move || read_parts(source))
+            .await
+            .map_err(snapshot_err)?
+            .map_err(snapshot_err)?;
+        let meta = Meta {
+            last_log_id: Some(log_id),
+            last_membership: self.log.membership_at(index),
+            snapshot_id: format!("{}-{index}", log_id.leader_id.term),
+        };
+        self.log.save_snapshot_meta(&meta).map_err(snapshot_err)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl<T: Send + 'static> RaftSnapshotBuilder<Types> for Builder<T> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Types>, StorageError<Sid>> {
-        Err(StorageIOError::write_snapshot(
-            None,
-            AnyError::error("snapshots are not implemented for the raft stream"),
-        )
-        .into())
+        self.build(BUILD_PATIENCE).await
     }
 }
 
 impl<T: Send + 'static> RaftStateMachine<Types> for StateMachine<T> {
-    type SnapshotBuilder = NoSnapshots;
+    type SnapshotBuilder = Builder<T>;
 
     async fn applied_state(
         &mut self,
@@ -342,7 +479,10 @@ impl<T: Send + 'static> RaftStateMachine<Types> for StateMachine<T> {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        NoSnapshots
+        Builder {
+            machine: self.machine.clone(),
+            log: self.log.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(
@@ -353,18 +493,49 @@ impl<T: Send + 'static> RaftStateMachine<Types> for StateMachine<T> {
 
     async fn install_snapshot(
         &mut self,
-        _meta: &openraft::SnapshotMeta<Sid, EmptyNode>,
-        _snapshot: Box<Cursor<Vec<u8>>>,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<Sid>> {
-        Err(StorageIOError::write_snapshot(
-            None,
-            AnyError::error("snapshots are not implemented for the raft stream"),
-        )
-        .into())
+        let Some(last) = meta.last_log_id else {
+            return Ok(()); // an empty snapshot: nothing applied yet
+        };
+        let slot = last.index + 2;
+        // Kept first: once the node restarts from the snapshot, its
+        // applied slot is known by this log id.
+        self.log.save_snapshot_meta(meta).map_err(snapshot_err)?;
+        let data = snapshot.into_inner();
+        let parts = split_parts(&data).map_err(snapshot_err)?;
+        let mut received = Received::Stored;
+        let mut machine = lock(&self.machine);
+        for (seq, part) in parts.iter().enumerate() {
+            let last_part = seq + 1 == parts.len();
+            received = machine
+                .receive_snapshot(slot, seq as u64, part, last_part)
+                .map_err(snapshot_err)?;
+        }
+        match received {
+            Received::Installed => {
+                self.last_applied = Some(last);
+                self.membership = meta.last_membership.clone();
+                Ok(())
+            }
+            // The node restarts to install it; this raft instance stops.
+            Received::Restart => Err(snapshot_err("restarting to install the snapshot")),
+            Received::Stored => Err(snapshot_err("a snapshot without parts")),
+        }
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Types>>, StorageError<Sid>> {
-        Ok(None)
+        // Built afresh from the current checkpoint (at or after the last
+        // one built): the data is the node's, not kept twice.
+        let builder = self.get_snapshot_builder().await;
+        match builder.build(Duration::ZERO).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => {
+                tracing::debug!(error = %e, "no snapshot to offer");
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -373,13 +544,16 @@ impl<T: Send + 'static> RaftStateMachine<Types> for StateMachine<T> {
 enum Rpc {
     Append(u64, AppendEntriesRequest<Types>),
     Vote(u64, VoteRequest<Sid>),
+    Snapshot(u64, InstallSnapshotRequest<Types>),
     AppendReply(u64, Result<AppendEntriesResponse<Sid>, String>),
     VoteReply(u64, Result<VoteResponse<Sid>, String>),
+    SnapshotReply(u64, Result<InstallSnapshotResponse<Sid>, String>),
 }
 
 enum Reply {
     Append(Result<AppendEntriesResponse<Sid>, String>),
     Vote(Result<VoteResponse<Sid>, String>),
+    Snapshot(Result<InstallSnapshotResponse<Sid>, String>),
 }
 
 /// Requests waiting for their replies, by id.
@@ -475,15 +649,21 @@ impl RaftNetwork<Types> for Connection {
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<Types>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<Types>,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<Sid>,
         RPCError<Sid, EmptyNode, RaftError<Sid, InstallSnapshotError>>,
     > {
-        Err(unreachable(
-            "snapshots are not implemented for the raft stream",
-        ))
+        match self
+            .net
+            .call(self.to, |id| Rpc::Snapshot(id, rpc), option.hard_ttl())
+            .await
+        {
+            Some(Reply::Snapshot(Ok(r))) => Ok(r),
+            Some(Reply::Snapshot(Err(e))) => Err(RPCError::Network(NetworkError::new(&Failed(e)))),
+            _ => Err(unreachable("no reply to InstallSnapshot")),
+        }
     }
 
     async fn vote(
@@ -514,6 +694,9 @@ pub struct RaftTiming {
     /// A leader that has not heard from a majority for this long stops
     /// serving.
     pub lease: Duration,
+    /// A snapshot is built every this many entries, and as many entries
+    /// are kept behind it for lagging followers.
+    pub snapshot_every: u64,
 }
 
 /// A running raft stream.
@@ -564,6 +747,7 @@ impl<T: Send + 'static> RaftStream<T> {
             incarnation,
             last_applied,
             membership,
+            log: log.clone(),
         };
         let net = Network {
             me,
@@ -578,7 +762,15 @@ impl<T: Send + 'static> RaftStream<T> {
             election_timeout_min: election_ms,
             election_timeout_max: election_ms * 2,
             max_payload_entries: 1024,
-            snapshot_policy: openraft::SnapshotPolicy::Never,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(timing.snapshot_every.max(1)),
+            max_in_snapshot_log_to_keep: timing.snapshot_every,
+            replication_lag_threshold: timing.snapshot_every.saturating_mul(2).max(1),
+            // While a chunk of a snapshot is on its way, the follower hears
+            // nothing else from the leader: a chunk that takes longer
+            // than an election timeout (a follower that is down, say)
+            // must not keep it from heartbeats that long.
+            install_snapshot_timeout: election_ms,
+            snapshot_max_chunk_size: 1 << 20,
             ..Default::default()
         }
         .validate()
@@ -719,6 +911,14 @@ impl<T: Send + 'static> RaftStream<T> {
             match rpc {
                 Rpc::AppendReply(id, r) => me.complete(id, Reply::Append(r)),
                 Rpc::VoteReply(id, r) => me.complete(id, Reply::Vote(r)),
+                Rpc::SnapshotReply(id, r) => me.complete(id, Reply::Snapshot(r)),
+                Rpc::Snapshot(id, req) => {
+                    let (raft, net) = (me.raft.clone(), me.net.clone());
+                    me.runtime.spawn(async move {
+                        let r = raft.install_snapshot(req).await.map_err(|e| e.to_string());
+                        net.send(from, &Rpc::SnapshotReply(id, r));
+                    });
+                }
                 Rpc::Append(id, req) => {
                     let (raft, net) = (me.raft.clone(), me.net.clone());
                     me.runtime.spawn(async move {

@@ -6,8 +6,8 @@
 //! election_timeout_ms = 500    # silence before a follower stands
 //! sync = "group"               # as `mako start --sync`
 //! shards = 1                   # partitions of the replica group's data
-//! retain_slots = 10000         # log kept for lagging replicas (Paxos);
-//!                              # one further behind is sent a snapshot
+//! retain_slots = 10000         # log kept for lagging replicas; one
+//!                              # further behind is sent a snapshot
 //!
 //! [[datacenter]]
 //! name = "us"
@@ -57,8 +57,9 @@ pub struct ClusterConfig {
     /// Partitions of the group's data (`mako start --shards`).
     #[serde(default = "default_shards")]
     pub shards: u16,
-    /// Paxos: applied log slots each replica keeps for replicas that lag
-    /// behind; one further behind is sent a snapshot of the data instead.
+    /// Applied log slots each replica keeps for replicas that lag behind;
+    /// one further behind is sent a snapshot of the data instead (raft:
+    /// a snapshot is built every this many entries).
     #[serde(default = "default_retain_slots")]
     pub retain_slots: u64,
     /// The datacenters.

@@ -93,8 +93,8 @@ pub struct NodeOptions {
     pub election: Duration,
     /// The consensus protocol.
     pub consensus: Consensus,
-    /// Paxos: applied slots kept for lagging replicas (beyond it they get
-    /// a snapshot).
+    /// Applied slots kept for lagging replicas (beyond it they get a
+    /// snapshot; raft builds one every this many entries).
     pub retain_slots: u64,
     /// Raft only: this node sets up the group's first membership (the
     /// preferred leader does).
@@ -240,6 +240,9 @@ struct Shared {
     serving: AtomicBool,
     /// This node has served as leader in this life.
     served: AtomicBool,
+    /// `Node::close` has begun: proposals lost now are the shutdown's,
+    /// not a sign of deposition.
+    closing: AtomicBool,
     status: Mutex<Status>,
     proposer: OnceLock<Proposer>,
     /// Where received messages go, once the stream runs.
@@ -492,7 +495,9 @@ impl NodeMachine {
     }
 
     fn deposed(&self) {
-        if self.shared.served.load(Ordering::Acquire) {
+        if self.shared.served.load(Ordering::Acquire)
+            && !self.shared.closing.load(Ordering::Acquire)
+        {
             self.shared.serving.store(false, Ordering::Release);
             tracing::error!(
                 "this node was the leader and has been replaced: transactions it installed \
@@ -748,6 +753,7 @@ impl Node {
             members: opts.members.clone(),
             serving: AtomicBool::new(false),
             served: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             status: Mutex::new(Status::default()),
             proposer: OnceLock::new(),
             deliver: OnceLock::new(),
@@ -796,6 +802,7 @@ impl Node {
                 heartbeat: self.opts.heartbeat,
                 election: self.opts.election,
                 lease: self.opts.lease,
+                snapshot_every: self.opts.retain_slots,
             };
             let stream = RaftStream::start(
                 runtime,
@@ -853,6 +860,8 @@ impl Node {
     /// Stops the stream, then closes the data directory (a final
     /// checkpoint).
     pub fn close(mut self) {
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.serving.store(false, Ordering::Release);
         if let Some(mut s) = self.stream.take() {
             s.stop();
         }
