@@ -7,6 +7,9 @@
 //!   on it and declares itself deposed (a real node then exits and is
 //!   restarted as a follower) — it never acknowledges that commit;
 //! - after healing, nothing acknowledged is missing on the new leader.
+//!
+//! And a learner receives everything, through a change of leader, and
+//! never leads or serves.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,14 +60,18 @@ fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// Three in-process replicas over `net`; n1 is preferred. Returns the
-/// nodes, each node's deposed flag and the data directories.
+/// Three in-process voters over `net` (n1 is preferred), and `learners`
+/// more (n4 on). Returns the nodes, each node's deposed flag and the data
+/// directories.
 fn group(
     consensus: Consensus,
     runtime: &tokio::runtime::Runtime,
     net: &Local,
+    learners: u32,
 ) -> (Vec<Node>, Vec<Arc<AtomicBool>>, Vec<std::path::PathBuf>) {
-    let ids = [1u32, 2, 3];
+    let voters = [1u32, 2, 3];
+    let learner_ids: Vec<u32> = (4..4 + learners).collect();
+    let ids: Vec<u32> = voters.iter().copied().chain(learner_ids.clone()).collect();
     let members: HashMap<u32, (String, std::net::SocketAddr)> = ids
         .iter()
         .map(|&i| (i, (format!("n{i}"), ([127, 0, 0, 1], 0).into())))
@@ -82,8 +89,8 @@ fn group(
         let opts = NodeOptions {
             group: "g".into(),
             id,
-            voters: ids.to_vec(),
-            learners: Vec::new(),
+            voters: voters.to_vec(),
+            learners: learner_ids.clone(),
             members: members.clone(),
             data_dir: dir.clone(),
             shards: 1,
@@ -136,7 +143,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn partitioned_leader(consensus: Consensus) {
     let (runtime, net) = (runtime(), Local::new());
-    let (nodes, deposed, dirs) = group(consensus, &runtime, &net);
+    let (nodes, deposed, dirs) = group(consensus, &runtime, &net, 0);
     put(&nodes[0].db, "before", "1").expect("a commit before the cut");
 
     // Cut the leader off.
@@ -172,7 +179,7 @@ fn partitioned_leader(consensus: Consensus) {
 /// follower catches up.
 fn returning_follower(consensus: Consensus) {
     let (runtime, net) = (runtime(), Local::new());
-    let (nodes, deposed, dirs) = group(consensus, &runtime, &net);
+    let (nodes, deposed, dirs) = group(consensus, &runtime, &net, 0);
     put(&nodes[0].db, "a", "1").expect("commit");
     net.cut(1, 3);
     net.cut(2, 3);
@@ -209,4 +216,54 @@ fn a_partitioned_paxos_leader_is_replaced_and_gives_up() {
 #[test]
 fn a_partitioned_raft_leader_is_replaced_and_gives_up() {
     partitioned_leader(Consensus::Raft);
+}
+
+/// A learner gets every commit, follows a new leader when the first is
+/// cut off, and never leads or serves (it refuses transactions like a
+/// follower).
+fn learner(consensus: Consensus) {
+    let (runtime, net) = (runtime(), Local::new());
+    let (nodes, _deposed, dirs) = group(consensus, &runtime, &net, 1);
+    for i in 0..10 {
+        put(&nodes[0].db, &format!("k{i}"), "v").expect("commit");
+    }
+    let chosen = nodes[0].status().chosen;
+    wait_for("the learner to catch up", Duration::from_secs(20), || {
+        nodes[3].status().chosen >= chosen
+    });
+    assert!(!nodes[3].serving());
+    let mut t = nodes[3].db.begin();
+    let err = t
+        .get(b"k1", Placement::Partitioned(7))
+        .expect_err("a learner serves nothing");
+    assert_eq!(err.kind, kv::ErrorKind::NotServing, "{}", err.message);
+    // The leader is cut off from everyone; the learner follows the new one.
+    for n in [2, 3, 4] {
+        net.cut(1, n);
+    }
+    wait_for("a new leader", Duration::from_secs(20), || {
+        nodes[1].serving() || nodes[2].serving()
+    });
+    let new = if nodes[1].serving() { 1 } else { 2 };
+    put(&nodes[new].db, "after", "1").expect("a commit on the new leader");
+    let chosen = nodes[new].status().chosen;
+    wait_for(
+        "the learner to follow the new leader",
+        Duration::from_secs(20),
+        || nodes[3].status().chosen >= chosen,
+    );
+    assert!(!nodes[3].serving());
+    assert_ne!(nodes[3].status().leader, Some(4), "the learner led");
+    net.heal();
+    close(nodes, runtime, dirs);
+}
+
+#[test]
+fn a_paxos_learner_receives_everything_and_never_leads() {
+    learner(Consensus::Paxos);
+}
+
+#[test]
+fn a_raft_learner_receives_everything_and_never_leads() {
+    learner(Consensus::Raft);
 }

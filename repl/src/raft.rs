@@ -716,12 +716,14 @@ impl<T: Send + 'static> RaftStream<T> {
     /// Starts a stream on `runtime`. `applied`: every slot below it is
     /// applied and durable in the machine. `initialize`: this node sets up
     /// the group's first membership (the preferred leader, on a new
-    /// directory; doing it again is harmless).
+    /// directory; doing it again is harmless). `learners` are added to
+    /// the membership by whichever node leads, once it serves.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         runtime: &tokio::runtime::Handle,
         me: NodeId,
         voters: &[NodeId],
+        learners: &[NodeId],
         disk: Arc<dyn RaftDisk>,
         machine: Box<dyn Machine<T>>,
         transport: Arc<dyn Transport>,
@@ -807,10 +809,36 @@ impl<T: Send + 'static> RaftStream<T> {
         // Follow openraft's metrics: the stream's status.
         let mut metrics = raft.metrics();
         let lease = timing.lease;
+        let learners: Vec<Sid> = learners.iter().map(|&l| u64::from(l)).collect();
+        let adder = raft.clone();
         runtime.spawn(async move {
             let mut led = false;
             let mut last = Status::default();
+            // The learners this leadership has asked to add.
+            let mut asked = false;
             loop {
+                {
+                    let m = metrics.borrow();
+                    let leads = m.state == ServerState::Leader;
+                    let missing: Vec<Sid> = learners
+                        .iter()
+                        .copied()
+                        .filter(|l| !m.membership_config.nodes().any(|(n, _)| n == l))
+                        .collect();
+                    if !leads {
+                        asked = false;
+                    } else if !asked && !missing.is_empty() && last.serving {
+                        asked = true;
+                        let raft = adder.clone();
+                        tokio::spawn(async move {
+                            for l in missing {
+                                if let Err(e) = raft.add_learner(l, EmptyNode {}, false).await {
+                                    tracing::warn!(learner = l, error = %e, "cannot add a learner");
+                                }
+                            }
+                        });
+                    }
+                }
                 let st = {
                     let m = metrics.borrow_and_update();
                     if m.state == ServerState::Shutdown {

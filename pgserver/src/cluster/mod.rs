@@ -808,6 +808,7 @@ impl Node {
                 runtime,
                 self.opts.id,
                 &self.opts.voters,
+                &self.opts.learners,
                 Arc::new(PersistStorage(self.persist.clone())),
                 Box::new(machine),
                 transport,
