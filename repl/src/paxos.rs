@@ -243,6 +243,9 @@ pub struct Ready {
     /// [`Replica::quorum_acked_tick`]) from waiting for this replica's
     /// disk.
     pub early: Vec<Envelope>,
+    /// Two different values were reported chosen for one slot: this
+    /// replica must stop (it keeps the first).
+    pub conflict: Option<String>,
 }
 
 /// A replica's configuration.
@@ -778,7 +781,13 @@ impl Replica {
             return;
         }
         if let Some(v) = self.chosen.get(&slot) {
-            assert_eq!(*v, value, "two values chosen for slot {slot}");
+            // Never between honest replicas running this code: a bug, a
+            // damaged disk or a forged message. The caller stops.
+            if *v != value && self.out.conflict.is_none() {
+                self.out.conflict = Some(format!(
+                    "slot {slot} is known chosen with one value and reported chosen with another"
+                ));
+            }
             return;
         }
         self.chosen.insert(slot, value);
@@ -1407,5 +1416,29 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    #[test]
+    fn two_values_chosen_for_a_slot_are_a_reported_conflict_not_a_panic() {
+        let mut r = leader_of_one_group();
+        let batch = |b: u8| Value::Batch {
+            origin: Ballot { epoch: 9, node: 2 },
+            first: true,
+            data: vec![b],
+        };
+        r.step(
+            2,
+            Message::Chosen {
+                entries: vec![(5, batch(1))],
+            },
+        );
+        assert!(r.ready().conflict.is_none());
+        r.step(
+            3,
+            Message::Chosen {
+                entries: vec![(5, batch(2))],
+            },
+        );
+        assert!(r.ready().conflict.is_some());
     }
 }

@@ -400,6 +400,16 @@ impl<T> Driver<T> {
     /// must not answer).
     fn process(&mut self) -> bool {
         let ready = self.replica.ready();
+        if let Some(conflict) = &ready.conflict {
+            tracing::error!(
+                conflict,
+                "replicas disagree on a chosen value: this replica stops"
+            );
+            self.publish(true);
+            self.give_up_all();
+            self.machine.failed(conflict);
+            return false;
+        }
         let mut records: Vec<Record> = ready
             .persist
             .into_iter()
@@ -423,12 +433,7 @@ impl<T> Driver<T> {
         {
             tracing::error!(error = %e, "cannot persist replication state: this replica stops");
             self.publish(true);
-            for (_, (_, token)) in std::mem::take(&mut self.own) {
-                self.machine.lost(token, NotLeader::Unknown);
-            }
-            for (_, token) in std::mem::take(&mut self.deferred) {
-                self.machine.lost(token, NotLeader::Unknown);
-            }
+            self.give_up_all();
             self.machine.failed(&e);
             return false;
         }
@@ -510,12 +515,7 @@ impl<T> Driver<T> {
                     GIVE_UP_LEASES
                 );
             }
-            for (_, (_, token)) in std::mem::take(&mut self.own) {
-                self.machine.lost(token, NotLeader::Unknown);
-            }
-            for (_, token) in std::mem::take(&mut self.deferred) {
-                self.machine.lost(token, NotLeader::Unknown);
-            }
+            self.give_up_all();
         }
         if status != self.last {
             if status.serving != self.last.serving || status.leader != self.last.leader {
@@ -529,6 +529,16 @@ impl<T> Driver<T> {
             *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status.clone();
             self.machine.status(&status);
             self.last = status;
+        }
+    }
+
+    /// Reports every pending proposal lost.
+    fn give_up_all(&mut self) {
+        for (_, (_, token)) in std::mem::take(&mut self.own) {
+            self.machine.lost(token, NotLeader::Unknown);
+        }
+        for (_, token) in std::mem::take(&mut self.deferred) {
+            self.machine.lost(token, NotLeader::Unknown);
         }
     }
 

@@ -146,6 +146,12 @@ impl Sim {
             return;
         };
         let ready = node.ready();
+        assert!(
+            ready.conflict.is_none(),
+            "seed {}: replica {i}: {:?}",
+            self.seed,
+            ready.conflict
+        );
         for p in ready.persist {
             self.disks[i].push(match p {
                 Persist::Promised(b) => Record::Promised(b),
