@@ -474,7 +474,7 @@ impl Replica {
         if slot <= self.delivered {
             return;
         }
-        self.chosen = self.chosen.split_off(&slot);
+        self.chosen = self.chosen.split_off(&(slot - 1));
         if let Some(v) = before {
             self.chosen.insert(slot - 1, v);
         }
@@ -517,6 +517,12 @@ impl Replica {
     /// The value this replica accepted for `slot`, if it holds one.
     pub fn accepted(&self, slot: Slot) -> Option<&Value> {
         self.accepted.get(&slot).map(|(_, v)| v)
+    }
+
+    /// True for the group's replicas other than this one (voters and
+    /// learners).
+    pub fn is_peer(&self, id: NodeId) -> bool {
+        id != self.cfg.id && (self.cfg.voters.contains(&id) || self.cfg.learners.contains(&id))
     }
 
     /// The voting replicas.

@@ -191,6 +191,39 @@ impl LogStore {
             .unwrap_or_default()
     }
 
+    /// A snapshot up to `last` is being installed: the log up to it goes
+    /// (and all of it, if its entry at `last` is another one: the rest is
+    /// then from a history that was not chosen), and the snapshot's
+    /// metadata and the purge point are kept.
+    fn install_point(&self, meta: &Meta, last: LogId<Sid>) -> Result<(), String> {
+        let matches = lock(&self.inner)
+            .entries
+            .get(&last.index)
+            .is_some_and(|e| e.log_id == last);
+        let upto = if matches { last.index + 1 } else { u64::MAX };
+        let puts = vec![
+            (
+                SNAPSHOT_KEY.to_vec(),
+                postcard::to_allocvec(meta).map_err(|e| e.to_string())?,
+            ),
+            (
+                PURGED_KEY.to_vec(),
+                postcard::to_allocvec(&last).map_err(|e| e.to_string())?,
+            ),
+        ];
+        self.disk
+            .write(puts, Some((log_key(0), log_key(upto))), true)?;
+        let mut inner = lock(&self.inner);
+        inner.entries = if matches {
+            inner.entries.split_off(&upto)
+        } else {
+            BTreeMap::new()
+        };
+        inner.purged = Some(last);
+        inner.snapshot = Some(meta.clone());
+        Ok(())
+    }
+
     /// Records the metadata of a snapshot built or installed.
     fn save_snapshot_meta(&self, meta: &Meta) -> Result<(), String> {
         let v = postcard::to_allocvec(meta).map_err(|e| e.to_string())?;
@@ -500,28 +533,43 @@ impl<T: Send + 'static> RaftStateMachine<Types> for StateMachine<T> {
             return Ok(()); // an empty snapshot: nothing applied yet
         };
         let slot = last.index + 2;
-        // Kept first: once the node restarts from the snapshot, its
-        // applied slot is known by this log id.
-        self.log.save_snapshot_meta(meta).map_err(snapshot_err)?;
-        let data = snapshot.into_inner();
-        let parts = split_parts(&data).map_err(snapshot_err)?;
-        let mut received = Received::Stored;
-        let mut machine = lock(&self.machine);
-        for (seq, part) in parts.iter().enumerate() {
-            let last_part = seq + 1 == parts.len();
-            received = machine
-                .receive_snapshot(slot, seq as u64, part, last_part)
-                .map_err(snapshot_err)?;
-        }
-        match received {
-            Received::Installed => {
+        // Staged off the async runtime, part by part; before the last
+        // part (whose staging makes the node restart), the log is cut at
+        // the snapshot and its metadata kept: once the node restarts
+        // from the snapshot, its applied slot is known by this log id.
+        let (machine, log, meta_owned) = (self.machine.clone(), self.log.clone(), meta.clone());
+        let staged = tokio::task::spawn_blocking(move || -> Result<Received, String> {
+            let data = snapshot.into_inner();
+            let parts = split_parts(&data)?;
+            let mut received = Received::Stored;
+            for (seq, part) in parts.iter().enumerate() {
+                let last_part = seq + 1 == parts.len();
+                if last_part {
+                    log.install_point(&meta_owned, last)?;
+                }
+                received = lock(&machine).receive_snapshot(slot, seq as u64, part, last_part)?;
+            }
+            Ok(received)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        match staged {
+            Ok(Received::Installed) => {
                 self.last_applied = Some(last);
                 self.membership = meta.last_membership.clone();
                 Ok(())
             }
             // The node restarts to install it; this raft instance stops.
-            Received::Restart => Err(snapshot_err("restarting to install the snapshot")),
-            Received::Stored => Err(snapshot_err("a snapshot without parts")),
+            Ok(Received::Restart) => Err(snapshot_err("restarting to install the snapshot")),
+            Ok(Received::Stored) => Err(snapshot_err("a snapshot without parts")),
+            Err(e) => {
+                // openraft stops on a storage error: so does the node,
+                // rather than run on without replication.
+                let e = format!("cannot install a snapshot: {e}");
+                lock(&self.machine).failed(&e);
+                Err(snapshot_err(e))
+            }
         }
     }
 
@@ -710,6 +758,8 @@ pub struct RaftStream<T> {
     next_seq: AtomicU64,
     status: Arc<Mutex<Status>>,
     runtime: tokio::runtime::Handle,
+    /// Set by `stop`: openraft shutting down from now on is expected.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<T: Send + 'static> RaftStream<T> {
@@ -805,7 +855,9 @@ impl<T: Send + 'static> RaftStream<T> {
             next_seq: AtomicU64::new(1),
             status: status.clone(),
             runtime: runtime.clone(),
+            stopping: Arc::default(),
         });
+        let stopping = stream.stopping.clone();
         // Follow openraft's metrics: the stream's status.
         let mut metrics = raft.metrics();
         let lease = timing.lease;
@@ -842,6 +894,11 @@ impl<T: Send + 'static> RaftStream<T> {
                 let st = {
                     let m = metrics.borrow_and_update();
                     if m.state == ServerState::Shutdown {
+                        if !stopping.load(Ordering::Acquire) {
+                            // openraft stops on a storage error: the node
+                            // must not run on without replication.
+                            lock(&machine).failed("openraft stopped (see the errors above)");
+                        }
                         return; // stopped: not deposed
                     }
                     let leader = m.state == ServerState::Leader;
@@ -852,6 +909,14 @@ impl<T: Send + 'static> RaftStream<T> {
                     let quorum = m
                         .millis_since_quorum_ack
                         .is_some_and(|ms| u128::from(ms) < lease.as_millis());
+                    let until = m
+                        .millis_since_quorum_ack
+                        .filter(|_| leader && applied_this_term)
+                        .and_then(|ms| {
+                            (std::time::Instant::now() + lease)
+                                .checked_sub(Duration::from_millis(ms))
+                        });
+                    lock(&machine).lease(until);
                     Status {
                         leader: m.current_leader.map(|l| l as NodeId),
                         serving: leader && applied_this_term && quorum,
@@ -973,6 +1038,7 @@ impl<T: Send + 'static> RaftStream<T> {
 
     /// Stops openraft's tasks.
     pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
         let raft = self.raft.clone();
         let _ = self.runtime.block_on(raft.shutdown());
     }

@@ -139,6 +139,14 @@ pub trait Machine<T>: Send {
     /// stop too. Proposals still pending were reported through `lost`.
     fn failed(&mut self, error: &str);
 
+    /// While this replica leads: it may serve until `until` (its lease),
+    /// unless told a later time by then. `None`: it may not serve. Called
+    /// often; a serving check must also compare the time, since the
+    /// stream's thread may be held up (a slow disk) past the lease.
+    fn lease(&mut self, until: Option<Instant>) {
+        let _ = until;
+    }
+
     /// A snapshot of the applied state (at the machine's durable point),
     /// for a replica that needs entries this one has forgotten; `None`
     /// if the machine cannot give one.
@@ -335,6 +343,11 @@ impl<T> Driver<T> {
             for e in events {
                 match e {
                     Event::Stop => return,
+                    // Snapshots only between the group's replicas.
+                    Event::Message(
+                        from,
+                        Message::Snapshot { .. } | Message::SnapshotAck { .. },
+                    ) if !self.replica.is_peer(from) => {}
                     Event::Message(
                         from,
                         Message::Snapshot {
@@ -349,15 +362,15 @@ impl<T> Driver<T> {
                             return;
                         }
                     }
-                    Event::Message(from, Message::SnapshotAck { seq, .. }) => {
-                        if let Some(s) = self.sending.get(&from) {
+                    Event::Message(from, Message::SnapshotAck { slot, seq }) => {
+                        if let Some(s) = self.sending.get(&from).filter(|s| s.slot == slot) {
                             let _ = s.acks.send(seq);
                         }
                     }
                     Event::Message(from, msg) => {
                         self.replica.step(from, msg);
                     }
-                    Event::Propose(batch, token) if self.led && self.replica.is_candidate() => {
+                    Event::Propose(batch, token) if self.must_defer() => {
                         self.deferred.push((batch, token));
                     }
                     Event::Propose(batch, token) => match self.replica.propose(batch.clone()) {
@@ -451,6 +464,9 @@ impl<T> Driver<T> {
                 (mine, value) => {
                     if let Some((_, token)) = mine {
                         self.machine.lost(token, NotLeader::Unknown);
+                        // Later proposals of this node may depend on the
+                        // lost one: none of them may be acknowledged.
+                        self.give_up_all();
                     }
                     match value {
                         Value::Batch { data, .. } => Chosen::Other(data),
@@ -471,7 +487,7 @@ impl<T> Driver<T> {
         // `Replica::on_reject`) has not lost its leadership yet.
         let restanding = self.led && self.replica.is_candidate();
         self.led |= is_leader;
-        if is_leader && !self.deferred.is_empty() {
+        if is_leader && !self.must_defer() && !self.deferred.is_empty() {
             for (batch, token) in std::mem::take(&mut self.deferred) {
                 match self.replica.propose(batch.clone()) {
                     Ok(slot) => {
@@ -483,11 +499,15 @@ impl<T> Driver<T> {
         }
         // The lease: a majority answered Accepts sent less than a lease
         // ago, so none of them can have promised another leader yet.
-        let majority_heard = self.replica.quorum_acked_tick().is_some_and(|tick| {
+        let lease_until = self.replica.quorum_acked_tick().and_then(|tick| {
             self.ticks
                 .binary_search_by_key(&tick, |(t, _)| *t)
-                .is_ok_and(|i| self.ticks[i].1.elapsed() < self.timing.lease)
+                .ok()
+                .map(|i| self.ticks[i].1 + self.timing.lease)
         });
+        let majority_heard = lease_until.is_some_and(|t| Instant::now() < t);
+        self.machine
+            .lease(lease_until.filter(|_| !failed && self.replica.ready_to_serve()));
         let status = Status {
             leader,
             serving: !failed && self.replica.ready_to_serve() && majority_heard,
@@ -530,6 +550,18 @@ impl<T> Driver<T> {
             self.machine.status(&status);
             self.last = status;
         }
+    }
+
+    /// Proposals wait while this replica stands again for a later ballot
+    /// (see `Replica::on_reject`), and while it leads but has not yet
+    /// recovered every earlier slot: its memory may hold batches of its
+    /// earlier ballot that another leader replaced, and a new batch may
+    /// have read from them (it would be the first of its leadership, so
+    /// nothing would check). Once every earlier slot is chosen, each of
+    /// its earlier proposals came back as its own or was reported lost.
+    fn must_defer(&self) -> bool {
+        (self.led && self.replica.is_candidate())
+            || (self.replica.is_leader() && !self.replica.ready_to_serve())
     }
 
     /// Reports every pending proposal lost.

@@ -158,6 +158,9 @@ impl Persist {
         if seq == 0 {
             wb.delete_range_cf(staging, &b""[..], &b"\xff"[..]);
             for (k, v) in records(part)? {
+                if !carried(k) {
+                    continue; // nothing else of the sender's metadata
+                }
                 if k == META_SHARDS {
                     let n = u64::from_le_bytes(
                         v.try_into()

@@ -238,6 +238,10 @@ struct Shared {
     sync: SyncMode,
     members: HashMap<NodeId, (String, SocketAddr)>,
     serving: AtomicBool,
+    /// Microseconds after `epoch` until which the lease lets this node
+    /// serve (0: it may not).
+    lease_until: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
     /// This node has served as leader in this life.
     served: AtomicBool,
     /// `Node::close` has begun: proposals lost now are the shutdown's,
@@ -264,6 +268,13 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Serving, and within the lease (checked against the clock here: the
+    /// stream's thread that clears `serving` may be held up).
+    fn may_serve(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
+            && (self.epoch.elapsed().as_micros() as u64) < self.lease_until.load(Ordering::Acquire)
     }
 }
 
@@ -294,7 +305,7 @@ impl Replicate for Handle {
     }
 
     fn serving(&self) -> Result<()> {
-        if self.0.serving.load(Ordering::Acquire) {
+        if self.0.may_serve() {
             return Ok(());
         }
         let st = self.0.status();
@@ -551,6 +562,13 @@ impl Machine<Token> for NodeMachine {
         self.shared.persist.checkpointed_slot()
     }
 
+    fn lease(&mut self, until: Option<std::time::Instant>) {
+        let micros = until.map_or(0, |t| {
+            t.saturating_duration_since(self.shared.epoch).as_micros() as u64
+        });
+        self.shared.lease_until.store(micros, Ordering::Release);
+    }
+
     fn failed(&mut self, error: &str) {
         self.shared.serving.store(false, Ordering::Release);
         tracing::error!(error, "the replication stream failed; stopping");
@@ -752,6 +770,8 @@ impl Node {
             sync: opts.sync,
             members: opts.members.clone(),
             serving: AtomicBool::new(false),
+            lease_until: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
             served: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             status: Mutex::new(Status::default()),
@@ -850,7 +870,7 @@ impl Node {
 
     /// True while this node serves as leader.
     pub fn serving(&self) -> bool {
-        self.shared.serving.load(Ordering::Acquire)
+        self.shared.may_serve()
     }
 
     /// The ballot this node promised.
