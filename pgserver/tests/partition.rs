@@ -146,15 +146,34 @@ fn partitioned_leader(consensus: Consensus) {
     let (nodes, deposed, dirs) = group(consensus, &runtime, &net, 0);
     put(&nodes[0].db, "before", "1").expect("a commit before the cut");
 
-    // Cut the leader off.
-    net.cut(1, 2);
-    net.cut(1, 3);
-    let old = nodes[0].db.clone();
-    let stuck = std::thread::spawn(move || put(&old, "during", "x"));
-    wait_for("a new leader", Duration::from_secs(20), || {
-        nodes[1].serving() || nodes[2].serving()
+    // Cut the leader off. Its lease runs out before another leader can
+    // serve: the two never serve at once (checked every 0.2 ms).
+    let both = AtomicBool::new(false);
+    let watching = AtomicBool::new(true);
+    let (stuck, new) = std::thread::scope(|s| {
+        s.spawn(|| {
+            while watching.load(Ordering::Relaxed) {
+                if nodes[0].serving() && (nodes[1].serving() || nodes[2].serving()) {
+                    both.store(true, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        net.cut(1, 2);
+        net.cut(1, 3);
+        let old = nodes[0].db.clone();
+        let stuck = std::thread::spawn(move || put(&old, "during", "x"));
+        wait_for("a new leader", Duration::from_secs(20), || {
+            nodes[1].serving() || nodes[2].serving()
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        watching.store(false, Ordering::Relaxed);
+        (stuck, if nodes[1].serving() { 1 } else { 2 })
     });
-    let new = if nodes[1].serving() { 1 } else { 2 };
+    assert!(
+        !both.load(Ordering::Relaxed),
+        "the old and the new leader served at the same time"
+    );
     assert_eq!(get(&nodes[new].db, "before").as_deref(), Some("1"));
     put(&nodes[new].db, "after", "2").expect("a commit on the new leader");
     // The old leader gives up on the commit it cannot replicate.
