@@ -375,13 +375,13 @@ enum ToApply {
     Other(Slot, Vec<u8>),
 }
 
-/// The applier thread's progress, shared with the stream's machine (which
-/// waits on it) and the node (which stops and joins the thread).
+/// The applier thread's progress, shared with the stream's machine (a new
+/// leader serves once it has caught up) and the node (which stops and
+/// joins the thread).
 #[derive(Default)]
 struct Applier {
     /// The last slot applied.
     applied: Mutex<Slot>,
-    moved: std::sync::Condvar,
     /// Set by `Node::close`: the thread applies what it was handed, then
     /// ends.
     stop: AtomicBool,
@@ -424,29 +424,12 @@ impl Applier {
                 return;
             }
             *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = slot;
-            self.moved.notify_all();
         }
     }
 
-    /// Waits until slot `slot` is applied (or the thread has ended).
-    fn wait(&self, slot: Slot) {
-        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        while *applied < slot {
-            let finished = self
-                .thread
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .is_none_or(|t| t.is_finished());
-            if finished {
-                return;
-            }
-            applied = self
-                .moved
-                .wait_timeout(applied, Duration::from_millis(100))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+    /// The last slot applied.
+    fn applied(&self) -> Slot {
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stops the thread once it has applied what it was handed, and waits
@@ -469,6 +452,8 @@ struct NodeMachine {
     to_apply: Sender<ToApply>,
     /// The last slot handed to the applier.
     handed: Slot,
+    /// The stream says this node may serve (once the applier caught up).
+    want_serving: bool,
 }
 
 impl NodeMachine {
@@ -502,6 +487,7 @@ impl NodeMachine {
             on_deposed,
             to_apply: tx,
             handed: 0,
+            want_serving: false,
         }
     }
 
@@ -518,9 +504,21 @@ impl NodeMachine {
         }
     }
 
-    /// Waits until the applier has applied everything handed to it.
-    fn drain(&self) {
-        self.shared.applier.wait(self.handed);
+    /// A new leader serves once the applier has applied everything
+    /// chosen before (without waiting for it here: this runs on the
+    /// stream's thread, whose heartbeats must go on); its transaction ids
+    /// continue after every id it has applied. Called with each status
+    /// and lease, so it serves as soon as the applier has caught up.
+    fn try_serve(&mut self) {
+        if !self.want_serving || self.shared.serving.load(Ordering::Acquire) {
+            return;
+        }
+        if self.shared.applier.applied() < self.handed {
+            return;
+        }
+        self.db.advance_txn_ids(self.shared.persist.last_txn());
+        self.shared.served.store(true, Ordering::Release);
+        self.shared.serving.store(true, Ordering::Release);
     }
 }
 
@@ -548,14 +546,11 @@ impl Machine<Token> for NodeMachine {
         if status.deposed {
             self.deposed();
         }
-        if status.serving && !self.shared.serving.load(Ordering::Acquire) {
-            // A new leader serves only once everything chosen is applied;
-            // its transaction ids continue after every id it has applied.
-            self.drain();
-            self.db.advance_txn_ids(self.shared.persist.last_txn());
-            self.shared.served.store(true, Ordering::Release);
+        self.want_serving = status.serving;
+        if !status.serving {
+            self.shared.serving.store(false, Ordering::Release);
         }
-        self.shared.serving.store(status.serving, Ordering::Release);
+        self.try_serve();
     }
 
     fn durable(&mut self) -> Slot {
@@ -567,6 +562,7 @@ impl Machine<Token> for NodeMachine {
             t.saturating_duration_since(self.shared.epoch).as_micros() as u64
         });
         self.shared.lease_until.store(micros, Ordering::Release);
+        self.try_serve();
     }
 
     fn failed(&mut self, error: &str) {
