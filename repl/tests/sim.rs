@@ -6,6 +6,13 @@
 //! stop, every replica must converge on the same chosen log, which must
 //! hold every batch that was proposed and reported chosen.
 //!
+//! Batches carry the batch their proposer last had in memory (proposed by
+//! it or applied), and a chosen batch must come after that one.
+//! Proposing follows the node's stream: a leader proposes once it has
+//! recovered every earlier slot, and one that loses a proposal (or steps
+//! down with some pending) forgets what it had not applied, as the
+//! restarted node does.
+//!
 //! Replicas forget applied entries (compaction); in some runs they keep
 //! only a few beyond what they made durable, so that lagging replicas are
 //! sent snapshots of another's applied state (which may be lost or
@@ -38,6 +45,20 @@ impl Rng {
     fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
+}
+
+/// A batch is its id and the id of the batch it depends on (the last one
+/// its proposer had in memory, 0 for none), 8 bytes each.
+fn batch(id: u64, dep: u64) -> Vec<u8> {
+    [id.to_be_bytes(), dep.to_be_bytes()].concat()
+}
+
+fn batch_id(data: &[u8]) -> u64 {
+    u64::from_be_bytes(data[..8].try_into().expect("8 bytes"))
+}
+
+fn batch_dep(data: &[u8]) -> u64 {
+    u64::from_be_bytes(data[8..16].try_into().expect("8 bytes"))
 }
 
 /// A message in flight, delivered at `at`.
@@ -84,8 +105,13 @@ struct Sim {
     chosen: BTreeMap<Slot, Value>,
     /// What each replica has applied, in order (from slot 1).
     applied: Vec<Vec<Value>>,
-    /// Batches whose slot some replica reported chosen.
-    committed: BTreeSet<Vec<u8>>,
+    /// Batches (ids) whose slot some replica reported chosen.
+    committed: BTreeSet<u64>,
+    /// The last batch each replica has in memory (proposed by it, or
+    /// applied): a batch it proposes next may have read from it.
+    memory: Vec<u64>,
+    /// Each replica's proposals not yet chosen, by slot: batch ids.
+    pending: Vec<BTreeMap<Slot, u64>>,
 
     next_batch: u64,
     seed: u64,
@@ -129,6 +155,8 @@ impl Sim {
             chosen: BTreeMap::new(),
             applied: vec![Vec::new(); all as usize],
             committed: BTreeSet::new(),
+            memory: vec![0; all as usize],
+            pending: vec![BTreeMap::new(); all as usize],
             next_batch: 0,
             seed,
             configs,
@@ -179,6 +207,7 @@ impl Sim {
                 self.send_snapshot(i, peer as usize, at);
             }
         }
+        let mut lost = false;
         for (slot, value) in ready.chosen {
             match self.chosen.get(&slot) {
                 Some(v) => assert_eq!(
@@ -198,9 +227,26 @@ impl Sim {
                 self.seed
             );
             if let Some(b) = value.data() {
-                self.committed.insert(b.to_vec());
+                self.committed.insert(batch_id(b));
+            }
+            // Its own proposal chosen, or replaced (then the node gives
+            // up on all of them and restarts); another's batch applied.
+            match self.pending[i].remove(&slot) {
+                Some(id) if value.data().map(batch_id) != Some(id) => lost = true,
+                Some(_) => {}
+                None => {
+                    if let Some(b) = value.data() {
+                        self.memory[i] = batch_id(b);
+                    }
+                }
             }
             log.push(value);
+        }
+        // A leader that lost a proposal, or stepped down with some
+        // pending (not standing again), restarts as a node does.
+        let node = self.nodes[i].as_ref().expect("running");
+        if lost || (!self.pending[i].is_empty() && !node.is_leader() && !node.is_candidate()) {
+            self.forget_memory(i);
         }
     }
 
@@ -276,6 +322,7 @@ impl Sim {
         node.install_snapshot(snap.slot, snap.before);
         self.applied[i] = snap.log;
         self.durable[i] = snap.slot;
+        self.forget_memory(i);
         self.installed += 1;
         self.drain(i);
     }
@@ -323,11 +370,9 @@ impl Sim {
         // Clients propose at whoever leads.
         if self.proposing && self.rng.chance(40) {
             for i in 0..self.n() {
-                if self.nodes[i].as_ref().is_some_and(|n| n.is_leader()) {
+                if self.may_propose(i) {
                     self.next_batch += 1;
-                    let batch = self.next_batch.to_be_bytes().to_vec();
-                    let _ = self.nodes[i].as_mut().unwrap().propose(batch);
-                    self.drain(i);
+                    self.propose(i, self.next_batch);
                 }
             }
         }
@@ -344,6 +389,45 @@ impl Sim {
         let from = self.durable[i];
         self.nodes[i] = Some(Replica::restore(self.configs[i].clone(), state, from));
         self.applied[i].truncate(from as usize - 1);
+        self.forget_memory(i);
+    }
+
+    /// Replica `i` holds in memory exactly what it applied (after a
+    /// restart, or a deposition, which restarts a node).
+    fn forget_memory(&mut self, i: usize) {
+        self.pending[i].clear();
+        self.memory[i] = self.applied[i]
+            .iter()
+            .rev()
+            .find_map(|v| v.data().map(batch_id))
+            .unwrap_or(0);
+    }
+
+    /// As a node's stream lets it: a leader proposes once it has recovered
+    /// every earlier slot.
+    fn may_propose(&self, i: usize) -> bool {
+        self.nodes[i]
+            .as_ref()
+            .is_some_and(|n| n.is_leader() && n.ready_to_serve())
+    }
+
+    /// Replica `i` proposes batch `id`, which depends on what it has in
+    /// memory; true if it was taken.
+    fn propose(&mut self, i: usize, id: u64) -> bool {
+        let data = batch(id, self.memory[i]);
+        let Some(node) = self.nodes[i].as_mut() else {
+            return false;
+        };
+        let taken = match node.propose(data) {
+            Ok(slot) => {
+                self.pending[i].insert(slot, id);
+                self.memory[i] = id;
+                true
+            }
+            Err(_) => false,
+        };
+        self.drain(i);
+        taken
     }
 
     /// Now and then a replica makes what it applied durable (a
@@ -420,22 +504,20 @@ impl Sim {
             self.step();
             // A leader deposed before its proposal was chosen loses it:
             // propose again now and then until it is chosen.
-            if round % 100 == 99 && !self.committed.contains(target.to_be_bytes().as_slice()) {
+            if round % 100 == 99 && !self.committed.contains(&target) {
                 proposed = false;
             }
             if !proposed {
                 for i in 0..self.n() {
-                    if self.nodes[i].as_ref().is_some_and(|n| n.is_leader()) {
+                    if self.may_propose(i) {
                         self.next_batch = target;
-                        let batch = target.to_be_bytes().to_vec();
-                        proposed = self.nodes[i].as_mut().unwrap().propose(batch).is_ok();
-                        self.drain(i);
+                        proposed = self.propose(i, target);
                         break;
                     }
                 }
             }
             let converged = proposed
-                && self.committed.contains(target.to_be_bytes().as_slice())
+                && self.committed.contains(&target)
                 && self
                     .applied
                     .iter()
@@ -456,7 +538,7 @@ impl Sim {
             );
         }
         assert!(
-            self.committed.contains(target.to_be_bytes().as_slice()),
+            self.committed.contains(&target),
             "seed {}: nothing was chosen after healing; replicas (leader?, ballot, first unchosen): {:?}",
             self.seed,
             self.nodes
@@ -465,9 +547,9 @@ impl Sim {
                 .map(|n| (n.is_leader(), n.ballot(), n.first_unchosen()))
                 .collect::<Vec<_>>()
         );
-        let applied: BTreeSet<Vec<u8>> = first
+        let applied: BTreeSet<u64> = first
             .iter()
-            .filter_map(|v| v.data().map(<[u8]>::to_vec))
+            .filter_map(|v| v.data().map(batch_id))
             .collect();
         for b in &self.committed {
             assert!(
@@ -482,6 +564,24 @@ impl Sim {
             "seed {}: the log has gaps",
             self.seed
         );
+        // Every chosen batch comes after the batch it depends on (what its
+        // proposer had in memory when it proposed it).
+        let mut slot_of = BTreeMap::new();
+        for (&s, v) in &self.chosen {
+            if let Some(b) = v.data() {
+                slot_of.entry(batch_id(b)).or_insert(s);
+            }
+        }
+        for (&s, v) in &self.chosen {
+            if let Some(b) = v.data() {
+                let dep = batch_dep(b);
+                assert!(
+                    dep == 0 || slot_of.get(&dep).is_some_and(|&d| d < s),
+                    "seed {}: the batch in slot {s} depends on batch {dep}, which was not chosen before it",
+                    self.seed
+                );
+            }
+        }
         // A leadership's batch is chosen only after the batch it
         // proposed before it: a batch is never applied without the
         // previous one, whose transactions its own may have read from (a
