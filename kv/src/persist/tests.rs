@@ -572,3 +572,67 @@ fn a_chosen_batch_naming_an_unknown_shard_is_refused_whole() {
     );
     p.close();
 }
+
+/// An install interrupted after it emptied `data` and copied part of the
+/// snapshot (a crash) is done over at the next open, from the staged copy.
+#[test]
+fn an_interrupted_snapshot_install_starts_over() {
+    let ahead = TempDir::new("snap-int-ahead");
+    let behind = TempDir::new("snap-int-behind");
+    let writes: Vec<(String, Option<String>)> = (0..50)
+        .map(|i| (format!("k{i:02}"), Some(format!("v{i}"))))
+        .collect();
+    let writes: Vec<(&str, Option<&str>)> = writes
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_deref()))
+        .collect();
+    {
+        let (p, _, _) = open(&ahead.0, replica_opts("g")).unwrap();
+        p.chosen(1, vec![entry(1, 1, &writes)], false).unwrap();
+        p.chosen(2, vec![entry(2, 2, &[("x", Some("1"))])], false)
+            .unwrap();
+        p.close();
+    }
+    let (a, a_shards, _) = open(&ahead.0, replica_opts("g")).unwrap();
+    let (slot, parts) = snapshot_parts(&a, 64);
+    let expect = contents(&a_shards[0]);
+    a.close();
+    drop(a);
+    {
+        let (b, _, _) = open(&behind.0, replica_opts("g")).unwrap();
+        b.chosen(1, vec![entry(1, 1, &[("old", Some("1"))])], false)
+            .unwrap();
+        for (seq, part) in parts.iter().enumerate() {
+            b.stage_snapshot(seq as u64, part).unwrap();
+        }
+        b.snapshot_staged(slot).unwrap();
+        b.close();
+    }
+    // The crash: `data` emptied and a third of the staged rows copied,
+    // the marker still there.
+    {
+        let cfs = [CF_LOG, CF_DATA, CF_META, CF_REPL, snapshot::CF_STAGING];
+        let db = DB::open_cf(&rocksdb::Options::default(), &behind.0, cfs).unwrap();
+        let (data, staging) = (
+            cf(&db, CF_DATA).unwrap(),
+            cf(&db, snapshot::CF_STAGING).unwrap(),
+        );
+        let mut wb = WriteBatch::default();
+        wb.delete_range_cf(data, &b""[..], &b"\xff\xff\xff\xff\xff"[..]);
+        let staged: Vec<_> = db
+            .iterator_cf(staging, IteratorMode::Start)
+            .map(|r| r.unwrap())
+            .filter(|(k, _)| k.first() == Some(&b'd'))
+            .collect();
+        assert!(staged.len() > 10);
+        for (k, v) in &staged[..staged.len() / 3] {
+            wb.put_cf(data, &k[1..], v);
+        }
+        db.write(wb).unwrap();
+    }
+    let (b, shards, rec) = open(&behind.0, replica_opts("g")).unwrap();
+    assert_eq!(rec.snapshot_installed, Some(slot));
+    assert_eq!(rec.applied_slot, slot);
+    assert_eq!(contents(&shards[0]), expect);
+    b.close();
+}
