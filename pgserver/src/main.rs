@@ -64,8 +64,11 @@ enum Command {
     /// acknowledged once a majority of the group's replicas has it on
     /// disk, only the leader serves transactions (the others answer with
     /// SQLSTATE 57P03 naming the leader), and when the leader fails
-    /// another replica takes over. A leader that finds itself replaced
-    /// exits with status 75; restart it and it rejoins as a follower.
+    /// another replica takes over. A leader that finds itself replaced,
+    /// and a replica that fell too far behind and received a snapshot of
+    /// the data, restart themselves in place (same command, same process
+    /// id) and rejoin as followers; if that fails they exit with status
+    /// 75, for a supervisor to start them again.
     Start {
         /// Address to listen on for PostgreSQL clients [default:
         /// 127.0.0.1:5433; with --config, the node's `listen`].
@@ -98,8 +101,8 @@ enum Command {
     },
     /// Start every node of a cluster configuration on this machine, each as
     /// its own `mako start --config F --node N` process logging to
-    /// NODE.log, and restart a node that exits because it was replaced as
-    /// leader. Ctrl-C stops them all.
+    /// NODE.log, and start again a node that exits with status 75 (it
+    /// could not restart itself in place). Ctrl-C stops them all.
     LocalCluster {
         /// The cluster configuration file (TOML).
         #[arg(long)]
