@@ -46,15 +46,17 @@ use txn::Db;
 
 use config::ClusterConfig;
 
-/// The exit status of a node that stopped because it was replaced as
-/// leader (EX_TEMPFAIL: restart it).
+/// The exit status of a node that must be restarted (deposed, or holding
+/// a snapshot to install) and could not restart itself in place
+/// (EX_TEMPFAIL: start it again).
 pub const DEPOSED_EXIT: i32 = 75;
 
 /// Why a replicated node must stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
     /// It led and was replaced: restart it, and it rejoins as a follower
-    /// (exit status [`DEPOSED_EXIT`]).
+    /// (`mako start` restarts itself in place, or exits with
+    /// [`DEPOSED_EXIT`]).
     Deposed,
     /// Its disk or its data failed (a chosen batch it cannot decode, a
     /// stream that cannot persist): restarting alone will not help.
