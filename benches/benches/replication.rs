@@ -88,6 +88,7 @@ impl Group {
                 },
                 consensus,
                 retain_slots: 10_000,
+                batching: Default::default(),
                 initialize: id == 1,
                 lease: Duration::from_secs(2),
                 on_deposed: Box::new(|_| {

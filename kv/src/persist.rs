@@ -124,6 +124,29 @@ pub struct Options {
     /// rather than the local log, and a directory of one kind is refused
     /// as the other.
     pub replica_of: Option<String>,
+    /// Replicated: how the log's entries are grouped into stream entries.
+    pub batching: Batching,
+}
+
+/// How a replica groups log entries into stream entries (batches).
+#[derive(Clone, Copy, Debug)]
+pub struct Batching {
+    /// At most this many log entries (commits' writes on one shard) per
+    /// batch; more wait for the next.
+    pub max_entries: usize,
+    /// A batch waits up to this long for more entries (0: it goes as
+    /// soon as the previous one is handed over, holding whatever queued
+    /// meanwhile).
+    pub delay: Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            max_entries: 10_000,
+            delay: Duration::ZERO,
+        }
+    }
 }
 
 impl Default for Options {
@@ -132,6 +155,7 @@ impl Default for Options {
             sync: SyncMode::Group,
             shards: None,
             replica_of: None,
+            batching: Batching::default(),
             checkpoint_entries: 20_000,
             faults: Faults::from_env(),
         }
@@ -212,6 +236,7 @@ pub struct Persist {
     faults: Faults,
     /// Replicated: the stream that takes the log's batches, once started.
     replica_of: Option<String>,
+    batching: Batching,
     replicator: std::sync::OnceLock<Arc<dyn crate::log::Replicate>>,
     /// Replicated: every slot below this is in a (synced) checkpoint.
     checkpointed_slot: AtomicU64,
@@ -597,6 +622,11 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         log_writes: AtomicU64::new(0),
         faults: opts.faults.clone(),
         replica_of: opts.replica_of.clone(),
+        batching: Batching {
+            // Checkpoint labels give an entry's index in its batch 24 bits.
+            max_entries: opts.batching.max_entries.clamp(1, (1 << SLOT_SHIFT) - 1),
+            delay: opts.batching.delay,
+        },
         replicator: std::sync::OnceLock::new(),
         checkpointed_slot: AtomicU64::new(checkpointed_slot),
         last_txn: AtomicU64::new(recovered.last_txn),
@@ -822,8 +852,28 @@ impl Persist {
                 if q.pending.is_empty() && (stopped || !failed) {
                     break; // closing, and everything is written
                 }
+                // A replica's batch is one stream entry: it may wait a
+                // little for more commits, and holds at most so many.
+                let replicated = self.replica_of.is_some() && !failed;
+                if replicated && !self.batching.delay.is_zero() {
+                    let until = Instant::now() + self.batching.delay;
+                    while q.pending.len() < self.batching.max_entries && !q.closing {
+                        let left = until.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        q = self
+                            .wake
+                            .wait_timeout(q, left)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                }
                 let batch = if self.sync == SyncMode::Always && !failed {
                     let rest = q.pending.split_off(1);
+                    std::mem::replace(&mut q.pending, rest)
+                } else if replicated && q.pending.len() > self.batching.max_entries {
+                    let rest = q.pending.split_off(self.batching.max_entries);
                     std::mem::replace(&mut q.pending, rest)
                 } else {
                     std::mem::take(&mut q.pending)

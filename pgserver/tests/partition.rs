@@ -99,6 +99,7 @@ fn group(
             election: if id == 1 { election } else { election * 2 },
             consensus,
             retain_slots: 10_000,
+            batching: Default::default(),
             initialize: id == 1,
             lease: election * 2 - heartbeat,
             on_deposed: Box::new(move |_| flag.store(true, Ordering::SeqCst)),

@@ -34,6 +34,7 @@ fn opts(shards: usize, checkpoint_entries: usize) -> Options {
         checkpoint_entries,
         faults: Faults::default(),
         replica_of: None,
+        batching: Batching::default(),
     }
 }
 
@@ -635,4 +636,38 @@ fn an_interrupted_snapshot_install_starts_over() {
     assert_eq!(rec.applied_slot, slot);
     assert_eq!(contents(&shards[0]), expect);
     b.close();
+}
+
+/// A replica's log hands the stream batches of at most `max_entries`
+/// log entries, in order.
+#[test]
+fn a_replica_batches_at_most_max_entries() {
+    let dir = TempDir::new("repl-batching");
+    let opts = Options {
+        batching: Batching {
+            max_entries: 2,
+            delay: Duration::from_millis(500),
+        },
+        ..replica_opts("g")
+    };
+    let (p, shards, _) = open(&dir.0, opts).unwrap();
+    let stream = Arc::new(Proposals::default());
+    p.start_replication(stream.clone()).unwrap();
+    for txn in 1..=5 {
+        let c = shards[0].next_clock();
+        install(&p, &shards[0], txn, &vc(&[c]), &[("k", Some("v"))]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lock(&stream.0).iter().map(Vec::len).sum::<usize>() < 5 {
+        assert!(Instant::now() < deadline, "not everything was proposed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let batches = lock(&stream.0).clone();
+    assert!(batches.iter().all(|b| b.len() <= 2), "{batches:?}");
+    let txns: Vec<u64> = batches.iter().flatten().map(|e| e.txn).collect();
+    assert_eq!(txns, vec![1, 2, 3, 4, 5]);
+    // With the delay, the five commits made quickly wait for one another:
+    // three batches, not five.
+    assert_eq!(batches.len(), 3, "{batches:?}");
+    p.close();
 }

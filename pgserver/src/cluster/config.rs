@@ -8,6 +8,8 @@
 //! shards = 1                   # partitions of the replica group's data
 //! retain_slots = 10000         # log kept for lagging replicas; one
 //!                              # further behind is sent a snapshot
+//! batch_max_entries = 10000    # log entries per replicated batch, at most
+//! batch_delay_ms = 0           # a batch waits this long for more entries
 //!
 //! [[datacenter]]
 //! name = "us"
@@ -62,6 +64,13 @@ pub struct ClusterConfig {
     /// a snapshot is built every this many entries).
     #[serde(default = "default_retain_slots")]
     pub retain_slots: u64,
+    /// At most this many log entries in one replicated batch (one slot).
+    #[serde(default = "default_batch_max_entries")]
+    pub batch_max_entries: usize,
+    /// A batch waits up to this long for more entries before it is
+    /// replicated (0: it goes at once with whatever queued meanwhile).
+    #[serde(default)]
+    pub batch_delay_ms: u64,
     /// The datacenters.
     #[serde(default, rename = "datacenter")]
     pub datacenters: Vec<Datacenter>,
@@ -141,6 +150,10 @@ fn default_election() -> u64 {
 fn default_sync() -> String {
     "group".into()
 }
+fn default_batch_max_entries() -> usize {
+    10_000
+}
+
 fn default_retain_slots() -> u64 {
     10_000
 }
@@ -188,6 +201,12 @@ impl ClusterConfig {
         }
         if self.shards == 0 {
             return Err("shards must be at least 1".into());
+        }
+        if self.batch_max_entries == 0 || self.batch_max_entries >= 1 << 24 {
+            return Err(format!(
+                "batch_max_entries ({}) must be between 1 and 16777215",
+                self.batch_max_entries
+            ));
         }
         let dc_known = |dc: &str| self.datacenters.iter().any(|d| d.name == dc);
         for l in &self.latency {
@@ -335,6 +354,13 @@ mod tests {
         assert!(bad("followers = [\"n2\"]", "followers = [\"n9\"]").contains("unknown node"));
         assert!(bad("dc = \"b\"", "dc = \"z\"").contains("unknown datacenter"));
         assert!(bad("heartbeat_ms = 20", "consensus = \"zab\"").contains("unknown consensus"));
+        assert!(
+            bad(
+                "heartbeat_ms = 20",
+                "heartbeat_ms = 20\nbatch_max_entries = 0"
+            )
+            .contains("batch_max_entries")
+        );
         assert!(bad("election_timeout_ms = 200", "election_timeout_ms = 30").contains("twice"));
         assert!(bad("name = \"n2\"", "name = \"n1\"").contains("twice"));
         assert!(bad("ms = 25", "ms = 25\nbogus = 1").contains("bogus"));

@@ -98,6 +98,8 @@ pub struct NodeOptions {
     /// Applied slots kept for lagging replicas (beyond it they get a
     /// snapshot; raft builds one every this many entries).
     pub retain_slots: u64,
+    /// How log entries are grouped into replicated batches.
+    pub batching: kv::persist::Batching,
     /// Raft only: this node sets up the group's first membership (the
     /// preferred leader does).
     pub initialize: bool,
@@ -175,6 +177,10 @@ impl NodeOptions {
             },
             initialize: node.name == group.leader,
             retain_slots: cfg.retain_slots,
+            batching: kv::persist::Batching {
+                max_entries: cfg.batch_max_entries,
+                delay: Duration::from_millis(cfg.batch_delay_ms),
+            },
             // The shortest stickiness is the preferred leader's openraft
             // follower lease (twice base/2); a heartbeat's margin.
             lease: base.saturating_sub(Duration::from_millis(cfg.heartbeat_ms)),
@@ -739,6 +745,7 @@ impl Node {
                 Consensus::Paxos => opts.group.clone(),
                 Consensus::Raft => format!("{} (raft)", opts.group),
             }),
+            batching: opts.batching,
             ..kv::persist::Options::default()
         };
         let (persist, shards, recovered) = kv::persist::open(&opts.data_dir, popts)?;
