@@ -614,6 +614,8 @@ pub struct Network {
     transport: Arc<dyn Transport>,
     waiting: Waiting,
     next: Arc<AtomicU64>,
+    /// How long to wait before trying an unreachable peer again.
+    retry: Duration,
 }
 
 impl Network {
@@ -679,6 +681,15 @@ fn unreachable<E: std::error::Error>(what: &str) -> RPCError<Sid, EmptyNode, E> 
 }
 
 impl RaftNetwork<Types> for Connection {
+    /// A peer that did not answer is tried again after a heartbeat
+    /// interval, not openraft's default half second: a follower that has
+    /// just restarted (to install a snapshot, say) must hear from the
+    /// leader before its election timer runs out, or it stands and
+    /// deposes the leader (openraft 0.9 has no PreVote).
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(self.net.retry))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<Types>,
@@ -806,6 +817,7 @@ impl<T: Send + 'static> RaftStream<T> {
             transport,
             waiting: Arc::new(Mutex::new(HashMap::new())),
             next: Arc::new(AtomicU64::new(1)),
+            retry: timing.heartbeat,
         };
         let election_ms = timing.election.as_millis() as u64;
         let config = openraft::Config {
