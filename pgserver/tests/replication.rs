@@ -234,6 +234,24 @@ async fn setup(c: &Client, sql: &str) {
     }
 }
 
+/// The bank: ACCOUNTS accounts holding INITIAL each, and the events table
+/// the transfers log to.
+async fn create_bank(c: &Client) {
+    setup(
+        c,
+        "CREATE TABLE accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
+    )
+    .await;
+    setup(
+        c,
+        "CREATE TABLE events (id BIGINT PRIMARY KEY, src BIGINT, dst BIGINT, amount BIGINT)",
+    )
+    .await;
+    for id in 0..ACCOUNTS {
+        setup(c, &format!("INSERT INTO accounts VALUES ({id}, {INITIAL})")).await;
+    }
+}
+
 /// Every row of every shard of a stopped node's data directory.
 fn dump(dir: &Path, consensus: &str) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
     let opts = kv::persist::Options {
@@ -278,23 +296,7 @@ async fn failover(consensus: &str) {
         .await
         .expect("no leader elected");
     let c = connect(cluster.nodes[first].port).await.unwrap();
-    setup(
-        &c,
-        "CREATE TABLE accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
-    )
-    .await;
-    setup(
-        &c,
-        "CREATE TABLE events (id BIGINT PRIMARY KEY, src BIGINT, dst BIGINT, amount BIGINT)",
-    )
-    .await;
-    for id in 0..ACCOUNTS {
-        setup(
-            &c,
-            &format!("INSERT INTO accounts VALUES ({id}, {INITIAL})"),
-        )
-        .await;
-    }
+    create_bank(&c).await;
     // A follower refuses, naming the leader.
     let follower = (0..NODES).find(|&i| i != first).unwrap();
     let f = connect(cluster.nodes[follower].port).await.unwrap();
@@ -479,23 +481,7 @@ async fn follower_catches_up_from_a_snapshot(consensus: &str) {
         .await
         .expect("no leader elected");
     let c = connect(cluster.nodes[leader].port).await.unwrap();
-    setup(
-        &c,
-        "CREATE TABLE accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
-    )
-    .await;
-    setup(
-        &c,
-        "CREATE TABLE events (id BIGINT PRIMARY KEY, src BIGINT, dst BIGINT, amount BIGINT)",
-    )
-    .await;
-    for id in 0..ACCOUNTS {
-        setup(
-            &c,
-            &format!("INSERT INTO accounts VALUES ({id}, {INITIAL})"),
-        )
-        .await;
-    }
+    create_bank(&c).await;
     let lagging = (0..NODES).find(|&i| i != leader).unwrap();
     cluster.kill(lagging);
     // Far more slots than are kept, over several checkpoints and

@@ -2,18 +2,23 @@
 //! covers it under faults).
 use super::*;
 
-fn leader_of_one_group() -> Replica {
-    let cfg = Config {
-        id: 1,
+/// Replica `id` of a group of voters 1, 2 and 3.
+fn config(id: NodeId, election_ticks: u32) -> Config {
+    Config {
+        id,
         voters: vec![1, 2, 3],
         learners: vec![],
-        election_ticks: 2,
-        heartbeat_ticks: 1,
+        election_ticks,
+        heartbeat_ticks: (election_ticks / 2).max(1),
         max_batch: 8,
         stick_ticks: 4,
-        seed: 1,
+        seed: u64::from(id),
         retain: 1000,
-    };
+    }
+}
+
+fn leader_of_one_group() -> Replica {
+    let cfg = config(1, 2);
     let mut r = Replica::new(cfg, HardState::default());
     // Stand, and take the promises of 2 and 3.
     for _ in 0..8 {
@@ -37,17 +42,7 @@ fn leader_of_one_group() -> Replica {
 
 #[test]
 fn a_candidate_behind_a_promisers_log_does_not_lead() {
-    let cfg = Config {
-        id: 1,
-        voters: vec![1, 2, 3],
-        learners: vec![],
-        election_ticks: 4,
-        heartbeat_ticks: 2,
-        max_batch: 8,
-        stick_ticks: 4,
-        seed: 1,
-        retain: 1000,
-    };
+    let cfg = config(1, 4);
     let mut r = Replica::new(cfg, HardState::default());
     for _ in 0..8 {
         r.tick();
@@ -75,21 +70,7 @@ fn a_candidate_behind_a_promisers_log_does_not_lead() {
     );
     // Replica 2 has forgotten those entries: it reports that a
     // snapshot is needed.
-    let mut two = Replica::restore(
-        Config {
-            id: 2,
-            voters: vec![1, 2, 3],
-            learners: vec![],
-            election_ticks: 4,
-            heartbeat_ticks: 2,
-            max_batch: 8,
-            stick_ticks: 4,
-            seed: 2,
-            retain: 1000,
-        },
-        HardState::default(),
-        50,
-    );
+    let mut two = Replica::restore(config(2, 4), HardState::default(), 50);
     two.step(1, Message::CatchUp { from: 1 });
     assert_eq!(two.ready().snapshot_needed, vec![(1, 1)]);
     // Once it has installed a snapshot at 50, the same promise lets
@@ -174,17 +155,7 @@ fn the_lease_runs_from_the_send_tick_of_answered_accepts() {
 
 #[test]
 fn a_replica_just_started_promises_only_after_the_stick_time() {
-    let cfg = Config {
-        id: 2,
-        voters: vec![1, 2, 3],
-        learners: vec![],
-        election_ticks: 10,
-        heartbeat_ticks: 2,
-        max_batch: 8,
-        stick_ticks: 4,
-        seed: 1,
-        retain: 1000,
-    };
+    let cfg = config(2, 10);
     let mut r = Replica::new(cfg, HardState::default());
     let ballot = Ballot { epoch: 1, node: 3 };
     r.step(3, Message::Prepare { ballot, from: 1 });
