@@ -87,6 +87,98 @@ pub trait Replicate: Send + Sync {
     fn status(&self) -> String;
 }
 
+/// A new leader's first stream value: it closes what earlier leaders
+/// wrote (DESIGN.md §1.4, on one replica group). Earlier leaders' chosen
+/// entries whose vector clock is not covered by `fvw` depend on something
+/// that was never chosen: they were never acknowledged, and every replica
+/// drops them. The new leader's clock values continue above `clock_max`,
+/// so none of them is mistaken for a dropped one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Close {
+    /// The new leader (its node id) ...
+    pub leader: u64,
+    /// ... and its leadership (ballot epoch or term): the leader serves
+    /// once it has applied its own close.
+    pub epoch: u64,
+    /// Per stream: every slot below it holds earlier leaders' values.
+    pub through: Vec<u64>,
+    /// Per shard: the finalized vector watermark (FVW), every clock value
+    /// up to which is accounted for by a chosen entry.
+    pub fvw: Vec<u64>,
+    /// Per shard: the highest clock value earlier leaders' entries name
+    /// (their own, or in the clocks of what they read).
+    pub clock_max: Vec<u64>,
+}
+
+/// A value of a replication stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamValue {
+    /// Installed transactions, in log order.
+    Batch(Vec<LogEntry>),
+    /// A new leader's close of its predecessors' entries.
+    Close(Close),
+}
+
+/// The count that marks an encoded [`Close`] where a batch has its entry
+/// count.
+const CLOSE_TAG: u32 = u32::MAX;
+
+impl StreamValue {
+    /// The value's bytes (a batch's are [`encode_batch`]'s).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            StreamValue::Batch(entries) => encode_batch(entries),
+            StreamValue::Close(c) => {
+                let mut out = CLOSE_TAG.to_le_bytes().to_vec();
+                out.extend_from_slice(&c.leader.to_le_bytes());
+                out.extend_from_slice(&c.epoch.to_le_bytes());
+                for v in [&c.through, &c.fvw, &c.clock_max] {
+                    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    for x in v {
+                        out.extend_from_slice(&x.to_le_bytes());
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Decodes what [`StreamValue::encode`] wrote.
+    pub fn decode(bytes: &[u8]) -> Result<StreamValue> {
+        if bytes.len() < 4 || bytes[..4] != CLOSE_TAG.to_le_bytes() {
+            return decode_batch(bytes).map(StreamValue::Batch);
+        }
+        let mut r = Reader(&bytes[4..]);
+        let leader = r.u64()?;
+        let epoch = r.u64()?;
+        let mut vecs = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let n = r.u32()? as usize;
+            let mut v = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                v.push(r.u64()?);
+            }
+            vecs.push(v);
+        }
+        if !r.rest().is_empty() {
+            return Err(corrupt("trailing bytes after a stream close"));
+        }
+        let clock_max = vecs.pop().expect("3");
+        let fvw = vecs.pop().expect("3");
+        let through = vecs.pop().expect("3");
+        if fvw.len() != clock_max.len() {
+            return Err(corrupt("a stream close with clocks of two lengths"));
+        }
+        Ok(StreamValue::Close(Close {
+            leader,
+            epoch,
+            through,
+            fvw,
+            clock_max,
+        }))
+    }
+}
+
 /// Encodes a batch of entries as one stream value.
 pub fn encode_batch(entries: &[LogEntry]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -298,6 +390,24 @@ mod tests {
         let e = entry();
         assert_eq!(LogEntry::decode(&e.encode()).unwrap(), e);
         assert_eq!(e.clock(), 9);
+    }
+
+    #[test]
+    fn stream_values_roundtrip() {
+        let batch = StreamValue::Batch(vec![entry(), entry()]);
+        assert_eq!(StreamValue::decode(&batch.encode()).unwrap(), batch);
+        let close = StreamValue::Close(Close {
+            leader: 2,
+            epoch: 7,
+            through: vec![12],
+            fvw: vec![3, 4],
+            clock_max: vec![5, 4],
+        });
+        let bytes = close.encode();
+        assert_eq!(StreamValue::decode(&bytes).unwrap(), close);
+        for cut in 4..bytes.len() {
+            assert!(StreamValue::decode(&bytes[..cut]).is_err(), "cut {cut}");
+        }
     }
 
     #[test]

@@ -65,6 +65,10 @@ const META_CLOCK: &[u8] = b"clock/";
 /// Present (with the replica group's name) in a replicated node's
 /// directory.
 const META_REPLICA_OF: &[u8] = b"replica_of";
+/// Present in a replica's directory once a checkpoint records, per shard,
+/// the clock value through which every chosen entry is applied (see
+/// [`replay`]); older builds recorded less.
+const META_REPLAY: &[u8] = b"replay";
 
 /// When a commit is acknowledged relative to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,6 +244,10 @@ pub struct Persist {
     replicator: std::sync::OnceLock<Arc<dyn crate::log::Replicate>>,
     /// Replicated: every slot below this is in a (synced) checkpoint.
     checkpointed_slot: AtomicU64,
+    /// Replicated: the replay of chosen stream values.
+    replay: Mutex<Option<replay::Replay>>,
+    /// Replicated: the last close applied, as `(leader, epoch)`.
+    last_close: Mutex<(u64, u64)>,
     /// The highest transaction id applied or recovered.
     last_txn: AtomicU64,
 }
@@ -258,9 +266,22 @@ type Sequenced = Vec<(u64, LogEntry)>;
 enum ToCheckpoint {
     /// Entries now durable, in log order.
     Durable(Sequenced),
+    /// Replicated: entries the replay applied (each key's in clock
+    /// order), and the replay's progress once they are applied.
+    Replayed(Vec<LogEntry>, Progress),
     /// The log has stopped and the log thread has rolled back what it
     /// held: roll back the unstable entries held here.
     Stopped,
+}
+
+/// How far a replica's replay has gone: what a checkpoint records.
+struct Progress {
+    /// Per shard, every chosen entry up to this clock value is applied.
+    done: Vec<u64>,
+    /// Per stream, every slot below this is applied.
+    positions: Vec<u64>,
+    /// The highest transaction id delivered.
+    last_txn: u64,
 }
 
 struct Queue {
@@ -588,7 +609,9 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
     // anything new is logged: dropped entries must not be found again once
     // new commits reuse their clock values.
     if last_seq > checkpoint {
-        let wb = checkpoint_batch(&db, &kept, &bound, recovered.last_txn, last_seq)?;
+        let entries = kept.iter().map(|(_, e)| e);
+        let mut wb = checkpoint_batch(&db, entries, &bound, recovered.last_txn, last_seq)?;
+        wb.delete_range_cf(log, 0u64.to_be_bytes(), (last_seq + 1).to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         db.write_opt(wb, &wo)
@@ -596,11 +619,27 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
     }
     recovered.elapsed = started.elapsed();
     let checkpointed_slot = if opts.replica_of.is_some() {
-        (read_u64(&db, META_CHECKPOINT)?.unwrap_or(0) >> SLOT_SHIFT).max(1)
+        let at = read_u64(&db, META_CHECKPOINT)?;
+        if at.is_some() && read_u64(&db, META_REPLAY)?.is_none() {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "{} holds a replica's data checkpointed by an older Mako, which this build \
+                     cannot resume exactly; move it aside and start the node on an empty \
+                     directory: it catches up from the other replicas",
+                    dir.display()
+                ),
+            ));
+        }
+        (at.unwrap_or(0) >> SLOT_SHIFT).max(1)
     } else {
         0
     };
     recovered.applied_slot = checkpointed_slot;
+    let replay = opts
+        .replica_of
+        .as_ref()
+        .map(|_| replay::Replay::new(&bound, &[checkpointed_slot]));
 
     let persist = Arc::new(Persist {
         db,
@@ -629,6 +668,8 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         },
         replicator: std::sync::OnceLock::new(),
         checkpointed_slot: AtomicU64::new(checkpointed_slot),
+        replay: Mutex::new(replay),
+        last_close: Mutex::new((0, 0)),
         last_txn: AtomicU64::new(recovered.last_txn),
     });
     let (tx, rx) = channel();
@@ -967,19 +1008,30 @@ impl Persist {
     /// entries it holds that will never be stable.
     fn checkpoint_loop(&self, rx: Receiver<ToCheckpoint>, every: usize) {
         let mut pending: Sequenced = Vec::new();
+        // A replica's applied entries, and how far its replay had gone.
+        let mut replayed: (Vec<LogEntry>, Option<Progress>) = (Vec::new(), None);
         // Bytes of after-images pending, and when the last checkpoint ran:
         // big rows or a steady load must not let the log grow unchecked.
         let mut bytes = 0usize;
         let mut last = Instant::now();
+        let due = |n: usize, bytes: usize, last: Instant| {
+            n >= every || bytes >= CHECKPOINT_BYTES || last.elapsed() >= CHECKPOINT_INTERVAL
+        };
         loop {
             let (closed, stopped) = match rx.recv_timeout(CHECKPOINT_INTERVAL) {
                 Ok(ToCheckpoint::Durable(batch)) => {
                     bytes += batch.iter().map(|(_, e)| e.size()).sum::<usize>();
                     pending.extend(batch);
-                    if pending.len() < every
-                        && bytes < CHECKPOINT_BYTES
-                        && last.elapsed() < CHECKPOINT_INTERVAL
-                    {
+                    if !due(pending.len(), bytes, last) {
+                        continue;
+                    }
+                    (false, false)
+                }
+                Ok(ToCheckpoint::Replayed(entries, progress)) => {
+                    bytes += entries.iter().map(LogEntry::size).sum::<usize>();
+                    replayed.0.extend(entries);
+                    replayed.1 = Some(progress);
+                    if !due(replayed.0.len(), bytes, last) {
                         continue;
                     }
                     (false, false)
@@ -996,7 +1048,14 @@ impl Persist {
                 continue; // until the log thread has rolled back its part
             }
             last = Instant::now();
-            if let Err(e) = self.checkpoint(&mut pending) {
+            let done = match replayed.1.take() {
+                Some(progress) => {
+                    let entries = std::mem::take(&mut replayed.0);
+                    self.checkpoint_replayed(&entries, &progress)
+                }
+                None => self.checkpoint(&mut pending),
+            };
+            if let Err(e) = done {
                 self.fail(e);
                 continue;
             }
@@ -1020,39 +1079,58 @@ impl Persist {
             last_txn = last_txn.max(e.txn);
         }
         let through = pending[n - 1].0;
-        let wb = checkpoint_batch(&self.db, &pending[..n], &bound, last_txn, through)?;
-        // Not synced on a single node: if this is lost, so is the log
-        // deletion, and recovery replays the entries instead. A replica
-        // reports what it checkpointed, and the others may forget it.
+        let entries = pending[..n].iter().map(|(_, e)| e);
+        let mut wb = checkpoint_batch(&self.db, entries, &bound, last_txn, through)?;
+        wb.delete_range_cf(
+            cf(&self.db, CF_LOG)?,
+            0u64.to_be_bytes(),
+            (through + 1).to_be_bytes(),
+        );
+        // Not synced: if this is lost, so is the log deletion, and
+        // recovery replays the entries instead.
+        self.db
+            .write(wb)
+            .map_err(|e| io_error("cannot write a checkpoint", e))?;
+        pending.drain(..n);
+        Ok(())
+    }
+
+    /// A replica's checkpoint: applies what the replay applied, records
+    /// its progress, synced (the others may forget the slots it covers).
+    fn checkpoint_replayed(&self, entries: &[LogEntry], progress: &Progress) -> Result<()> {
+        let position = progress.positions.first().copied().unwrap_or(1);
+        let mut wb = checkpoint_batch(
+            &self.db,
+            entries.iter(),
+            &progress.done,
+            progress.last_txn,
+            position << SLOT_SHIFT,
+        )?;
+        wb.put_cf(cf(&self.db, CF_META)?, META_REPLAY, 1u64.to_le_bytes());
         let mut wo = WriteOptions::default();
-        wo.set_sync(self.replica_of.is_some() && self.sync != SyncMode::Off);
+        wo.set_sync(self.sync != SyncMode::Off);
         self.db
             .write_opt(wb, &wo)
             .map_err(|e| io_error("cannot write a checkpoint", e))?;
-        pending.drain(..n);
-        if self.replica_of.is_some() {
-            // Entries of the slot `through` is in may not all be in yet.
-            self.checkpointed_slot
-                .fetch_max(through >> SLOT_SHIFT, Ordering::AcqRel);
-        }
+        self.checkpointed_slot.fetch_max(position, Ordering::AcqRel);
         Ok(())
     }
 }
 
-/// One atomic write that applies `entries` (stable, in log order) to
-/// `data`, records the watermarks `bound` (every clock value up to them is
-/// now in `data` or still in the log) and the last transaction id, and
-/// deletes the log through sequence number `through`.
-fn checkpoint_batch(
+/// One atomic write that applies `entries` (stable, each key's in order)
+/// to `data`, records the watermarks `bound` (every clock value up to
+/// them is now in `data`, or still in the log or the streams), the last
+/// transaction id and the checkpoint position `through`.
+fn checkpoint_batch<'a>(
     db: &DB,
-    entries: &[(u64, LogEntry)],
+    entries: impl Iterator<Item = &'a LogEntry>,
     bound: &[u64],
     last_txn: u64,
     through: u64,
 ) -> Result<WriteBatch> {
-    let (data, meta, log) = (cf(db, CF_DATA)?, cf(db, CF_META)?, cf(db, CF_LOG)?);
+    let (data, meta) = (cf(db, CF_DATA)?, cf(db, CF_META)?);
     let mut wb = WriteBatch::default();
-    for (_, e) in entries {
+    for e in entries {
         for (key, value) in &e.writes {
             let k = data_key(e.shard, key);
             match value {
@@ -1066,10 +1144,10 @@ fn checkpoint_batch(
     }
     wb.put_cf(meta, META_LAST_TXN, last_txn.to_le_bytes());
     wb.put_cf(meta, META_CHECKPOINT, through.to_le_bytes());
-    wb.delete_range_cf(log, 0u64.to_be_bytes(), (through + 1).to_be_bytes());
     Ok(wb)
 }
 
+mod replay;
 mod replicated;
 mod snapshot;
 pub use replicated::SLOT_SHIFT;

@@ -176,6 +176,10 @@ fn partitioned_leader(consensus: Consensus) {
         "the old and the new leader served at the same time"
     );
     assert_eq!(get(&nodes[new].db, "before").as_deref(), Some("1"));
+    // It serves only once it has applied its close of the earlier
+    // leaders' entries.
+    let closed = (new as u64 + 1, nodes[new].ballot().epoch);
+    assert_eq!(nodes[new].persist.last_close(), closed);
     put(&nodes[new].db, "after", "2").expect("a commit on the new leader");
     // The old leader gives up on the commit it cannot replicate.
     wait_for("the old leader to give up", Duration::from_secs(20), || {
@@ -190,6 +194,12 @@ fn partitioned_leader(consensus: Consensus) {
     net.heal();
     assert_eq!(get(&nodes[new].db, "before").as_deref(), Some("1"));
     assert_eq!(get(&nodes[new].db, "after").as_deref(), Some("2"));
+    let other = 3 - new;
+    wait_for(
+        "the other follower to apply the close",
+        Duration::from_secs(20),
+        || nodes[other].persist.last_close() == closed,
+    );
     assert!(!deposed[new].load(Ordering::SeqCst));
     close(nodes, runtime, dirs);
 }

@@ -4,21 +4,29 @@
 //! each batch to the replication stream ([`Replicate::propose`]), which
 //! persists it as acceptor state (in the `repl` column family, through
 //! [`Persist::repl_write`]) and replicates it. When a slot is chosen the
-//! stream calls [`Persist::chosen`], in slot order: the leader's own
+//! stream calls [`Persist::deliver`], in slot order: the leader's own
 //! batches are settled (their clock values count toward the watermark, so
-//! their commits are acknowledged), and a follower installs the batches it
-//! receives. Either way the entries go to the checkpoint thread labelled
-//! with their slot (`slot << SLOT_SHIFT | index`), so a checkpoint records
-//! how far the stream has been applied, and a restart resumes there.
+//! their commits are acknowledged), and the replay ([`super::replay`])
+//! applies what becomes stable, each shard in clock order. The applied
+//! entries go to the checkpoint thread with the replay's progress, so a
+//! checkpoint records, per shard, the clock value through which entries
+//! are applied and, per stream, the slot below which every slot is; a
+//! restart resumes there. The checkpoint position is stored as
+//! `slot << SLOT_SHIFT`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
-use super::{CF_REPL, Persist, SyncMode, ToCheckpoint, cf, io_error, restore};
+use super::{CF_REPL, Persist, Progress, SyncMode, ToCheckpoint, cf, io_error, lock, restore};
 use crate::error::{Error, ErrorKind, Result};
-use crate::log::{LogEntry, Replicate};
+use crate::log::{Close, LogEntry, Replicate, StreamValue};
+
+/// Chosen entries are installed on several shards in parallel once a
+/// delivery makes at least this many writes ready (below it, starting
+/// threads costs more than it saves).
+const PARALLEL_WRITES: usize = 256;
 
 /// Checkpoint labels of replicated entries: `slot << SLOT_SHIFT | index`
 /// (a batch holds fewer than 2^24 entries).
@@ -38,47 +46,145 @@ impl Persist {
             .map_err(|_| Error::internal("replication started twice"))
     }
 
-    /// The stream chose `slot` holding `entries`. `own`: this node
-    /// proposed them and has them installed already (they are settled);
-    /// otherwise they are installed now. Called in slot order, by one
-    /// thread. A batch naming a shard this node does not have is refused
-    /// whole (nothing of it is applied): the replicas disagree on their
-    /// shard count, and applying the rest would diverge.
+    /// The stream chose `slot` holding `entries`; see [`Persist::deliver`].
     pub fn chosen(&self, slot: u64, entries: Vec<LogEntry>, own: bool) -> Result<()> {
-        if let Some(e) = entries.iter().find(|e| e.shard >= self.shards.len()) {
-            return Err(crate::log::corrupt(format!(
-                "the batch chosen for slot {slot} names shard {} of a node with {} shards",
-                e.shard,
-                self.shards.len()
-            )));
-        }
-        let mut touched = vec![false; self.shards.len()];
-        let mut last_txn = 0;
-        for e in &entries {
-            let shard = &self.shards[e.shard];
-            if !own {
-                for (key, value) in &e.writes {
-                    restore(shard, key, value.clone(), e.vc.clone(), e.epoch);
+        self.deliver(0, slot, Some(StreamValue::Batch(entries)), own)
+    }
+
+    /// Stream `stream` chose `value` for `slot` (`None`: a no-op); `own`:
+    /// this node proposed it. Called in slot order per stream, by one
+    /// thread. The leader's own batches are settled at once (their clock
+    /// values count toward the watermark, so their commits are
+    /// acknowledged); entries are applied as the replay makes them ready
+    /// ([`replay`](super::replay): each shard in clock order, stable ones
+    /// only, shards in parallel) and then go to the checkpoint. A value
+    /// naming a shard this node does not have is refused whole (nothing
+    /// of it is applied): the replicas disagree, and applying the rest
+    /// would diverge.
+    pub fn deliver(
+        &self,
+        stream: usize,
+        slot: u64,
+        value: Option<StreamValue>,
+        own: bool,
+    ) -> Result<()> {
+        let mut guard = lock(&self.replay);
+        let Some(replay) = guard.as_mut() else {
+            return Err(Error::internal(
+                "a stream value delivered to a directory that is not a replica's",
+            ));
+        };
+        let (mut settled, mut last_txn) = (Vec::new(), 0);
+        if let Some(StreamValue::Batch(entries)) = &value {
+            for e in entries {
+                last_txn = last_txn.max(e.txn);
+                if own {
+                    settled.push((e.shard, e.clock()));
                 }
-                shard.advance_clock(e.clock());
             }
-            shard.clock_durable(e.clock());
-            touched[e.shard] = true;
-            last_txn = last_txn.max(e.txn);
         }
+        let ready = replay.deliver(stream, slot, value, own)?;
         self.last_txn.fetch_max(last_txn, Ordering::AcqRel);
+        let mut touched = vec![false; self.shards.len()];
+        for (s, c) in settled {
+            self.shards[s].clock_durable(c);
+            touched[s] = true;
+        }
+        for (s, &to) in ready.jumps.iter().enumerate() {
+            if to > 0 {
+                self.shards[s].advance_clock(to);
+                touched[s] = true;
+            }
+        }
+        self.install_ready(&ready.apply);
+        let mut applied = Vec::new();
+        for (s, entries) in ready.apply.into_iter().enumerate() {
+            for (e, own) in entries {
+                if !own {
+                    self.shards[s].advance_clock(e.clock());
+                    touched[s] = true;
+                }
+                applied.push(e);
+            }
+        }
         for (shard, _) in self.shards.iter().zip(&touched).filter(|(_, t)| **t) {
             shard.wake_waiters();
         }
+        if ready.dropped > 0 {
+            tracing::warn!(
+                dropped = ready.dropped,
+                "a new leader closed its predecessors' entries: dropped those that depend on \
+                 commits never chosen (none of them was acknowledged)"
+            );
+        }
+        if let Some(&last) = ready.closed.last() {
+            *lock(&self.last_close) = last;
+        }
         self.durable_entries
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
-        let labelled = entries
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| ((slot << SLOT_SHIFT) | i as u64, e))
-            .collect();
-        self.notify_checkpoint(ToCheckpoint::Durable(labelled));
+            .fetch_add(applied.len() as u64, Ordering::Relaxed);
+        let progress = Progress {
+            done: replay.done(),
+            positions: replay.positions(),
+            last_txn: self.last_txn.load(Ordering::Acquire),
+        };
+        self.notify_checkpoint(ToCheckpoint::Replayed(applied, progress));
         Ok(())
+    }
+
+    /// Installs the entries others proposed, each shard's in order, the
+    /// shards in parallel when there is enough to do.
+    fn install_ready(&self, apply: &[Vec<(LogEntry, bool)>]) {
+        let work: Vec<(usize, &[(LogEntry, bool)])> = apply
+            .iter()
+            .enumerate()
+            .filter(|(_, es)| es.iter().any(|(_, own)| !own))
+            .map(|(s, es)| (s, es.as_slice()))
+            .collect();
+        let writes: usize = work
+            .iter()
+            .flat_map(|(_, es)| es.iter())
+            .map(|(e, _)| e.writes.len())
+            .sum();
+        let install = |s: usize, entries: &[(LogEntry, bool)]| {
+            for (e, _) in entries.iter().filter(|(_, own)| !own) {
+                for (key, value) in &e.writes {
+                    restore(&self.shards[s], key, value.clone(), e.vc.clone(), e.epoch);
+                }
+            }
+        };
+        match work.split_first() {
+            Some((&(s, first), rest)) if !rest.is_empty() && writes >= PARALLEL_WRITES => {
+                std::thread::scope(|scope| {
+                    for &(s, es) in rest {
+                        scope.spawn(move || install(s, es));
+                    }
+                    install(s, first);
+                });
+            }
+            _ => {
+                for (s, es) in work {
+                    install(s, es);
+                }
+            }
+        }
+    }
+
+    /// A new leader's close of its predecessors' entries (see
+    /// [`Close`]): every slot below `through` must have been delivered.
+    pub fn close_for(&self, leader: u64, epoch: u64, through: Vec<u64>) -> Result<Close> {
+        let guard = lock(&self.replay);
+        let Some(replay) = guard.as_ref() else {
+            return Err(Error::internal(
+                "a close on a directory that is not a replica's",
+            ));
+        };
+        let clocks: Vec<u64> = self.shards.iter().map(|s| s.clock()).collect();
+        Ok(replay.close(leader, epoch, through, &clocks))
+    }
+
+    /// The last close applied, as `(leader, epoch)`.
+    pub fn last_close(&self) -> (u64, u64) {
+        *lock(&self.last_close)
     }
 
     /// Every stream slot below this is applied and in a synced checkpoint.

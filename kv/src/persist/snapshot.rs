@@ -20,8 +20,8 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{
-    CF_DATA, CF_LOG, CF_META, META_CHECKPOINT, META_CLOCK, META_LAST_TXN, META_SHARDS, Persist,
-    SLOT_SHIFT, cf, io_error, read_u64,
+    CF_DATA, CF_LOG, CF_META, META_CHECKPOINT, META_CLOCK, META_LAST_TXN, META_REPLAY, META_SHARDS,
+    Persist, SLOT_SHIFT, cf, io_error, read_u64,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::{Reader, corrupt};
@@ -37,6 +37,7 @@ fn carried(key: &[u8]) -> bool {
     key == META_SHARDS
         || key == META_CHECKPOINT
         || key == META_LAST_TXN
+        || key == META_REPLAY
         || key.starts_with(META_CLOCK)
 }
 

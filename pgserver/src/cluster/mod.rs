@@ -34,7 +34,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use kv::log::{LogEntry, Replicate, decode_batch, encode_batch};
+use kv::log::{LogEntry, Replicate, StreamValue, encode_batch};
 use kv::persist::{Persist, SyncMode};
 use kv::{Error, ErrorKind, Result};
 use repl::net::{Deliver, Peer, Transport};
@@ -67,8 +67,9 @@ pub enum Stop {
     Reload,
 }
 
-/// What a stream carries back to its proposer: the batch as installed.
-type Token = Vec<LogEntry>;
+/// What a stream carries back to its proposer: the value proposed (a
+/// batch as installed, or a new leader's close).
+type Token = StreamValue;
 
 /// How to open a replicated node.
 pub struct NodeOptions {
@@ -219,6 +220,25 @@ enum Proposer {
     Raft(Arc<RaftStream<Token>>),
 }
 
+impl Proposer {
+    /// Hands a value to the stream; gives it back if the stream has
+    /// stopped.
+    fn propose(&self, bytes: Vec<u8>, value: StreamValue) -> std::result::Result<(), StreamValue> {
+        match self {
+            Proposer::Raft(stream) => {
+                stream.propose(bytes, value);
+                Ok(())
+            }
+            Proposer::Paxos(tx) => tx
+                .send(Event::Propose(bytes, value))
+                .map_err(|e| match e.0 {
+                    Event::Propose(_, value) => value,
+                    _ => unreachable!("sent a proposal"),
+                }),
+        }
+    }
+}
+
 /// The consensus protocol of a replica group's stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Consensus {
@@ -295,21 +315,16 @@ impl Replicate for Handle {
             return Err((e, batch));
         };
         let bytes = encode_batch(&batch);
-        let tx = match proposer {
-            Proposer::Paxos(tx) => tx,
-            Proposer::Raft(stream) => {
-                stream.propose(bytes, batch);
-                return Ok(());
-            }
-        };
-        tx.send(Event::Propose(bytes, batch)).map_err(|e| {
-            let batch = match e.0 {
-                Event::Propose(_, batch) => batch,
-                _ => Vec::new(),
-            };
-            let e = Error::new(ErrorKind::Unavailable, "the replication stream has stopped");
-            (e, batch)
-        })
+        proposer
+            .propose(bytes, StreamValue::Batch(batch))
+            .map_err(|value| {
+                let batch = match value {
+                    StreamValue::Batch(batch) => batch,
+                    StreamValue::Close(_) => Vec::new(),
+                };
+                let e = Error::new(ErrorKind::Unavailable, "the replication stream has stopped");
+                (e, batch)
+            })
     }
 
     fn serving(&self) -> Result<()> {
@@ -379,8 +394,12 @@ impl Replicate for Handle {
 
 /// A chosen slot on its way to the applier thread.
 enum ToApply {
-    Own(Slot, Vec<LogEntry>),
+    /// A value this node proposed.
+    Own(Slot, StreamValue),
+    /// Another's value, encoded.
     Other(Slot, Vec<u8>),
+    /// A no-op (a hole a new leader filled, a raft blank entry).
+    Noop(Slot),
 }
 
 /// The applier thread's progress, shared with the stream's machine (a new
@@ -420,11 +439,13 @@ impl Applier {
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             };
             let (slot, applied) = match item {
-                ToApply::Own(slot, entries) => (slot, persist.chosen(slot, entries, true)),
+                ToApply::Own(slot, value) => (slot, persist.deliver(0, slot, Some(value), true)),
                 ToApply::Other(slot, bytes) => (
                     slot,
-                    decode_batch(&bytes).and_then(|entries| persist.chosen(slot, entries, false)),
+                    StreamValue::decode(&bytes)
+                        .and_then(|value| persist.deliver(0, slot, Some(value), false)),
                 ),
+                ToApply::Noop(slot) => (slot, persist.deliver(0, slot, None, false)),
             };
             if let Err(e) = applied {
                 tracing::error!(slot, error = %e.message, "a chosen batch cannot be applied; stopping");
@@ -462,6 +483,9 @@ struct NodeMachine {
     handed: Slot,
     /// The stream says this node may serve (once the applier caught up).
     want_serving: bool,
+    /// The close this node proposed as leader, as `(leader, epoch)`: it
+    /// serves once it has applied it.
+    close: Option<(u64, u64)>,
 }
 
 impl NodeMachine {
@@ -496,6 +520,7 @@ impl NodeMachine {
             to_apply: tx,
             handed: 0,
             want_serving: false,
+            close: None,
         }
     }
 
@@ -512,16 +537,40 @@ impl NodeMachine {
         }
     }
 
-    /// A new leader serves once the applier has applied everything
-    /// chosen before (without waiting for it here: this runs on the
-    /// stream's thread, whose heartbeats must go on); its transaction ids
-    /// continue after every id it has applied. Called with each status
-    /// and lease, so it serves as soon as the applier has caught up.
+    /// A new leader serves once it has closed its predecessors' entries
+    /// (see [`kv::log::Close`]): once the applier has applied everything
+    /// chosen before, it proposes its close, and it serves once the
+    /// close is applied, its transaction ids continuing after every id
+    /// it has seen. Nothing here waits (this runs on the stream's thread,
+    /// whose heartbeats must go on): it is called with each status and
+    /// lease, and moves on when it can.
     fn try_serve(&mut self) {
         if !self.want_serving || self.shared.serving.load(Ordering::Acquire) {
             return;
         }
         if self.shared.applier.applied() < self.handed {
+            return;
+        }
+        let mine = (u64::from(self.shared.id), self.shared.status().ballot.epoch);
+        let persist = &self.shared.persist;
+        if persist.last_close() != mine {
+            if self.close == Some(mine) {
+                return; // proposed; not applied yet
+            }
+            let close = match persist.close_for(mine.0, mine.1, vec![self.handed + 1]) {
+                Ok(close) => StreamValue::Close(close),
+                Err(e) => return self.failed(&e.message),
+            };
+            let Some(proposer) = self.shared.proposer.get() else {
+                return;
+            };
+            if proposer.propose(close.encode(), close).is_ok() {
+                tracing::info!(
+                    epoch = mine.1,
+                    "leading: closing earlier leaders' entries before serving"
+                );
+                self.close = Some(mine);
+            }
             return;
         }
         self.db.advance_txn_ids(self.shared.persist.last_txn());
@@ -533,9 +582,9 @@ impl NodeMachine {
 impl Machine<Token> for NodeMachine {
     fn apply(&mut self, slot: Slot, value: Chosen<Token>) {
         let item = match value {
-            Chosen::Own(entries) => ToApply::Own(slot, entries),
+            Chosen::Own(value) => ToApply::Own(slot, value),
             Chosen::Other(bytes) => ToApply::Other(slot, bytes),
-            Chosen::Noop => return,
+            Chosen::Noop => ToApply::Noop(slot),
         };
         self.handed = slot;
         let _ = self.to_apply.send(item);

@@ -1,0 +1,579 @@
+//! A replica's replay of chosen stream values (DESIGN.md §1.2-§1.4).
+//!
+//! Streams deliver their chosen values in slot order, but a shard's clock
+//! order is not slot order: two commits on one shard take their clock
+//! values in one order and may reach the log in the other, and entries of
+//! different streams come in any order. So a replica applies each shard's
+//! entries in *clock order*, and only *stable* ones: an entry whose
+//! vector clock is covered by the replica's vector watermark, a shard's
+//! watermark being the clock value up to which every value is accounted
+//! for by a chosen entry (Mako §4.3: VC ≤ VW). A replica therefore never
+//! holds a transaction without the ones it read from, and shards are
+//! applied in parallel, each in its own order.
+//!
+//! Clock order is each key's install order (a committer takes its clock
+//! value while it holds the key's lock, after the previous writer released
+//! it), so applying in clock order needs no version comparison. Where
+//! Mako compares versions on replay (Thomas's write rule), the checkpoint
+//! here records per shard the clock value through which every entry is in
+//! `data`, and recovery skips the entries at or below it when the stream
+//! delivers them again: the same rule, exact also for deletes, which
+//! leave no version behind in `data` to compare with.
+//!
+//! A new leader closes its predecessors' entries before it serves
+//! ([`Close`]): once every stream has delivered the slots below the
+//! close's `through`, the entries of earlier leaders that are still
+//! unstable are dropped (their transactions read from, or were, commits
+//! that were never chosen, so none was acknowledged), and every shard's
+//! watermark moves to the close's `clock_max`, above which the new
+//! leader's clock values start.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::error::Result;
+use crate::log::{Close, LogEntry, StreamValue, corrupt};
+
+/// The replay state of a replica's shards and streams.
+pub(super) struct Replay {
+    shards: Vec<ShardReplay>,
+    streams: Vec<StreamReplay>,
+    /// Closes delivered but not processed: they wait for every stream to
+    /// deliver the slots below their `through`.
+    closes: VecDeque<Delivered<Close>>,
+}
+
+/// One shard's replay.
+#[derive(Default)]
+struct ShardReplay {
+    /// Every clock value up to this is accounted for: by a delivered
+    /// entry, or given up by a close. The shard's part of the replica's
+    /// vector watermark.
+    accounted: u64,
+    /// Clock values above `accounted` of delivered entries.
+    seen: BTreeSet<u64>,
+    /// The highest clock value of this shard that any delivered entry
+    /// names (its own, or in its vector clock).
+    named: u64,
+    /// Every entry with a clock value up to this is applied (or dropped).
+    done: u64,
+    /// Delivered entries not applied yet, by clock value.
+    waiting: BTreeMap<u64, Delivered<(LogEntry, bool)>>,
+}
+
+/// Where a delivered item came from.
+struct Delivered<T> {
+    stream: usize,
+    slot: u64,
+    item: T,
+}
+
+/// One stream's replay.
+#[derive(Default)]
+struct StreamReplay {
+    /// The next slot expected (every slot below it was delivered).
+    next: u64,
+    /// Delivered slots with items not yet processed, and how many.
+    outstanding: BTreeMap<u64, usize>,
+}
+
+impl StreamReplay {
+    fn finish(&mut self, slot: u64) {
+        if let Some(n) = self.outstanding.get_mut(&slot) {
+            *n -= 1;
+            if *n == 0 {
+                self.outstanding.remove(&slot);
+            }
+        }
+    }
+}
+
+/// What a delivery made ready.
+#[derive(Default)]
+pub(super) struct Ready {
+    /// Per shard, the entries to apply now, in this order, each with
+    /// `own` (proposed by this node, which installed it already).
+    pub apply: Vec<Vec<(LogEntry, bool)>>,
+    /// Per shard, a clock value a close moved the watermark to (0: none).
+    pub jumps: Vec<u64>,
+    /// Entries a close dropped.
+    pub dropped: usize,
+    /// The closes processed, as `(leader, epoch)`.
+    pub closed: Vec<(u64, u64)>,
+}
+
+impl Replay {
+    /// A replay of `shards` shards and `streams` streams whose checkpoint
+    /// holds every entry up to `done[shard]` and every slot below
+    /// `positions[stream]`.
+    pub fn new(done: &[u64], positions: &[u64]) -> Replay {
+        Replay {
+            shards: done
+                .iter()
+                .map(|&d| ShardReplay {
+                    accounted: d,
+                    named: d,
+                    done: d,
+                    ..ShardReplay::default()
+                })
+                .collect(),
+            streams: positions
+                .iter()
+                .map(|&p| StreamReplay {
+                    next: p,
+                    ..StreamReplay::default()
+                })
+                .collect(),
+            closes: VecDeque::new(),
+        }
+    }
+
+    /// Per shard: every entry up to this clock value is applied or dropped.
+    pub fn done(&self) -> Vec<u64> {
+        self.shards.iter().map(|s| s.done).collect()
+    }
+
+    /// Per stream: every slot below this is fully processed.
+    pub fn positions(&self) -> Vec<u64> {
+        self.streams
+            .iter()
+            .map(|s| s.outstanding.keys().next().copied().unwrap_or(s.next))
+            .collect()
+    }
+
+    /// The vector watermark: per shard, every clock value up to it is
+    /// accounted for.
+    pub fn watermark(&self) -> Vec<u64> {
+        self.shards.iter().map(|s| s.accounted).collect()
+    }
+
+    /// Per shard, the highest clock value any delivered entry names.
+    pub fn named(&self) -> Vec<u64> {
+        self.shards
+            .iter()
+            .map(|s| s.named.max(s.accounted))
+            .collect()
+    }
+
+    /// Per stream, the next slot expected.
+    #[cfg(test)]
+    pub fn next_slots(&self) -> Vec<u64> {
+        self.streams.iter().map(|s| s.next).collect()
+    }
+
+    /// Stream `stream` chose `value` (`None`: a no-op) for `slot`; `own`:
+    /// this node proposed it. Slots come in order per stream; one already
+    /// delivered (a restart delivers from the checkpoint's position) is
+    /// ignored. An entry at or below its shard's `done` is in the
+    /// checkpoint already and is skipped. A value naming a shard or a
+    /// stream this replica does not have, or a clock value chosen twice,
+    /// is refused whole: the replicas disagree, and going on would
+    /// diverge.
+    pub fn deliver(
+        &mut self,
+        stream: usize,
+        slot: u64,
+        value: Option<StreamValue>,
+        own: bool,
+    ) -> Result<Ready> {
+        let shards = self.shards.len();
+        let Some(st) = self.streams.get_mut(stream) else {
+            return Err(corrupt(format!(
+                "slot {slot} of stream {stream} chosen on a replica of {} streams",
+                self.streams.len()
+            )));
+        };
+        if slot < st.next {
+            return Ok(self.ready());
+        }
+        match value {
+            None => st.next = slot + 1,
+            Some(StreamValue::Batch(entries)) => {
+                let mut batch_clocks = std::collections::HashSet::new();
+                for e in &entries {
+                    if e.shard >= shards || e.vc.entries().len() != shards {
+                        return Err(corrupt(format!(
+                            "the batch chosen for slot {slot} names shard {} of {} on a node \
+                             with {shards} shards",
+                            e.shard,
+                            e.vc.entries().len()
+                        )));
+                    }
+                    let sh = &self.shards[e.shard];
+                    let c = e.clock();
+                    let again = !batch_clocks.insert((e.shard, c));
+                    if c > sh.done && (again || c <= sh.accounted || sh.seen.contains(&c)) {
+                        return Err(corrupt(format!(
+                            "clock value {c} of shard {} is chosen twice (again in slot {slot})",
+                            e.shard
+                        )));
+                    }
+                }
+                st.next = slot + 1;
+                for e in entries {
+                    for (sh, &c) in self.shards.iter_mut().zip(e.vc.entries()) {
+                        sh.named = sh.named.max(c);
+                    }
+                    let sh = &mut self.shards[e.shard];
+                    let c = e.clock();
+                    if c <= sh.done {
+                        continue;
+                    }
+                    sh.seen.insert(c);
+                    sh.waiting.insert(
+                        c,
+                        Delivered {
+                            stream,
+                            slot,
+                            item: (e, own),
+                        },
+                    );
+                    *self.streams[stream].outstanding.entry(slot).or_default() += 1;
+                }
+            }
+            Some(StreamValue::Close(close)) => {
+                if close.fvw.len() != shards {
+                    return Err(corrupt(format!(
+                        "the close chosen for slot {slot} has clocks of {} shards on a node \
+                         with {shards}",
+                        close.fvw.len()
+                    )));
+                }
+                st.next = slot + 1;
+                *st.outstanding.entry(slot).or_default() += 1;
+                self.closes.push_back(Delivered {
+                    stream,
+                    slot,
+                    item: close,
+                });
+            }
+        }
+        Ok(self.ready())
+    }
+
+    /// The close a new leader appends: everything earlier leaders wrote
+    /// (every slot below `through`) must have been delivered.
+    pub fn close(&self, leader: u64, epoch: u64, through: Vec<u64>, clocks: &[u64]) -> Close {
+        Close {
+            leader,
+            epoch,
+            through,
+            fvw: self.watermark(),
+            clock_max: self
+                .named()
+                .iter()
+                .zip(clocks)
+                .map(|(&n, &c)| n.max(c))
+                .collect(),
+        }
+    }
+
+    /// Processes what the deliveries so far allow.
+    fn ready(&mut self) -> Ready {
+        let mut ready = Ready {
+            apply: vec![Vec::new(); self.shards.len()],
+            jumps: vec![0; self.shards.len()],
+            ..Ready::default()
+        };
+        loop {
+            for sh in &mut self.shards {
+                while sh.seen.first() == Some(&(sh.accounted + 1)) {
+                    sh.seen.pop_first();
+                    sh.accounted += 1;
+                }
+            }
+            let Some(front) = self.closes.front() else {
+                break;
+            };
+            let delivered = front
+                .item
+                .through
+                .iter()
+                .enumerate()
+                .all(|(k, &t)| self.streams.get(k).is_none_or(|s| s.next >= t));
+            if !delivered {
+                break;
+            }
+            let close = self.closes.pop_front().expect("front");
+            self.process_close(&close.item, &mut ready);
+            self.streams[close.stream].finish(close.slot);
+            ready.closed.push((close.item.leader, close.item.epoch));
+        }
+        let vw = self.watermark();
+        for (s, sh) in self.shards.iter_mut().enumerate() {
+            while let Some(first) = sh.waiting.first_entry() {
+                let c = *first.key();
+                if c > sh.accounted || !first.get().item.0.vc.le(&vw) {
+                    break;
+                }
+                let d = first.remove();
+                self.streams[d.stream].finish(d.slot);
+                sh.done = c;
+                ready.apply[s].push(d.item);
+            }
+            sh.done = match sh.waiting.first_key_value() {
+                Some((&c, _)) if c <= sh.accounted => sh.done.max(c - 1),
+                _ => sh.done.max(sh.accounted),
+            };
+        }
+        ready
+    }
+
+    /// Drops the earlier leaders' entries the close does not cover and
+    /// moves every shard's watermark to its `clock_max`.
+    fn process_close(&mut self, close: &Close, ready: &mut Ready) {
+        let through = |stream: usize| close.through.get(stream).copied().unwrap_or(0);
+        for (s, sh) in self.shards.iter_mut().enumerate() {
+            let doomed: Vec<u64> = sh
+                .waiting
+                .iter()
+                .filter(|(_, d)| d.slot < through(d.stream) && !d.item.0.vc.le(&close.fvw))
+                .map(|(&c, _)| c)
+                .collect();
+            for c in doomed {
+                let d = sh.waiting.remove(&c).expect("listed");
+                sh.seen.remove(&c);
+                self.streams[d.stream].finish(d.slot);
+                ready.dropped += 1;
+            }
+            let to = close.clock_max[s];
+            if to > sh.accounted {
+                sh.accounted = to;
+                sh.seen = sh.seen.split_off(&(to + 1));
+                ready.jumps[s] = to;
+            }
+            sh.named = sh.named.max(to);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::VectorClock;
+
+    fn entry(txn: u64, shard: usize, vc: &[u64], key: &str) -> LogEntry {
+        LogEntry {
+            txn,
+            shard,
+            vc: VectorClock::from_vec(vc.to_vec()),
+            epoch: 1,
+            writes: vec![(key.as_bytes().to_vec(), Some(Arc::from(&b"v"[..])))],
+        }
+    }
+
+    fn batch(entries: Vec<LogEntry>) -> Option<StreamValue> {
+        Some(StreamValue::Batch(entries))
+    }
+
+    /// The transactions applied, per shard, in order.
+    fn applied(r: &Ready) -> Vec<Vec<u64>> {
+        r.apply
+            .iter()
+            .map(|es| es.iter().map(|(e, _)| e.txn).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_shard_applies_in_clock_order_once_the_clocks_below_are_chosen() {
+        let mut r = Replay::new(&[0], &[1]);
+        // Clock 2 reached the log before clock 1.
+        let out = r.deliver(0, 1, batch(vec![entry(2, 0, &[2], "b")]), false);
+        assert_eq!(applied(&out.unwrap()), vec![Vec::<u64>::new()]);
+        assert_eq!(r.positions(), vec![1], "slot 1 is not processed");
+        let out = r
+            .deliver(0, 2, batch(vec![entry(1, 0, &[1], "a")]), false)
+            .unwrap();
+        assert_eq!(applied(&out), vec![vec![1, 2]]);
+        assert_eq!((r.done(), r.positions()), (vec![2], vec![3]));
+    }
+
+    #[test]
+    fn an_entry_waits_for_what_it_read_on_another_shard() {
+        let mut r = Replay::new(&[0, 0], &[1, 1]);
+        // Stream 1 brings a transaction on shard 1 that read shard 0's
+        // clock 1, which stream 0 has not delivered yet.
+        let out = r
+            .deliver(1, 1, batch(vec![entry(2, 1, &[1, 1], "b")]), false)
+            .unwrap();
+        assert_eq!(applied(&out), vec![vec![], vec![]]);
+        let out = r
+            .deliver(0, 1, batch(vec![entry(1, 0, &[1, 0], "a")]), false)
+            .unwrap();
+        assert_eq!(applied(&out), vec![vec![1], vec![2]]);
+    }
+
+    #[test]
+    fn a_close_drops_what_its_watermark_does_not_cover_and_keeps_the_rest() {
+        let mut r = Replay::new(&[0, 0], &[1, 1]);
+        // Shard 0's clock 1 was never chosen, so nothing above it on
+        // shard 0 was ever acknowledged. Txn 2 read it; txn 3 is shard 0's
+        // clock 2; txn 4 is on shard 1 alone and waits behind txn 2.
+        r.deliver(1, 1, batch(vec![entry(2, 1, &[1, 1], "b")]), false)
+            .unwrap();
+        r.deliver(0, 1, batch(vec![entry(3, 0, &[2, 0], "c")]), false)
+            .unwrap();
+        let out = r
+            .deliver(1, 2, batch(vec![entry(4, 1, &[0, 2], "d")]), false)
+            .unwrap();
+        assert_eq!(applied(&out), vec![vec![], vec![]], "shard 1 waits for 2");
+        let close = r.close(9, 5, vec![2, 3], &[0, 0]);
+        assert_eq!(close.fvw, vec![0, 2]);
+        assert_eq!(close.clock_max, vec![2, 2]);
+        // The close goes in stream 0 at slot 2; stream 1's slots below 3
+        // are delivered.
+        let out = r
+            .deliver(0, 2, Some(StreamValue::Close(close)), true)
+            .unwrap();
+        assert_eq!(out.dropped, 2);
+        assert_eq!(out.closed, vec![(9, 5)]);
+        assert_eq!(applied(&out), vec![vec![], vec![4]]);
+        assert_eq!(out.jumps, vec![2, 0]);
+        assert_eq!(r.done(), vec![2, 2]);
+        assert_eq!(r.positions(), vec![3, 3]);
+        // The new leader's clocks continue above.
+        let out = r
+            .deliver(1, 3, batch(vec![entry(5, 0, &[3, 2], "e")]), false)
+            .unwrap();
+        assert_eq!(applied(&out), vec![vec![5], vec![]]);
+    }
+
+    #[test]
+    fn a_close_waits_for_every_stream_below_its_through() {
+        let mut r = Replay::new(&[0], &[1, 1]);
+        r.deliver(0, 1, batch(vec![entry(2, 0, &[2], "b")]), false)
+            .unwrap();
+        let close = Close {
+            leader: 1,
+            epoch: 2,
+            through: vec![2, 2],
+            fvw: vec![2],
+            clock_max: vec![2],
+        };
+        let out = r
+            .deliver(0, 2, Some(StreamValue::Close(close)), false)
+            .unwrap();
+        assert!(out.closed.is_empty(), "stream 1's slot 1 is not delivered");
+        let out = r
+            .deliver(1, 1, batch(vec![entry(1, 0, &[1], "a")]), false)
+            .unwrap();
+        assert_eq!(out.closed, vec![(1, 2)]);
+        assert_eq!((applied(&out), out.dropped), (vec![vec![1, 2]], 0));
+    }
+
+    #[test]
+    fn a_restart_skips_what_the_checkpoint_holds() {
+        // The checkpoint holds shard 0 through clock 2 and slot 1.
+        let mut r = Replay::new(&[2], &[1]);
+        let out = r
+            .deliver(
+                0,
+                1,
+                batch(vec![entry(2, 0, &[2], "b"), entry(3, 0, &[3], "c")]),
+                false,
+            )
+            .unwrap();
+        assert_eq!(applied(&out), vec![vec![3]]);
+        // A slot delivered again is ignored.
+        let out = r
+            .deliver(0, 1, batch(vec![entry(3, 0, &[3], "c")]), false)
+            .unwrap();
+        assert_eq!(applied(&out), vec![Vec::<u64>::new()]);
+    }
+
+    #[test]
+    fn a_clock_value_chosen_twice_or_an_unknown_shard_is_refused() {
+        let mut r = Replay::new(&[0], &[1]);
+        r.deliver(0, 1, batch(vec![entry(1, 0, &[2], "a")]), false)
+            .unwrap();
+        let err = r
+            .deliver(0, 2, batch(vec![entry(2, 0, &[2], "b")]), false)
+            .err()
+            .expect("refused");
+        assert!(err.message.contains("chosen twice"), "{}", err.message);
+        let twice = vec![entry(3, 0, &[3], "c"), entry(4, 0, &[3], "d")];
+        assert!(r.deliver(0, 2, batch(twice), false).is_err());
+        let err = r
+            .deliver(0, 2, batch(vec![entry(3, 1, &[0, 2], "c")]), false)
+            .err()
+            .expect("refused");
+        assert!(err.message.contains("names shard 1"), "{}", err.message);
+        assert!(r.deliver(1, 1, None, false).is_err(), "unknown stream");
+        // Nothing of the refused batches counted.
+        assert_eq!(
+            (r.done(), r.positions(), r.next_slots()),
+            (vec![0], vec![1], vec![2])
+        );
+        let out = r
+            .deliver(0, 2, batch(vec![entry(5, 0, &[1], "e")]), false)
+            .unwrap();
+        assert_eq!(applied(&out), vec![vec![5, 1]]);
+    }
+
+    /// Random interleavings of several streams end in the state a serial
+    /// replay in clock order gives, whatever the order of delivery.
+    #[test]
+    fn any_interleaving_of_streams_applies_every_shard_in_clock_order() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            let (shards, streams) = (1 + rand(3) as usize, 1 + rand(3) as usize);
+            // Transactions take clock values in order on one or two
+            // shards, reading whatever is latest on the others.
+            let mut clocks = vec![0u64; shards];
+            let mut logs: Vec<Vec<Vec<LogEntry>>> = vec![Vec::new(); streams];
+            for txn in 1..=40u64 {
+                let mut vc = clocks.clone();
+                let a = rand(shards as u64) as usize;
+                let b = rand(shards as u64) as usize;
+                let mut mine = vec![a];
+                if b != a {
+                    mine.push(b);
+                }
+                for &s in &mine {
+                    clocks[s] += 1;
+                    vc[s] = clocks[s];
+                }
+                let stream = rand(streams as u64) as usize;
+                let log = &mut logs[stream];
+                if log.is_empty() || rand(3) == 0 {
+                    log.push(Vec::new());
+                }
+                for &s in &mine {
+                    let e = entry(txn, s, &vc, "k");
+                    log.last_mut().expect("pushed").push(e);
+                }
+            }
+            let mut r = Replay::new(&vec![0; shards], &vec![1; streams]);
+            let mut next = vec![0usize; streams];
+            let mut order: Vec<Vec<u64>> = vec![Vec::new(); shards];
+            while next.iter().zip(&logs).any(|(n, l)| *n < l.len()) {
+                let k = rand(streams as u64) as usize;
+                if next[k] == logs[k].len() {
+                    continue;
+                }
+                let slot = next[k] as u64 + 1;
+                let out = r
+                    .deliver(k, slot, batch(logs[k][next[k]].clone()), false)
+                    .unwrap();
+                next[k] += 1;
+                for (s, es) in out.apply.iter().enumerate() {
+                    order[s].extend(es.iter().map(|(e, _)| e.clock()));
+                }
+            }
+            for (s, o) in order.iter().enumerate() {
+                let expect: Vec<u64> = (1..=clocks[s]).collect();
+                assert_eq!(o, &expect, "shard {s}");
+            }
+            let ends: Vec<u64> = logs.iter().map(|l| l.len() as u64 + 1).collect();
+            assert_eq!(r.positions(), ends);
+            assert_eq!(r.done(), clocks);
+        }
+    }
+}
