@@ -89,6 +89,7 @@ impl Group {
                 consensus,
                 retain_slots: 10_000,
                 batching: Default::default(),
+                streams: 1,
                 initialize: id == 1,
                 lease: Duration::from_secs(2),
                 on_deposed: Box::new(|_| {

@@ -65,6 +65,10 @@ const META_CLOCK: &[u8] = b"clock/";
 /// Present (with the replica group's name) in a replicated node's
 /// directory.
 const META_REPLICA_OF: &[u8] = b"replica_of";
+/// A replica's checkpoint position per stream (`u64` each): every slot
+/// below it is applied. Stream 0's is also under [`META_CHECKPOINT`]
+/// (shifted), as before there were several.
+const META_STREAMS: &[u8] = b"streams";
 /// Present in a replica's directory once a checkpoint records, per shard,
 /// the clock value through which every chosen entry is applied (see
 /// [`replay`]); older builds recorded less.
@@ -130,6 +134,9 @@ pub struct Options {
     pub replica_of: Option<String>,
     /// Replicated: how the log's entries are grouped into stream entries.
     pub batching: Batching,
+    /// Replicated: the number of streams (replicated logs) the node's
+    /// batches are spread over; fixed when the directory is created.
+    pub streams: usize,
 }
 
 /// How a replica groups log entries into stream entries (batches).
@@ -160,6 +167,7 @@ impl Default for Options {
             shards: None,
             replica_of: None,
             batching: Batching::default(),
+            streams: 1,
             checkpoint_entries: 20_000,
             faults: Faults::from_env(),
         }
@@ -209,9 +217,11 @@ pub struct Recovered {
     pub last_txn: u64,
     /// How long recovery took.
     pub elapsed: Duration,
-    /// Replicated nodes: every stream slot below this is in the recovered
-    /// state; the stream resumes applying there.
+    /// Replicated nodes: every slot of stream 0 below this is in the
+    /// recovered state; the stream resumes applying there.
     pub applied_slot: u64,
+    /// Replicated nodes: the same for every stream.
+    pub applied_slots: Vec<u64>,
     /// Replicated nodes: a snapshot received from another replica was
     /// installed, at this slot.
     pub snapshot_installed: Option<u64>,
@@ -242,8 +252,9 @@ pub struct Persist {
     replica_of: Option<String>,
     batching: Batching,
     replicator: std::sync::OnceLock<Arc<dyn crate::log::Replicate>>,
-    /// Replicated: every slot below this is in a (synced) checkpoint.
-    checkpointed_slot: AtomicU64,
+    /// Replicated: per stream, every slot below this is in a (synced)
+    /// checkpoint.
+    checkpointed: Vec<AtomicU64>,
     /// Replicated: the replay of chosen stream values.
     replay: Mutex<Option<replay::Replay>>,
     /// Replicated: the last close applied, as `(leader, epoch)`.
@@ -348,6 +359,25 @@ fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>> {
             },
         )?))),
     }
+}
+
+/// A replica's checkpoint positions per stream, if recorded.
+fn read_positions(db: &DB) -> Result<Option<Vec<u64>>> {
+    let meta = cf(db, CF_META)?;
+    let Some(v) = db
+        .get_cf(meta, META_STREAMS)
+        .map_err(|e| io_error("cannot read metadata", e))?
+    else {
+        return Ok(None);
+    };
+    if v.is_empty() || v.len() % 8 != 0 {
+        return Err(corrupt("the stream positions are damaged"));
+    }
+    Ok(Some(
+        v.chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect(),
+    ))
 }
 
 /// Opens (creating if new, recovering if not) the data directory `dir`.
@@ -618,7 +648,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
             .map_err(|e| io_error("cannot checkpoint the recovered log", e))?;
     }
     recovered.elapsed = started.elapsed();
-    let checkpointed_slot = if opts.replica_of.is_some() {
+    let positions = if opts.replica_of.is_some() {
         let at = read_u64(&db, META_CHECKPOINT)?;
         if at.is_some() && read_u64(&db, META_REPLAY)?.is_none() {
             return Err(Error::new(
@@ -631,15 +661,45 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
                 ),
             ));
         }
-        (at.unwrap_or(0) >> SLOT_SHIFT).max(1)
+        let streams = opts.streams.max(1);
+        match read_positions(&db)? {
+            Some(p) if p.len() != streams => {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!(
+                        "{} holds a replica of {} streams; the cluster config says {streams} \
+                         (changing the stream count of existing data is not supported)",
+                        dir.display(),
+                        p.len()
+                    ),
+                ));
+            }
+            Some(p) => p,
+            None if at.is_some() && streams != 1 => {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!(
+                        "{} holds a replica of 1 stream; the cluster config says {streams} \
+                         (changing the stream count of existing data is not supported)",
+                        dir.display()
+                    ),
+                ));
+            }
+            None => {
+                let mut p = vec![1; streams];
+                p[0] = (at.unwrap_or(0) >> SLOT_SHIFT).max(1);
+                p
+            }
+        }
     } else {
-        0
+        Vec::new()
     };
-    recovered.applied_slot = checkpointed_slot;
+    recovered.applied_slot = positions.first().copied().unwrap_or(0);
+    recovered.applied_slots = positions.clone();
     let replay = opts
         .replica_of
         .as_ref()
-        .map(|_| replay::Replay::new(&bound, &[checkpointed_slot]));
+        .map(|_| replay::Replay::new(&bound, &positions));
 
     let persist = Arc::new(Persist {
         db,
@@ -667,7 +727,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
             delay: opts.batching.delay,
         },
         replicator: std::sync::OnceLock::new(),
-        checkpointed_slot: AtomicU64::new(checkpointed_slot),
+        checkpointed: positions.iter().map(|&p| AtomicU64::new(p)).collect(),
         replay: Mutex::new(replay),
         last_close: Mutex::new((0, 0)),
         last_txn: AtomicU64::new(recovered.last_txn),
@@ -1106,13 +1166,22 @@ impl Persist {
             progress.last_txn,
             position << SLOT_SHIFT,
         )?;
-        wb.put_cf(cf(&self.db, CF_META)?, META_REPLAY, 1u64.to_le_bytes());
+        let meta = cf(&self.db, CF_META)?;
+        wb.put_cf(meta, META_REPLAY, 1u64.to_le_bytes());
+        let streams: Vec<u8> = progress
+            .positions
+            .iter()
+            .flat_map(|p| p.to_le_bytes())
+            .collect();
+        wb.put_cf(meta, META_STREAMS, streams);
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync != SyncMode::Off);
         self.db
             .write_opt(wb, &wo)
             .map_err(|e| io_error("cannot write a checkpoint", e))?;
-        self.checkpointed_slot.fetch_max(position, Ordering::AcqRel);
+        for (c, &p) in self.checkpointed.iter().zip(&progress.positions) {
+            c.fetch_max(p, Ordering::AcqRel);
+        }
         Ok(())
     }
 }

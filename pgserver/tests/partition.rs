@@ -61,10 +61,10 @@ fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 /// Three in-process voters over `net` (n1 is preferred), and `learners`
-/// more (n4 on). Returns the nodes, each node's deposed flag and the data
-/// directories.
+/// more (n4 on), running `streams` streams. Returns the nodes, each
+/// node's deposed flag and the data directories.
 fn group(
-    consensus: Consensus,
+    (consensus, streams): (Consensus, usize),
     runtime: &tokio::runtime::Runtime,
     net: &Local,
     learners: u32,
@@ -100,6 +100,7 @@ fn group(
             consensus,
             retain_slots: 10_000,
             batching: Default::default(),
+            streams,
             initialize: id == 1,
             lease: election * 2 - heartbeat,
             on_deposed: Box::new(move |_| flag.store(true, Ordering::SeqCst)),
@@ -142,10 +143,20 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn partitioned_leader(consensus: Consensus) {
+fn partitioned_leader(setup: (Consensus, usize)) {
     let (runtime, net) = (runtime(), Local::new());
-    let (nodes, deposed, dirs) = group(consensus, &runtime, &net, 0);
+    let (nodes, deposed, dirs) = group(setup, &runtime, &net, 0);
+    // Commits go to the streams in turn.
+    for i in 0..6 {
+        put(&nodes[0].db, &format!("b{i}"), "0").expect("a commit before the cut");
+    }
     put(&nodes[0].db, "before", "1").expect("a commit before the cut");
+    let statuses = nodes[0].statuses();
+    assert_eq!(statuses.len(), setup.1);
+    for (k, st) in statuses.iter().enumerate() {
+        assert!(st.chosen > 2, "stream {k} carried too little: {st:?}");
+        assert_eq!(st.leader, Some(1), "stream {k}");
+    }
 
     // Cut the leader off. Its lease runs out before another leader can
     // serve: the two never serve at once (checked every 0.2 ms).
@@ -176,6 +187,9 @@ fn partitioned_leader(consensus: Consensus) {
         "the old and the new leader served at the same time"
     );
     assert_eq!(get(&nodes[new].db, "before").as_deref(), Some("1"));
+    for i in 0..6 {
+        assert_eq!(get(&nodes[new].db, &format!("b{i}")).as_deref(), Some("0"));
+    }
     // It serves only once it has applied its close of the earlier
     // leaders' entries.
     let closed = (new as u64 + 1, nodes[new].ballot().epoch);
@@ -209,7 +223,7 @@ fn partitioned_leader(consensus: Consensus) {
 /// follower catches up.
 fn returning_follower(consensus: Consensus) {
     let (runtime, net) = (runtime(), Local::new());
-    let (nodes, deposed, dirs) = group(consensus, &runtime, &net, 0);
+    let (nodes, deposed, dirs) = group((consensus, 1), &runtime, &net, 0);
     put(&nodes[0].db, "a", "1").expect("commit");
     net.cut(1, 3);
     net.cut(2, 3);
@@ -240,26 +254,31 @@ fn a_returning_raft_follower_does_not_depose_the_leader() {
 
 #[test]
 fn a_partitioned_paxos_leader_is_replaced_and_gives_up() {
-    partitioned_leader(Consensus::Paxos);
+    partitioned_leader((Consensus::Paxos, 1));
+}
+
+#[test]
+fn a_partitioned_leader_of_three_paxos_streams_is_replaced_and_gives_up() {
+    partitioned_leader((Consensus::Paxos, 3));
 }
 
 #[test]
 fn a_partitioned_raft_leader_is_replaced_and_gives_up() {
-    partitioned_leader(Consensus::Raft);
+    partitioned_leader((Consensus::Raft, 1));
 }
 
 /// A learner gets every commit, follows a new leader when the first is
 /// cut off, and never leads or serves (it refuses transactions like a
 /// follower).
-fn learner(consensus: Consensus) {
+fn learner(setup: (Consensus, usize)) {
     let (runtime, net) = (runtime(), Local::new());
-    let (nodes, _deposed, dirs) = group(consensus, &runtime, &net, 1);
+    let (nodes, _deposed, dirs) = group(setup, &runtime, &net, 1);
     for i in 0..10 {
         put(&nodes[0].db, &format!("k{i}"), "v").expect("commit");
     }
-    let chosen = nodes[0].status().chosen;
+    let last = nodes[0].persist.last_txn();
     wait_for("the learner to catch up", Duration::from_secs(20), || {
-        nodes[3].status().chosen >= chosen
+        nodes[3].persist.last_txn() >= last
     });
     assert!(!nodes[3].serving());
     let mut t = nodes[3].db.begin();
@@ -276,11 +295,11 @@ fn learner(consensus: Consensus) {
     });
     let new = if nodes[1].serving() { 1 } else { 2 };
     put(&nodes[new].db, "after", "1").expect("a commit on the new leader");
-    let chosen = nodes[new].status().chosen;
+    let last_close = nodes[new].persist.last_close();
     wait_for(
         "the learner to follow the new leader",
         Duration::from_secs(20),
-        || nodes[3].status().chosen >= chosen,
+        || nodes[3].persist.last_close() == last_close,
     );
     assert!(!nodes[3].serving());
     assert_ne!(nodes[3].status().leader, Some(4), "the learner led");
@@ -290,10 +309,15 @@ fn learner(consensus: Consensus) {
 
 #[test]
 fn a_paxos_learner_receives_everything_and_never_leads() {
-    learner(Consensus::Paxos);
+    learner((Consensus::Paxos, 1));
+}
+
+#[test]
+fn a_learner_of_three_paxos_streams_receives_everything_and_never_leads() {
+    learner((Consensus::Paxos, 3));
 }
 
 #[test]
 fn a_raft_learner_receives_everything_and_never_leads() {
-    learner(Consensus::Raft);
+    learner((Consensus::Raft, 1));
 }

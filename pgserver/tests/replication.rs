@@ -253,8 +253,9 @@ async fn create_bank(c: &Client) {
 }
 
 /// Every row of every shard of a stopped node's data directory.
-fn dump(dir: &Path, consensus: &str) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
+fn dump(dir: &Path, consensus: &str, streams: usize) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
     let opts = kv::persist::Options {
+        streams,
         replica_of: Some(match consensus {
             "raft" => "g1 (raft)".into(),
             _ => "g1".into(),
@@ -281,16 +282,21 @@ fn dump(dir: &Path, consensus: &str) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paxos_leader_failover_loses_nothing_acknowledged() {
-    failover("paxos").await;
+    failover("paxos", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paxos_leader_of_three_streams_failover_loses_nothing_acknowledged() {
+    failover("paxos", 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn raft_leader_failover_loses_nothing_acknowledged() {
-    failover("raft").await;
+    failover("raft", 1).await;
 }
 
-async fn failover(consensus: &str) {
-    let mut cluster = Cluster::new(consensus, "");
+async fn failover(consensus: &str, streams: usize) {
+    let mut cluster = Cluster::new(consensus, &format!("streams = {streams}"));
     let first = cluster
         .leader(Duration::from_secs(30))
         .await
@@ -418,7 +424,7 @@ async fn failover(consensus: &str) {
     // The killed node rejoins and catches up.
     cluster.start(first);
     converge(&cluster, Duration::from_secs(30)).await;
-    stop_and_compare(&mut cluster, consensus);
+    stop_and_compare(&mut cluster, consensus, streams);
 }
 
 /// Waits until every node runs and all have chosen the same slots.
@@ -443,10 +449,16 @@ async fn converge(cluster: &Cluster, within: Duration) {
 
 /// Stops every node and checks that their data directories hold the same
 /// rows.
-fn stop_and_compare(cluster: &mut Cluster, consensus: &str) {
+fn stop_and_compare(cluster: &mut Cluster, consensus: &str, streams: usize) {
     cluster.stop_all();
     let dumps: Vec<_> = (0..NODES)
-        .map(|i| dump(&cluster.dir.join(&cluster.nodes[i].name), consensus))
+        .map(|i| {
+            dump(
+                &cluster.dir.join(&cluster.nodes[i].name),
+                consensus,
+                streams,
+            )
+        })
         .collect();
     assert!(!dumps[0].is_empty());
     for (i, d) in dumps.iter().enumerate().skip(1) {
@@ -466,16 +478,22 @@ fn stop_and_compare(cluster: &mut Cluster, consensus: &str) {
 /// up from the log after it, and ends with the same data as the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paxos_follower_that_fell_behind_catches_up_from_a_snapshot() {
-    follower_catches_up_from_a_snapshot("paxos").await;
+    follower_catches_up_from_a_snapshot("paxos", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paxos_follower_of_three_streams_that_fell_behind_catches_up_from_a_snapshot() {
+    follower_catches_up_from_a_snapshot("paxos", 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn raft_follower_that_fell_behind_catches_up_from_a_snapshot() {
-    follower_catches_up_from_a_snapshot("raft").await;
+    follower_catches_up_from_a_snapshot("raft", 1).await;
 }
 
-async fn follower_catches_up_from_a_snapshot(consensus: &str) {
-    let mut cluster = Cluster::new(consensus, "retain_slots = 20");
+async fn follower_catches_up_from_a_snapshot(consensus: &str, streams: usize) {
+    let extra = format!("retain_slots = 20\nstreams = {streams}");
+    let mut cluster = Cluster::new(consensus, &extra);
     let leader = cluster
         .leader(Duration::from_secs(30))
         .await
@@ -524,7 +542,7 @@ async fn follower_catches_up_from_a_snapshot(consensus: &str) {
     let rows = c.query("SELECT id FROM events", &[]).await.unwrap();
     let present: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
     assert!(acked.iter().all(|id| present.contains(id)));
-    stop_and_compare(&mut cluster, consensus);
+    stop_and_compare(&mut cluster, consensus, streams);
 }
 
 /// A connection to the node that serves, once one does.

@@ -135,6 +135,10 @@ pub enum Message {
     },
     /// Part `seq` of the snapshot at `slot` is stored.
     SnapshotAck { slot: Slot, seq: u64 },
+    /// A message of stream `stream` of a replica group whose nodes run
+    /// several streams (stream 0's messages go untagged). The node routes
+    /// it; a replica ignores it.
+    Stream { stream: u16, msg: Box<Message> },
 }
 
 /// A message with its sender and receiver.
@@ -326,6 +330,9 @@ pub struct Replica {
     /// A Prepare that arrived while this replica had just started, to be
     /// answered once `stick_ticks` have passed: (candidate, ballot, from).
     deferred_prepare: Option<(NodeId, Ballot, Slot)>,
+    /// Whether this replica stands for election when its timer fires
+    /// (see [`Replica::set_candidacy`]).
+    candidacy: bool,
 }
 
 impl Replica {
@@ -370,6 +377,7 @@ impl Replica {
             heard: BTreeMap::new(),
             acked: BTreeMap::new(),
             deferred_prepare: None,
+            candidacy: true,
             cfg,
         };
         r.reset_timeout();
@@ -461,6 +469,15 @@ impl Replica {
             Role::Leader { takeover, .. } => self.first_unchosen >= takeover,
             _ => false,
         }
+    }
+
+    /// Whether this replica stands for election when its election timer
+    /// fires (the default). A node running several streams of one group
+    /// lets only its first stream stand on its own: the others stand
+    /// while the node leads the first, so that one node leads them all.
+    /// Off, the replica still votes.
+    pub fn set_candidacy(&mut self, on: bool) {
+        self.candidacy = on;
     }
 
     /// This replica's id.
@@ -640,7 +657,9 @@ impl Replica {
             }
             Role::Follower | Role::Candidate { .. } => {
                 self.idle_ticks += 1;
-                if self.idle_ticks >= self.timeout.max(self.cfg.stick_ticks) && self.cfg.is_voter()
+                if self.idle_ticks >= self.timeout.max(self.cfg.stick_ticks)
+                    && self.cfg.is_voter()
+                    && self.candidacy
                 {
                     self.stand();
                 }
@@ -688,7 +707,10 @@ impl Replica {
                     self.learn(slot, v);
                 }
             }
-            Message::Raft(_) | Message::Snapshot { .. } | Message::SnapshotAck { .. } => {}
+            Message::Raft(_)
+            | Message::Snapshot { .. }
+            | Message::SnapshotAck { .. }
+            | Message::Stream { .. } => {}
         }
     }
 

@@ -34,6 +34,9 @@ pub enum Event<T> {
     Message(NodeId, Message),
     /// Replicate this batch; `T` is the proposer's own copy.
     Propose(Vec<u8>, T),
+    /// Stand for election when the timer fires, or not (see
+    /// [`Replica::set_candidacy`]).
+    Candidacy(bool),
     /// Stop the thread.
     Stop,
 }
@@ -370,6 +373,7 @@ impl<T> Driver<T> {
                     Event::Message(from, msg) => {
                         self.replica.step(from, msg);
                     }
+                    Event::Candidacy(on) => self.replica.set_candidacy(on),
                     Event::Propose(batch, token) if self.must_defer() => {
                         self.deferred.push((batch, token));
                     }

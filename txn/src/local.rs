@@ -67,6 +67,13 @@ impl LocalShard {
         let Some(log) = &self.log else {
             return true;
         };
+        // A commit that only validated here took no clock value here:
+        // there is nothing to log, and an entry would carry the clock
+        // value of a version it read, settling that writer's value before
+        // the writer's own entry is durable.
+        if writes.is_empty() {
+            return true;
+        }
         log.append(LogEntry {
             txn,
             shard: self.shard.id(),

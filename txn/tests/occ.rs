@@ -404,3 +404,51 @@ fn collected_tombstone_does_not_hide_an_insert_and_delete() {
     t4.commit().unwrap();
     assert_eq!(get(&mut db.begin(), 7), Some(2));
 }
+
+/// A commit log that keeps what it is given and makes it durable at once.
+struct RecordingLog {
+    shards: Vec<Arc<kv::Shard>>,
+    entries: std::sync::Mutex<Vec<kv::log::LogEntry>>,
+}
+
+impl kv::log::CommitLog for RecordingLog {
+    fn append(&self, entry: kv::log::LogEntry) -> kv::Result<()> {
+        let shard = &self.shards[entry.shard];
+        shard.clock_durable(entry.clock());
+        shard.wake_waiters();
+        self.entries.lock().unwrap().push(entry);
+        Ok(())
+    }
+
+    fn failure(&self) -> Option<kv::Error> {
+        None
+    }
+
+    fn durability(&self) -> String {
+        "recorded".into()
+    }
+}
+
+/// A transaction that only read (and validated) on a logged shard took
+/// no clock value there and logs nothing: an entry would carry the clock
+/// value of the version it read and settle that writer's value before the
+/// writer's own entry is durable.
+#[test]
+fn a_read_only_commit_logs_nothing() {
+    let marks = Arc::new(kv::shard::Watermarks::new(1));
+    let shards: Vec<Arc<kv::Shard>> = vec![Arc::new(kv::Shard::logged(0, marks))];
+    let log = Arc::new(RecordingLog {
+        shards: shards.clone(),
+        entries: Default::default(),
+    });
+    let db = Db::logged(shards, log.clone(), 0);
+    let mut w = db.begin();
+    put(&mut w, 1, 5);
+    w.commit().unwrap();
+    let mut r = db.begin();
+    assert_eq!(get(&mut r, 1), Some(5));
+    r.commit().unwrap();
+    let entries = log.entries.lock().unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(!entries[0].writes.is_empty());
+}

@@ -202,9 +202,29 @@ impl Replay {
                     let c = e.clock();
                     let again = !batch_clocks.insert((e.shard, c));
                     if c > sh.done && (again || c <= sh.accounted || sh.seen.contains(&c)) {
+                        let before = match sh.waiting.get(&c) {
+                            Some(d) => format!(
+                                "first by transaction {} in slot {} of stream {} ({:?}, epoch {}, {} writes)",
+                                d.item.0.txn,
+                                d.slot,
+                                d.stream,
+                                d.item.0.vc,
+                                d.item.0.epoch,
+                                d.item.0.writes.len()
+                            ),
+                            None => format!(
+                                "at or below the watermark {} (applied through {})",
+                                sh.accounted, sh.done
+                            ),
+                        };
                         return Err(corrupt(format!(
-                            "clock value {c} of shard {} is chosen twice (again in slot {slot})",
-                            e.shard
+                            "clock value {c} of shard {} is chosen twice: {before}, again by \
+                             transaction {} in slot {slot} of stream {stream} ({:?}, epoch {}, {} writes)",
+                            e.shard,
+                            e.txn,
+                            e.vc,
+                            e.epoch,
+                            e.writes.len()
                         )));
                     }
                 }

@@ -187,9 +187,23 @@ impl Persist {
         *lock(&self.last_close)
     }
 
-    /// Every stream slot below this is applied and in a synced checkpoint.
+    /// Every slot of stream 0 below this is applied and in a synced
+    /// checkpoint.
     pub fn checkpointed_slot(&self) -> u64 {
-        self.checkpointed_slot.load(Ordering::Acquire)
+        self.checkpointed_slot_of(0)
+    }
+
+    /// Every slot of stream `stream` below this is applied and in a
+    /// synced checkpoint.
+    pub fn checkpointed_slot_of(&self, stream: usize) -> u64 {
+        self.checkpointed
+            .get(stream)
+            .map_or(0, |c| c.load(Ordering::Acquire))
+    }
+
+    /// The number of streams (1 on a node that is not replicated).
+    pub fn streams(&self) -> usize {
+        self.checkpointed.len().max(1)
     }
 
     /// The highest transaction id recovered or applied: a new leader's

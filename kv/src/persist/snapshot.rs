@@ -21,7 +21,7 @@ use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{
     CF_DATA, CF_LOG, CF_META, META_CHECKPOINT, META_CLOCK, META_LAST_TXN, META_REPLAY, META_SHARDS,
-    Persist, SLOT_SHIFT, cf, io_error, read_u64,
+    META_STREAMS, Persist, SLOT_SHIFT, cf, io_error, read_u64,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::{Reader, corrupt};
@@ -38,6 +38,7 @@ fn carried(key: &[u8]) -> bool {
         || key == META_CHECKPOINT
         || key == META_LAST_TXN
         || key == META_REPLAY
+        || key == META_STREAMS
         || key.starts_with(META_CLOCK)
 }
 
@@ -87,9 +88,16 @@ impl SnapshotReader {
 }
 
 impl Persist {
-    /// Starts reading a snapshot of the checkpointed state, in parts of
-    /// about `part_bytes`.
+    /// Starts reading a snapshot of the checkpointed state for stream 0,
+    /// in parts of about `part_bytes`.
     pub fn snapshot(&self, part_bytes: usize) -> Result<SnapshotReader> {
+        self.snapshot_of(0, part_bytes)
+    }
+
+    /// Starts reading a snapshot of the checkpointed state, in parts of
+    /// about `part_bytes`, for a replica behind on stream `stream`: its
+    /// slot is that stream's checkpoint position.
+    pub fn snapshot_of(&self, stream: usize, part_bytes: usize) -> Result<SnapshotReader> {
         if self.replica_of.is_none() {
             return Err(Error::internal("snapshots are for replicas"));
         }
@@ -135,12 +143,18 @@ impl Persist {
             .map_err(|_| Error::internal("the snapshot reader stopped"))??;
         let mut slot = None;
         for (k, v) in records(&first)? {
-            if k == META_CHECKPOINT {
+            if k == META_CHECKPOINT && stream == 0 && slot.is_none() {
                 let through = u64::from_le_bytes(
                     v.try_into()
                         .map_err(|_| corrupt("the checkpoint position is damaged"))?,
                 );
                 slot = Some((through >> SLOT_SHIFT).max(1));
+            }
+            if k == META_STREAMS {
+                let at = v
+                    .get(stream * 8..stream * 8 + 8)
+                    .ok_or_else(|| corrupt(format!("no checkpoint position of stream {stream}")))?;
+                slot = Some(u64::from_le_bytes(at.try_into().expect("8 bytes")).max(1));
             }
         }
         Ok(SnapshotReader {
@@ -193,11 +207,19 @@ impl Persist {
     /// durable and marks it for installing at the next open (the node
     /// restarts to install it).
     pub fn snapshot_staged(&self, slot: u64) -> Result<()> {
+        self.snapshot_staged_of(0, slot)
+    }
+
+    /// [`Persist::snapshot_staged`] for a snapshot received on stream
+    /// `stream`, whose slot is that stream's.
+    pub fn snapshot_staged_of(&self, stream: usize, slot: u64) -> Result<()> {
         self.db
             .flush_wal(true)
             .map_err(|e| io_error("cannot store a snapshot", e))?;
         let mut wb = WriteBatch::default();
-        wb.put_cf(cf(&self.db, CF_META)?, META_SNAPSHOT, slot.to_le_bytes());
+        let mut marker = slot.to_le_bytes().to_vec();
+        marker.extend_from_slice(&(stream as u64).to_le_bytes());
+        wb.put_cf(cf(&self.db, CF_META)?, META_SNAPSHOT, marker);
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db
@@ -209,8 +231,23 @@ impl Persist {
 /// At open: installs a completely staged snapshot if it is ahead of the
 /// checkpoint (else drops it). Returns its slot if it was installed.
 pub(super) fn install_staged(db: &DB) -> Result<Option<u64>> {
-    let Some(slot) = read_u64(db, META_SNAPSHOT)? else {
+    let marker = db
+        .get_cf(cf(db, CF_META)?, META_SNAPSHOT)
+        .map_err(|e| io_error("cannot read metadata", e))?;
+    let Some(marker) = marker else {
         return Ok(None);
+    };
+    let word = |i: usize| -> Result<u64> {
+        let b = marker
+            .get(i * 8..i * 8 + 8)
+            .ok_or_else(|| corrupt("the snapshot marker is damaged"))?;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let slot = word(0)?;
+    let stream = if marker.len() > 8 {
+        word(1)? as usize
+    } else {
+        0
     };
     let (data, meta, staging, log) = (
         cf(db, CF_DATA)?,
@@ -218,7 +255,10 @@ pub(super) fn install_staged(db: &DB) -> Result<Option<u64>> {
         cf(db, CF_STAGING)?,
         cf(db, CF_LOG)?,
     );
-    let current = read_u64(db, META_CHECKPOINT)?.unwrap_or(0) >> SLOT_SHIFT;
+    let current = match super::read_positions(db)? {
+        Some(p) => p.get(stream).copied().unwrap_or(0),
+        None => read_u64(db, META_CHECKPOINT)?.unwrap_or(0) >> SLOT_SHIFT,
+    };
     let write = |wb: WriteBatch, sync: bool| {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);

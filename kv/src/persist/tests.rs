@@ -34,6 +34,7 @@ fn opts(shards: usize, checkpoint_entries: usize) -> Options {
         checkpoint_entries,
         faults: Faults::default(),
         replica_of: None,
+        streams: 1,
         batching: Batching::default(),
     }
 }
@@ -346,6 +347,7 @@ impl crate::log::Replicate for Proposals {
 fn replica_opts(group: &str) -> Options {
     Options {
         replica_of: Some(group.into()),
+        streams: 1,
         ..opts(1, 1)
     }
 }

@@ -10,6 +10,9 @@
 //!                              # further behind is sent a snapshot
 //! batch_max_entries = 10000    # log entries per replicated batch, at most
 //! batch_delay_ms = 0           # a batch waits this long for more entries
+//! streams = 1                  # replicated logs the leader spreads its
+//!                              # batches over (paxos only; fixed once
+//!                              # the data directories exist)
 //!
 //! [[datacenter]]
 //! name = "us"
@@ -71,6 +74,12 @@ pub struct ClusterConfig {
     /// replicated (0: it goes at once with whatever queued meanwhile).
     #[serde(default)]
     pub batch_delay_ms: u64,
+    /// Streams (replicated logs) per replica group: the leader spreads
+    /// its batches over them, each with its own Multi-Paxos instance,
+    /// disk writes and messages, and followers merge them (Mako's
+    /// per-worker streams). Paxos only.
+    #[serde(default = "default_streams")]
+    pub streams: u16,
     /// The datacenters.
     #[serde(default, rename = "datacenter")]
     pub datacenters: Vec<Datacenter>,
@@ -154,6 +163,10 @@ fn default_batch_max_entries() -> usize {
     10_000
 }
 
+fn default_streams() -> u16 {
+    1
+}
+
 fn default_retain_slots() -> u64 {
     10_000
 }
@@ -193,6 +206,17 @@ impl ClusterConfig {
             }
         }
         self.sync.parse::<kv::persist::SyncMode>()?;
+        if !(1..=64).contains(&self.streams) {
+            return Err(format!(
+                "streams = {} is out of range (1 to 64)",
+                self.streams
+            ));
+        }
+        if self.streams > 1 && self.consensus == "raft" {
+            return Err(
+                "streams > 1 needs consensus = \"paxos\" (the openraft stream runs one log)".into(),
+            );
+        }
         if self.heartbeat_ms == 0 || self.election_timeout_ms < 2 * self.heartbeat_ms {
             return Err(format!(
                 "election_timeout_ms ({}) must be at least twice heartbeat_ms ({}), which must be positive",
@@ -360,6 +384,16 @@ mod tests {
                 "heartbeat_ms = 20\nbatch_max_entries = 0"
             )
             .contains("batch_max_entries")
+        );
+        assert!(
+            bad("heartbeat_ms = 20", "heartbeat_ms = 20\nstreams = 0").contains("out of range")
+        );
+        assert!(
+            bad(
+                "heartbeat_ms = 20",
+                "heartbeat_ms = 20\nstreams = 2\nconsensus = \"raft\""
+            )
+            .contains("paxos")
         );
         assert!(bad("election_timeout_ms = 200", "election_timeout_ms = 30").contains("twice"));
         assert!(bad("name = \"n2\"", "name = \"n1\"").contains("twice"));

@@ -1,0 +1,640 @@
+//! What a replicated node's streams drive: the state they share, the
+//! log's [`Replicate`] handle, the applier thread and the per-stream
+//! [`Machine`].
+//!
+//! A node runs one stream per configured stream of its group (each a
+//! Multi-Paxos instance on a thread of its own; the openraft stream runs
+//! one). The leader's log thread hands its batches to the streams in
+//! turn; every stream's chosen values go to one applier thread, which
+//! delivers them to the data directory's replay (per stream in slot
+//! order; the replay merges the streams per shard in clock order).
+//!
+//! Stream 0 leads the way: its replicas stand for election on their own,
+//! and a node that leads stream 0 lets its other streams stand too, so
+//! one node leads them all. That node serves once every stream has
+//! recovered its predecessors' slots, the applier has applied them, and
+//! its close of the predecessors' entries (proposed on stream 0, naming
+//! every stream's next slot) is applied; while it serves, each stream's
+//! lease must hold.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use kv::log::{LogEntry, Replicate, StreamValue, encode_batch};
+use kv::persist::{Persist, SyncMode};
+use kv::{Error, ErrorKind, Result};
+use repl::net::Deliver;
+use repl::paxos::{NodeId, NotLeader, Slot};
+use repl::raft::RaftStream;
+use repl::snapshot::{Received, SnapshotSource};
+use repl::stream::{Chosen, Event, Machine, Status};
+use txn::Db;
+
+use super::{Consensus, Stop};
+
+/// What a stream carries back to its proposer: the value proposed (a
+/// batch as installed, or a new leader's close).
+pub(super) type Token = StreamValue;
+
+/// How a node proposes to one of its streams, whichever consensus runs
+/// it.
+pub(super) enum Proposer {
+    Paxos(Sender<Event<Token>>),
+    Raft(Arc<RaftStream<Token>>),
+}
+
+impl Proposer {
+    /// Hands a value to the stream; gives it back if the stream has
+    /// stopped.
+    fn propose(&self, bytes: Vec<u8>, value: StreamValue) -> std::result::Result<(), StreamValue> {
+        match self {
+            Proposer::Raft(stream) => {
+                stream.propose(bytes, value);
+                Ok(())
+            }
+            Proposer::Paxos(tx) => tx
+                .send(Event::Propose(bytes, value))
+                .map_err(|e| match e.0 {
+                    Event::Propose(_, value) => value,
+                    _ => unreachable!("sent a proposal"),
+                }),
+        }
+    }
+
+    /// Lets a Paxos stream stand for election, or not.
+    fn candidacy(&self, on: bool) {
+        if let Proposer::Paxos(tx) = self {
+            let _ = tx.send(Event::Candidacy(on));
+        }
+    }
+}
+
+/// One stream's part of the shared state.
+#[derive(Default)]
+pub(super) struct StreamShared {
+    /// Its replica's last status.
+    pub status: Mutex<Status>,
+    /// Microseconds after `Shared::epoch` until which its lease lets the
+    /// node serve (0: it may not).
+    lease_until: AtomicU64,
+    /// The last slot handed to the applier.
+    handed: AtomicU64,
+    /// Its replica leads, has recovered every earlier slot and hears a
+    /// majority.
+    ready: AtomicBool,
+}
+
+/// State shared by the streams' machines, the log's [`Replicate`] handle
+/// and `SHOW mako.replication`.
+pub(super) struct Shared {
+    pub consensus: Consensus,
+    pub group: String,
+    pub id: NodeId,
+    pub voters: usize,
+    pub sync: SyncMode,
+    pub members: HashMap<NodeId, (String, SocketAddr)>,
+    /// This node serves transactions (its leases are checked too).
+    pub serving: AtomicBool,
+    pub epoch: std::time::Instant,
+    /// This node has served as leader in this life.
+    pub served: AtomicBool,
+    /// `Node::close` has begun: proposals lost now are the shutdown's,
+    /// not a sign of deposition.
+    pub closing: AtomicBool,
+    /// Per stream.
+    pub streams: Vec<StreamShared>,
+    /// Per stream, once the streams run.
+    pub proposers: OnceLock<Vec<Proposer>>,
+    /// The stream the next batch goes to.
+    next_stream: AtomicUsize,
+    /// Where received messages go, once the streams run.
+    pub deliver: OnceLock<Deliver>,
+    /// The applier thread.
+    pub applier: Arc<Applier>,
+    pub persist: Arc<Persist>,
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        consensus: Consensus,
+        group: String,
+        id: NodeId,
+        voters: usize,
+        sync: SyncMode,
+        members: HashMap<NodeId, (String, SocketAddr)>,
+        streams: usize,
+        persist: Arc<Persist>,
+    ) -> Shared {
+        Shared {
+            consensus,
+            group,
+            id,
+            voters,
+            sync,
+            members,
+            serving: AtomicBool::new(false),
+            epoch: std::time::Instant::now(),
+            served: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            streams: (0..streams).map(|_| StreamShared::default()).collect(),
+            proposers: OnceLock::new(),
+            next_stream: AtomicUsize::new(0),
+            deliver: OnceLock::new(),
+            applier: Arc::new(Applier {
+                applied: Mutex::new(vec![0; streams]),
+                ..Applier::default()
+            }),
+            persist,
+        }
+    }
+
+    fn name(&self, id: NodeId) -> String {
+        self.members
+            .get(&id)
+            .map_or_else(|| format!("node {id}"), |(n, a)| format!("{n} ({a})"))
+    }
+
+    /// Stream 0's status (the group's leadership).
+    pub fn status(&self) -> Status {
+        self.streams[0]
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Serving, and within every stream's lease (checked against the
+    /// clock here: the stream's thread that clears `serving` may be held
+    /// up).
+    pub fn may_serve(&self) -> bool {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        self.serving.load(Ordering::Acquire)
+            && self
+                .streams
+                .iter()
+                .all(|s| now < s.lease_until.load(Ordering::Acquire))
+    }
+}
+
+/// The log's handle on the streams.
+pub(super) struct Handle(pub Arc<Shared>);
+
+impl Replicate for Handle {
+    fn propose(&self, batch: Vec<LogEntry>) -> std::result::Result<(), (Error, Vec<LogEntry>)> {
+        let Some(proposers) = self.0.proposers.get() else {
+            let e = Error::new(ErrorKind::NotServing, "replication is not running");
+            return Err((e, batch));
+        };
+        let k = self.0.next_stream.fetch_add(1, Ordering::Relaxed) % proposers.len();
+        let bytes = encode_batch(&batch);
+        proposers[k]
+            .propose(bytes, StreamValue::Batch(batch))
+            .map_err(|value| {
+                let batch = match value {
+                    StreamValue::Batch(batch) => batch,
+                    StreamValue::Close(_) => Vec::new(),
+                };
+                let e = Error::new(ErrorKind::Unavailable, "the replication stream has stopped");
+                (e, batch)
+            })
+    }
+
+    fn serving(&self) -> Result<()> {
+        if self.0.may_serve() {
+            return Ok(());
+        }
+        let st = self.0.status();
+        let me = self.0.name(self.0.id);
+        let message = match st.leader {
+            Some(l) if l == self.0.id => format!(
+                "node {me} leads replica group {} but cannot serve yet: it is recovering \
+                 earlier leaders' entries or has not heard from a majority; retry shortly",
+                self.0.group
+            ),
+            Some(l) => format!(
+                "node {me} is a follower in replica group {} and does not serve transactions; \
+                 the leader is {}",
+                self.0.group,
+                self.0.name(l)
+            ),
+            None => format!(
+                "node {me} does not serve transactions: replica group {} has no leader right \
+                 now (an election may be running); retry shortly",
+                self.0.group
+            ),
+        };
+        Err(Error::new(ErrorKind::NotServing, message))
+    }
+
+    fn durability(&self) -> String {
+        format!(
+            "replicated: a commit is acknowledged once a majority of the {} voting replicas of \
+             group {} has it on disk ({}, sync={})",
+            self.0.voters,
+            self.0.group,
+            self.0.consensus.name(),
+            self.0.sync.name()
+        )
+    }
+
+    fn status(&self) -> String {
+        let st = self.0.status();
+        let serving = self.0.may_serve();
+        let role = if serving {
+            "leader"
+        } else if st.leader == Some(self.0.id) {
+            "leader (not serving)"
+        } else if st.leader.is_some() {
+            "follower"
+        } else {
+            "no leader"
+        };
+        let leader = st
+            .leader
+            .map_or_else(|| "unknown".into(), |l| self.0.name(l));
+        // Per stream, the last slot chosen and the last checkpointed.
+        let per_stream = |f: &dyn Fn(usize, &StreamShared) -> u64| {
+            let v: Vec<String> = self
+                .0
+                .streams
+                .iter()
+                .enumerate()
+                .map(|(k, s)| f(k, s).saturating_sub(1).to_string())
+                .collect();
+            v.join(",")
+        };
+        let chosen = per_stream(&|_, s| s.status.lock().unwrap_or_else(|p| p.into_inner()).chosen);
+        let checkpointed = per_stream(&|k, _| self.0.persist.checkpointed_slot_of(k));
+        format!(
+            "group={} node={} role={role} leader={leader} epoch={} chosen={chosen} checkpointed={checkpointed} replicas={} consensus={} streams={}",
+            self.0.group,
+            self.0.name(self.0.id),
+            st.ballot.epoch,
+            self.0.members.len(),
+            self.0.consensus.name(),
+            self.0.streams.len(),
+        )
+    }
+}
+
+/// A chosen slot on its way to the applier thread.
+enum ToApply {
+    /// A value this node proposed, on a stream.
+    Own(usize, Slot, StreamValue),
+    /// Another's value, encoded.
+    Other(usize, Slot, Vec<u8>),
+    /// A no-op (a hole a new leader filled, a raft blank entry).
+    Noop(usize, Slot),
+}
+
+/// The applier thread's progress, shared with the streams' machines (a
+/// new leader serves once it has caught up) and the node (which stops and
+/// joins the thread).
+#[derive(Default)]
+pub(super) struct Applier {
+    /// Per stream, the last slot applied.
+    applied: Mutex<Vec<Slot>>,
+    /// Set by `Node::close`: the thread applies what it was handed, then
+    /// ends.
+    stop: AtomicBool,
+    /// The thread, once started.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Applier {
+    /// Starts the applier thread, which applies what `rx` brings.
+    fn start(
+        self: &Arc<Self>,
+        rx: std::sync::mpsc::Receiver<ToApply>,
+        persist: Arc<Persist>,
+        stop: Arc<dyn Fn(Stop) + Send + Sync>,
+    ) {
+        let applier = self.clone();
+        let on_failure = stop.clone();
+        match std::thread::Builder::new()
+            .name("mako-apply".into())
+            .spawn(move || applier.run(rx, persist, stop))
+        {
+            Ok(t) => *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the applier thread; stopping");
+                on_failure(Stop::Failed);
+            }
+        }
+    }
+
+    /// The applier thread: applies what it is handed, per stream in slot
+    /// order. A chosen value it cannot decode or apply stops the node:
+    /// every replica has the same value, so this one's copy or code is
+    /// broken, and applying later slots would diverge.
+    fn run(
+        self: Arc<Self>,
+        rx: std::sync::mpsc::Receiver<ToApply>,
+        persist: Arc<Persist>,
+        stop: Arc<dyn Fn(Stop) + Send + Sync>,
+    ) {
+        loop {
+            let item = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(item) => item,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if self.stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            let (stream, slot, applied) = match item {
+                ToApply::Own(k, slot, value) => {
+                    (k, slot, persist.deliver(k, slot, Some(value), true))
+                }
+                ToApply::Other(k, slot, bytes) => (
+                    k,
+                    slot,
+                    StreamValue::decode(&bytes)
+                        .and_then(|value| persist.deliver(k, slot, Some(value), false)),
+                ),
+                ToApply::Noop(k, slot) => (k, slot, persist.deliver(k, slot, None, false)),
+            };
+            if let Err(e) = applied {
+                tracing::error!(stream, slot, error = %e.message, "a chosen value cannot be applied; stopping");
+                stop(Stop::Failed);
+                return;
+            }
+            if let Some(a) = self
+                .applied
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(stream)
+            {
+                *a = slot;
+            }
+        }
+    }
+
+    /// The last slot of `stream` applied.
+    fn applied(&self, stream: usize) -> Slot {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(stream)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Stops the thread once it has applied what it was handed, and waits
+    /// for it.
+    pub fn close(&self) {
+        self.stop.store(true, Ordering::Release);
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One stream's machine: hands its chosen slots to the applier thread (so
+/// that the stream's thread goes back to its disk and network at once)
+/// and keeps the node's view of the stream up to date.
+pub(super) struct NodeMachine {
+    /// Which stream.
+    stream: usize,
+    shared: Arc<Shared>,
+    db: Arc<Db>,
+    on_deposed: Arc<dyn Fn(Stop) + Send + Sync>,
+    to_apply: Sender<ToApply>,
+    /// Stream 0: the close this node proposed as leader, as `(leader,
+    /// epoch)`; it serves once it has applied it.
+    close: Option<(u64, u64)>,
+    /// Stream 0: whether the other streams were last told to stand.
+    candidacy: bool,
+}
+
+impl NodeMachine {
+    /// The machines of every stream, with the applier thread they feed.
+    pub fn start(
+        shared: &Arc<Shared>,
+        db: &Arc<Db>,
+        on_deposed: Arc<dyn Fn(Stop) + Send + Sync>,
+    ) -> Vec<NodeMachine> {
+        let (tx, rx) = std::sync::mpsc::channel::<ToApply>();
+        shared
+            .applier
+            .start(rx, shared.persist.clone(), on_deposed.clone());
+        (0..shared.streams.len())
+            .map(|stream| NodeMachine {
+                stream,
+                shared: shared.clone(),
+                db: db.clone(),
+                on_deposed: on_deposed.clone(),
+                to_apply: tx.clone(),
+                close: None,
+                candidacy: false,
+            })
+            .collect()
+    }
+
+    fn deposed(&self) {
+        if self.shared.served.load(Ordering::Acquire)
+            && !self.shared.closing.load(Ordering::Acquire)
+        {
+            self.shared.serving.store(false, Ordering::Release);
+            tracing::error!(
+                stream = self.stream,
+                "this node was the leader and has been replaced: transactions it installed \
+                 may never be chosen, so it stops; restart it to rejoin as a follower"
+            );
+            (self.on_deposed)(Stop::Deposed);
+        }
+    }
+
+    /// Stream 0, as the group's leader: lets the other streams stand for
+    /// election while this node leads stream 0, and only then.
+    fn lead_others(&mut self, leads: bool) {
+        if self.stream != 0 || leads == self.candidacy {
+            return;
+        }
+        if let Some(proposers) = self.shared.proposers.get() {
+            for p in &proposers[1..] {
+                p.candidacy(leads);
+            }
+            self.candidacy = leads;
+        }
+    }
+
+    /// A new leader serves once it has closed its predecessors' entries
+    /// (see [`kv::log::Close`]): once every stream leads and has recovered
+    /// its earlier slots, and the applier has applied them, it proposes
+    /// its close on stream 0, and it serves once the close is applied, its
+    /// transaction ids continuing after every id it has seen. Nothing here
+    /// waits (this runs on stream 0's thread, whose heartbeats must go
+    /// on): it is called with each status and lease, and moves on when it
+    /// can.
+    fn try_serve(&mut self) {
+        let shared = &self.shared;
+        if self.stream != 0 || shared.serving.load(Ordering::Acquire) {
+            return;
+        }
+        let mut through = Vec::with_capacity(shared.streams.len());
+        for (k, s) in shared.streams.iter().enumerate() {
+            let handed = s.handed.load(Ordering::Acquire);
+            if !s.ready.load(Ordering::Acquire) || shared.applier.applied(k) < handed {
+                return;
+            }
+            through.push(handed + 1);
+        }
+        let mine = (u64::from(shared.id), shared.status().ballot.epoch);
+        let persist = &shared.persist;
+        if persist.last_close() != mine {
+            if self.close == Some(mine) {
+                return; // proposed; not applied yet
+            }
+            let close = match persist.close_for(mine.0, mine.1, through) {
+                Ok(close) => StreamValue::Close(close),
+                Err(e) => return self.failed(&e.message),
+            };
+            let Some(proposers) = shared.proposers.get() else {
+                return;
+            };
+            if proposers[0].propose(close.encode(), close).is_ok() {
+                tracing::info!(
+                    epoch = mine.1,
+                    "leading: closing earlier leaders' entries before serving"
+                );
+                self.close = Some(mine);
+            }
+            return;
+        }
+        self.db.advance_txn_ids(persist.last_txn());
+        shared.served.store(true, Ordering::Release);
+        shared.serving.store(true, Ordering::Release);
+    }
+}
+
+impl Machine<Token> for NodeMachine {
+    fn apply(&mut self, slot: Slot, value: Chosen<Token>) {
+        let k = self.stream;
+        let item = match value {
+            Chosen::Own(value) => ToApply::Own(k, slot, value),
+            Chosen::Other(bytes) => ToApply::Other(k, slot, bytes),
+            Chosen::Noop => ToApply::Noop(k, slot),
+        };
+        self.shared.streams[k].handed.store(slot, Ordering::Release);
+        let _ = self.to_apply.send(item);
+    }
+
+    fn lost(&mut self, _token: Token, why: NotLeader) {
+        tracing::warn!(
+            stream = self.stream,
+            ?why,
+            "a batch was not replicated: this node no longer leads"
+        );
+        self.deposed();
+    }
+
+    fn status(&mut self, status: &Status) {
+        let mine = &self.shared.streams[self.stream];
+        *mine.status.lock().unwrap_or_else(|p| p.into_inner()) = status.clone();
+        if status.deposed {
+            self.deposed();
+        }
+        mine.ready.store(status.serving, Ordering::Release);
+        if !status.serving {
+            self.shared.serving.store(false, Ordering::Release);
+        }
+        self.lead_others(status.leader == Some(self.shared.id));
+        self.try_serve();
+    }
+
+    fn durable(&mut self) -> Slot {
+        self.shared.persist.checkpointed_slot_of(self.stream)
+    }
+
+    fn lease(&mut self, until: Option<std::time::Instant>) {
+        let micros = until.map_or(0, |t| {
+            t.saturating_duration_since(self.shared.epoch).as_micros() as u64
+        });
+        self.shared.streams[self.stream]
+            .lease_until
+            .store(micros, Ordering::Release);
+        self.try_serve();
+    }
+
+    fn failed(&mut self, error: &str) {
+        self.shared.serving.store(false, Ordering::Release);
+        tracing::error!(
+            stream = self.stream,
+            error,
+            "the replication stream failed; stopping"
+        );
+        (self.on_deposed)(Stop::Failed);
+    }
+
+    fn snapshot(&mut self) -> Option<Box<dyn SnapshotSource>> {
+        match self
+            .shared
+            .persist
+            .snapshot_of(self.stream, SNAPSHOT_PART_BYTES)
+        {
+            Ok(r) => Some(Box::new(Source(r))),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "cannot read a snapshot");
+                None
+            }
+        }
+    }
+
+    fn receive_snapshot(
+        &mut self,
+        slot: Slot,
+        seq: u64,
+        data: &[u8],
+        last: bool,
+    ) -> std::result::Result<Received, String> {
+        let persist = &self.shared.persist;
+        if seq == 0 {
+            tracing::info!(
+                stream = self.stream,
+                slot,
+                "this replica fell behind what the others keep of the log: receiving a snapshot"
+            );
+        }
+        persist.stage_snapshot(seq, data).map_err(|e| e.message)?;
+        if !last {
+            return Ok(Received::Stored);
+        }
+        persist
+            .snapshot_staged_of(self.stream, slot)
+            .map_err(|e| e.message)?;
+        tracing::info!(
+            stream = self.stream,
+            slot,
+            parts = seq + 1,
+            "snapshot received and stored; restarting to install it"
+        );
+        self.shared.serving.store(false, Ordering::Release);
+        (self.on_deposed)(Stop::Reload);
+        Ok(Received::Restart)
+    }
+}
+
+/// Snapshots travel in parts of about this size.
+const SNAPSHOT_PART_BYTES: usize = 1 << 20;
+
+/// The data directory's snapshot reader, as the stream reads snapshots.
+struct Source(kv::persist::SnapshotReader);
+
+impl SnapshotSource for Source {
+    fn slot(&self) -> Slot {
+        self.0.slot()
+    }
+
+    fn next_part(&mut self) -> std::result::Result<Option<Vec<u8>>, String> {
+        self.0.next_part().map_err(|e| e.message)
+    }
+}
