@@ -17,6 +17,10 @@
 //! interface; openraft's heartbeat, which is also its replication
 //! timeout, is set above the round trip).
 //!
+//! Paxos runs twice: with one stream, and with BENCH_STREAMS streams
+//! (default 3) over which the leader spreads its batches (the 1-replica
+//! baseline of that row runs as many streams).
+//!
 //! Run: `cargo bench -p benches --bench replication` (BENCH_SECS seconds
 //! per configuration, default 3).
 
@@ -48,7 +52,7 @@ struct Group {
 }
 
 impl Group {
-    fn start(n: u32, latency: Duration, consensus: Consensus) -> Group {
+    fn start(n: u32, latency: Duration, (consensus, streams): (Consensus, usize)) -> Group {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -89,7 +93,7 @@ impl Group {
                 consensus,
                 retain_slots: 10_000,
                 batching: Default::default(),
-                streams: 1,
+                streams,
                 initialize: id == 1,
                 lease: Duration::from_secs(2),
                 on_deposed: Box::new(|_| {
@@ -145,8 +149,8 @@ impl Group {
     }
 }
 
-fn throughput(n: u32, threads: usize, consensus: Consensus) -> f64 {
-    let g = Group::start(n, Duration::ZERO, consensus);
+fn throughput(n: u32, threads: usize, setup: (Consensus, usize)) -> f64 {
+    let g = Group::start(n, Duration::ZERO, setup);
     writes::load(g.db());
     let tps = writes::run(g.db(), threads, bench_duration(), None);
     g.close();
@@ -154,8 +158,8 @@ fn throughput(n: u32, threads: usize, consensus: Consensus) -> f64 {
 }
 
 /// Commit latencies (sorted) and txn/s of 3 replicas `one_way` apart.
-fn latency(one_way: Duration, threads: usize, consensus: Consensus) -> (Vec<Duration>, f64) {
-    let g = Group::start(3, one_way, consensus);
+fn latency(one_way: Duration, threads: usize, setup: (Consensus, usize)) -> (Vec<Duration>, f64) {
+    let g = Group::start(3, one_way, setup);
     writes::load(g.db());
     let lat = Mutex::new(Vec::new());
     let tps = writes::run(g.db(), threads, bench_duration(), Some(&lat));
@@ -182,30 +186,40 @@ fn main() {
         bench_duration().as_secs_f64(),
         std::env::temp_dir().display()
     );
+    let streams = env_usize("BENCH_STREAMS", 3);
     let one_way = Duration::from_millis(25);
-    let target = 2 * one_way + Duration::from_millis(10);
-    for consensus in [Consensus::Paxos, Consensus::Raft] {
-        println!("{}:", consensus.name());
-        let one = throughput(1, threads, consensus);
+    let setups = [
+        (Consensus::Paxos, 1),
+        (Consensus::Paxos, streams),
+        (Consensus::Raft, 1),
+    ];
+    for setup in setups {
+        println!("{}, {} stream(s):", setup.0.name(), setup.1);
+        let one = throughput(1, threads, setup);
         println!("  1 replica    {one:>9.0} txn/s");
-        let three = throughput(3, threads, consensus);
+        let three = throughput(3, threads, setup);
         println!("  3 replicas   {three:>9.0} txn/s");
         println!(
             "  throughput 3/1: {:.2}x: replication costs {:.0}% (target <= 20%; Mako reports ~23%)",
             three / one,
             (1.0 - three / one) * 100.0
         );
-        let (lat, tps) = latency(one_way, lat_threads, consensus);
-        let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
-        println!(
-            "  commit latency, 3 replicas {} ms apart (one way), {lat_threads} threads: \
-             p50 {:.1} ms, p99 {:.1} ms over {} commits ({tps:.0} txn/s); \
-             p50 / (round trip + 10 ms) = {:.2} (target <= 1)",
-            one_way.as_millis(),
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3,
-            lat.len(),
-            p50.as_secs_f64() / target.as_secs_f64()
-        );
+        let (lat, tps) = latency(one_way, lat_threads, setup);
+        report_latency(&lat, tps, one_way, lat_threads);
     }
+}
+
+fn report_latency(lat: &[Duration], tps: f64, one_way: Duration, threads: usize) {
+    let target = 2 * one_way + Duration::from_millis(10);
+    let (p50, p99) = (percentile(lat, 0.5), percentile(lat, 0.99));
+    println!(
+        "  commit latency, 3 replicas {} ms apart (one way), {threads} threads: \
+         p50 {:.1} ms, p99 {:.1} ms over {} commits ({tps:.0} txn/s); \
+         p50 / (round trip + 10 ms) = {:.2} (target <= 1)",
+        one_way.as_millis(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        lat.len(),
+        p50.as_secs_f64() / target.as_secs_f64()
+    );
 }

@@ -35,6 +35,15 @@
 //! its slot. The openraft stream builds its snapshots from the same data
 //! and sends them with openraft's own snapshot replication.
 //!
+//! A node may run several streams of one group (Mako's per-worker
+//! streams): each is its own [`paxos::Replica`] and [`stream::Stream`];
+//! messages of streams other than the first travel tagged
+//! ([`paxos::Message::Stream`]), and only the first stream's replicas
+//! stand for election on their own ([`paxos::Replica::set_candidacy`]):
+//! the node that leads it lets its other streams stand, so one node leads
+//! them all. Merging the streams' chosen entries is the node's business
+//! (`kv`'s replay, per shard in clock order).
+//!
 //! [`Replica::step`]: paxos::Replica::step
 //! [`Replica::tick`]: paxos::Replica::tick
 //! [`Replica::propose`]: paxos::Replica::propose

@@ -56,7 +56,7 @@ impl Persist {
     /// thread. The leader's own batches are settled at once (their clock
     /// values count toward the watermark, so their commits are
     /// acknowledged); entries are applied as the replay makes them ready
-    /// ([`replay`](super::replay): each shard in clock order, stable ones
+    /// (the replay: each shard in clock order, stable ones
     /// only, shards in parallel) and then go to the checkpoint. A value
     /// naming a shard this node does not have is refused whole (nothing
     /// of it is applied): the replicas disagree, and applying the rest

@@ -1,12 +1,15 @@
-//! A replicated node: the data directory, the replication stream and the
-//! database handle of one member of a replica group.
+//! A replicated node: the data directory, the replication streams and
+//! the database handle of one member of a replica group.
 //!
-//! The node's commit log hands each batch of installed transactions to
-//! the stream ([`kv::log::Replicate`]); the stream persists it as acceptor
-//! state, replicates it with Multi-Paxos, and once the slot is chosen
-//! (on a majority's disks) the log settles the batch's clock values, and
-//! commit replies waiting for them go out. Followers install chosen
-//! batches in slot order and refuse transactions (SQLSTATE 57P03, naming
+//! The node's commit log hands each batch of installed transactions to a
+//! stream ([`kv::log::Replicate`]; with several streams, to each in
+//! turn); the stream persists it as acceptor state, replicates it with
+//! Multi-Paxos, and once the slot is chosen (on a majority's disks) the
+//! log settles the batch's clock values, and commit replies waiting for
+//! them go out. Every replica applies chosen entries through the data
+//! directory's replay (per shard in clock order, stable ones only); a new
+//! leader closes its predecessors' entries before it serves (see
+//! `machine`). Followers refuse transactions (SQLSTATE 57P03, naming
 //! the leader).
 //!
 //! A leader that loses its leadership (it was replaced while partitioned
