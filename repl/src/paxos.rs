@@ -475,9 +475,14 @@ impl Replica {
     /// fires (the default). A node running several streams of one group
     /// lets only its first stream stand on its own: the others stand
     /// while the node leads the first, so that one node leads them all.
-    /// Off, the replica still votes.
+    /// Off, the replica still votes, and stops leading if it did.
     pub fn set_candidacy(&mut self, on: bool) {
         self.candidacy = on;
+        // Turned off, a leader (or candidate) steps down, so that the node
+        // now leading the first stream can take this one over.
+        if !on && !matches!(self.role, Role::Follower) {
+            self.step_down(None);
+        }
     }
 
     /// This replica's id.

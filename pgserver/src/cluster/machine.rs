@@ -102,6 +102,9 @@ pub(super) struct Shared {
     pub epoch: std::time::Instant,
     /// This node has served as leader in this life.
     pub served: AtomicBool,
+    /// This node was deposed (it stops, or, in tests, goes on as a
+    /// follower).
+    deposed: AtomicBool,
     /// `Node::close` has begun: proposals lost now are the shutdown's,
     /// not a sign of deposition.
     pub closing: AtomicBool,
@@ -113,6 +116,8 @@ pub(super) struct Shared {
     next_stream: AtomicUsize,
     /// Where received messages go, once the streams run.
     pub deliver: OnceLock<Deliver>,
+    /// The stream storing a snapshot, and when its last part came.
+    staging: Mutex<Option<(usize, std::time::Instant)>>,
     /// The applier thread.
     pub applier: Arc<Applier>,
     pub persist: Arc<Persist>,
@@ -140,11 +145,13 @@ impl Shared {
             serving: AtomicBool::new(false),
             epoch: std::time::Instant::now(),
             served: AtomicBool::new(false),
+            deposed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             streams: (0..streams).map(|_| StreamShared::default()).collect(),
             proposers: OnceLock::new(),
             next_stream: AtomicUsize::new(0),
             deliver: OnceLock::new(),
+            staging: Mutex::new(None),
             applier: Arc::new(Applier {
                 applied: Mutex::new(vec![0; streams]),
                 ..Applier::default()
@@ -444,6 +451,7 @@ impl NodeMachine {
             && !self.shared.closing.load(Ordering::Acquire)
         {
             self.shared.serving.store(false, Ordering::Release);
+            self.shared.deposed.store(true, Ordering::Release);
             tracing::error!(
                 stream = self.stream,
                 "this node was the leader and has been replaced: transactions it installed \
@@ -482,15 +490,27 @@ impl NodeMachine {
         }
         let mut through = Vec::with_capacity(shared.streams.len());
         for (k, s) in shared.streams.iter().enumerate() {
+            // `ready` first: a stream hands every slot of the earlier
+            // leaders to the applier before it says it is ready, so
+            // `handed` read after it covers them all.
+            if !s.ready.load(Ordering::Acquire) {
+                return;
+            }
             let handed = s.handed.load(Ordering::Acquire);
-            if !s.ready.load(Ordering::Acquire) || shared.applier.applied(k) < handed {
+            if shared.applier.applied(k) < handed {
                 return;
             }
             through.push(handed + 1);
         }
         let mine = (u64::from(shared.id), shared.status().ballot.epoch);
         let persist = &shared.persist;
-        if persist.last_close() != mine {
+        // A node that has served in this life and was not deposed kept its
+        // leadership throughout (standing again for a later ballot after a
+        // rejection, say): its proposals in flight are its own, and a new
+        // close would cut them off. Only a node that has not served yet
+        // closes.
+        let kept = shared.served.load(Ordering::Acquire) && !shared.deposed.load(Ordering::Acquire);
+        if !kept && persist.last_close() != mine {
             if self.close == Some(mine) {
                 return; // proposed; not applied yet
             }
@@ -528,7 +548,11 @@ impl Machine<Token> for NodeMachine {
         let _ = self.to_apply.send(item);
     }
 
-    fn lost(&mut self, _token: Token, why: NotLeader) {
+    fn lost(&mut self, token: Token, why: NotLeader) {
+        if let StreamValue::Close(_) = token {
+            // Proposed again if this node leads again.
+            self.close = None;
+        }
         tracing::warn!(
             stream = self.stream,
             ?why,
@@ -547,7 +571,11 @@ impl Machine<Token> for NodeMachine {
         if !status.serving {
             self.shared.serving.store(false, Ordering::Release);
         }
-        self.lead_others(status.leader == Some(self.shared.id));
+        // Another node leads stream 0: the other streams follow it. No
+        // leader known (this node standing again, say): nothing changes.
+        if let Some(l) = status.leader {
+            self.lead_others(l == self.shared.id);
+        }
         self.try_serve();
     }
 
@@ -597,6 +625,26 @@ impl Machine<Token> for NodeMachine {
         last: bool,
     ) -> std::result::Result<Received, String> {
         let persist = &self.shared.persist;
+        // One staging area per node: a stream whose snapshot arrives while
+        // another stream's is being staged waits (the part is not
+        // acknowledged; its sender tries again), unless that one has been
+        // silent for longer than a transfer is kept.
+        {
+            let mut staging = self
+                .shared
+                .staging
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match *staging {
+                Some((k, at)) if k != self.stream && at.elapsed() < STAGING_OWNED => {
+                    return Err(format!(
+                        "stream {k} is storing a snapshot; stream {}'s waits",
+                        self.stream
+                    ));
+                }
+                _ => *staging = Some((self.stream, std::time::Instant::now())),
+            }
+        }
         if seq == 0 {
             tracing::info!(
                 stream = self.stream,
@@ -625,6 +673,10 @@ impl Machine<Token> for NodeMachine {
 
 /// Snapshots travel in parts of about this size.
 const SNAPSHOT_PART_BYTES: usize = 1 << 20;
+
+/// A stream storing a snapshot keeps the staging area for itself while
+/// its parts keep coming (a transfer is abandoned after 15 s of silence).
+const STAGING_OWNED: Duration = Duration::from_secs(20);
 
 /// The data directory's snapshot reader, as the stream reads snapshots.
 struct Source(kv::persist::SnapshotReader);
