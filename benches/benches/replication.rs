@@ -17,9 +17,9 @@
 //! interface; openraft's heartbeat, which is also its replication
 //! timeout, is set above the round trip).
 //!
-//! Paxos runs twice: with one stream, and with BENCH_STREAMS streams
-//! (default 3) over which the leader spreads its batches (the 1-replica
-//! baseline of that row runs as many streams).
+//! Each protocol runs twice: with one stream, and with BENCH_STREAMS
+//! streams (default 3) over which the leader spreads its batches (the
+//! 1-replica baseline of that row runs as many streams).
 //!
 //! Run: `cargo bench -p benches --bench replication` (BENCH_SECS seconds
 //! per configuration, default 3).
@@ -192,6 +192,7 @@ fn main() {
         (Consensus::Paxos, 1),
         (Consensus::Paxos, streams),
         (Consensus::Raft, 1),
+        (Consensus::Raft, streams),
     ];
     for setup in setups {
         println!("{}, {} stream(s):", setup.0.name(), setup.1);

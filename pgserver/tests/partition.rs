@@ -267,6 +267,11 @@ fn a_partitioned_raft_leader_is_replaced_and_gives_up() {
     partitioned_leader((Consensus::Raft, 1));
 }
 
+#[test]
+fn a_partitioned_leader_of_three_raft_streams_is_replaced_and_gives_up() {
+    partitioned_leader((Consensus::Raft, 3));
+}
+
 /// A learner gets every commit, follows a new leader when the first is
 /// cut off, and never leads or serves (it refuses transactions like a
 /// follower).

@@ -295,6 +295,11 @@ async fn raft_leader_failover_loses_nothing_acknowledged() {
     failover("raft", 1).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn raft_leader_of_three_streams_failover_loses_nothing_acknowledged() {
+    failover("raft", 3).await;
+}
+
 async fn failover(consensus: &str, streams: usize) {
     let mut cluster = Cluster::new(consensus, &format!("streams = {streams}"));
     let first = cluster
@@ -489,6 +494,11 @@ async fn paxos_follower_of_three_streams_that_fell_behind_catches_up_from_a_snap
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn raft_follower_that_fell_behind_catches_up_from_a_snapshot() {
     follower_catches_up_from_a_snapshot("raft", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn raft_follower_of_three_streams_that_fell_behind_catches_up_from_a_snapshot() {
+    follower_catches_up_from_a_snapshot("raft", 3).await;
 }
 
 async fn follower_catches_up_from_a_snapshot(consensus: &str, streams: usize) {

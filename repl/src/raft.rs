@@ -756,6 +756,9 @@ pub struct RaftTiming {
     /// A snapshot is built every this many entries, and as many entries
     /// are kept behind it for lagging followers.
     pub snapshot_every: u64,
+    /// Whether this stream stands for election on its own when it stops
+    /// hearing a leader (see [`RaftStream::set_candidacy`]).
+    pub candidacy: bool,
 }
 
 /// A running raft stream.
@@ -835,6 +838,7 @@ impl<T: Send + 'static> RaftStream<T> {
             // must not keep it from heartbeats that long.
             install_snapshot_timeout: election_ms,
             snapshot_max_chunk_size: 1 << 20,
+            enable_elect: timing.candidacy,
             ..Default::default()
         }
         .validate()
@@ -1000,6 +1004,13 @@ impl<T: Send + 'static> RaftStream<T> {
     /// The current status.
     pub fn status(&self) -> Status {
         lock(&self.status).clone()
+    }
+
+    /// Whether this stream stands for election when it stops hearing a
+    /// leader (as [`crate::paxos::Replica::set_candidacy`]; openraft 0.9
+    /// has no way to step down, so a leader stays one while it is).
+    pub fn set_candidacy(&self, on: bool) {
+        self.raft.runtime_config().elect(on);
     }
 
     /// Where the transport delivers messages for this stream.

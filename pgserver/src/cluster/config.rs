@@ -11,8 +11,8 @@
 //! batch_max_entries = 10000    # log entries per replicated batch, at most
 //! batch_delay_ms = 0           # a batch waits this long for more entries
 //! streams = 1                  # replicated logs the leader spreads its
-//!                              # batches over (paxos only; fixed once
-//!                              # the data directories exist)
+//!                              # batches over (fixed once the data
+//!                              # directories exist)
 //!
 //! [[datacenter]]
 //! name = "us"
@@ -77,7 +77,7 @@ pub struct ClusterConfig {
     /// Streams (replicated logs) per replica group: the leader spreads
     /// its batches over them, each with its own Multi-Paxos instance,
     /// disk writes and messages, and followers merge them (Mako's
-    /// per-worker streams). Paxos only.
+    /// per-worker streams). With openraft, one raft instance per stream.
     #[serde(default = "default_streams")]
     pub streams: u16,
     /// The datacenters.
@@ -211,11 +211,6 @@ impl ClusterConfig {
                 "streams = {} is out of range (1 to 64)",
                 self.streams
             ));
-        }
-        if self.streams > 1 && self.consensus == "raft" {
-            return Err(
-                "streams > 1 needs consensus = \"paxos\" (the openraft stream runs one log)".into(),
-            );
         }
         if self.heartbeat_ms == 0 || self.election_timeout_ms < 2 * self.heartbeat_ms {
             return Err(format!(
@@ -387,13 +382,6 @@ mod tests {
         );
         assert!(
             bad("heartbeat_ms = 20", "heartbeat_ms = 20\nstreams = 0").contains("out of range")
-        );
-        assert!(
-            bad(
-                "heartbeat_ms = 20",
-                "heartbeat_ms = 20\nstreams = 2\nconsensus = \"raft\""
-            )
-            .contains("paxos")
         );
         assert!(bad("election_timeout_ms = 200", "election_timeout_ms = 30").contains("twice"));
         assert!(bad("name = \"n2\"", "name = \"n1\"").contains("twice"));

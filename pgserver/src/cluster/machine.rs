@@ -65,10 +65,13 @@ impl Proposer {
         }
     }
 
-    /// Lets a Paxos stream stand for election, or not.
+    /// Lets the stream stand for election, or not.
     fn candidacy(&self, on: bool) {
-        if let Proposer::Paxos(tx) = self {
-            let _ = tx.send(Event::Candidacy(on));
+        match self {
+            Proposer::Paxos(tx) => {
+                let _ = tx.send(Event::Candidacy(on));
+            }
+            Proposer::Raft(stream) => stream.set_candidacy(on),
         }
     }
 }
@@ -464,14 +467,35 @@ impl NodeMachine {
     /// Stream 0, as the group's leader: lets the other streams stand for
     /// election while this node leads stream 0, and only then.
     fn lead_others(&mut self, leads: bool) {
-        if self.stream != 0 || leads == self.candidacy {
+        if self.stream != 0 {
             return;
         }
-        if let Some(proposers) = self.shared.proposers.get() {
+        if leads != self.candidacy
+            && let Some(proposers) = self.shared.proposers.get()
+        {
             for p in &proposers[1..] {
                 p.candidacy(leads);
             }
             self.candidacy = leads;
+        }
+        // A Paxos stream leader steps down when told; an openraft one
+        // cannot, and would keep the new leader of stream 0 from leading
+        // it: this node restarts (and rejoins as a follower).
+        let me = Some(self.shared.id);
+        let leads_another = self.shared.streams[1..]
+            .iter()
+            .any(|s| s.status.lock().unwrap_or_else(|p| p.into_inner()).leader == me);
+        if !leads
+            && leads_another
+            && self.shared.consensus == Consensus::Raft
+            && !self.shared.deposed.swap(true, Ordering::AcqRel)
+        {
+            tracing::error!(
+                "another node leads stream 0 while this one leads other streams, which \
+                 openraft cannot hand over: restarting to rejoin as a follower"
+            );
+            self.shared.serving.store(false, Ordering::Release);
+            (self.on_deposed)(Stop::Deposed);
         }
     }
 
@@ -626,10 +650,14 @@ impl Machine<Token> for NodeMachine {
     ) -> std::result::Result<Received, String> {
         let persist = &self.shared.persist;
         // One staging area per node: a stream whose snapshot arrives while
-        // another stream's is being staged waits (the part is not
-        // acknowledged; its sender tries again), unless that one has been
-        // silent for longer than a transfer is kept.
-        {
+        // another stream's is being staged waits, unless that one has been
+        // silent for longer than a transfer is kept. A Paxos stream's part
+        // is refused (not acknowledged; its sender tries again). openraft
+        // takes a refusal as fatal, and its staging runs off the async
+        // runtime: it waits here (the other stream's install restarts the
+        // node meanwhile, most likely).
+        let asked = std::time::Instant::now();
+        loop {
             let mut staging = self
                 .shared
                 .staging
@@ -637,12 +665,20 @@ impl Machine<Token> for NodeMachine {
                 .unwrap_or_else(|p| p.into_inner());
             match *staging {
                 Some((k, at)) if k != self.stream && at.elapsed() < STAGING_OWNED => {
-                    return Err(format!(
-                        "stream {k} is storing a snapshot; stream {}'s waits",
-                        self.stream
-                    ));
+                    drop(staging);
+                    if self.shared.consensus == Consensus::Paxos || asked.elapsed() > STAGING_OWNED
+                    {
+                        return Err(format!(
+                            "stream {k} is storing a snapshot; stream {}'s waits",
+                            self.stream
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
                 }
-                _ => *staging = Some((self.stream, std::time::Instant::now())),
+                _ => {
+                    *staging = Some((self.stream, std::time::Instant::now()));
+                    break;
+                }
             }
         }
         if seq == 0 {

@@ -99,8 +99,7 @@ pub struct NodeOptions {
     pub retain_slots: u64,
     /// How log entries are grouped into replicated batches.
     pub batching: kv::persist::Batching,
-    /// Streams (replicated logs) the leader spreads its batches over
-    /// (Paxos only).
+    /// Streams (replicated logs) the leader spreads its batches over.
     pub streams: usize,
     /// Raft only: this node sets up the group's first membership (the
     /// preferred leader does).
@@ -318,19 +317,34 @@ impl RaftDisk for PersistStorage {
         delete: Option<(Vec<u8>, Vec<u8>)>,
         sync: bool,
     ) -> std::result::Result<(), String> {
+        let p = &self.prefix;
         if let Some((from, to)) = delete {
             self.persist
-                .repl_delete_range(&from, &to)
+                .repl_delete_range(&[p, &from[..]].concat(), &[p, &to[..]].concat())
                 .map_err(|e| e.message)?;
         }
         if puts.is_empty() {
             return Ok(());
         }
+        let puts: KeyValues = puts
+            .into_iter()
+            .map(|(k, v)| ([p, &k[..]].concat(), v))
+            .collect();
         self.persist.repl_write(&puts, sync).map_err(|e| e.message)
     }
 
+    /// This stream's records, without the stream's prefix.
     fn scan(&self) -> std::result::Result<KeyValues, String> {
-        self.persist.repl_records().map_err(|e| e.message)
+        let records = self.persist.repl_records().map_err(|e| e.message)?;
+        Ok(records
+            .into_iter()
+            .filter_map(|(k, v)| {
+                if self.prefix.is_empty() && k.first() == Some(&b'x') {
+                    return None; // another stream's
+                }
+                Some((k.strip_prefix(self.prefix.as_slice())?.to_vec(), v))
+            })
+            .collect())
     }
 }
 
@@ -347,19 +361,13 @@ pub struct Node {
     /// The streams' replicas, until the streams start.
     replicas: Vec<Replica>,
     streams: Vec<Stream<Token>>,
-    raft: Option<Arc<RaftStream<Token>>>,
+    raft: Vec<Arc<RaftStream<Token>>>,
 }
 
 impl Node {
     /// Opens (or creates) the node's data directory and recovers it.
     pub fn open(opts: NodeOptions) -> Result<Node> {
         let streams = opts.streams.max(1);
-        if streams > 1 && opts.consensus == Consensus::Raft {
-            return Err(Error::new(
-                ErrorKind::InvalidParameterValue,
-                "several streams need the Paxos consensus (the openraft stream runs one log)",
-            ));
-        }
         let popts = kv::persist::Options {
             sync: opts.sync,
             shards: Some(opts.shards),
@@ -420,7 +428,7 @@ impl Node {
             recovered,
             replicas,
             streams: Vec::new(),
-            raft: None,
+            raft: Vec::new(),
         })
     }
 
@@ -447,75 +455,78 @@ impl Node {
         }
         let on_deposed = std::mem::replace(&mut self.opts.on_deposed, Box::new(|_| {}));
         let machines = NodeMachine::start(&self.shared, &self.db, Arc::from(on_deposed));
-        if self.opts.consensus == Consensus::Raft {
-            let timing = RaftTiming {
-                heartbeat: self.opts.heartbeat,
-                election: self.opts.election,
-                lease: self.opts.lease,
-                snapshot_every: self.opts.retain_slots,
-            };
-            let machine = machines.into_iter().next().expect("one stream");
-            let stream = RaftStream::start(
-                runtime,
-                self.opts.id,
-                &self.opts.voters,
-                &self.opts.learners,
-                Arc::new(PersistStorage::new(&self.persist, 0)),
-                Box::new(machine),
-                transport,
-                timing,
-                self.recovered.applied_slot,
-                self.opts.initialize,
-            )
-            .map_err(|e| Error::new(ErrorKind::Io, e))?;
-            let _ = self.shared.deliver.set(stream.deliver());
-            let _ = self
-                .shared
-                .proposers
-                .set(vec![Proposer::Raft(stream.clone())]);
-            self.raft = Some(stream);
-            return Ok(());
-        }
-        let timing = Timing {
-            tick: (self.opts.heartbeat / 2)
-                .clamp(Duration::from_millis(1), Duration::from_millis(5)),
-            lease: self.opts.lease,
-        };
-        let mut senders = Vec::with_capacity(replicas.len());
-        for (k, (replica, machine)) in replicas.into_iter().zip(machines).enumerate() {
-            // Stream 0's messages go untagged, the others' tagged with
-            // their stream.
-            let transport: Arc<dyn Transport> = match k {
+        // Stream 0's messages go untagged, the others' tagged with their
+        // stream.
+        let tagged = |k: usize| -> Arc<dyn Transport> {
+            match k {
                 0 => transport.clone(),
                 k => Arc::new(Tagged {
                     inner: transport.clone(),
                     stream: k as u16,
                 }),
+            }
+        };
+        let mut delivers: Vec<Deliver> = Vec::with_capacity(replicas.len());
+        let mut proposers = Vec::with_capacity(replicas.len());
+        if self.opts.consensus == Consensus::Raft {
+            for (k, machine) in machines.into_iter().enumerate() {
+                let timing = RaftTiming {
+                    heartbeat: self.opts.heartbeat,
+                    election: self.opts.election,
+                    lease: self.opts.lease,
+                    snapshot_every: self.opts.retain_slots,
+                    // Stream 0 leads the way (see `machine`).
+                    candidacy: k == 0,
+                };
+                let stream = RaftStream::start(
+                    runtime,
+                    self.opts.id,
+                    &self.opts.voters,
+                    &self.opts.learners,
+                    Arc::new(PersistStorage::new(&self.persist, k)),
+                    Box::new(machine),
+                    tagged(k),
+                    timing,
+                    self.recovered.applied_slots[k],
+                    self.opts.initialize,
+                )
+                .map_err(|e| Error::new(ErrorKind::Io, e))?;
+                delivers.push(stream.deliver());
+                proposers.push(Proposer::Raft(stream.clone()));
+                self.raft.push(stream);
+            }
+        } else {
+            let timing = Timing {
+                tick: (self.opts.heartbeat / 2)
+                    .clamp(Duration::from_millis(1), Duration::from_millis(5)),
+                lease: self.opts.lease,
             };
-            let stream = Stream::start(
-                replica,
-                Box::new(PersistStorage::new(&self.persist, k)),
-                Box::new(machine),
-                transport,
-                timing.clone(),
-            );
-            senders.push(stream.sender());
-            self.streams.push(stream);
+            for (k, (replica, machine)) in replicas.into_iter().zip(machines).enumerate() {
+                let stream = Stream::start(
+                    replica,
+                    Box::new(PersistStorage::new(&self.persist, k)),
+                    Box::new(machine),
+                    tagged(k),
+                    timing.clone(),
+                );
+                let tx = stream.sender();
+                delivers.push(Arc::new(move |from, msg| {
+                    let _ = tx.send(Event::Message(from, msg));
+                }));
+                proposers.push(Proposer::Paxos(stream.sender()));
+                self.streams.push(stream);
+            }
         }
-        let route = senders.clone();
         let _ = self.shared.deliver.set(Arc::new(move |from, msg| {
             let (k, msg) = match msg {
                 paxos::Message::Stream { stream, msg } => (usize::from(stream), *msg),
                 msg => (0, msg),
             };
-            if let Some(tx) = route.get(k) {
-                let _ = tx.send(Event::Message(from, msg));
+            if let Some(d) = delivers.get(k) {
+                d(from, msg);
             }
         }));
-        let _ = self
-            .shared
-            .proposers
-            .set(senders.into_iter().map(Proposer::Paxos).collect());
+        let _ = self.shared.proposers.set(proposers);
         Ok(())
     }
 
@@ -551,7 +562,7 @@ impl Node {
         for mut s in std::mem::take(&mut self.streams) {
             s.stop();
         }
-        if let Some(r) = self.raft.take() {
+        for r in std::mem::take(&mut self.raft) {
             r.stop();
         }
         self.shared.applier.close();
