@@ -430,6 +430,48 @@ fn a_follower_installs_chosen_batches_and_resumes_after_its_checkpoint() {
 }
 
 #[test]
+fn a_replicas_stream_count_is_fixed_and_an_older_checkpoint_is_refused() {
+    let dir = TempDir::new("repl-streams");
+    let three = Options {
+        streams: 3,
+        ..replica_opts("g")
+    };
+    {
+        let (p, _, rec) = open(&dir.0, three.clone()).unwrap();
+        assert_eq!(rec.applied_slots, vec![1, 1, 1]);
+        p.deliver(
+            2,
+            1,
+            Some(crate::log::StreamValue::Batch(vec![entry(
+                1,
+                1,
+                &[("a", Some("1"))],
+            )])),
+            false,
+        )
+        .unwrap();
+        p.close();
+    }
+    {
+        let (p, shards, rec) = open(&dir.0, three.clone()).unwrap();
+        assert_eq!(rec.applied_slots, vec![1, 1, 2]);
+        assert_eq!(contents(&shards[0]), pairs(&[("a", "1")]));
+        p.close();
+    }
+    let err = open(&dir.0, replica_opts("g")).err().expect("refused");
+    assert!(err.message.contains("3 streams"), "{}", err.message);
+    // A checkpoint written before the replay recorded its clock values.
+    {
+        let cfs = [CF_LOG, CF_DATA, CF_META, CF_REPL, snapshot::CF_STAGING];
+        let db = DB::open_cf(&rocksdb::Options::default(), &dir.0, cfs).unwrap();
+        db.delete_cf(cf(&db, CF_META).unwrap(), META_REPLAY)
+            .unwrap();
+    }
+    let err = open(&dir.0, three).err().expect("refused");
+    assert!(err.message.contains("older Mako"), "{}", err.message);
+}
+
+#[test]
 fn a_replicas_directory_and_a_single_nodes_are_not_interchangeable() {
     let dir = TempDir::new("repl-kind");
     {
