@@ -45,12 +45,15 @@ struct Cluster {
     nodes: Vec<Node>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct free ports (bound together, so that none is handed out
+/// twice; two nodes given one port once made a node talk to itself).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 impl Cluster {
@@ -76,13 +79,14 @@ impl Cluster {
              [[latency]]\nbetween = [\"b\", \"c\"]\nms = 10\n",
         );
         let mut nodes = Vec::new();
+        let ports = free_ports(6);
         for (i, dc) in ["a", "b", "c"].iter().enumerate() {
             let name = format!("n{}", i + 1);
-            let port = free_port();
+            let port = ports[2 * i];
             text.push_str(&format!(
                 "[[node]]\nname = \"{name}\"\ndc = \"{dc}\"\nlisten = \"127.0.0.1:{port}\"\n\
                  repl = \"127.0.0.1:{}\"\ndata_dir = \"{name}\"\n",
-                free_port()
+                ports[2 * i + 1]
             ));
             nodes.push(Node {
                 name,

@@ -1013,6 +1013,13 @@ impl<T: Send + 'static> RaftStream<T> {
         self.raft.runtime_config().elect(on);
     }
 
+    /// Whether this stream's leader sends heartbeats. A leader that stops
+    /// lets its followers' leases run out, so that they elect another
+    /// (openraft 0.9 has no way to step down).
+    pub fn set_heartbeat(&self, on: bool) {
+        self.raft.runtime_config().heartbeat(on);
+    }
+
     /// Where the transport delivers messages for this stream.
     pub fn deliver(self: &Arc<Self>) -> Deliver {
         let me = self.clone();

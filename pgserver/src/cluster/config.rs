@@ -248,6 +248,20 @@ impl ClusterConfig {
             if self.nodes[..i].iter().any(|m| m.name == n.name) {
                 return Err(format!("node {:?} is defined twice", n.name));
             }
+            // Two nodes on one address would take each other's messages
+            // (a node reading its own) or fail to start.
+            let addrs = [n.listen, n.repl];
+            if n.listen == n.repl
+                || self.nodes[..i]
+                    .iter()
+                    .any(|m| addrs.contains(&m.listen) || addrs.contains(&m.repl))
+            {
+                return Err(format!(
+                    "node {:?} uses an address ({} or {}) that another node or its own other \
+                     address already uses",
+                    n.name, n.listen, n.repl
+                ));
+            }
         }
         match self.groups.len() {
             0 => return Err("no [[group]] is defined".into()),
@@ -385,6 +399,10 @@ mod tests {
         );
         assert!(bad("election_timeout_ms = 200", "election_timeout_ms = 30").contains("twice"));
         assert!(bad("name = \"n2\"", "name = \"n1\"").contains("twice"));
+        assert!(
+            bad("6434", "6433").contains("address"),
+            "a repl address used twice"
+        );
         assert!(bad("ms = 25", "ms = 25\nbogus = 1").contains("bogus"));
         assert!(bad("listen = \"127.0.0.1:5433\"", "listen = \"nowhere\"").contains("listen"));
     }

@@ -65,13 +65,19 @@ impl Proposer {
         }
     }
 
-    /// Lets the stream stand for election, or not.
-    fn candidacy(&self, on: bool) {
+    /// Lets the stream stand for election, or not; `heartbeat`: a raft
+    /// leader goes on sending heartbeats (off, it goes quiet, so that
+    /// another node can take the stream over: openraft 0.9 cannot step
+    /// down; a Paxos leader steps down when its candidacy is turned off).
+    fn roles(&self, candidacy: bool, heartbeat: bool) {
         match self {
             Proposer::Paxos(tx) => {
-                let _ = tx.send(Event::Candidacy(on));
+                let _ = tx.send(Event::Candidacy(candidacy));
             }
-            Proposer::Raft(stream) => stream.set_candidacy(on),
+            Proposer::Raft(stream) => {
+                stream.set_candidacy(candidacy);
+                stream.set_heartbeat(heartbeat);
+            }
         }
     }
 }
@@ -89,6 +95,10 @@ pub(super) struct StreamShared {
     /// Its replica leads, has recovered every earlier slot and hears a
     /// majority.
     ready: AtomicBool,
+    /// Since when it has had no leader (raft: see `NodeMachine::roles`).
+    leaderless_since: Mutex<Option<std::time::Instant>>,
+    /// The roles last set: (candidacy, heartbeat).
+    roles: Mutex<Option<(bool, bool)>>,
 }
 
 /// State shared by the streams' machines, the log's [`Replicate`] handle
@@ -121,6 +131,8 @@ pub(super) struct Shared {
     pub deliver: OnceLock<Deliver>,
     /// The stream storing a snapshot, and when its last part came.
     staging: Mutex<Option<(usize, std::time::Instant)>>,
+    /// The election timeout.
+    election: Duration,
     /// The applier thread.
     pub applier: Arc<Applier>,
     pub persist: Arc<Persist>,
@@ -136,6 +148,7 @@ impl Shared {
         sync: SyncMode,
         members: HashMap<NodeId, (String, SocketAddr)>,
         streams: usize,
+        election: Duration,
         persist: Arc<Persist>,
     ) -> Shared {
         Shared {
@@ -155,6 +168,7 @@ impl Shared {
             next_stream: AtomicUsize::new(0),
             deliver: OnceLock::new(),
             staging: Mutex::new(None),
+            election,
             applier: Arc::new(Applier {
                 applied: Mutex::new(vec![0; streams]),
                 ..Applier::default()
@@ -421,8 +435,6 @@ pub(super) struct NodeMachine {
     /// Stream 0: the close this node proposed as leader, as `(leader,
     /// epoch)`; it serves once it has applied it.
     close: Option<(u64, u64)>,
-    /// Stream 0: whether the other streams were last told to stand.
-    candidacy: bool,
 }
 
 impl NodeMachine {
@@ -444,7 +456,6 @@ impl NodeMachine {
                 on_deposed: on_deposed.clone(),
                 to_apply: tx.clone(),
                 close: None,
-                candidacy: false,
             })
             .collect()
     }
@@ -464,38 +475,48 @@ impl NodeMachine {
         }
     }
 
-    /// Stream 0, as the group's leader: lets the other streams stand for
-    /// election while this node leads stream 0, and only then.
-    fn lead_others(&mut self, leads: bool) {
-        if self.stream != 0 {
+    /// One node leads every stream: the one that leads stream 0. The
+    /// other streams stand for election only on that node; a node that
+    /// leads another stream while another node leads stream 0 lets go of
+    /// it (a Paxos replica steps down; an openraft leader, which cannot,
+    /// stops sending heartbeats, so its followers elect the stream-0
+    /// leader). A raft stream that has had no leader for a while lets any
+    /// node stand: only a node with the longest log can win a raft
+    /// election, and the stream-0 leader may not have it; the winner then
+    /// hands the stream over as above once it has brought the others'
+    /// logs up to date.
+    fn roles(&self) {
+        let Some(proposers) = self.shared.proposers.get() else {
             return;
-        }
-        if leads != self.candidacy
-            && let Some(proposers) = self.shared.proposers.get()
-        {
-            for p in &proposers[1..] {
-                p.candidacy(leads);
-            }
-            self.candidacy = leads;
-        }
-        // A Paxos stream leader steps down when told; an openraft one
-        // cannot, and would keep the new leader of stream 0 from leading
-        // it: this node restarts (and rejoins as a follower).
+        };
         let me = Some(self.shared.id);
-        let leads_another = self.shared.streams[1..]
-            .iter()
-            .any(|s| s.status.lock().unwrap_or_else(|p| p.into_inner()).leader == me);
-        if !leads
-            && leads_another
-            && self.shared.consensus == Consensus::Raft
-            && !self.shared.deposed.swap(true, Ordering::AcqRel)
-        {
-            tracing::error!(
-                "another node leads stream 0 while this one leads other streams, which \
-                 openraft cannot hand over: restarting to rejoin as a follower"
-            );
-            self.shared.serving.store(false, Ordering::Release);
-            (self.on_deposed)(Stop::Deposed);
+        let leader_of =
+            |s: &StreamShared| s.status.lock().unwrap_or_else(|p| p.into_inner()).leader;
+        // Stream 0 without a known leader (standing again, say) changes
+        // nothing.
+        let Some(leader0) = leader_of(&self.shared.streams[0]) else {
+            return;
+        };
+        let leads0 = Some(leader0) == me;
+        let stalled_after = self.shared.election * 4;
+        for (s, p) in self.shared.streams.iter().zip(proposers).skip(1) {
+            let leader = leader_of(s);
+            let stalled = {
+                let mut since = s.leaderless_since.lock().unwrap_or_else(|p| p.into_inner());
+                match (leader, *since) {
+                    (Some(_), _) => *since = None,
+                    (None, None) => *since = Some(std::time::Instant::now()),
+                    (None, Some(_)) => {}
+                }
+                self.shared.consensus == Consensus::Raft
+                    && since.is_some_and(|t| t.elapsed() > stalled_after)
+            };
+            let want = (leads0 || stalled, leads0 || leader != me);
+            let mut last = s.roles.lock().unwrap_or_else(|p| p.into_inner());
+            if *last != Some(want) {
+                p.roles(want.0, want.1);
+                *last = Some(want);
+            }
         }
     }
 
@@ -595,11 +616,7 @@ impl Machine<Token> for NodeMachine {
         if !status.serving {
             self.shared.serving.store(false, Ordering::Release);
         }
-        // Another node leads stream 0: the other streams follow it. No
-        // leader known (this node standing again, say): nothing changes.
-        if let Some(l) = status.leader {
-            self.lead_others(l == self.shared.id);
-        }
+        self.roles();
         self.try_serve();
     }
 
@@ -614,6 +631,9 @@ impl Machine<Token> for NodeMachine {
         self.shared.streams[self.stream]
             .lease_until
             .store(micros, Ordering::Release);
+        if self.stream != 0 && self.shared.consensus == Consensus::Raft {
+            self.roles(); // the stalled-stream timer
+        }
         self.try_serve();
     }
 

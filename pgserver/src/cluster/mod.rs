@@ -416,6 +416,7 @@ impl Node {
             opts.sync,
             opts.members.clone(),
             streams,
+            opts.election,
             persist.clone(),
         ));
         persist.start_replication(Arc::new(Handle(shared.clone())))?;
@@ -517,7 +518,11 @@ impl Node {
                 self.streams.push(stream);
             }
         }
+        let me = self.opts.id;
         let _ = self.shared.deliver.set(Arc::new(move |from, msg| {
+            if from == me {
+                return; // a frame of this node's own (two nodes on one address)
+            }
             let (k, msg) = match msg {
                 paxos::Message::Stream { stream, msg } => (usize::from(stream), *msg),
                 msg => (0, msg),
