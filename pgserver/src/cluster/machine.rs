@@ -95,7 +95,8 @@ pub(super) struct StreamShared {
     /// Its replica leads, has recovered every earlier slot and hears a
     /// majority.
     ready: AtomicBool,
-    /// Since when it has had no leader (raft: see `NodeMachine::roles`).
+    /// Since when it has had a leader other than stream 0's, or none
+    /// (see `Shared::roles`).
     leaderless_since: Mutex<Option<std::time::Instant>>,
     /// The roles last set: (candidacy, heartbeat).
     roles: Mutex<Option<(bool, bool)>>,
@@ -174,6 +175,62 @@ impl Shared {
                 ..Applier::default()
             }),
             persist,
+        }
+    }
+
+    /// One node leads every stream: the one that leads stream 0. The
+    /// other streams stand for election only on that node; a node that
+    /// leads another stream while another node leads stream 0 lets go of
+    /// it (a Paxos replica steps down; an openraft leader, which cannot,
+    /// stops sending heartbeats, so its followers elect the stream-0
+    /// leader). A raft stream that has had no leader (or another than
+    /// stream 0's) for a while lets any node stand: only a node with the longest log can win a raft
+    /// election, and the stream-0 leader may not have it; the winner then
+    /// hands the stream over as above once it has brought the others'
+    /// logs up to date.
+    pub fn roles(&self) {
+        let Some(proposers) = self.proposers.get() else {
+            return;
+        };
+        let me = Some(self.id);
+        let leader_of =
+            |s: &StreamShared| s.status.lock().unwrap_or_else(|p| p.into_inner()).leader;
+        // Stream 0 without a known leader (standing again, say) changes
+        // nothing.
+        let Some(leader0) = leader_of(&self.streams[0]) else {
+            return;
+        };
+        let leads0 = Some(leader0) == me;
+        let stalled_after = self.election * 4;
+        for (s, p) in self.streams.iter().zip(proposers).skip(1) {
+            let leader = leader_of(s);
+            // A raft follower goes on naming a dead leader until it sees
+            // a later term: "no leader" is a leader other than stream 0's.
+            let stalled = {
+                let mut since = s.leaderless_since.lock().unwrap_or_else(|p| p.into_inner());
+                match (leader == Some(leader0), *since) {
+                    (true, _) => *since = None,
+                    (false, None) => *since = Some(std::time::Instant::now()),
+                    (false, Some(_)) => {}
+                }
+                self.consensus == Consensus::Raft
+                    && since.is_some_and(|t| t.elapsed() > stalled_after)
+            };
+            let want = (leads0 || stalled, leads0 || leader != me);
+            let mut last = s.roles.lock().unwrap_or_else(|p| p.into_inner());
+            if *last != Some(want) {
+                if stalled && !leads0 {
+                    tracing::info!(
+                        leader = ?leader,
+                        stream0 = leader0,
+                        "a stream has had no leader, or another than stream 0's, for {} ms: \
+                         this node may stand for it",
+                        stalled_after.as_millis()
+                    );
+                }
+                p.roles(want.0, want.1);
+                *last = Some(want);
+            }
         }
     }
 
@@ -475,51 +532,6 @@ impl NodeMachine {
         }
     }
 
-    /// One node leads every stream: the one that leads stream 0. The
-    /// other streams stand for election only on that node; a node that
-    /// leads another stream while another node leads stream 0 lets go of
-    /// it (a Paxos replica steps down; an openraft leader, which cannot,
-    /// stops sending heartbeats, so its followers elect the stream-0
-    /// leader). A raft stream that has had no leader for a while lets any
-    /// node stand: only a node with the longest log can win a raft
-    /// election, and the stream-0 leader may not have it; the winner then
-    /// hands the stream over as above once it has brought the others'
-    /// logs up to date.
-    fn roles(&self) {
-        let Some(proposers) = self.shared.proposers.get() else {
-            return;
-        };
-        let me = Some(self.shared.id);
-        let leader_of =
-            |s: &StreamShared| s.status.lock().unwrap_or_else(|p| p.into_inner()).leader;
-        // Stream 0 without a known leader (standing again, say) changes
-        // nothing.
-        let Some(leader0) = leader_of(&self.shared.streams[0]) else {
-            return;
-        };
-        let leads0 = Some(leader0) == me;
-        let stalled_after = self.shared.election * 4;
-        for (s, p) in self.shared.streams.iter().zip(proposers).skip(1) {
-            let leader = leader_of(s);
-            let stalled = {
-                let mut since = s.leaderless_since.lock().unwrap_or_else(|p| p.into_inner());
-                match (leader, *since) {
-                    (Some(_), _) => *since = None,
-                    (None, None) => *since = Some(std::time::Instant::now()),
-                    (None, Some(_)) => {}
-                }
-                self.shared.consensus == Consensus::Raft
-                    && since.is_some_and(|t| t.elapsed() > stalled_after)
-            };
-            let want = (leads0 || stalled, leads0 || leader != me);
-            let mut last = s.roles.lock().unwrap_or_else(|p| p.into_inner());
-            if *last != Some(want) {
-                p.roles(want.0, want.1);
-                *last = Some(want);
-            }
-        }
-    }
-
     /// A new leader serves once it has closed its predecessors' entries
     /// (see [`kv::log::Close`]): once every stream leads and has recovered
     /// its earlier slots, and the applier has applied them, it proposes
@@ -616,7 +628,7 @@ impl Machine<Token> for NodeMachine {
         if !status.serving {
             self.shared.serving.store(false, Ordering::Release);
         }
-        self.roles();
+        self.shared.roles();
         self.try_serve();
     }
 
@@ -631,9 +643,6 @@ impl Machine<Token> for NodeMachine {
         self.shared.streams[self.stream]
             .lease_until
             .store(micros, Ordering::Release);
-        if self.stream != 0 && self.shared.consensus == Consensus::Raft {
-            self.roles(); // the stalled-stream timer
-        }
         self.try_serve();
     }
 

@@ -532,6 +532,18 @@ impl Node {
             }
         }));
         let _ = self.shared.proposers.set(proposers);
+        if self.opts.consensus == Consensus::Raft && self.shared.streams.len() > 1 {
+            // openraft calls the machine only on changes: the check for a
+            // stream left without a leader runs on a timer.
+            let shared = self.shared.clone();
+            let every = self.opts.election / 2;
+            runtime.spawn(async move {
+                while !shared.closing.load(Ordering::Acquire) {
+                    tokio::time::sleep(every).await;
+                    shared.roles();
+                }
+            });
+        }
         Ok(())
     }
 
