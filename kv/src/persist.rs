@@ -137,6 +137,10 @@ pub struct Options {
     /// Replicated: the number of streams (replicated logs) the node's
     /// batches are spread over; fixed when the directory is created.
     pub streams: usize,
+    /// Replicated: chosen entries are installed on several shards at once
+    /// when there is enough to do (off: one shard after another; for
+    /// benchmarks).
+    pub parallel_replay: bool,
 }
 
 /// How a replica groups log entries into stream entries (batches).
@@ -168,6 +172,7 @@ impl Default for Options {
             replica_of: None,
             batching: Batching::default(),
             streams: 1,
+            parallel_replay: true,
             checkpoint_entries: 20_000,
             faults: Faults::from_env(),
         }
@@ -257,6 +262,8 @@ pub struct Persist {
     checkpointed: Vec<AtomicU64>,
     /// Replicated: the replay of chosen stream values.
     replay: Mutex<Option<replay::Replay>>,
+    /// Replicated: shards are installed in parallel.
+    parallel_replay: bool,
     /// Replicated: the last close applied, as `(leader, epoch)`.
     last_close: Mutex<(u64, u64)>,
     /// The highest transaction id applied or recovered.
@@ -729,6 +736,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         replicator: std::sync::OnceLock::new(),
         checkpointed: positions.iter().map(|&p| AtomicU64::new(p)).collect(),
         replay: Mutex::new(replay),
+        parallel_replay: opts.parallel_replay,
         last_close: Mutex::new((0, 0)),
         last_txn: AtomicU64::new(recovered.last_txn),
     });

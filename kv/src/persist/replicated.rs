@@ -153,7 +153,9 @@ impl Persist {
             }
         };
         match work.split_first() {
-            Some((&(s, first), rest)) if !rest.is_empty() && writes >= PARALLEL_WRITES => {
+            Some((&(s, first), rest))
+                if !rest.is_empty() && writes >= PARALLEL_WRITES && self.parallel_replay =>
+            {
                 std::thread::scope(|scope| {
                     for &(s, es) in rest {
                         scope.spawn(move || install(s, es));

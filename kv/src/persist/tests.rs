@@ -35,6 +35,7 @@ fn opts(shards: usize, checkpoint_entries: usize) -> Options {
         faults: Faults::default(),
         replica_of: None,
         streams: 1,
+        parallel_replay: true,
         batching: Batching::default(),
     }
 }
@@ -348,6 +349,7 @@ fn replica_opts(group: &str) -> Options {
     Options {
         replica_of: Some(group.into()),
         streams: 1,
+        parallel_replay: true,
         ..opts(1, 1)
     }
 }
