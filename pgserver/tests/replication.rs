@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -272,34 +272,6 @@ async fn create_bank(c: &Client) {
     }
 }
 
-/// Every row of every shard of a stopped node's data directory.
-fn dump(dir: &Path, consensus: &str, streams: usize) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
-    let opts = kv::persist::Options {
-        streams,
-        replica_of: Some(match consensus {
-            "raft" => "g1 (raft)".into(),
-            _ => "g1".into(),
-        }),
-        ..kv::persist::Options::default()
-    };
-    let (persist, shards, _) = kv::persist::open(dir, opts).expect("open a replica's directory");
-    let mut rows = Vec::new();
-    for (s, shard) in shards.iter().enumerate() {
-        shard.scan(
-            std::ops::Bound::Unbounded,
-            std::ops::Bound::Unbounded,
-            |k, r| {
-                if let Some(v) = r.value {
-                    rows.push((s, k.to_vec(), v.to_vec()));
-                }
-                std::ops::ControlFlow::Continue(())
-            },
-        );
-    }
-    persist.close();
-    rows
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paxos_leader_failover_loses_nothing_acknowledged() {
     failover("paxos", 1).await;
@@ -472,11 +444,11 @@ fn stop_and_compare(cluster: &mut Cluster, consensus: &str, streams: usize) {
     cluster.stop_all();
     let dumps: Vec<_> = (0..NODES)
         .map(|i| {
-            dump(
-                &cluster.dir.join(&cluster.nodes[i].name),
-                consensus,
-                streams,
-            )
+            let group = match consensus {
+                "raft" => "g1 (raft)",
+                _ => "g1",
+            };
+            common::dump(&cluster.dir.join(&cluster.nodes[i].name), group, streams)
         })
         .collect();
     assert!(!dumps[0].is_empty());

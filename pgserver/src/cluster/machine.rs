@@ -125,7 +125,9 @@ pub(super) struct Shared {
     /// Per stream.
     pub streams: Vec<StreamShared>,
     /// Per stream, once the streams run.
-    pub proposers: OnceLock<Vec<Proposer>>,
+    /// (Emptied when the node closes: an openraft stream holds its
+    /// machine, which holds this.)
+    proposers: Mutex<Vec<Proposer>>,
     /// The stream the next batch goes to.
     next_stream: AtomicUsize,
     /// Where received messages go, once the streams run.
@@ -165,7 +167,7 @@ impl Shared {
             deposed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             streams: (0..streams).map(|_| StreamShared::default()).collect(),
-            proposers: OnceLock::new(),
+            proposers: Mutex::new(Vec::new()),
             next_stream: AtomicUsize::new(0),
             deliver: OnceLock::new(),
             staging: Mutex::new(None),
@@ -189,9 +191,10 @@ impl Shared {
     /// hands the stream over as above once it has brought the others'
     /// logs up to date.
     pub fn roles(&self) {
-        let Some(proposers) = self.proposers.get() else {
+        let proposers = self.proposers();
+        if proposers.is_empty() {
             return;
-        };
+        }
         let me = Some(self.id);
         let leader_of =
             |s: &StreamShared| s.status.lock().unwrap_or_else(|p| p.into_inner()).leader;
@@ -202,7 +205,7 @@ impl Shared {
         };
         let leads0 = Some(leader0) == me;
         let stalled_after = self.election * 4;
-        for (s, p) in self.streams.iter().zip(proposers).skip(1) {
+        for (s, p) in self.streams.iter().zip(proposers.iter()).skip(1) {
             let leader = leader_of(s);
             // A raft follower goes on naming a dead leader until it sees
             // a later term: "no leader" is a leader other than stream 0's.
@@ -234,6 +237,12 @@ impl Shared {
         }
     }
 
+    /// The streams' proposers (empty before the streams start and after
+    /// the node closes).
+    pub fn proposers(&self) -> std::sync::MutexGuard<'_, Vec<Proposer>> {
+        self.proposers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn name(&self, id: NodeId) -> String {
         self.members
             .get(&id)
@@ -263,15 +272,30 @@ impl Shared {
 }
 
 /// The log's handle on the streams.
-pub(super) struct Handle(pub Arc<Shared>);
+/// Weak: the data directory holds the handle, and the shared state holds
+/// the data directory.
+pub(super) struct Handle(pub std::sync::Weak<Shared>);
+
+impl Handle {
+    fn shared(&self) -> Result<Arc<Shared>> {
+        self.0
+            .upgrade()
+            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "the replicated node has shut down"))
+    }
+}
 
 impl Replicate for Handle {
     fn propose(&self, batch: Vec<LogEntry>) -> std::result::Result<(), (Error, Vec<LogEntry>)> {
-        let Some(proposers) = self.0.proposers.get() else {
+        let sh = match self.shared() {
+            Ok(sh) => sh,
+            Err(e) => return Err((e, batch)),
+        };
+        let proposers = sh.proposers();
+        if proposers.is_empty() {
             let e = Error::new(ErrorKind::NotServing, "replication is not running");
             return Err((e, batch));
-        };
-        let k = self.0.next_stream.fetch_add(1, Ordering::Relaxed) % proposers.len();
+        }
+        let k = sh.next_stream.fetch_add(1, Ordering::Relaxed) % proposers.len();
         let bytes = encode_batch(&batch);
         proposers[k]
             .propose(bytes, StreamValue::Batch(batch))
@@ -286,62 +310,66 @@ impl Replicate for Handle {
     }
 
     fn serving(&self) -> Result<()> {
-        if self.0.may_serve() {
+        let sh = self.shared()?;
+        if sh.may_serve() {
             return Ok(());
         }
-        let st = self.0.status();
-        let me = self.0.name(self.0.id);
+        let st = sh.status();
+        let me = sh.name(sh.id);
         let message = match st.leader {
-            Some(l) if l == self.0.id => format!(
+            Some(l) if l == sh.id => format!(
                 "node {me} leads replica group {} but cannot serve yet: it is recovering \
                  earlier leaders' entries or has not heard from a majority; retry shortly",
-                self.0.group
+                sh.group
             ),
             Some(l) => format!(
                 "node {me} is a follower in replica group {} and does not serve transactions; \
                  the leader is {}",
-                self.0.group,
-                self.0.name(l)
+                sh.group,
+                sh.name(l)
             ),
             None => format!(
                 "node {me} does not serve transactions: replica group {} has no leader right \
                  now (an election may be running); retry shortly",
-                self.0.group
+                sh.group
             ),
         };
         Err(Error::new(ErrorKind::NotServing, message))
     }
 
     fn durability(&self) -> String {
+        let Ok(sh) = self.shared() else {
+            return "replicated (shut down)".into();
+        };
         format!(
             "replicated: a commit is acknowledged once a majority of the {} voting replicas of \
              group {} has it on disk ({}, sync={})",
-            self.0.voters,
-            self.0.group,
-            self.0.consensus.name(),
-            self.0.sync.name()
+            sh.voters,
+            sh.group,
+            sh.consensus.name(),
+            sh.sync.name()
         )
     }
 
     fn status(&self) -> String {
-        let st = self.0.status();
-        let serving = self.0.may_serve();
+        let Ok(sh) = self.shared() else {
+            return "shut down".into();
+        };
+        let st = sh.status();
+        let serving = sh.may_serve();
         let role = if serving {
             "leader"
-        } else if st.leader == Some(self.0.id) {
+        } else if st.leader == Some(sh.id) {
             "leader (not serving)"
         } else if st.leader.is_some() {
             "follower"
         } else {
             "no leader"
         };
-        let leader = st
-            .leader
-            .map_or_else(|| "unknown".into(), |l| self.0.name(l));
+        let leader = st.leader.map_or_else(|| "unknown".into(), |l| sh.name(l));
         // Per stream, the last slot chosen and the last checkpointed.
         let per_stream = |f: &dyn Fn(usize, &StreamShared) -> u64| {
-            let v: Vec<String> = self
-                .0
+            let v: Vec<String> = sh
                 .streams
                 .iter()
                 .enumerate()
@@ -350,15 +378,15 @@ impl Replicate for Handle {
             v.join(",")
         };
         let chosen = per_stream(&|_, s| s.status.lock().unwrap_or_else(|p| p.into_inner()).chosen);
-        let checkpointed = per_stream(&|k, _| self.0.persist.checkpointed_slot_of(k));
+        let checkpointed = per_stream(&|k, _| sh.persist.checkpointed_slot_of(k));
         format!(
             "group={} node={} role={role} leader={leader} epoch={} chosen={chosen} checkpointed={checkpointed} replicas={} consensus={} streams={}",
-            self.0.group,
-            self.0.name(self.0.id),
+            sh.group,
+            sh.name(sh.id),
             st.ballot.epoch,
-            self.0.members.len(),
-            self.0.consensus.name(),
-            self.0.streams.len(),
+            sh.members.len(),
+            sh.consensus.name(),
+            sh.streams.len(),
         )
     }
 }
@@ -575,10 +603,11 @@ impl NodeMachine {
                 Ok(close) => StreamValue::Close(close),
                 Err(e) => return self.failed(&e.message),
             };
-            let Some(proposers) = shared.proposers.get() else {
-                return;
+            let proposed = match shared.proposers().first() {
+                Some(p) => p.propose(close.encode(), close).is_ok(),
+                None => return,
             };
-            if proposers[0].propose(close.encode(), close).is_ok() {
+            if proposed {
                 tracing::info!(
                     epoch = mine.1,
                     "leading: closing earlier leaders' entries before serving"

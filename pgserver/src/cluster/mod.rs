@@ -419,7 +419,7 @@ impl Node {
             opts.election,
             persist.clone(),
         ));
-        persist.start_replication(Arc::new(Handle(shared.clone())))?;
+        persist.start_replication(Arc::new(Handle(Arc::downgrade(&shared))))?;
         let db = Db::logged(shards, persist.clone(), recovered.last_txn);
         Ok(Node {
             opts,
@@ -435,9 +435,11 @@ impl Node {
 
     /// Where the transport delivers this node's messages.
     pub fn deliver(&self) -> Deliver {
-        let shared = self.shared.clone();
+        // Weak: a transport outliving the node must not keep its data
+        // directory open.
+        let shared = Arc::downgrade(&self.shared);
         Arc::new(move |from, msg| {
-            if let Some(d) = shared.deliver.get() {
+            if let Some(d) = shared.upgrade().as_ref().and_then(|s| s.deliver.get()) {
                 d(from, msg);
             }
         })
@@ -531,7 +533,7 @@ impl Node {
                 d(from, msg);
             }
         }));
-        let _ = self.shared.proposers.set(proposers);
+        *self.shared.proposers() = proposers;
         if self.opts.consensus == Consensus::Raft && self.shared.streams.len() > 1 {
             // openraft calls the machine only on changes: the check for a
             // stream left without a leader runs on a timer.
@@ -582,6 +584,7 @@ impl Node {
         for r in std::mem::take(&mut self.raft) {
             r.stop();
         }
+        self.shared.proposers().clear();
         self.shared.applier.close();
         self.persist.close();
     }
