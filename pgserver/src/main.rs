@@ -182,7 +182,9 @@ enum SltFormat {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("MAKO_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            // openraft narrates every vote and append at info.
+            EnvFilter::try_from_env("MAKO_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
