@@ -40,6 +40,9 @@ pub(super) struct Replay {
     /// Closes delivered but not processed: they wait for every stream to
     /// deliver the slots below their `through`.
     closes: VecDeque<Delivered<Close>>,
+    /// The last close processed: every entry after it (in its stream, at
+    /// or beyond its `through`) has a clock value above its `clock_max`.
+    last_close: Option<Close>,
 }
 
 /// One shard's replay.
@@ -124,6 +127,7 @@ impl Replay {
                 })
                 .collect(),
             closes: VecDeque::new(),
+            last_close: None,
         }
     }
 
@@ -200,6 +204,19 @@ impl Replay {
                     }
                     let sh = &self.shards[e.shard];
                     let c = e.clock();
+                    // A later leader's entry below the last close's
+                    // clock_max would be skipped as applied: refused
+                    // loudly instead (a bug, never expected).
+                    if let Some(last) = &self.last_close
+                        && slot >= last.through.get(stream).copied().unwrap_or(0)
+                        && c <= last.clock_max[e.shard]
+                    {
+                        return Err(corrupt(format!(
+                            "slot {slot} of stream {stream} holds clock value {c} of shard {}, \
+                             which a close (at or below {}) gave up",
+                            e.shard, last.clock_max[e.shard]
+                        )));
+                    }
                     let again = !batch_clocks.insert((e.shard, c));
                     if c > sh.done && (again || c <= sh.accounted || sh.seen.contains(&c)) {
                         let before = match sh.waiting.get(&c) {
@@ -317,6 +334,7 @@ impl Replay {
             self.process_close(&close.item, &mut ready);
             self.streams[close.stream].finish(close.slot);
             ready.closed.push((close.item.leader, close.item.epoch));
+            self.last_close = Some(close.item);
         }
         let vw = self.watermark();
         for (s, sh) in self.shards.iter_mut().enumerate() {
@@ -458,6 +476,26 @@ mod tests {
             .deliver(1, 3, batch(vec![entry(5, 0, &[3, 2], "e")]), false)
             .unwrap();
         assert_eq!(applied(&out), vec![vec![5], vec![]]);
+    }
+
+    #[test]
+    fn an_entry_after_a_close_below_its_clock_max_is_refused() {
+        let mut r = Replay::new(&[0], &[1]);
+        r.deliver(0, 1, batch(vec![entry(1, 0, &[1], "a")]), false)
+            .unwrap();
+        let close = r.close(1, 2, vec![2], &[5]);
+        assert_eq!(close.clock_max, vec![5]);
+        r.deliver(0, 2, Some(StreamValue::Close(close)), true)
+            .unwrap();
+        let err = r
+            .deliver(0, 3, batch(vec![entry(2, 0, &[4], "b")]), false)
+            .err()
+            .expect("refused");
+        assert!(err.message.contains("gave up"), "{}", err.message);
+        let out = r
+            .deliver(0, 3, batch(vec![entry(3, 0, &[6], "c")]), false)
+            .unwrap();
+        assert_eq!(applied(&out), vec![vec![3]]);
     }
 
     #[test]
