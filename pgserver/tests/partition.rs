@@ -277,10 +277,15 @@ fn returning_follower(setup: (Consensus, usize)) {
     std::thread::sleep(Duration::from_millis(300)); // the appliers
     close_keeping(nodes, runtime);
     drop(net);
-    // openraft's tasks keep its data directories open in this process a
-    // while longer; the end-to-end tests compare raft replicas instead.
-    if setup.0 == Consensus::Paxos {
-        let dumps: Vec<_> = dirs.iter().map(|d| common::dump(d, "g", setup.1)).collect();
+    let group = match setup.0 {
+        Consensus::Paxos => "g",
+        Consensus::Raft => "g (raft)",
+    };
+    {
+        let dumps: Vec<_> = dirs
+            .iter()
+            .map(|d| common::dump(d, group, setup.1))
+            .collect();
         assert!(dumps[0].len() > 20);
         assert!(dumps.iter().all(|d| d == &dumps[0]), "the replicas differ");
         let keys: std::collections::HashSet<&[u8]> =

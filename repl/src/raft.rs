@@ -1022,9 +1022,14 @@ impl<T: Send + 'static> RaftStream<T> {
 
     /// Where the transport delivers messages for this stream.
     pub fn deliver(self: &Arc<Self>) -> Deliver {
-        let me = self.clone();
+        // Weak: whoever holds the transport's callbacks must not keep the
+        // stream (and its machine) alive once the node has closed.
+        let me = Arc::downgrade(self);
         Arc::new(move |from, msg| {
             let Message::Raft(bytes) = msg else {
+                return;
+            };
+            let Some(me) = me.upgrade() else {
                 return;
             };
             let Ok(rpc) = postcard::from_bytes::<Rpc>(&bytes) else {
