@@ -268,7 +268,7 @@ impl Replay {
                 }
             }
             Some(StreamValue::Close(close)) => {
-                if close.fvw.len() != shards {
+                if close.fvw.len() != shards || close.clock_max.len() != shards {
                     return Err(corrupt(format!(
                         "the close chosen for slot {slot} has clocks of {} shards on a node \
                          with {shards}",

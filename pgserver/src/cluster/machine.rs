@@ -95,9 +95,9 @@ pub(super) struct StreamShared {
     /// Its replica leads, has recovered every earlier slot and hears a
     /// majority.
     ready: AtomicBool,
-    /// Since when it has had a leader other than stream 0's, or none
-    /// (see `Shared::roles`).
-    leaderless_since: Mutex<Option<std::time::Instant>>,
+    /// Since when it has had a leader other than stream 0's, or none,
+    /// and which (see `Shared::roles`).
+    leaderless_since: Mutex<Option<(std::time::Instant, Option<NodeId>)>>,
     /// The roles last set: (candidacy, heartbeat).
     roles: Mutex<Option<(bool, bool)>>,
 }
@@ -210,14 +210,17 @@ impl Shared {
             // A raft follower goes on naming a dead leader until it sees
             // a later term: "no leader" is a leader other than stream 0's.
             let stalled = {
+                // The clock starts over when the stream's leader changes:
+                // after a handover by another node, only the stream-0
+                // leader stands in the next round.
                 let mut since = s.leaderless_since.lock().unwrap_or_else(|p| p.into_inner());
-                match (leader == Some(leader0), *since) {
-                    (true, _) => *since = None,
-                    (false, None) => *since = Some(std::time::Instant::now()),
-                    (false, Some(_)) => {}
+                match *since {
+                    _ if leader == Some(leader0) => *since = None,
+                    Some((_, seen)) if seen == leader => {}
+                    _ => *since = Some((std::time::Instant::now(), leader)),
                 }
                 self.consensus == Consensus::Raft
-                    && since.is_some_and(|t| t.elapsed() > stalled_after)
+                    && since.is_some_and(|(t, _)| t.elapsed() > stalled_after)
             };
             let want = (leads0 || stalled, leads0 || leader != me);
             let mut last = s.roles.lock().unwrap_or_else(|p| p.into_inner());

@@ -520,6 +520,9 @@ impl Node {
                 self.streams.push(stream);
             }
         }
+        // Proposers first: a stream that elects as soon as messages flow
+        // finds them (to let the other streams stand).
+        *self.shared.proposers() = proposers;
         let me = self.opts.id;
         let _ = self.shared.deliver.set(Arc::new(move |from, msg| {
             if from == me {
@@ -533,16 +536,20 @@ impl Node {
                 d(from, msg);
             }
         }));
-        *self.shared.proposers() = proposers;
+        self.shared.roles();
         if self.opts.consensus == Consensus::Raft && self.shared.streams.len() > 1 {
             // openraft calls the machine only on changes: the check for a
-            // stream left without a leader runs on a timer.
-            let shared = self.shared.clone();
+            // stream left without a leader runs on a timer (holding the
+            // node weakly, so that a closed node goes away).
+            let shared = Arc::downgrade(&self.shared);
             let every = self.opts.election / 2;
             runtime.spawn(async move {
-                while !shared.closing.load(Ordering::Acquire) {
+                loop {
                     tokio::time::sleep(every).await;
-                    shared.roles();
+                    match shared.upgrade() {
+                        Some(s) if !s.closing.load(Ordering::Acquire) => s.roles(),
+                        _ => return,
+                    }
                 }
             });
         }
