@@ -13,19 +13,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use benches::TempDir;
+use benches::{TempDir, env_usize};
 use kv::VectorClock;
 use kv::log::{LogEntry, StreamValue};
 use kv::persist::{Options, SyncMode};
 
 const SHARDS: usize = 4;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The batches a leader would have replicated: per shard, clock values in
 /// order.

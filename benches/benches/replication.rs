@@ -29,19 +29,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use benches::{TempDir, bench_duration, writes};
+use benches::{TempDir, bench_duration, env_usize, writes};
 use kv::persist::SyncMode;
 use pgserver::cluster::{Consensus, Node, NodeOptions};
 use repl::net::Local;
 
 const SHARDS: usize = 4;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A replica group of `n` in-process nodes, each in its own datacenter,
 /// `latency` apart (one way). Node 1 leads.

@@ -13,6 +13,14 @@ use txn::{Db, Placement};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The number in environment variable `name`, or `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// How long each measured configuration runs (`BENCH_SECS`, default 3).
 pub fn bench_duration() -> Duration {
     let secs = std::env::var("BENCH_SECS")
