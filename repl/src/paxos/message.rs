@@ -1,0 +1,141 @@
+//! The values and messages replicas exchange (the wire vocabulary of the
+//! Multi-Paxos core in [`super`]).
+
+use serde::{Deserialize, Serialize};
+
+use super::bytes;
+
+/// A replica's identity.
+pub type NodeId = u32;
+
+/// A position in the replicated log; the first is 1.
+pub type Slot = u64;
+
+/// A leadership: ordered by epoch, then node (so two candidates of one
+/// epoch are still ordered).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Ballot {
+    /// The epoch the leadership starts.
+    pub epoch: u64,
+    /// The leader.
+    pub node: NodeId,
+}
+
+/// What a slot holds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Value {
+    /// A hole filled by a new leader: applying it does nothing.
+    Noop,
+    /// A batch proposed by a leader.
+    Batch {
+        /// The leadership that proposed it.
+        origin: Ballot,
+        /// It is that leadership's first batch. Every other batch of a
+        /// leadership follows the previous one in the next slot, and may
+        /// depend on it (its transactions may have read from the
+        /// previous batch's).
+        first: bool,
+        /// The batch (opaque here).
+        #[serde(with = "bytes")]
+        data: Vec<u8>,
+    },
+}
+
+impl Value {
+    /// The leadership that proposed it (none for a no-op).
+    pub fn origin(&self) -> Option<Ballot> {
+        match self {
+            Value::Noop => None,
+            Value::Batch { origin, .. } => Some(*origin),
+        }
+    }
+
+    /// The batch's bytes (none for a no-op).
+    pub fn data(&self) -> Option<&[u8]> {
+        match self {
+            Value::Noop => None,
+            Value::Batch { data, .. } => Some(data),
+        }
+    }
+}
+
+/// A protocol message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Phase 1a: promise `ballot`, and report what you accepted from slot
+    /// `from` on.
+    Prepare { ballot: Ballot, from: Slot },
+    /// Phase 1b: the promise, with the accepted entries asked for. Every
+    /// slot below `log_start` is chosen and was forgotten by the sender
+    /// (compacted, or applied before a restart or a snapshot), so the
+    /// report says nothing about those slots.
+    Promise {
+        ballot: Ballot,
+        accepted: Vec<(Slot, Ballot, Value)>,
+        log_start: Slot,
+    },
+    /// The ballot of a Prepare or Accept is below the one promised.
+    Reject { ballot: Ballot, promised: Ballot },
+    /// Phase 2a, batched: accept these entries; every slot below `chosen`
+    /// is chosen. With no entries, a heartbeat. Every replica has applied
+    /// and made durable every slot below `forget`: nobody will need those
+    /// entries again. `sent` is the leader's tick when it sent this
+    /// (echoed back, for the leader's lease).
+    Accept {
+        ballot: Ballot,
+        entries: Vec<(Slot, Value)>,
+        chosen: Slot,
+        forget: Slot,
+        sent: u64,
+    },
+    /// Phase 2b: these slots were accepted (and persisted) in `ballot`;
+    /// and every slot below `durable` is applied and durable at the
+    /// sender, which will never ask for it again (so the leader may
+    /// forget it once every replica says so).
+    Accepted {
+        ballot: Ballot,
+        slots: Vec<Slot>,
+        durable: Slot,
+        echo: u64,
+    },
+    /// A replica missing chosen entries asks for those from `from` on.
+    CatchUp { from: Slot },
+    /// Chosen entries, answering a CatchUp.
+    Chosen { entries: Vec<(Slot, Value)> },
+    /// A message of the openraft stream (`crate::raft`), which shares the
+    /// transports; a Paxos replica ignores it.
+    Raft(#[serde(with = "bytes")] Vec<u8>),
+    /// A part of a snapshot of the applied state at `slot` (every slot
+    /// below it), for a replica that needs entries the sender forgot.
+    /// Carried by the stream driver (`crate::snapshot`); the replica
+    /// itself ignores it.
+    /// The last part also carries the value chosen for the slot before
+    /// `slot` (if the sender knows it), which a new leader looks at.
+    Snapshot {
+        slot: Slot,
+        seq: u64,
+        #[serde(with = "bytes")]
+        data: Vec<u8>,
+        last: bool,
+        before: Option<Value>,
+    },
+    /// Part `seq` of the snapshot at `slot` is stored.
+    SnapshotAck { slot: Slot, seq: u64 },
+    /// A message of stream `stream` of a replica group whose nodes run
+    /// several streams (stream 0's messages go untagged). The node routes
+    /// it; a replica ignores it.
+    Stream { stream: u16, msg: Box<Message> },
+}
+
+/// A message with its sender and receiver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The sender.
+    pub from: NodeId,
+    /// The receiver.
+    pub to: NodeId,
+    /// The message.
+    pub msg: Message,
+}
