@@ -84,8 +84,17 @@ pub struct Config {
     pub id: NodeId,
     /// The replicas that vote (this one included, unless it is a learner).
     pub voters: Vec<NodeId>,
-    /// Replicas that receive every entry but never vote or lead.
+    /// Replicas that receive every entry but never vote (nor lead,
+    /// unless they are `standby`).
     pub learners: Vec<NodeId>,
+    /// This replica, a learner, may lead: it stands for election and
+    /// proposes (phases 1 and 2 with a majority of the voters, none of
+    /// which it is), but never votes. Mako's learner in the leader's
+    /// datacenter, which takes over first when the leader fails, so
+    /// that the leadership stays near the clients. It stands only while
+    /// it has learned everything the last leader it heard said was
+    /// chosen. Ignored for a voter.
+    pub standby: bool,
     /// Ticks without hearing from a leader before standing for election:
     /// a random value between this and twice this, so that candidates
     /// rarely collide.
@@ -118,6 +127,11 @@ impl Config {
 
     fn is_voter(&self) -> bool {
         self.voters.contains(&self.id)
+    }
+
+    /// This replica may lead: a voter, or a standby learner.
+    fn may_lead(&self) -> bool {
+        self.is_voter() || (self.standby && self.learners.contains(&self.id))
     }
 }
 
@@ -199,6 +213,9 @@ pub struct Replica {
     /// Whether this replica stands for election when its timer fires
     /// (see [`Replica::set_candidacy`]).
     candidacy: bool,
+    /// The first unchosen slot the last leader heard from reported (a
+    /// standby learner behind it does not stand).
+    leader_chosen: Slot,
 }
 
 impl Replica {
@@ -244,6 +261,7 @@ impl Replica {
             acked: BTreeMap::new(),
             deferred_prepare: None,
             candidacy: true,
+            leader_chosen: 1,
             cfg,
         };
         r.reset_timeout();
@@ -400,7 +418,8 @@ impl Replica {
                     .is_some_and(|&t| self.now - t <= u64::from(self.cfg.election_ticks))
             })
             .count();
-        recent + 1 >= self.cfg.majority()
+        // A standby learner leading counts only the voters.
+        recent + usize::from(self.cfg.is_voter()) >= self.cfg.majority()
     }
 
     /// As leader: the latest tick such that a majority of voters (this
@@ -528,10 +547,7 @@ impl Replica {
             }
             Role::Follower | Role::Candidate { .. } => {
                 self.idle_ticks += 1;
-                if self.idle_ticks >= self.timeout.max(self.cfg.stick_ticks)
-                    && self.cfg.is_voter()
-                    && self.candidacy
-                {
+                if self.idle_ticks >= self.timeout.max(self.cfg.stick_ticks) && self.may_stand() {
                     self.stand();
                 }
             }
@@ -563,6 +579,7 @@ impl Replica {
             } => {
                 if ballot >= self.promised {
                     self.forget_hint = self.forget_hint.max(forget);
+                    self.leader_chosen = self.leader_chosen.max(chosen);
                 }
                 self.on_accept(from, ballot, entries, chosen, sent)
             }
@@ -583,6 +600,16 @@ impl Replica {
             | Message::SnapshotAck { .. }
             | Message::Stream { .. } => {}
         }
+    }
+
+    /// Whether this replica stands when its election timer fires: a
+    /// voter, or a standby learner that has learned everything the last
+    /// leader said was chosen (one behind leaves it to the voters: it
+    /// would recover the missing slots through phase 2 before serving).
+    fn may_stand(&self) -> bool {
+        self.candidacy
+            && (self.cfg.is_voter()
+                || (self.cfg.may_lead() && self.first_unchosen >= self.leader_chosen))
     }
 
     fn send(&mut self, to: NodeId, msg: Message) {
@@ -627,7 +654,11 @@ impl Replica {
         self.out
             .persist
             .push(Persist::Accepted(slot, ballot, value.clone()));
-        if let Role::Leader { acks, .. } = &mut self.role {
+        // A standby learner's own acceptance counts for nothing: it
+        // keeps the entry only to send it again.
+        if let Role::Leader { acks, .. } = &mut self.role
+            && self.cfg.voters.contains(&self.cfg.id)
+        {
             acks.entry(slot).or_default().insert(self.cfg.id);
         }
         self.check_chosen(slot);
@@ -676,6 +707,9 @@ impl Replica {
         let from = self.first_unchosen;
         let own = self.accepted_from(from);
         let mut promises = BTreeMap::new();
+        // A standby learner's own report is no promise (it is no
+        // acceptor: see `maybe_lead`), but what it accepted is still
+        // taken over.
         promises.insert(self.cfg.id, (own, self.log_start));
         self.role = Role::Candidate { promises };
         for n in self.cfg.voters.clone() {
@@ -772,7 +806,19 @@ impl Replica {
         let Role::Candidate { promises } = &self.role else {
             return;
         };
-        if promises.len() < self.cfg.majority() {
+        // Only voters' promises count. A standby learner's own report
+        // adds values to take over, which is safe: each is what the
+        // leader of its ballot proposed, so a value chosen in an earlier
+        // ballot is still the one with the highest ballot (the majority
+        // reports it, or a later ballot's, which proposed the same). And
+        // it keeps what the learner itself proposed while it led (which
+        // it has in memory, and later proposals may depend on), as a
+        // voter's own promise does.
+        let voted = promises
+            .keys()
+            .filter(|n| self.cfg.voters.contains(n))
+            .count();
+        if voted < self.cfg.majority() {
             return;
         }
         // A promiser that forgot slots this candidate has not learned

@@ -95,6 +95,8 @@ struct Sim {
     snapshots: Vec<SnapshotInFlight>,
     /// Snapshots installed so far.
     installed: u64,
+    /// Steps at which a learner led, ready to serve.
+    learner_led: u64,
     /// Pairs that cannot talk (both directions).
     cut: BTreeSet<(NodeId, NodeId)>,
     /// Faults on: loss, duplication, partitions, crashes.
@@ -118,7 +120,8 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(seed: u64, voters: u32, learners: u32) -> Sim {
+    /// A group of `voters` and `learners`; `standby` learners may lead.
+    fn new(seed: u64, voters: u32, learners: u32, standby: bool) -> Sim {
         let all = voters + learners;
         // A quarter of the runs keep everything a laggard needs; the
         // others forget soon and send snapshots.
@@ -128,6 +131,7 @@ impl Sim {
                 id,
                 voters: (0..voters).collect(),
                 learners: (voters..all).collect(),
+                standby,
                 election_ticks: 10,
                 heartbeat_ticks: 3,
                 max_batch: 16,
@@ -149,6 +153,7 @@ impl Sim {
             net: Vec::new(),
             snapshots: Vec::new(),
             installed: 0,
+            learner_led: 0,
             cut: BTreeSet::new(),
             faults: true,
             proposing: true,
@@ -366,6 +371,10 @@ impl Sim {
                 node.tick();
                 self.drain(i);
             }
+        }
+        let voters = self.configs[0].voters.len();
+        if (voters..self.n()).any(|i| self.may_propose(i)) {
+            self.learner_led += 1;
         }
         // Clients propose at whoever leads.
         if self.proposing && self.rng.chance(40) {
@@ -607,14 +616,15 @@ impl Sim {
     }
 }
 
-/// Runs one seed; returns how many snapshots were installed.
-fn run(seed: u64, voters: u32, learners: u32, steps: u32) -> u64 {
-    let mut sim = Sim::new(seed, voters, learners);
+/// Runs one seed; returns how many snapshots were installed, and at how
+/// many steps a learner led.
+fn run(seed: u64, voters: u32, learners: u32, standby: bool, steps: u32) -> (u64, u64) {
+    let mut sim = Sim::new(seed, voters, learners, standby);
     for _ in 0..steps {
         sim.step();
     }
     sim.heal();
-    sim.installed
+    (sim.installed, sim.learner_led)
 }
 
 fn seeds() -> Vec<u64> {
@@ -628,39 +638,57 @@ fn seeds() -> Vec<u64> {
     (1..=n).collect()
 }
 
-fn run_all(voters: u32, learners: u32, steps: u32) {
+fn run_all(voters: u32, learners: u32, standby: bool, steps: u32) {
     let seeds = seeds();
-    let mut installed = 0;
+    let (mut installed, mut learner_led) = (0, 0);
     for &seed in &seeds {
-        let result = std::panic::catch_unwind(|| run(seed, voters, learners, steps));
+        let result = std::panic::catch_unwind(|| run(seed, voters, learners, standby, steps));
         match result {
-            Ok(n) => installed += n,
+            Ok((n, l)) => {
+                installed += n;
+                learner_led += l;
+            }
             Err(e) => {
-                eprintln!("failing seed: SIM_SEED={seed} ({voters} voters, {learners} learners)");
+                eprintln!(
+                    "failing seed: SIM_SEED={seed} ({voters} voters, {learners} learners, standby: {standby})"
+                );
                 std::panic::resume_unwind(e);
             }
         }
     }
-    // The snapshot path must be exercised, not merely present.
+    // The snapshot path (and a standby learner's leadership) must be
+    // exercised, not merely present.
     if seeds.len() >= 20 {
         assert!(installed > 0, "no run installed a snapshot");
+        assert!(!standby || learner_led > 0, "no standby learner ever led");
+        if !standby {
+            assert_eq!(learner_led, 0, "a learner led without being standby");
+        }
     }
-    eprintln!("{} seeds, {installed} snapshots installed", seeds.len());
+    eprintln!(
+        "{} seeds, {installed} snapshots installed, a learner led at {learner_led} steps",
+        seeds.len()
+    );
 }
 
 #[test]
 fn three_voters_agree_and_converge_under_faults() {
-    run_all(3, 0, 400);
+    run_all(3, 0, false, 400);
 }
 
 #[test]
 fn five_voters_and_a_learner_agree_and_converge_under_faults() {
-    run_all(5, 1, 300);
+    run_all(5, 1, false, 300);
+}
+
+#[test]
+fn three_voters_and_a_standby_learner_agree_and_converge_under_faults() {
+    run_all(3, 1, true, 300);
 }
 
 #[test]
 fn a_single_replica_chooses_at_once() {
-    let mut sim = Sim::new(7, 1, 0);
+    let mut sim = Sim::new(7, 1, 0, false);
     sim.faults = false;
     for _ in 0..100 {
         sim.step();

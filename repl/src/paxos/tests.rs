@@ -8,6 +8,7 @@ fn config(id: NodeId, election_ticks: u32) -> Config {
         id,
         voters: vec![1, 2, 3],
         learners: vec![],
+        standby: false,
         election_ticks,
         heartbeat_ticks: (election_ticks / 2).max(1),
         max_batch: 8,
@@ -198,4 +199,127 @@ fn two_values_chosen_for_a_slot_are_a_reported_conflict_not_a_panic() {
         },
     );
     assert!(r.ready().conflict.is_some());
+}
+
+/// Learner 4 of voters 1, 2 and 3, standby or not, that has followed
+/// leader 1 through an Accept of slot 1 (not chosen yet) which said that
+/// everything below `chosen` is chosen.
+fn learner_following_one(standby: bool, chosen: Slot) -> (Replica, Ballot, Value) {
+    let cfg = Config {
+        id: 4,
+        learners: vec![4],
+        standby,
+        ..config(4, 4)
+    };
+    let mut r = Replica::new(cfg, HardState::default());
+    let old = Ballot { epoch: 1, node: 1 };
+    let value = Value::Batch {
+        origin: old,
+        first: true,
+        data: vec![7],
+    };
+    r.step(
+        1,
+        Message::Accept {
+            ballot: old,
+            entries: vec![(1, value.clone())],
+            chosen,
+            forget: 1,
+            sent: 0,
+        },
+    );
+    let _ = r.ready();
+    (r, old, value)
+}
+
+#[test]
+fn a_standby_learner_leads_with_a_majority_of_the_voters_without_voting() {
+    let (mut r, old, value) = learner_following_one(true, 1);
+    // Leader 1 falls silent: the learner stands, asking the voters only.
+    for _ in 0..16 {
+        if r.is_candidate() {
+            break;
+        }
+        r.tick();
+    }
+    assert!(r.is_candidate());
+    let ballot = r.ballot();
+    assert_eq!(ballot, Ballot { epoch: 2, node: 4 });
+    let prepared: BTreeSet<NodeId> = (r.ready().messages.iter())
+        .filter(|e| matches!(e.msg, Message::Prepare { .. }))
+        .map(|e| e.to)
+        .collect();
+    assert_eq!(prepared, BTreeSet::from([1, 2, 3]));
+    // Its own acceptance of slot 1 is not a promise: one voter is not a
+    // majority.
+    r.step(
+        2,
+        Message::Promise {
+            ballot,
+            accepted: vec![(1, old, value.clone())],
+            log_start: 1,
+        },
+    );
+    assert!(!r.is_leader());
+    r.step(
+        3,
+        Message::Promise {
+            ballot,
+            accepted: vec![],
+            log_start: 1,
+        },
+    );
+    assert!(r.is_leader());
+    // It proposes slot 1's value again in its ballot; its own
+    // acceptance counts for nothing, so one voter's does not choose it.
+    let ready = r.ready();
+    assert!(ready.messages.iter().any(|e| matches!(
+        &e.msg,
+        Message::Accept { ballot: b, entries, .. } if *b == ballot && entries == &vec![(1, value.clone())]
+    )));
+    let ack = |slots| Message::Accepted {
+        ballot,
+        slots,
+        durable: 1,
+        echo: 0,
+    };
+    r.step(2, ack(vec![1]));
+    assert!(r.ready().chosen.is_empty());
+    assert!(!r.ready_to_serve());
+    r.step(3, ack(vec![1]));
+    assert_eq!(r.ready().chosen, vec![(1, value)]);
+    assert!(r.ready_to_serve());
+    // Its lease needs a majority of the voters too.
+    assert_eq!(r.quorum_acked_tick(), Some(0));
+    // It answers no candidate: it never votes.
+    r.step(
+        2,
+        Message::Prepare {
+            ballot: Ballot { epoch: 9, node: 2 },
+            from: 1,
+        },
+    );
+    assert!(r.ready().messages.is_empty());
+}
+
+#[test]
+fn a_learner_stands_only_if_standby_and_up_to_date() {
+    // Slot 1 is accepted; a leader saying that slots below 3 are chosen
+    // leaves the learner without slot 2.
+    for (standby, chosen, stands) in [
+        (false, 2, false),
+        (true, 3, false),
+        (true, 2, true),
+        (true, 1, true),
+    ] {
+        let (mut r, ..) = learner_following_one(standby, chosen);
+        for _ in 0..16 {
+            r.tick();
+        }
+        assert_eq!(
+            r.is_candidate(),
+            stands,
+            "standby {standby}, leader's first unchosen slot {chosen}"
+        );
+    }
 }
