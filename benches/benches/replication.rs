@@ -68,6 +68,7 @@ impl Group {
                 id,
                 voters: ids.clone(),
                 learners: Vec::new(),
+                standby: false,
                 members: members.clone(),
                 data_dir: dir.0.clone(),
                 shards: SHARDS,

@@ -9,7 +9,8 @@
 //! - after healing, nothing acknowledged is missing on the new leader.
 //!
 //! And a learner receives everything, through a change of leader, and
-//! never leads or serves.
+//! never leads or serves, unless it is a standby learner (Paxos), which
+//! takes over first when the leader is lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,13 +62,15 @@ fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 /// Three in-process voters over `net` (n1 is preferred), and `learners`
-/// more (n4 on), running `streams` streams. Returns the nodes, each
-/// node's deposed flag and the data directories.
+/// more (n4 on, standby learners if `standby`, which then stand before
+/// n2 and n3), running `streams` streams. Returns the nodes, each node's
+/// deposed flag and the data directories.
 fn group(
     (consensus, streams): (Consensus, usize),
     runtime: &tokio::runtime::Runtime,
     net: &Local,
     learners: u32,
+    standby: bool,
 ) -> (Vec<Node>, Vec<Arc<AtomicBool>>, Vec<std::path::PathBuf>) {
     let voters = [1u32, 2, 3];
     let learner_ids: Vec<u32> = (4..4 + learners).collect();
@@ -91,12 +94,18 @@ fn group(
             id,
             voters: voters.to_vec(),
             learners: learner_ids.clone(),
+            standby: standby && id >= 4,
             members: members.clone(),
             data_dir: dir.clone(),
             shards: 1,
             sync: SyncMode::Group,
             heartbeat,
-            election: if id == 1 { election } else { election * 2 },
+            election: match id {
+                1 => election,
+                4.. if standby => election,
+                _ if standby => election * 3,
+                _ => election * 2,
+            },
             consensus,
             retain_slots: 10_000,
             batching: Default::default(),
@@ -150,7 +159,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn partitioned_leader(setup: (Consensus, usize)) {
     let (runtime, net) = (runtime(), Local::new());
-    let (nodes, deposed, dirs) = group(setup, &runtime, &net, 0);
+    let (nodes, deposed, dirs) = group(setup, &runtime, &net, 0, false);
     // Commits go to the streams in turn.
     for i in 0..6 {
         put(&nodes[0].db, &format!("b{i}"), "0").expect("a commit before the cut");
@@ -228,7 +237,7 @@ fn partitioned_leader(setup: (Consensus, usize)) {
 /// follower catches up.
 fn returning_follower(setup: (Consensus, usize)) {
     let (runtime, net) = (runtime(), Local::new());
-    let (nodes, deposed, dirs) = group(setup, &runtime, &net, 0);
+    let (nodes, deposed, dirs) = group(setup, &runtime, &net, 0, false);
     put(&nodes[0].db, "a", "1").expect("commit");
     net.cut(1, 3);
     net.cut(2, 3);
@@ -345,7 +354,7 @@ fn a_partitioned_leader_of_three_raft_streams_is_replaced_and_gives_up() {
 /// follower).
 fn learner(setup: (Consensus, usize)) {
     let (runtime, net) = (runtime(), Local::new());
-    let (nodes, _deposed, dirs) = group(setup, &runtime, &net, 1);
+    let (nodes, _deposed, dirs) = group(setup, &runtime, &net, 1, false);
     for i in 0..10 {
         put(&nodes[0].db, &format!("k{i}"), "v").expect("commit");
     }
@@ -393,4 +402,59 @@ fn a_learner_of_three_paxos_streams_receives_everything_and_never_leads() {
 #[test]
 fn a_raft_learner_receives_everything_and_never_leads() {
     learner((Consensus::Raft, 1));
+}
+
+/// A standby learner (in the leader's datacenter) takes over first when
+/// the leader is lost, with a majority of the voters, none of which it
+/// is: it serves every commit acknowledged before, and the voters follow
+/// it.
+fn standby_learner(streams: usize) {
+    let (runtime, net) = (runtime(), Local::new());
+    let (nodes, _deposed, dirs) = group((Consensus::Paxos, streams), &runtime, &net, 1, true);
+    for i in 0..10 {
+        put(&nodes[0].db, &format!("k{i}"), "v").expect("commit");
+    }
+    let last = nodes[0].persist.last_txn();
+    wait_for("the learner to catch up", Duration::from_secs(20), || {
+        nodes[3].persist.last_txn() >= last
+    });
+    assert!(!nodes[3].serving(), "the learner serves beside the leader");
+    for n in [2, 3, 4] {
+        net.cut(1, n);
+    }
+    wait_for("the learner to serve", Duration::from_secs(20), || {
+        nodes[3].serving()
+    });
+    assert!(!nodes[1].serving() && !nodes[2].serving());
+    for st in nodes[3].statuses() {
+        assert_eq!(st.leader, Some(4), "{st:?}");
+    }
+    for i in 0..10 {
+        assert_eq!(get(&nodes[3].db, &format!("k{i}")).as_deref(), Some("v"));
+    }
+    for i in 0..6 {
+        put(&nodes[3].db, &format!("after{i}"), "1").expect("a commit on the learner");
+    }
+    // The voters apply its close and its commits.
+    let (closed, last) = (nodes[3].persist.last_close(), nodes[3].persist.last_txn());
+    assert_eq!(closed, (4, nodes[3].ballot().epoch));
+    for v in [1, 2] {
+        wait_for(
+            "the voters to follow the learner",
+            Duration::from_secs(20),
+            || nodes[v].persist.last_close() == closed && nodes[v].persist.last_txn() >= last,
+        );
+    }
+    net.heal();
+    close(nodes, runtime, dirs);
+}
+
+#[test]
+fn a_standby_paxos_learner_takes_over_from_a_lost_leader() {
+    standby_learner(1);
+}
+
+#[test]
+fn a_standby_learner_of_three_paxos_streams_takes_over_from_a_lost_leader() {
+    standby_learner(3);
 }

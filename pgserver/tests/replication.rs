@@ -13,6 +13,9 @@
 //!    data directories hold identical rows.
 //!
 //! Followers refuse transactions with SQLSTATE 57P03 naming the leader.
+//!
+//! With a fourth node, a standby learner in the leader's datacenter
+//! (Paxos), the learner takes over when the leader is killed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
@@ -31,7 +34,6 @@ use common::transfer;
 const ACCOUNTS: i64 = 20;
 const INITIAL: i64 = 1_000;
 const CLIENTS: usize = 4;
-const NODES: usize = 3;
 
 struct Node {
     name: String,
@@ -59,15 +61,22 @@ fn free_ports(n: usize) -> Vec<u16> {
 impl Cluster {
     /// Writes the cluster file and starts every node.
     fn new(consensus: &str, extra: &str) -> Cluster {
-        let mut c = Cluster::configured(consensus, extra);
-        for i in 0..NODES {
+        Cluster::with_learner(consensus, extra, false)
+    }
+
+    /// Writes the cluster file, with a learner n4 in the leader's
+    /// datacenter if `learner`, and starts every node.
+    fn with_learner(consensus: &str, extra: &str, learner: bool) -> Cluster {
+        let mut c = Cluster::configured(consensus, extra, learner);
+        for i in 0..c.nodes.len() {
             c.start(i);
         }
         c
     }
 
-    /// Writes the cluster file (with `extra` settings); starts nothing.
-    fn configured(consensus: &str, extra: &str) -> Cluster {
+    /// Writes the cluster file (with `extra` settings, and a learner n4 in
+    /// n1's datacenter if `learner`); starts nothing.
+    fn configured(consensus: &str, extra: &str, learner: bool) -> Cluster {
         let dir = common::temp_data_dir("cluster");
         std::fs::create_dir_all(&dir).unwrap();
         let mut text = format!("consensus = \"{consensus}\"\n{extra}\n");
@@ -79,8 +88,13 @@ impl Cluster {
              [[latency]]\nbetween = [\"b\", \"c\"]\nms = 10\n",
         );
         let mut nodes = Vec::new();
-        let ports = free_ports(6);
-        for (i, dc) in ["a", "b", "c"].iter().enumerate() {
+        let ports = free_ports(8);
+        let dcs: &[&str] = if learner {
+            &["a", "b", "c", "a"]
+        } else {
+            &["a", "b", "c"]
+        };
+        for (i, dc) in dcs.iter().enumerate() {
             let name = format!("n{}", i + 1);
             let port = ports[2 * i];
             text.push_str(&format!(
@@ -95,6 +109,9 @@ impl Cluster {
             });
         }
         text.push_str("[[group]]\nname = \"g1\"\nleader = \"n1\"\nfollowers = [\"n2\", \"n3\"]\n");
+        if learner {
+            text.push_str("learners = [\"n4\"]\n");
+        }
         let config = dir.join("cluster.toml");
         std::fs::write(&config, text).unwrap();
         Cluster { dir, config, nodes }
@@ -197,7 +214,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for i in 0..NODES {
+        for i in 0..self.nodes.len() {
             self.kill(i);
         }
         if !std::thread::panicking() && std::env::var_os("MAKO_TEST_KEEP").is_none() {
@@ -292,8 +309,19 @@ async fn raft_leader_of_three_streams_failover_loses_nothing_acknowledged() {
     failover("raft", 3).await;
 }
 
+/// A standby learner (n4, in n1's datacenter) takes over first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paxos_leader_of_three_streams_fails_over_to_a_standby_learner() {
+    failover_with("paxos", 3, true).await;
+}
+
 async fn failover(consensus: &str, streams: usize) {
-    let mut cluster = Cluster::new(consensus, &format!("streams = {streams}"));
+    failover_with(consensus, streams, false).await;
+}
+
+async fn failover_with(consensus: &str, streams: usize, learner: bool) {
+    let mut cluster = Cluster::with_learner(consensus, &format!("streams = {streams}"), learner);
+    let nodes = cluster.nodes.len();
     let first = cluster
         .leader(Duration::from_secs(30))
         .await
@@ -301,7 +329,7 @@ async fn failover(consensus: &str, streams: usize) {
     let c = connect(cluster.nodes[first].port).await.unwrap();
     create_bank(&c).await;
     // A follower refuses, naming the leader.
-    let follower = (0..NODES).find(|&i| i != first).unwrap();
+    let follower = (0..nodes).find(|&i| i != first).unwrap();
     let f = connect(cluster.nodes[follower].port).await.unwrap();
     let err = f.query("SELECT * FROM accounts", &[]).await.unwrap_err();
     let db = err.as_db_error().expect("a database error");
@@ -366,6 +394,13 @@ async fn failover(consensus: &str, streams: usize) {
         .expect("no new leader after the kill");
     let took = killed_at.elapsed();
     assert_ne!(second, first);
+    if learner {
+        assert_eq!(
+            (first, second),
+            (0, 3),
+            "n4, the standby learner, takes over from n1"
+        );
+    }
     assert!(
         took < Duration::from_secs(5),
         "the new leader took {took:?} to serve"
@@ -427,7 +462,7 @@ async fn converge(cluster: &Cluster, within: Duration) {
             .values()
             .filter_map(|s| s.split(" chosen=").nth(1)?.split(' ').next())
             .collect();
-        if st.len() == NODES && chosen.len() == 1 {
+        if st.len() == cluster.nodes.len() && chosen.len() == 1 {
             return;
         }
         assert!(
@@ -442,7 +477,7 @@ async fn converge(cluster: &Cluster, within: Duration) {
 /// rows.
 fn stop_and_compare(cluster: &mut Cluster, consensus: &str, streams: usize) {
     cluster.stop_all();
-    let dumps: Vec<_> = (0..NODES)
+    let dumps: Vec<_> = (0..cluster.nodes.len())
         .map(|i| {
             let group = match consensus {
                 "raft" => "g1 (raft)",
@@ -496,7 +531,7 @@ async fn follower_catches_up_from_a_snapshot(consensus: &str, streams: usize) {
         .expect("no leader elected");
     let c = connect(cluster.nodes[leader].port).await.unwrap();
     create_bank(&c).await;
-    let lagging = (0..NODES).find(|&i| i != leader).unwrap();
+    let lagging = (0..cluster.nodes.len()).find(|&i| i != leader).unwrap();
     cluster.kill(lagging);
     // Far more slots than are kept, over several checkpoints and
     // compactions (each runs about once a second).
@@ -558,7 +593,7 @@ async fn connect_to_leader(cluster: &Cluster) -> Client {
 /// its own file), a leader is elected, and SIGTERM stops them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_cluster_starts_and_stops_every_node() {
-    let cluster = Cluster::configured("paxos", "");
+    let cluster = Cluster::configured("paxos", "", false);
     let mut sup = Command::new(env!("CARGO_BIN_EXE_mako"))
         .args(["local-cluster", "--config"])
         .arg(&cluster.config)

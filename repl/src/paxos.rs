@@ -91,9 +91,10 @@ pub struct Config {
     /// proposes (phases 1 and 2 with a majority of the voters, none of
     /// which it is), but never votes. Mako's learner in the leader's
     /// datacenter, which takes over first when the leader fails, so
-    /// that the leadership stays near the clients. It stands only while
-    /// it has learned everything the last leader it heard said was
-    /// chosen. Ignored for a voter.
+    /// that the leadership stays near the clients. It stands only once it
+    /// has followed a leader (so a group starting up elects a voter), and
+    /// only while it has learned everything that leader said was chosen.
+    /// Ignored for a voter.
     pub standby: bool,
     /// Ticks without hearing from a leader before standing for election:
     /// a random value between this and twice this, so that candidates
@@ -213,9 +214,9 @@ pub struct Replica {
     /// Whether this replica stands for election when its timer fires
     /// (see [`Replica::set_candidacy`]).
     candidacy: bool,
-    /// The first unchosen slot the last leader heard from reported (a
-    /// standby learner behind it does not stand).
-    leader_chosen: Slot,
+    /// The first unchosen slot the leaders heard from reported, once one
+    /// was heard (a standby learner stands only then, and not behind it).
+    leader_chosen: Option<Slot>,
 }
 
 impl Replica {
@@ -261,7 +262,7 @@ impl Replica {
             acked: BTreeMap::new(),
             deferred_prepare: None,
             candidacy: true,
-            leader_chosen: 1,
+            leader_chosen: None,
             cfg,
         };
         r.reset_timeout();
@@ -579,7 +580,7 @@ impl Replica {
             } => {
                 if ballot >= self.promised {
                     self.forget_hint = self.forget_hint.max(forget);
-                    self.leader_chosen = self.leader_chosen.max(chosen);
+                    self.leader_chosen = self.leader_chosen.max(Some(chosen));
                 }
                 self.on_accept(from, ballot, entries, chosen, sent)
             }
@@ -603,13 +604,14 @@ impl Replica {
     }
 
     /// Whether this replica stands when its election timer fires: a
-    /// voter, or a standby learner that has learned everything the last
-    /// leader said was chosen (one behind leaves it to the voters: it
-    /// would recover the missing slots through phase 2 before serving).
+    /// voter, or a standby learner that has followed a leader and learned
+    /// everything it said was chosen (one behind leaves it to the voters:
+    /// it would recover the missing slots through phase 2 before serving).
     fn may_stand(&self) -> bool {
         self.candidacy
             && (self.cfg.is_voter()
-                || (self.cfg.may_lead() && self.first_unchosen >= self.leader_chosen))
+                || (self.cfg.may_lead()
+                    && self.leader_chosen.is_some_and(|c| self.first_unchosen >= c)))
     }
 
     fn send(&mut self, to: NodeId, msg: Message) {

@@ -34,7 +34,8 @@
 //! name = "g1"
 //! leader = "n1"                # the preferred leader
 //! followers = ["n2", "n3"]
-//! learners = []                # receive everything, never vote
+//! learners = []                # receive everything, never vote; those in
+//!                              # the leader's dc take over first (Paxos)
 //! ```
 
 use std::net::SocketAddr;
@@ -142,7 +143,9 @@ pub struct Group {
     /// The other voting replicas.
     #[serde(default)]
     pub followers: Vec<String>,
-    /// Replicas that receive every entry but never vote or lead.
+    /// Replicas that receive every entry but never vote. With Paxos,
+    /// those in the preferred leader's datacenter are standby learners:
+    /// they take over first when the leader fails (without voting).
     #[serde(default)]
     pub learners: Vec<String>,
 }

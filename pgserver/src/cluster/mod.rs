@@ -79,6 +79,10 @@ pub struct NodeOptions {
     pub voters: Vec<NodeId>,
     /// The learners (ids).
     pub learners: Vec<NodeId>,
+    /// This node, a learner, may lead (Paxos only; see
+    /// [`repl::paxos::Config::standby`]): the learners in the preferred
+    /// leader's datacenter are.
+    pub standby: bool,
     /// Every member's name and PostgreSQL address, by id (for messages
     /// that point clients to the leader).
     pub members: HashMap<NodeId, (String, SocketAddr)>,
@@ -119,8 +123,9 @@ pub struct NodeOptions {
 
 impl NodeOptions {
     /// The options of node `name` of a cluster configuration. The preferred
-    /// leader stands for election first, then the voters in its datacenter,
-    /// then the others.
+    /// leader stands for election first, then (once it has failed) the
+    /// learners in its datacenter, which may lead with Paxos, then the
+    /// voters in its datacenter, then the others.
     pub fn from_config(
         cfg: &ClusterConfig,
         name: &str,
@@ -145,7 +150,11 @@ impl NodeOptions {
         }
         let leader_dc = &cfg.node(&group.leader).expect("checked").dc;
         let base = Duration::from_millis(cfg.election_timeout_ms);
-        let election = if node.name == group.leader {
+        // A learner in the leader's datacenter takes over first: the
+        // leadership stays near the clients. (An openraft learner cannot
+        // stand: it would have to be made a voter first.)
+        let standby = learners.contains(&id) && &node.dc == leader_dc && cfg.consensus != "raft";
+        let election = if node.name == group.leader || standby {
             base / 2
         } else if &node.dc == leader_dc {
             base
@@ -165,6 +174,7 @@ impl NodeOptions {
             id,
             voters,
             learners,
+            standby,
             members,
             data_dir: cfg.data_dir(node),
             shards: usize::from(cfg.shards),
@@ -393,6 +403,7 @@ impl Node {
                 id: opts.id,
                 voters: opts.voters.clone(),
                 learners: opts.learners.clone(),
+                standby: opts.standby,
                 election_ticks: ticks(opts.election),
                 heartbeat_ticks: ticks(opts.heartbeat),
                 max_batch: 64,

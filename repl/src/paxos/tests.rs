@@ -322,4 +322,17 @@ fn a_learner_stands_only_if_standby_and_up_to_date() {
             "standby {standby}, leader's first unchosen slot {chosen}"
         );
     }
+    // One that never followed a leader leaves a group starting up to
+    // the voters.
+    let cfg = Config {
+        id: 4,
+        learners: vec![4],
+        standby: true,
+        ..config(4, 4)
+    };
+    let mut r = Replica::new(cfg, HardState::default());
+    for _ in 0..64 {
+        r.tick();
+    }
+    assert!(!r.is_candidate());
 }
