@@ -22,7 +22,8 @@
 //! 1-replica baseline of that row runs as many streams).
 //!
 //! Run: `cargo bench -p benches --bench replication` (BENCH_SECS seconds
-//! per configuration, default 3).
+//! per configuration, default 3; BENCH_PROTOCOL=paxos or raft runs one
+//! protocol only).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -113,7 +114,12 @@ impl Group {
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while !nodes[0].serving() {
-            assert!(Instant::now() < deadline, "no leader within 30 s");
+            if Instant::now() > deadline {
+                for n in &nodes {
+                    eprintln!("{:?}", n.statuses());
+                }
+                panic!("no leader within 30 s");
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
         Group {
@@ -188,7 +194,11 @@ fn main() {
         (Consensus::Raft, 1),
         (Consensus::Raft, streams),
     ];
+    let only = std::env::var("BENCH_PROTOCOL").ok();
     for setup in setups {
+        if only.as_deref().is_some_and(|p| !setup.0.name().contains(p)) {
+            continue;
+        }
         println!("{}, {} stream(s):", setup.0.name(), setup.1);
         let one = throughput(1, threads, setup);
         println!("  1 replica    {one:>9.0} txn/s");

@@ -425,7 +425,7 @@ fn standby_learner(streams: usize) {
     wait_for("the learner to serve", Duration::from_secs(20), || {
         nodes[3].serving()
     });
-    assert!(!nodes[1].serving() && !nodes[2].serving());
+    assert!(!nodes[0].serving() && !nodes[1].serving() && !nodes[2].serving());
     for st in nodes[3].statuses() {
         assert_eq!(st.leader, Some(4), "{st:?}");
     }

@@ -145,14 +145,32 @@ pub enum NotLeader {
     Unknown,
 }
 
-/// A voter's promise: what it had accepted, and where its log starts.
+/// A promise (or a standby learner's own report): what the replica had
+/// accepted, and where its log starts.
 type Promised = (Vec<(Slot, Ballot, Value)>, Slot);
+
+/// How many times a standby learner stands on its own before it leaves
+/// the election to the voters (until it hears a leader again).
+pub const STANDBY_TRIES: u32 = 3;
+
+/// When a replica stands for election (see [`Replica::set_candidacy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Candidacy {
+    /// On its own: a voter whenever its timer fires; a standby learner
+    /// a few times per leader it followed, while up to date with it.
+    Own,
+    /// Whenever its timer fires (standby learners too, even behind): its
+    /// node leads the first stream.
+    Led,
+    /// Never.
+    Off,
+}
 
 enum Role {
     Follower,
     Candidate {
-        /// Promises so far, by voter: what each had accepted, and where
-        /// its log starts.
+        /// Promises so far, by replica (and a standby learner's own
+        /// report): what each had accepted, and where its log starts.
         promises: BTreeMap<NodeId, Promised>,
     },
     Leader {
@@ -211,12 +229,15 @@ pub struct Replica {
     /// A Prepare that arrived while this replica had just started, to be
     /// answered once `stick_ticks` have passed: (candidate, ballot, from).
     deferred_prepare: Option<(NodeId, Ballot, Slot)>,
-    /// Whether this replica stands for election when its timer fires
-    /// (see [`Replica::set_candidacy`]).
-    candidacy: bool,
+    /// When this replica stands for election.
+    candidacy: Candidacy,
     /// The first unchosen slot the leaders heard from reported, once one
-    /// was heard (a standby learner stands only then, and not behind it).
+    /// was heard (a standby learner stands on its own only then, and not
+    /// behind it).
     leader_chosen: Option<Slot>,
+    /// Times this standby learner stood on its own since it last heard a
+    /// leader.
+    stood: u32,
 }
 
 impl Replica {
@@ -261,8 +282,9 @@ impl Replica {
             heard: BTreeMap::new(),
             acked: BTreeMap::new(),
             deferred_prepare: None,
-            candidacy: true,
+            candidacy: Candidacy::Own,
             leader_chosen: None,
+            stood: 0,
             cfg,
         };
         r.reset_timeout();
@@ -357,12 +379,16 @@ impl Replica {
     }
 
     /// Whether this replica stands for election when its election timer
-    /// fires (the default). A node running several streams of one group
-    /// lets only its first stream stand on its own: the others stand
-    /// while the node leads the first, so that one node leads them all.
-    /// Off, the replica still votes, and stops leading if it did.
+    /// fires. A node running several streams of one group lets only its
+    /// first stream stand on its own (the default, until this is
+    /// called): the others stand while the node leads the first, so that
+    /// one node leads them all. On, a replica stands whenever its timer
+    /// fires, a standby learner too, even behind on this stream (it
+    /// recovers what it lacks through phases 1 and 2 before it serves;
+    /// the voters, without candidacy here, would not stand for it). Off,
+    /// the replica still votes, and stops leading if it did.
     pub fn set_candidacy(&mut self, on: bool) {
-        self.candidacy = on;
+        self.candidacy = if on { Candidacy::Led } else { Candidacy::Off };
         // Turned off, a leader (or candidate) steps down, so that the node
         // now leading the first stream can take this one over.
         if !on && !matches!(self.role, Role::Follower) {
@@ -401,8 +427,8 @@ impl Replica {
         matches!(self.role, Role::Candidate { .. })
     }
 
-    /// A leader that a majority of voters (itself included) answered
-    /// within the election timeout: none of them can have promised
+    /// A leader that a majority of voters (itself included, unless it is
+    /// a standby learner) answered within the election timeout: none of them can have promised
     /// another leader since.
     fn has_lease(&self) -> bool {
         if !self.is_leader() {
@@ -424,7 +450,7 @@ impl Replica {
     }
 
     /// As leader: the latest tick such that a majority of voters (this
-    /// one included) answered Accepts sent at or after it. None when not
+    /// one included, unless it is a standby learner) answered Accepts sent at or after it. None when not
     /// leading, or before a majority answered.
     pub fn quorum_acked_tick(&self) -> Option<u64> {
         if !self.is_leader() {
@@ -548,8 +574,13 @@ impl Replica {
             }
             Role::Follower | Role::Candidate { .. } => {
                 self.idle_ticks += 1;
-                if self.idle_ticks >= self.timeout.max(self.cfg.stick_ticks) && self.may_stand() {
-                    self.stand();
+                if self.idle_ticks >= self.timeout.max(self.cfg.stick_ticks) {
+                    if self.may_stand() {
+                        self.stand();
+                    } else if self.is_candidate() {
+                        // A candidacy that failed, not to be repeated.
+                        self.step_down(None);
+                    }
                 }
             }
         }
@@ -581,6 +612,7 @@ impl Replica {
                 if ballot >= self.promised {
                     self.forget_hint = self.forget_hint.max(forget);
                     self.leader_chosen = self.leader_chosen.max(Some(chosen));
+                    self.stood = 0;
                 }
                 self.on_accept(from, ballot, entries, chosen, sent)
             }
@@ -603,15 +635,26 @@ impl Replica {
         }
     }
 
-    /// Whether this replica stands when its election timer fires: a
-    /// voter, or a standby learner that has followed a leader and learned
-    /// everything it said was chosen (one behind leaves it to the voters:
-    /// it would recover the missing slots through phase 2 before serving).
+    /// Whether this replica stands when its election timer fires (see
+    /// [`Candidacy`]). On its own, a standby learner stands only once it
+    /// has followed a leader, only if it learned everything that leader
+    /// said was chosen (one behind leaves it to the voters: it would
+    /// recover the missing slots through phase 2 before serving), and at
+    /// most [`STANDBY_TRIES`] times until it hears a leader again. A try
+    /// may fail because voters that heard the old leader a little later
+    /// still stick to it; one cut off from a majority of the voters must
+    /// not keep outbidding the voters' own candidates.
     fn may_stand(&self) -> bool {
-        self.candidacy
-            && (self.cfg.is_voter()
-                || (self.cfg.may_lead()
-                    && self.leader_chosen.is_some_and(|c| self.first_unchosen >= c)))
+        match self.candidacy {
+            Candidacy::Off => false,
+            Candidacy::Led => self.cfg.may_lead(),
+            Candidacy::Own => {
+                self.cfg.is_voter()
+                    || (self.cfg.may_lead()
+                        && self.stood < STANDBY_TRIES
+                        && self.leader_chosen.is_some_and(|c| self.first_unchosen >= c))
+            }
+        }
     }
 
     fn send(&mut self, to: NodeId, msg: Message) {
@@ -706,6 +749,9 @@ impl Replica {
         self.promise(ballot);
         self.leader = None;
         self.reset_timeout();
+        if !self.cfg.is_voter() {
+            self.stood += 1;
+        }
         let from = self.first_unchosen;
         let own = self.accepted_from(from);
         let mut promises = BTreeMap::new();

@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use repl::paxos::{Config, Envelope, NodeId, Persist, Replica, Slot, Value};
+use repl::paxos::{Config, Envelope, HardState, NodeId, Persist, Replica, Slot, Value};
 use repl::stream::Record;
 
 /// A small deterministic generator (xorshift64*).
@@ -142,7 +142,7 @@ impl Sim {
             .collect();
         let nodes = configs
             .iter()
-            .map(|c| Some(Replica::restore(c.clone(), Record::load(vec![]), 1)))
+            .map(|c| Some(Self::replica(c, Record::load(vec![]), 1, seed)))
             .collect();
         Sim {
             rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
@@ -166,6 +166,18 @@ impl Sim {
             seed,
             configs,
         }
+    }
+
+    /// A replica of `cfg` restored from `state` at `applied`. In half the
+    /// runs a standby learner stands whenever its timer fires (as on a
+    /// node leading the first stream), even behind, rather than once
+    /// per leader it followed while up to date.
+    fn replica(cfg: &Config, state: HardState, applied: Slot, seed: u64) -> Replica {
+        let mut r = Replica::restore(cfg.clone(), state, applied);
+        if cfg.standby && cfg.learners.contains(&cfg.id) && seed % 2 == 1 {
+            r.set_candidacy(true);
+        }
+        r
     }
 
     fn n(&self) -> usize {
@@ -396,7 +408,7 @@ impl Sim {
     fn restart(&mut self, i: usize) {
         let state = Record::load(self.disks[i].clone());
         let from = self.durable[i];
-        self.nodes[i] = Some(Replica::restore(self.configs[i].clone(), state, from));
+        self.nodes[i] = Some(Self::replica(&self.configs[i], state, from, self.seed));
         self.applied[i].truncate(from as usize - 1);
         self.forget_memory(i);
     }

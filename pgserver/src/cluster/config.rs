@@ -36,6 +36,7 @@
 //! followers = ["n2", "n3"]
 //! learners = []                # receive everything, never vote; those in
 //!                              # the leader's dc take over first (Paxos)
+//! standby_learners = true      # false: learners never lead
 //! ```
 
 use std::net::SocketAddr;
@@ -148,8 +149,15 @@ pub struct Group {
     /// they take over first when the leader fails (without voting).
     #[serde(default)]
     pub learners: Vec<String>,
+    /// Whether learners in the preferred leader's datacenter may lead
+    /// (Paxos only).
+    #[serde(default = "default_true")]
+    pub standby_learners: bool,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_consensus() -> String {
     "paxos".into()
 }
@@ -379,6 +387,43 @@ mod tests {
         assert_eq!(c.latency("b", "a"), Duration::from_millis(25));
         assert_eq!(c.latency("a", "a"), Duration::ZERO);
         assert_eq!(c.consensus, "paxos");
+    }
+
+    /// Learners in the preferred leader's datacenter are standby (they
+    /// may lead, with its short election timeout), with Paxos only, unless
+    /// turned off; the others are not.
+    #[test]
+    fn learners_in_the_leaders_datacenter_are_standby() {
+        let with = |extra: &str, consensus: &str| {
+            let text = format!(
+                "consensus = \"{consensus}\"\n{}",
+                GOOD.replace(
+                    "[[group]]",
+                    "[[node]]\nname = \"n3\"\ndc = \"a\"\nlisten = \"127.0.0.1:5435\"\n\
+                     repl = \"127.0.0.1:6435\"\ndata_dir = \"d/n3\"\n\
+                     [[node]]\nname = \"n4\"\ndc = \"b\"\nlisten = \"127.0.0.1:5436\"\n\
+                     repl = \"127.0.0.1:6436\"\ndata_dir = \"d/n4\"\n[[group]]",
+                )
+                .replace(
+                    "followers = [\"n2\"]",
+                    &format!("followers = [\"n2\"]\nlearners = [\"n3\", \"n4\"]\n{extra}"),
+                )
+            );
+            let c = ClusterConfig::parse(&text).unwrap();
+            ["n1", "n2", "n3", "n4"].map(|n| {
+                let o = crate::cluster::NodeOptions::from_config(&c, n, Box::new(|_| {})).unwrap();
+                (o.standby, o.election.as_millis())
+            })
+        };
+        assert_eq!(
+            with("", "paxos"),
+            [(false, 100), (false, 400), (true, 100), (false, 400)]
+        );
+        assert_eq!(
+            with("standby_learners = false", "paxos").map(|(s, _)| s),
+            [false; 4]
+        );
+        assert_eq!(with("", "raft").map(|(s, _)| s), [false; 4]);
     }
 
     #[test]

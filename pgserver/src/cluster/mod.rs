@@ -153,7 +153,10 @@ impl NodeOptions {
         // A learner in the leader's datacenter takes over first: the
         // leadership stays near the clients. (An openraft learner cannot
         // stand: it would have to be made a voter first.)
-        let standby = learners.contains(&id) && &node.dc == leader_dc && cfg.consensus != "raft";
+        let standby = group.standby_learners
+            && learners.contains(&id)
+            && &node.dc == leader_dc
+            && cfg.consensus != "raft";
         let election = if node.name == group.leader || standby {
             base / 2
         } else if &node.dc == leader_dc {
@@ -415,8 +418,10 @@ impl Node {
             };
             let state = PersistStorage::new(&persist, k).load()?;
             let mut replica = Replica::restore(cfg, state, recovered.applied_slots[k]);
-            // Stream 0 leads the way (see `machine`).
-            replica.set_candidacy(k == 0);
+            // Stream 0 leads the way (see `machine`); it stands on its own.
+            if k > 0 {
+                replica.set_candidacy(false);
+            }
             replicas.push(replica);
         }
         let shared = Arc::new(Shared::new(
