@@ -80,10 +80,13 @@ impl Group {
                     Consensus::Paxos => Duration::from_millis(20),
                     Consensus::Raft => latency * 2 + Duration::from_millis(100),
                 },
+                // Every replica first waits out the lease (2 s, below),
+                // so the others wait far longer: a follower whose timer
+                // fired on node 1's tick would win the tie (higher id).
                 election: if id == 1 {
                     Duration::from_millis(300) + latency * 4
                 } else {
-                    Duration::from_secs(2)
+                    Duration::from_secs(10)
                 },
                 consensus,
                 retain_slots: 10_000,
