@@ -445,6 +445,26 @@ impl<T> Driver<T> {
         for env in ready.early {
             self.transport.send(env);
         }
+        // A leader's Accepts go out before its own records are durable, so
+        // that its disk write overlaps the followers' (and the round
+        // trip). That is safe: its own acceptance of an entry counts
+        // toward choosing it only together with answers to these Accepts,
+        // which this thread handles after this write is done, and a
+        // follower's acceptance needs nothing of the leader's disk. Not
+        // when the leader is a majority alone: it would announce entries
+        // chosen that are not durable anywhere yet.
+        let messages = if self.replica.voters().len() > 1 {
+            let (accepts, rest): (Vec<Envelope>, Vec<Envelope>) = ready
+                .messages
+                .into_iter()
+                .partition(|e| matches!(e.msg, Message::Accept { .. }));
+            for env in accepts {
+                self.transport.send(env);
+            }
+            rest
+        } else {
+            ready.messages
+        };
         if !records.is_empty()
             && let Err(e) = self.storage.persist(&records)
         {
@@ -454,7 +474,7 @@ impl<T> Driver<T> {
             self.machine.failed(&e);
             return false;
         }
-        for env in ready.messages {
+        for env in messages {
             self.transport.send(env);
         }
         for (peer, slot) in ready.snapshot_needed {
