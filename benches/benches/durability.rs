@@ -31,10 +31,7 @@ use txn::Db;
 const SHARDS: usize = 4;
 
 fn threads() -> usize {
-    std::env::var("BENCH_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(32)
+    benches::env_usize("BENCH_THREADS", 32)
 }
 
 /// Opens a fresh directory with `sync`, loads the accounts, runs the

@@ -21,6 +21,16 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A comma-separated list of numbers from the environment (`32,128`),
+/// or `default` when unset or unreadable.
+pub fn env_usizes(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.split(',').map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
 /// How long each measured configuration runs (`BENCH_SECS`, default 3).
 pub fn bench_duration() -> Duration {
     let secs = std::env::var("BENCH_SECS")
