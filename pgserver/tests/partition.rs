@@ -239,6 +239,8 @@ fn returning_follower(setup: (Consensus, usize)) {
     let (runtime, net) = (runtime(), Local::new());
     let (nodes, deposed, dirs) = group(setup, &runtime, &net, 0, false);
     put(&nodes[0].db, "a", "1").expect("commit");
+    let (close, epoch) = (nodes[0].persist.last_close(), nodes[0].ballot().epoch);
+    assert_eq!(close, (1, epoch));
     net.cut(1, 3);
     net.cut(2, 3);
     for i in 0..20 {
@@ -271,6 +273,20 @@ fn returning_follower(setup: (Consensus, usize)) {
     put(&nodes[0].db, "b", "2").expect("commit after the heal");
     assert!(nodes[0].serving(), "the leader stopped serving");
     assert!(!deposed[0].load(Ordering::SeqCst), "the leader was deposed");
+    // A Paxos leader stood again for a later ballot (n3 had raised the
+    // promises), and did not close again: a close would cut off its own
+    // batches in flight.
+    if setup.0 == Consensus::Paxos {
+        assert!(
+            nodes[0].ballot().epoch > epoch,
+            "the leader did not stand again"
+        );
+    }
+    assert_eq!(
+        nodes[0].persist.last_close(),
+        close,
+        "the leader closed again after standing again"
+    );
     // Every replica ends with the leader's data.
     wait_for(
         "every replica to apply everything",
