@@ -207,7 +207,11 @@ async fn write_loop(peer: NodeId, addr: SocketAddr, mut rx: Receiver<Delayed<Vec
             let Some((due, frame)) = rx.recv().await else {
                 return; // the transport is gone
             };
-            tokio::time::sleep_until(due).await;
+            // tokio's timer fires on a millisecond tick even when the time
+            // has come: a message due now goes at once.
+            if due > Instant::now() {
+                tokio::time::sleep_until(due).await;
+            }
             buf.clear();
             buf.extend_from_slice(&frame);
             // Everything else already due goes in the same write.
@@ -281,7 +285,10 @@ impl Local {
             let cut = self.cut.clone();
             tokio::spawn(async move {
                 while let Some((due, msg)) = rx.recv().await {
-                    tokio::time::sleep_until(due).await;
+                    // As in `write_loop`: not through the timer when due.
+                    if due > Instant::now() {
+                        tokio::time::sleep_until(due).await;
+                    }
                     let pair = (id.min(to), id.max(to));
                     if cut
                         .lock()
