@@ -70,11 +70,16 @@ pub trait CommitLog: Send + Sync {
 /// Where a replicated node's log sends its batches: the replication
 /// stream (implemented above `kv`, which knows nothing of consensus).
 pub trait Replicate: Send + Sync {
-    /// Replicates a batch of entries, in log order. Returns at once; the
-    /// stream reports the batch chosen through
-    /// `Persist::chosen` (`own = true`). Fails when this node does not
-    /// lead, handing the entries back.
-    fn propose(&self, batch: Vec<LogEntry>) -> std::result::Result<(), (Error, Vec<LogEntry>)>;
+    /// Replicates a batch of entries, in log order, on stream `stream`
+    /// (that of the log queue it came from). Returns at once; the stream
+    /// reports the batch chosen through `Persist::deliver` (`own =
+    /// true`). Fails when this node does not lead, handing the entries
+    /// back.
+    fn propose(
+        &self,
+        stream: usize,
+        batch: Vec<LogEntry>,
+    ) -> std::result::Result<(), (Error, Vec<LogEntry>)>;
 
     /// Ok while this node is its group's serving leader; otherwise an
     /// error (kind [`ErrorKind::NotServing`]) that says where the leader is.

@@ -26,6 +26,11 @@
 //! holds damaged data is refused with a message saying which: the node
 //! never serves partial data.
 //!
+//! A replica has one log queue and log thread per stream instead: each
+//! committing thread (a worker) appends to the queue of its stream, whose
+//! log thread hands batches to that stream only (Mako's per-worker
+//! streams; see [`Persist::append`]).
+//!
 //! If a log write fails (a full disk, an I/O error), the log stops: the
 //! commits waiting for it, and every later commit with writes, fail with
 //! SQLSTATE 53100 or 58030, while reads of durable data go on. Commits that
@@ -34,7 +39,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -242,8 +247,13 @@ pub struct Persist {
     /// Set by `close`: commits are refused from then on.
     closing: std::sync::atomic::AtomicBool,
     sync: SyncMode,
-    queue: Mutex<Queue>,
-    wake: Condvar,
+    /// The log queues: one, or on a replica one per stream.
+    queues: Vec<LogQueue>,
+    /// The next log sequence number.
+    next_seq: AtomicU64,
+    /// Log threads still running (the last one to finish closes the
+    /// checkpoint thread's channel).
+    log_threads: AtomicUsize,
     failure: Mutex<Option<Error>>,
     to_checkpoint: Mutex<Option<Sender<ToCheckpoint>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -280,8 +290,9 @@ enum ToCheckpoint {
     /// Replicated: entries the replay applied (each key's in clock
     /// order), and the replay's progress once they are applied.
     Replayed(Vec<LogEntry>, Progress),
-    /// The log has stopped and the log thread has rolled back what it
-    /// held: roll back the unstable entries held here.
+    /// The log has stopped and a log thread has rolled back what it held:
+    /// once every log thread has, roll back the unstable entries held
+    /// here.
     Stopped,
 }
 
@@ -295,10 +306,22 @@ struct Progress {
     last_txn: u64,
 }
 
+/// A log queue and its thread's wake-up.
+struct LogQueue {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
 struct Queue {
-    next_seq: u64,
     pending: Sequenced,
     closing: bool,
+}
+
+/// Numbers the threads that commit (workers), for [`Persist::append`].
+static NEXT_WORKER: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static WORKER: usize = NEXT_WORKER.fetch_add(1, Ordering::Relaxed);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -702,6 +725,12 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         .as_ref()
         .map(|_| replay::Replay::new(&bound, &positions));
 
+    // A replica: one log queue and thread per stream.
+    let log_queues = if opts.replica_of.is_some() {
+        positions.len().max(1)
+    } else {
+        1
+    };
     let persist = Arc::new(Persist {
         db,
         dir: dir.to_path_buf(),
@@ -709,12 +738,17 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         marks,
         closing: std::sync::atomic::AtomicBool::new(false),
         sync: opts.sync,
-        queue: Mutex::new(Queue {
-            next_seq: last_seq + 1,
-            pending: Vec::new(),
-            closing: false,
-        }),
-        wake: Condvar::new(),
+        queues: (0..log_queues)
+            .map(|_| LogQueue {
+                queue: Mutex::new(Queue {
+                    pending: Vec::new(),
+                    closing: false,
+                }),
+                wake: Condvar::new(),
+            })
+            .collect(),
+        next_seq: AtomicU64::new(last_seq + 1),
+        log_threads: AtomicUsize::new(log_queues),
         failure: Mutex::new(None),
         to_checkpoint: Mutex::new(None),
         threads: Mutex::new(Vec::new()),
@@ -736,22 +770,34 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
     });
     let (tx, rx) = channel();
     *lock(&persist.to_checkpoint) = Some(tx);
-    let log_thread = {
+    let mut log_threads = Vec::with_capacity(log_queues);
+    for k in 0..log_queues {
         let p = persist.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("mako-log".into())
             .spawn(move || {
                 // A panic here is a bug; turn it into a stopped log rather
                 // than commits that wait for good.
-                let run = std::panic::AssertUnwindSafe(|| p.log_loop());
+                let run = std::panic::AssertUnwindSafe(|| p.log_loop(k));
                 if std::panic::catch_unwind(run).is_err() {
-                    p.fail(Error::internal("the log thread panicked (a bug in Mako)"));
+                    p.fail(Error::internal("a log thread panicked (a bug in Mako)"));
                     p.freeze();
-                    lock(&p.to_checkpoint).take();
+                    p.notify_checkpoint(ToCheckpoint::Stopped);
+                    p.log_thread_done();
                 }
-            })
-            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the log thread: {e}")))?
-    };
+            });
+        match thread {
+            Ok(t) => log_threads.push(t),
+            Err(e) => {
+                // The ones started stop once the queues close.
+                persist.close_queues();
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("cannot start a log thread: {e}"),
+                ));
+            }
+        }
+    }
     let checkpoint_thread = {
         let p = persist.clone();
         let every = opts.checkpoint_entries.max(1);
@@ -765,7 +811,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
                 )
             })?
     };
-    lock(&persist.threads).extend([log_thread, checkpoint_thread]);
+    lock(&persist.threads).extend(log_threads.into_iter().chain([checkpoint_thread]));
     Ok((persist, shards, recovered))
 }
 
@@ -778,8 +824,16 @@ fn restore(shard: &Shard, key: &[u8], value: Option<Arc<[u8]>>, vc: VectorClock,
 }
 
 impl CommitLog for Persist {
+    /// Queues `entry` for the log. On a replica with several streams,
+    /// each committing thread (a worker) always appends to the same
+    /// stream's queue (threads are dealt to the streams in turn as they
+    /// first commit), so a worker's entries go out in its order on its
+    /// stream, and streams share nothing up to the replay that merges
+    /// them.
     fn append(&self, entry: LogEntry) -> Result<()> {
-        let mut q = lock(&self.queue);
+        let k = WORKER.with(|w| *w) % self.queues.len();
+        let lq = &self.queues[k];
+        let mut q = lock(&lq.queue);
         // Checked under the queue lock: once the log has stopped, nothing
         // joins the queue that its rollback would miss.
         if let Some(e) = self.stop_error() {
@@ -791,11 +845,10 @@ impl CommitLog for Persist {
                 "the server is shutting down; the commit was not logged",
             ));
         }
-        let seq = q.next_seq;
-        q.next_seq += 1;
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         q.pending.push((seq, entry));
         drop(q);
-        self.wake.notify_one();
+        lq.wake.notify_one();
         Ok(())
     }
 
@@ -872,8 +925,7 @@ impl Persist {
     /// taking them.
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
-        lock(&self.queue).closing = true;
-        self.wake.notify_all();
+        self.close_queues();
         let threads: Vec<JoinHandle<()>> = lock(&self.threads).drain(..).collect();
         for t in threads {
             let _ = t.join();
@@ -889,7 +941,9 @@ impl Persist {
     /// waiting for them, and the threads roll back what they hold.
     fn fail(&self, error: Error) {
         {
-            let _q = lock(&self.queue);
+            // Every queue locked (in order): no append is between its
+            // check and its push.
+            let _queues: Vec<_> = self.queues.iter().map(|lq| lock(&lq.queue)).collect();
             let mut f = lock(&self.failure);
             if f.is_some() {
                 return;
@@ -897,7 +951,26 @@ impl Persist {
             tracing::error!(error = %error.message, "the commit log has stopped: writes are refused until a restart; reads go on");
             *f = Some(error);
         }
-        self.wake.notify_all();
+        for lq in &self.queues {
+            lq.wake.notify_all();
+        }
+    }
+
+    /// Refuses further appends and wakes the log threads, which finish
+    /// what has queued and stop.
+    fn close_queues(&self) {
+        for lq in &self.queues {
+            lock(&lq.queue).closing = true;
+            lq.wake.notify_all();
+        }
+    }
+
+    /// A log thread has finished: the last one closes the checkpoint
+    /// thread's channel, which then finishes.
+    fn log_thread_done(&self) {
+        if self.log_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
+            lock(&self.to_checkpoint).take();
+        }
     }
 
     /// The error that stopped the log, if one did.
@@ -933,23 +1006,27 @@ impl Persist {
         }
     }
 
-    /// The log thread: writes what has queued, syncs, reports durability.
-    /// Once the log has stopped, it rolls back what it still holds.
-    fn log_loop(&self) {
+    /// Log thread `k` (of queue `k`): writes what has queued, syncs,
+    /// reports durability; on a replica, hands it to stream `k`. Once the
+    /// log has stopped, it rolls back what it still holds.
+    fn log_loop(&self, k: usize) {
         let Ok(log) = cf(&self.db, CF_LOG) else {
             self.fail(corrupt("the log column family is missing"));
+            self.notify_checkpoint(ToCheckpoint::Stopped);
+            self.log_thread_done();
             return;
         };
+        let lq = &self.queues[k];
         let mut stopped = false;
         loop {
             let (batch, failed) = {
-                let mut q = lock(&self.queue);
+                let mut q = lock(&lq.queue);
                 loop {
                     let failed = self.stop_error().is_some();
                     if !q.pending.is_empty() || q.closing || (failed && !stopped) {
                         break;
                     }
-                    q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                    q = lq.wake.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
                 let failed = self.stop_error().is_some();
                 if q.pending.is_empty() && (stopped || !failed) {
@@ -965,7 +1042,7 @@ impl Persist {
                         if left.is_zero() {
                             break;
                         }
-                        q = self
+                        q = lq
                             .wake
                             .wait_timeout(q, left)
                             .unwrap_or_else(|p| p.into_inner())
@@ -999,7 +1076,7 @@ impl Persist {
                 // The stream persists and replicates; `chosen` settles.
                 let (seqs, entries): (Vec<u64>, Vec<LogEntry>) = batch.into_iter().unzip();
                 let proposed = match self.replicator.get() {
-                    Some(r) => r.propose(entries),
+                    Some(r) => r.propose(k, entries),
                     None => Err((
                         Error::new(ErrorKind::NotServing, "replication is not running"),
                         entries,
@@ -1056,7 +1133,7 @@ impl Persist {
             self.notify_checkpoint(ToCheckpoint::Durable(batch));
         }
         // Closing: the checkpoint thread finishes once its channel closes.
-        lock(&self.to_checkpoint).take();
+        self.log_thread_done();
     }
 
     fn notify_checkpoint(&self, message: ToCheckpoint) {

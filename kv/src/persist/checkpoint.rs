@@ -36,6 +36,8 @@ impl Persist {
         // big rows or a steady load must not let the log grow unchecked.
         let mut bytes = 0usize;
         let mut last = Instant::now();
+        // Log threads that have stopped and rolled back their queues.
+        let mut stops = 0;
         let due = |n: usize, bytes: usize, last: Instant| {
             n >= every || bytes >= CHECKPOINT_BYTES || last.elapsed() >= CHECKPOINT_INTERVAL
         };
@@ -58,7 +60,10 @@ impl Persist {
                     }
                     (false, false)
                 }
-                Ok(ToCheckpoint::Stopped) => (false, true),
+                Ok(ToCheckpoint::Stopped) => {
+                    stops += 1;
+                    (false, stops >= self.queues.len())
+                }
                 Err(RecvTimeoutError::Timeout) => (false, false),
                 Err(RecvTimeoutError::Disconnected) => (true, false),
             };
@@ -67,7 +72,7 @@ impl Persist {
                     self.roll_back(&pending);
                     return;
                 }
-                continue; // until the log thread has rolled back its part
+                continue; // until the log threads have rolled back their parts
             }
             last = Instant::now();
             let done = match replayed.1.take() {

@@ -327,7 +327,11 @@ fn group_commit_shares_syncs() {
 struct Proposals(Mutex<Vec<Vec<LogEntry>>>);
 
 impl crate::log::Replicate for Proposals {
-    fn propose(&self, batch: Vec<LogEntry>) -> std::result::Result<(), (Error, Vec<LogEntry>)> {
+    fn propose(
+        &self,
+        _stream: usize,
+        batch: Vec<LogEntry>,
+    ) -> std::result::Result<(), (Error, Vec<LogEntry>)> {
         lock(&self.0).push(batch);
         Ok(())
     }
@@ -715,5 +719,128 @@ fn a_replica_batches_at_most_max_entries() {
     // With the delay, the five commits made quickly wait for one another:
     // three batches, not five.
     assert_eq!(batches.len(), 3, "{batches:?}");
+    p.close();
+}
+
+/// A stand-in for several streams: it keeps what it is given with the
+/// stream, or refuses once told to.
+#[derive(Default)]
+struct StreamProposals {
+    got: Mutex<Vec<(usize, Vec<LogEntry>)>>,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl crate::log::Replicate for StreamProposals {
+    fn propose(
+        &self,
+        stream: usize,
+        batch: Vec<LogEntry>,
+    ) -> std::result::Result<(), (Error, Vec<LogEntry>)> {
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err((Error::new(ErrorKind::NotServing, "deposed"), batch));
+        }
+        lock(&self.got).push((stream, batch));
+        Ok(())
+    }
+
+    fn serving(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn durability(&self) -> String {
+        "test".into()
+    }
+
+    fn status(&self) -> String {
+        "test".into()
+    }
+}
+
+/// On a replica of 3 streams each committing thread appends to one
+/// stream's queue, whose log thread proposes on that stream only; a
+/// stream that refuses stops the whole log: every queue refuses, the
+/// unchosen writes are rolled back, and the directory closes.
+#[test]
+fn each_worker_logs_on_its_own_stream_and_a_failure_stops_every_queue() {
+    let dir = TempDir::new("repl-workers");
+    let (p, shards, _) = open(
+        &dir.0,
+        Options {
+            streams: 3,
+            ..replica_opts("g")
+        },
+    )
+    .unwrap();
+    let streams = Arc::new(StreamProposals::default());
+    p.start_replication(streams.clone()).unwrap();
+    // Six workers, each committing three times.
+    for w in 0..6u64 {
+        let (p, shard) = (p.clone(), shards[0].clone());
+        std::thread::spawn(move || {
+            for i in 0..3 {
+                let c = shard.next_clock();
+                let key = format!("w{w}-{i}");
+                install(&p, &shard, w * 10 + i, &vc(&[c]), &[(&key, Some("v"))]);
+            }
+        })
+        .join()
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lock(&streams.got)
+        .iter()
+        .map(|(_, b)| b.len())
+        .sum::<usize>()
+        < 18
+    {
+        assert!(Instant::now() < deadline, "not everything was proposed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Every worker's entries went to one stream, in its order.
+    let mut stream_of = std::collections::HashMap::new();
+    let mut order: std::collections::HashMap<u64, Vec<u64>> = Default::default();
+    for (stream, batch) in lock(&streams.got).iter() {
+        assert!(*stream < 3);
+        for e in batch {
+            let w = e.txn / 10;
+            assert_eq!(
+                *stream_of.entry(w).or_insert(*stream),
+                *stream,
+                "worker {w}"
+            );
+            order.entry(w).or_default().push(e.txn % 10);
+        }
+    }
+    assert!(order.values().all(|o| o == &[0, 1, 2]), "{order:?}");
+    let used: BTreeSet<usize> = stream_of.values().copied().collect();
+    assert!(used.len() >= 2, "six workers on one stream: {stream_of:?}");
+
+    // A stream refuses (its node was deposed): the log stops.
+    streams.refuse.store(true, Ordering::SeqCst);
+    let c = shards[0].next_clock();
+    install(&p, &shards[0], 99, &vc(&[c]), &[("lost", Some("x"))]);
+    let err = shards[0].wait_watermark(c).expect_err("never chosen");
+    assert_eq!(err.kind, ErrorKind::NotServing, "{err:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shards[0].read(b"lost").value.is_some() {
+        assert!(Instant::now() < deadline, "not rolled back");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Every queue refuses now, whichever stream a worker is on.
+    for w in 0..3 {
+        let p = p.clone();
+        let refused = std::thread::spawn(move || {
+            p.append(LogEntry {
+                txn: 100 + w,
+                shard: 0,
+                vc: vc(&[c + 1 + w]),
+                epoch: 1,
+                writes: image(&[("z", Some("z"))]),
+            })
+        })
+        .join()
+        .unwrap();
+        assert!(refused.is_err());
+    }
     p.close();
 }

@@ -4,8 +4,10 @@
 //!
 //! A node runs one stream per configured stream of its group (each a
 //! Multi-Paxos instance on a thread of its own; the openraft stream runs
-//! one). The leader's log thread hands its batches to the streams in
-//! turn; every stream's chosen values go to one applier thread, which
+//! one). The leader's log threads, one per stream, each hand their
+//! batches to their stream (each committing thread appends to one
+//! stream's log queue); every stream's chosen values go to one applier
+//! thread, which
 //! delivers them to the data directory's replay (per stream in slot
 //! order; the replay merges the streams per shard in clock order).
 //!
@@ -19,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -128,8 +130,6 @@ pub(super) struct Shared {
     /// (Emptied when the node closes: an openraft stream holds its
     /// machine, which holds this.)
     proposers: Mutex<Vec<Proposer>>,
-    /// The stream the next batch goes to.
-    next_stream: AtomicUsize,
     /// Where received messages go, once the streams run.
     pub deliver: OnceLock<Deliver>,
     /// The stream storing a snapshot, and when its last part came.
@@ -168,7 +168,6 @@ impl Shared {
             closing: AtomicBool::new(false),
             streams: (0..streams).map(|_| StreamShared::default()).collect(),
             proposers: Mutex::new(Vec::new()),
-            next_stream: AtomicUsize::new(0),
             deliver: OnceLock::new(),
             staging: Mutex::new(None),
             election,
@@ -288,7 +287,11 @@ impl Handle {
 }
 
 impl Replicate for Handle {
-    fn propose(&self, batch: Vec<LogEntry>) -> std::result::Result<(), (Error, Vec<LogEntry>)> {
+    fn propose(
+        &self,
+        stream: usize,
+        batch: Vec<LogEntry>,
+    ) -> std::result::Result<(), (Error, Vec<LogEntry>)> {
         let sh = match self.shared() {
             Ok(sh) => sh,
             Err(e) => return Err((e, batch)),
@@ -298,7 +301,7 @@ impl Replicate for Handle {
             let e = Error::new(ErrorKind::NotServing, "replication is not running");
             return Err((e, batch));
         }
-        let k = sh.next_stream.fetch_add(1, Ordering::Relaxed) % proposers.len();
+        let k = stream % proposers.len();
         let bytes = encode_batch(&batch);
         proposers[k]
             .propose(bytes, StreamValue::Batch(batch))
