@@ -789,8 +789,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         match thread {
             Ok(t) => log_threads.push(t),
             Err(e) => {
-                // The ones started stop once the queues close.
-                persist.close_queues();
+                persist.stop_log_threads(log_threads);
                 return Err(Error::new(
                     ErrorKind::Io,
                     format!("cannot start a log thread: {e}"),
@@ -801,15 +800,19 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
     let checkpoint_thread = {
         let p = persist.clone();
         let every = opts.checkpoint_entries.max(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("mako-checkpoint".into())
-            .spawn(move || p.checkpoint_loop(rx, every))
-            .map_err(|e| {
-                Error::new(
+            .spawn(move || p.checkpoint_loop(rx, every));
+        match thread {
+            Ok(t) => t,
+            Err(e) => {
+                persist.stop_log_threads(log_threads);
+                return Err(Error::new(
                     ErrorKind::Io,
                     format!("cannot start the checkpoint thread: {e}"),
-                )
-            })?
+                ));
+            }
+        }
     };
     lock(&persist.threads).extend(log_threads.into_iter().chain([checkpoint_thread]));
     Ok((persist, shards, recovered))
@@ -935,10 +938,11 @@ impl Persist {
     }
 
     /// Stops the log: no commit with writes is taken any more. The log
-    /// thread then freezes the watermarks (it is the only one that raises
-    /// them, so a batch it has made durable is settled first: a commit is
-    /// never reported failed and then found durable), fails the commits
-    /// waiting for them, and the threads roll back what they hold.
+    /// threads then freeze the watermarks (on a single node its one log
+    /// thread is the only one that raises them, so a batch it has made
+    /// durable is settled first: a commit is never reported failed and
+    /// then found durable), fail the commits waiting for them, and the
+    /// threads roll back what they hold.
     fn fail(&self, error: Error) {
         {
             // Every queue locked (in order): no append is between its
@@ -962,6 +966,15 @@ impl Persist {
         for lq in &self.queues {
             lock(&lq.queue).closing = true;
             lq.wake.notify_all();
+        }
+    }
+
+    /// Closes the queues and waits for `threads` (log threads started by
+    /// an `open` that then failed): the directory is free again.
+    fn stop_log_threads(&self, threads: Vec<JoinHandle<()>>) {
+        self.close_queues();
+        for t in threads {
+            let _ = t.join();
         }
     }
 
@@ -1039,7 +1052,7 @@ impl Persist {
                     let until = Instant::now() + self.batching.delay;
                     while q.pending.len() < self.batching.max_entries && !q.closing {
                         let left = until.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
+                        if left.is_zero() || self.stop_error().is_some() {
                             break;
                         }
                         q = lq
@@ -1049,6 +1062,10 @@ impl Persist {
                             .0;
                     }
                 }
+                // Another stream may have stopped the log meanwhile: then
+                // this batch is rolled back, not proposed.
+                let failed = failed || self.stop_error().is_some();
+                let replicated = replicated && !failed;
                 let batch = if self.sync == SyncMode::Always && !failed {
                     let rest = q.pending.split_off(1);
                     std::mem::replace(&mut q.pending, rest)

@@ -1,7 +1,7 @@
 //! A replicated node's side of persistence.
 //!
-//! On a replica, the log thread does not write the local log: it hands
-//! each batch to the replication stream ([`Replicate::propose`]), which
+//! On a replica, the log threads (one per stream) do not write the local
+//! log: each hands its batches to its stream ([`Replicate::propose`]), which
 //! persists it as acceptor state (in the `repl` column family, through
 //! [`Persist::repl_write`]) and replicates it. When a slot is chosen the
 //! stream calls [`Persist::deliver`], in slot order: the leader's own
@@ -33,8 +33,8 @@ const PARALLEL_WRITES: usize = 256;
 pub const SLOT_SHIFT: u32 = 24;
 
 impl Persist {
-    /// Connects the replication stream: from now on the log thread hands
-    /// it every batch. Once only.
+    /// Connects the replication streams: from now on the log threads hand
+    /// them every batch. Once only.
     pub fn start_replication(&self, r: Arc<dyn Replicate>) -> Result<()> {
         if self.replica_of.is_none() {
             return Err(Error::internal(

@@ -44,6 +44,7 @@ pub(super) type Token = StreamValue;
 
 /// How a node proposes to one of its streams, whichever consensus runs
 /// it.
+#[derive(Clone)]
 pub(super) enum Proposer {
     Paxos(Sender<Event<Token>>),
     Raft(Arc<RaftStream<Token>>),
@@ -296,14 +297,18 @@ impl Replicate for Handle {
             Ok(sh) => sh,
             Err(e) => return Err((e, batch)),
         };
-        let proposers = sh.proposers();
-        if proposers.is_empty() {
-            let e = Error::new(ErrorKind::NotServing, "replication is not running");
-            return Err((e, batch));
-        }
-        let k = stream % proposers.len();
+        // Encoded and sent outside the lock: the streams' log threads
+        // (and the streams' own threads) share it.
+        let proposer = {
+            let proposers = sh.proposers();
+            if proposers.is_empty() {
+                let e = Error::new(ErrorKind::NotServing, "replication is not running");
+                return Err((e, batch));
+            }
+            proposers[stream % proposers.len()].clone()
+        };
         let bytes = encode_batch(&batch);
-        proposers[k]
+        proposer
             .propose(bytes, StreamValue::Batch(batch))
             .map_err(|value| {
                 let batch = match value {

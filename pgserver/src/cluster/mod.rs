@@ -2,8 +2,8 @@
 //! the database handle of one member of a replica group.
 //!
 //! The node's commit log hands each batch of installed transactions to a
-//! stream ([`kv::log::Replicate`]; with several streams, to each in
-//! turn); the stream persists it as acceptor state, replicates it with
+//! stream ([`kv::log::Replicate`]; with several streams, each committing
+//! thread's to its own); the stream persists it as acceptor state, replicates it with
 //! Multi-Paxos, and once the slot is chosen (on a majority's disks) the
 //! log settles the batch's clock values, and commit replies waiting for
 //! them go out. Every replica applies chosen entries through the data
