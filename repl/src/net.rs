@@ -341,7 +341,7 @@ mod tests {
                     Value::Batch {
                         origin: Default::default(),
                         first: true,
-                        data: vec![1, 2, 3],
+                        data: vec![1, 2, 3].into(),
                     },
                 ),
                 (8, Value::Noop),

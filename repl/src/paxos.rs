@@ -12,6 +12,7 @@
 //! entry and message says which leadership it belongs to (DESIGN.md §1.4).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 mod bytes;
 mod message;
@@ -515,7 +516,7 @@ impl Replica {
 
     /// Proposes a batch; it is sent with the next tick (batched phase 2) or
     /// at once when `max_batch` entries are waiting. Returns its slot.
-    pub fn propose(&mut self, batch: Vec<u8>) -> Result<Slot, NotLeader> {
+    pub fn propose(&mut self, batch: impl Into<Arc<[u8]>>) -> Result<Slot, NotLeader> {
         if !self.is_leader() {
             return Err(self.leader.map_or(NotLeader::Unknown, NotLeader::LeaderIs));
         }
@@ -526,7 +527,7 @@ impl Replica {
         let value = Value::Batch {
             origin: ballot,
             first,
-            data: batch,
+            data: batch.into(),
         };
         self.accept_own(slot, value.clone());
         let full = match &mut self.role {

@@ -500,7 +500,7 @@ impl<T: Send + 'static> RaftStateMachine<Types> for StateMachine<T> {
                         .flatten();
                     match own {
                         Some(token) => Chosen::Own(token),
-                        None => Chosen::Other(b.bytes),
+                        None => Chosen::Other(b.bytes.into()),
                     }
                 }
             };

@@ -47,7 +47,7 @@ pub enum Chosen<T> {
     Own(T),
     /// A batch proposed by another replica (or by this one in an earlier
     /// life).
-    Other(Vec<u8>),
+    Other(Arc<[u8]>),
     /// A hole filled by a new leader.
     Noop,
 }
@@ -306,7 +306,7 @@ struct Driver<T> {
     transport: Arc<dyn Transport>,
     timing: Timing,
     /// This replica's proposals not yet chosen: slot → (value, token).
-    own: BTreeMap<Slot, (Vec<u8>, T)>,
+    own: BTreeMap<Slot, (Arc<[u8]>, T)>,
     status: Arc<Mutex<Status>>,
     last: Status,
     /// This replica has led in this life.
@@ -315,7 +315,7 @@ struct Driver<T> {
     isolated_since: Option<Instant>,
     /// Proposals that arrived while this leader stood again for a later
     /// ballot: proposed once it leads again.
-    deferred: Vec<(Vec<u8>, T)>,
+    deferred: Vec<(Arc<[u8]>, T)>,
     /// Snapshots being sent, by receiver.
     sending: BTreeMap<NodeId, Sending>,
     /// The snapshot being received.
@@ -375,14 +375,17 @@ impl<T> Driver<T> {
                     }
                     Event::Candidacy(on) => self.replica.set_candidacy(on),
                     Event::Propose(batch, token) if self.must_defer() => {
-                        self.deferred.push((batch, token));
+                        self.deferred.push((batch.into(), token));
                     }
-                    Event::Propose(batch, token) => match self.replica.propose(batch.clone()) {
-                        Ok(slot) => {
-                            self.own.insert(slot, (batch, token));
+                    Event::Propose(batch, token) => {
+                        let batch: Arc<[u8]> = batch.into();
+                        match self.replica.propose(batch.clone()) {
+                            Ok(slot) => {
+                                self.own.insert(slot, (batch, token));
+                            }
+                            Err(why) => self.machine.lost(token, why),
                         }
-                        Err(why) => self.machine.lost(token, why),
-                    },
+                    }
                 }
             }
             self.replica.flush_now();

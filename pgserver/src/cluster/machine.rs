@@ -407,7 +407,7 @@ enum ToApply {
     /// A value this node proposed, on a stream.
     Own(usize, Slot, StreamValue),
     /// Another's value, encoded.
-    Other(usize, Slot, Vec<u8>),
+    Other(usize, Slot, Arc<[u8]>),
     /// A no-op (a hole a new leader filled, a raft blank entry).
     Noop(usize, Slot),
 }

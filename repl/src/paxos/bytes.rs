@@ -6,12 +6,13 @@ use std::fmt;
 use serde::de::{Error, SeqAccess, Visitor};
 use serde::{Deserializer, Serializer};
 
-pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_bytes(b)
+pub fn serialize<S: Serializer, B: AsRef<[u8]>>(b: &B, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(b.as_ref())
 }
 
-pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-    d.deserialize_byte_buf(BytesVisitor)
+/// Into a `Vec<u8>`, or an `Arc<[u8]>` (a value's batch).
+pub fn deserialize<'de, D: Deserializer<'de>, B: From<Vec<u8>>>(d: D) -> Result<B, D::Error> {
+    d.deserialize_byte_buf(BytesVisitor).map(B::from)
 }
 
 struct BytesVisitor;

@@ -1,6 +1,8 @@
 //! The values and messages replicas exchange (the wire vocabulary of the
 //! Multi-Paxos core in [`super`]).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::bytes;
@@ -37,9 +39,11 @@ pub enum Value {
         /// depend on it (its transactions may have read from the
         /// previous batch's).
         first: bool,
-        /// The batch (opaque here).
+        /// The batch (opaque here). Shared: a value is held by the
+        /// acceptor state, the Accepts to every peer and the proposer's
+        /// own record at once, without copies.
         #[serde(with = "bytes")]
-        data: Vec<u8>,
+        data: Arc<[u8]>,
     },
 }
 

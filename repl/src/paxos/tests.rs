@@ -183,7 +183,7 @@ fn two_values_chosen_for_a_slot_are_a_reported_conflict_not_a_panic() {
     let batch = |b: u8| Value::Batch {
         origin: Ballot { epoch: 9, node: 2 },
         first: true,
-        data: vec![b],
+        data: vec![b].into(),
     };
     r.step(
         2,
@@ -216,7 +216,7 @@ fn learner_following_one(standby: bool, chosen: Slot) -> (Replica, Ballot, Value
     let value = Value::Batch {
         origin: old,
         first: true,
-        data: vec![7],
+        data: vec![7].into(),
     };
     r.step(
         1,
