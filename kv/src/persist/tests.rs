@@ -322,17 +322,31 @@ fn group_commit_shares_syncs() {
     p.close();
 }
 
-/// A stand-in for the replication stream: it keeps what it is given.
+/// A stand-in for the replication streams: it keeps what it is given,
+/// with the stream, or refuses once told to.
 #[derive(Default)]
-struct Proposals(Mutex<Vec<Vec<LogEntry>>>);
+struct Proposals {
+    got: Mutex<Vec<(usize, Vec<LogEntry>)>>,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl Proposals {
+    /// The batches proposed so far, on any stream.
+    fn batches(&self) -> Vec<Vec<LogEntry>> {
+        lock(&self.got).iter().map(|(_, b)| b.clone()).collect()
+    }
+}
 
 impl crate::log::Replicate for Proposals {
     fn propose(
         &self,
-        _stream: usize,
+        stream: usize,
         batch: Vec<LogEntry>,
     ) -> std::result::Result<(), (Error, Vec<LogEntry>)> {
-        lock(&self.0).push(batch);
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err((Error::new(ErrorKind::NotServing, "deposed"), batch));
+        }
+        lock(&self.got).push((stream, batch));
         Ok(())
     }
 
@@ -379,7 +393,7 @@ fn a_leader_acknowledges_only_what_the_stream_chose() {
     install(&p, &shards[0], 1, &vc(&[c]), &[("a", Some("1"))]);
     // The log hands the batch to the stream instead of writing it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while lock(&stream.0).is_empty() {
+    while lock(&stream.got).is_empty() {
         assert!(Instant::now() < deadline, "nothing was proposed");
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -389,7 +403,7 @@ fn a_leader_acknowledges_only_what_the_stream_chose() {
         0,
         "acknowledged before it was chosen"
     );
-    let batch = lock(&stream.0).remove(0);
+    let batch = lock(&stream.got).remove(0).1;
     p.chosen(1, batch, true).unwrap();
     shards[0].wait_watermark(c).unwrap();
     assert_eq!(p.last_txn(), 1);
@@ -708,11 +722,11 @@ fn a_replica_batches_at_most_max_entries() {
         install(&p, &shards[0], txn, &vc(&[c]), &[("k", Some("v"))]);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while lock(&stream.0).iter().map(Vec::len).sum::<usize>() < 5 {
+    while stream.batches().iter().map(Vec::len).sum::<usize>() < 5 {
         assert!(Instant::now() < deadline, "not everything was proposed");
         std::thread::sleep(Duration::from_millis(1));
     }
-    let batches = lock(&stream.0).clone();
+    let batches = stream.batches();
     assert!(batches.iter().all(|b| b.len() <= 2), "{batches:?}");
     let txns: Vec<u64> = batches.iter().flatten().map(|e| e.txn).collect();
     assert_eq!(txns, vec![1, 2, 3, 4, 5]);
@@ -720,40 +734,6 @@ fn a_replica_batches_at_most_max_entries() {
     // three batches, not five.
     assert_eq!(batches.len(), 3, "{batches:?}");
     p.close();
-}
-
-/// A stand-in for several streams: it keeps what it is given with the
-/// stream, or refuses once told to.
-#[derive(Default)]
-struct StreamProposals {
-    got: Mutex<Vec<(usize, Vec<LogEntry>)>>,
-    refuse: std::sync::atomic::AtomicBool,
-}
-
-impl crate::log::Replicate for StreamProposals {
-    fn propose(
-        &self,
-        stream: usize,
-        batch: Vec<LogEntry>,
-    ) -> std::result::Result<(), (Error, Vec<LogEntry>)> {
-        if self.refuse.load(Ordering::SeqCst) {
-            return Err((Error::new(ErrorKind::NotServing, "deposed"), batch));
-        }
-        lock(&self.got).push((stream, batch));
-        Ok(())
-    }
-
-    fn serving(&self) -> Result<()> {
-        Ok(())
-    }
-
-    fn durability(&self) -> String {
-        "test".into()
-    }
-
-    fn status(&self) -> String {
-        "test".into()
-    }
 }
 
 /// On a replica of 3 streams each committing thread appends to one
@@ -771,7 +751,7 @@ fn each_worker_logs_on_its_own_stream_and_a_failure_stops_every_queue() {
         },
     )
     .unwrap();
-    let streams = Arc::new(StreamProposals::default());
+    let streams = Arc::new(Proposals::default());
     p.start_replication(streams.clone()).unwrap();
     // Six workers, each committing three times.
     for w in 0..6u64 {
