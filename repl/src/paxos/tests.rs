@@ -18,6 +18,16 @@ fn config(id: NodeId, election_ticks: u32) -> Config {
     }
 }
 
+/// A promise for `ballot` reporting `accepted`, from a log starting at
+/// `log_start`.
+fn promise(ballot: Ballot, accepted: Vec<(Slot, Ballot, Value)>, log_start: Slot) -> Message {
+    Message::Promise {
+        ballot,
+        accepted,
+        log_start,
+    }
+}
+
 fn leader_of_one_group() -> Replica {
     let cfg = config(1, 2);
     let mut r = Replica::new(cfg, HardState::default());
@@ -27,14 +37,7 @@ fn leader_of_one_group() -> Replica {
     }
     let ballot = r.ballot();
     for n in [2, 3] {
-        r.step(
-            n,
-            Message::Promise {
-                ballot,
-                accepted: vec![],
-                log_start: 1,
-            },
-        );
+        r.step(n, promise(ballot, vec![], 1));
     }
     assert!(r.is_leader());
     let _ = r.ready();
@@ -53,14 +56,7 @@ fn a_candidate_behind_a_promisers_log_does_not_lead() {
     // Replica 2 forgot slots 1..50 (chosen, applied and compacted):
     // its promise says nothing about them, so they must not become
     // no-ops. The candidate asks to catch up instead.
-    r.step(
-        2,
-        Message::Promise {
-            ballot,
-            accepted: vec![],
-            log_start: 50,
-        },
-    );
+    r.step(2, promise(ballot, vec![], 50));
     assert!(!r.is_leader());
     let ready = r.ready();
     assert!(
@@ -81,14 +77,7 @@ fn a_candidate_behind_a_promisers_log_does_not_lead() {
         r.tick();
     }
     let ballot = r.ballot();
-    r.step(
-        2,
-        Message::Promise {
-            ballot,
-            accepted: vec![],
-            log_start: 50,
-        },
-    );
+    r.step(2, promise(ballot, vec![], 50));
     assert!(r.is_leader());
     assert_eq!(r.first_unchosen(), 50);
 }
@@ -252,23 +241,9 @@ fn a_standby_learner_leads_with_a_majority_of_the_voters_without_voting() {
     assert_eq!(prepared, BTreeSet::from([1, 2, 3]));
     // Its own acceptance of slot 1 is not a promise: one voter is not a
     // majority.
-    r.step(
-        2,
-        Message::Promise {
-            ballot,
-            accepted: vec![(1, old, value.clone())],
-            log_start: 1,
-        },
-    );
+    r.step(2, promise(ballot, vec![(1, old, value.clone())], 1));
     assert!(!r.is_leader());
-    r.step(
-        3,
-        Message::Promise {
-            ballot,
-            accepted: vec![],
-            log_start: 1,
-        },
-    );
+    r.step(3, promise(ballot, vec![], 1));
     assert!(r.is_leader());
     // It proposes slot 1's value again in its ballot; its own
     // acceptance counts for nothing, so one voter's does not choose it.
