@@ -155,9 +155,22 @@ pub struct Batching {
     /// batch; more wait for the next.
     pub max_entries: usize,
     /// A batch waits up to this long for more entries (0: it goes as
-    /// soon as the previous one is handed over, holding whatever queued
+    /// soon as the log thread may propose it, holding whatever queued
     /// meanwhile).
     pub delay: Duration,
+    /// While this many batches of one stream are proposed and not yet
+    /// chosen, the next waits (up to `in_flight_wait` after the last
+    /// went), and meanwhile gathers the commits that arrive: group commit
+    /// over the network as over the disk. Without the bound a busy leader
+    /// proposes a batch per commit or two, and every batch costs each
+    /// replica its share of messages, wake-ups and bookkeeping.
+    pub max_in_flight: usize,
+    /// How long after the last batch went the next may be held for
+    /// `max_in_flight`: a busy leader proposes at most one batch per this
+    /// much time and stream, and a commit waits at most this much longer.
+    /// Short, so that a WAN round trip is not added to the commits that
+    /// just missed a batch.
+    pub in_flight_wait: Duration,
 }
 
 impl Default for Batching {
@@ -165,6 +178,8 @@ impl Default for Batching {
         Batching {
             max_entries: 10_000,
             delay: Duration::ZERO,
+            max_in_flight: 4,
+            in_flight_wait: Duration::from_millis(1),
         }
     }
 }
@@ -315,6 +330,9 @@ struct LogQueue {
 struct Queue {
     pending: Sequenced,
     closing: bool,
+    /// Replicated: batches of this queue proposed and not yet chosen (or
+    /// lost); see [`Batching::max_in_flight`].
+    in_flight: usize,
 }
 
 /// Numbers the threads that commit (workers), for [`Persist::append`].
@@ -743,6 +761,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
                 queue: Mutex::new(Queue {
                     pending: Vec::new(),
                     closing: false,
+                    in_flight: 0,
                 }),
                 wake: Condvar::new(),
             })
@@ -760,6 +779,8 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
             // Checkpoint labels give an entry's index in its batch 24 bits.
             max_entries: opts.batching.max_entries.clamp(1, (1 << SLOT_SHIFT) - 1),
             delay: opts.batching.delay,
+            max_in_flight: opts.batching.max_in_flight.max(1),
+            in_flight_wait: opts.batching.in_flight_wait,
         },
         replicator: std::sync::OnceLock::new(),
         checkpointed: positions.iter().map(|&p| AtomicU64::new(p)).collect(),
@@ -850,8 +871,14 @@ impl CommitLog for Persist {
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         q.pending.push((seq, entry));
+        // The log thread waits for a first entry, for a full batch (while
+        // it delays one), or for a batch in flight to be chosen (told by
+        // `proposal_done`): only the first two are this entry's to signal.
+        let wake = q.pending.len() == 1 || q.pending.len() == self.batching.max_entries;
         drop(q);
-        lq.wake.notify_one();
+        if wake {
+            lq.wake.notify_one();
+        }
         Ok(())
     }
 
@@ -1031,15 +1058,38 @@ impl Persist {
         };
         let lq = &self.queues[k];
         let mut stopped = false;
+        let mut last_proposal = Instant::now();
         loop {
             let (batch, failed) = {
                 let mut q = lock(&lq.queue);
+                let replica = self.replica_of.is_some();
                 loop {
                     let failed = self.stop_error().is_some();
-                    if !q.pending.is_empty() || q.closing || (failed && !stopped) {
+                    if q.closing || (failed && !stopped) {
                         break;
                     }
-                    q = lq.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                    if q.pending.is_empty() {
+                        q = lq.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                        continue;
+                    }
+                    // Held while enough batches are in flight, but not for
+                    // long: over a WAN a round trip would otherwise be
+                    // added to the commits that just missed a batch.
+                    let held = if replica && q.in_flight >= self.batching.max_in_flight {
+                        self.batching
+                            .in_flight_wait
+                            .saturating_sub(last_proposal.elapsed())
+                    } else {
+                        Duration::ZERO
+                    };
+                    if held.is_zero() {
+                        break;
+                    }
+                    q = lq
+                        .wake
+                        .wait_timeout(q, held)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                 }
                 let failed = self.stop_error().is_some();
                 if q.pending.is_empty() && (stopped || !failed) {
@@ -1075,6 +1125,10 @@ impl Persist {
                 } else {
                     std::mem::take(&mut q.pending)
                 };
+                if replicated && !batch.is_empty() {
+                    q.in_flight += 1;
+                    last_proposal = Instant::now();
+                }
                 (batch, failed)
             };
             if failed {

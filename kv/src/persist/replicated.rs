@@ -68,6 +68,9 @@ impl Persist {
         value: Option<StreamValue>,
         own: bool,
     ) -> Result<()> {
+        if own && let Some(StreamValue::Batch(_)) = &value {
+            self.proposal_done(stream);
+        }
         let mut guard = lock(&self.replay);
         let Some(replay) = guard.as_mut() else {
             return Err(Error::internal(
@@ -129,6 +132,18 @@ impl Persist {
         };
         self.notify_checkpoint(ToCheckpoint::Replayed(applied, progress));
         Ok(())
+    }
+
+    /// A batch that stream `stream`'s log thread proposed was chosen, or
+    /// will never be (its proposal was lost): the log thread may propose
+    /// another (see [`super::Batching::max_in_flight`]).
+    pub fn proposal_done(&self, stream: usize) {
+        if let Some(lq) = self.queues.get(stream) {
+            let mut q = lock(&lq.queue);
+            q.in_flight = q.in_flight.saturating_sub(1);
+            drop(q);
+            lq.wake.notify_one();
+        }
     }
 
     /// Installs the entries others proposed, each shard's in order, the

@@ -711,6 +711,7 @@ fn a_replica_batches_at_most_max_entries() {
         batching: Batching {
             max_entries: 2,
             delay: Duration::from_millis(500),
+            ..Batching::default()
         },
         ..replica_opts("g")
     };
@@ -733,6 +734,97 @@ fn a_replica_batches_at_most_max_entries() {
     // With the delay, the five commits made quickly wait for one another:
     // three batches, not five.
     assert_eq!(batches.len(), 3, "{batches:?}");
+    p.close();
+}
+
+/// While `max_in_flight` batches are proposed and not chosen, a
+/// replica's log holds the next (gathering what queues meanwhile) until
+/// one is chosen, or until `in_flight_wait` has passed since the last
+/// went.
+#[test]
+fn a_replica_holds_a_batch_while_enough_are_in_flight() {
+    let dir = TempDir::new("repl-in-flight");
+    let (p, shards, _) = open(
+        &dir.0,
+        Options {
+            batching: Batching {
+                max_in_flight: 1,
+                in_flight_wait: Duration::from_secs(3600),
+                ..Batching::default()
+            },
+            ..replica_opts("g")
+        },
+    )
+    .unwrap();
+    let stream = Arc::new(Proposals::default());
+    p.start_replication(stream.clone()).unwrap();
+    let commit = |txn: u64| {
+        let c = shards[0].next_clock();
+        install(&p, &shards[0], txn, &vc(&[c]), &[("k", Some("v"))]);
+    };
+    let proposed = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stream.batches().len() < n {
+            assert!(Instant::now() < deadline, "{:?}", stream.batches());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    commit(1);
+    proposed(1);
+    for txn in 2..=4 {
+        commit(txn);
+    }
+    // Batch 1 is in flight: the others wait.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(stream.batches().len(), 1, "{:?}", stream.batches());
+    // It is chosen (or lost, which tells the same): the rest go together.
+    p.proposal_done(0);
+    proposed(2);
+    let txns: Vec<Vec<u64>> = stream
+        .batches()
+        .iter()
+        .map(|b| b.iter().map(|e| e.txn).collect())
+        .collect();
+    assert_eq!(txns, vec![vec![1], vec![2, 3, 4]]);
+    p.close();
+
+    // With a short wait, a batch goes that long after the last, chosen
+    // or not.
+    let dir = TempDir::new("repl-in-flight-wait");
+    let (p, shards, _) = open(
+        &dir.0,
+        Options {
+            batching: Batching {
+                max_in_flight: 1,
+                in_flight_wait: Duration::from_millis(100),
+                ..Batching::default()
+            },
+            ..replica_opts("g")
+        },
+    )
+    .unwrap();
+    let stream = Arc::new(Proposals::default());
+    p.start_replication(stream.clone()).unwrap();
+    let start = Instant::now();
+    let c = shards[0].next_clock();
+    install(&p, &shards[0], 1, &vc(&[c]), &[("k", Some("v"))]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stream.batches().is_empty() {
+        assert!(Instant::now() < deadline, "not proposed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let c = shards[0].next_clock();
+    install(&p, &shards[0], 2, &vc(&[c]), &[("k", Some("w"))]);
+    while stream.batches().len() < 2 {
+        assert!(Instant::now() < deadline, "not proposed after the wait");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The first went after `start`, the second at least 100 ms after it.
+    assert!(
+        start.elapsed() >= Duration::from_millis(100),
+        "{:?}",
+        start.elapsed()
+    );
     p.close();
 }
 

@@ -10,6 +10,7 @@
 //!                              # further behind is sent a snapshot
 //! batch_max_entries = 10000    # log entries per replicated batch, at most
 //! batch_delay_ms = 0           # a batch waits this long for more entries
+//! batch_max_in_flight = 4      # batches per stream replicated at once
 //! streams = 1                  # replicated logs the leader spreads its
 //!                              # batches over (fixed once the data
 //!                              # directories exist)
@@ -76,6 +77,10 @@ pub struct ClusterConfig {
     /// replicated (0: it goes at once with whatever queued meanwhile).
     #[serde(default)]
     pub batch_delay_ms: u64,
+    /// At most this many batches per stream are replicated at once; the
+    /// next gathers the commits that arrive meanwhile.
+    #[serde(default = "default_batch_max_in_flight")]
+    pub batch_max_in_flight: usize,
     /// Streams (replicated logs) per replica group: the leader spreads
     /// its batches over them, each with its own Multi-Paxos instance,
     /// disk writes and messages, and followers merge them (Mako's
@@ -174,6 +179,10 @@ fn default_batch_max_entries() -> usize {
     10_000
 }
 
+fn default_batch_max_in_flight() -> usize {
+    kv::persist::Batching::default().max_in_flight
+}
+
 fn default_streams() -> u16 {
     1
 }
@@ -237,6 +246,9 @@ impl ClusterConfig {
                 "batch_max_entries ({}) must be between 1 and 16777215",
                 self.batch_max_entries
             ));
+        }
+        if self.batch_max_in_flight == 0 {
+            return Err("batch_max_in_flight must be at least 1".into());
         }
         let dc_known = |dc: &str| self.datacenters.iter().any(|d| d.name == dc);
         for l in &self.latency {

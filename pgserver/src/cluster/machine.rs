@@ -646,9 +646,10 @@ impl Machine<Token> for NodeMachine {
     }
 
     fn lost(&mut self, token: Token, why: NotLeader) {
-        if let StreamValue::Close(_) = token {
+        match token {
             // Proposed again if this node leads again.
-            self.close = None;
+            StreamValue::Close(_) => self.close = None,
+            StreamValue::Batch(_) => self.shared.persist.proposal_done(self.stream),
         }
         tracing::warn!(
             stream = self.stream,

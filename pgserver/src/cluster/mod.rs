@@ -195,6 +195,8 @@ impl NodeOptions {
             batching: kv::persist::Batching {
                 max_entries: cfg.batch_max_entries,
                 delay: Duration::from_millis(cfg.batch_delay_ms),
+                max_in_flight: cfg.batch_max_in_flight,
+                ..Default::default()
             },
             // The shortest stickiness is the preferred leader's openraft
             // follower lease (twice base/2); a heartbeat's margin.
