@@ -179,7 +179,38 @@ enum SltFormat {
     Sqlite,
 }
 
+/// Leaves openraft's reports of heartbeats that gave way to new entries
+/// (one per follower and commit under load; see `repl::raft::Connection`)
+/// out of the log.
+struct QuietHeartbeats;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QuietHeartbeats {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if !event.metadata().target().starts_with("openraft") {
+            return true;
+        }
+        let mut seen = SupersededHeartbeat(false);
+        event.record(&mut seen);
+        !seen.0
+    }
+}
+
+/// Whether a field of an event names a superseded heartbeat.
+struct SupersededHeartbeat(bool);
+
+impl tracing::field::Visit for SupersededHeartbeat {
+    fn record_debug(&mut self, _: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0 = self.0 || repl::raft::is_superseded_heartbeat(&format!("{value:?}"));
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     tracing_subscriber::fmt()
         .with_env_filter(
             // openraft narrates every vote and append at info.
@@ -187,6 +218,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
+        .finish()
+        .with(QuietHeartbeats)
         .init();
     let cli = Cli::parse();
     match cli.command {
@@ -368,9 +401,15 @@ fn start_replica(config: &std::path::Path, name: &str) -> std::process::ExitCode
     };
     // Replication gets a runtime of its own: sessions block the server's
     // workers while their commits wait for the replicas, and a transport
-    // task queued behind a blocked session would never run.
+    // task queued behind a blocked session would never run. Paxos streams
+    // run on threads of their own, so only the transport's reads (and the
+    // writes senders leave to it) run here: one worker, since a second
+    // costs a wake-up per message (tokio wakes an idle worker to share
+    // new work). openraft's tasks write to the disk here, so that a sync
+    // does not hold up the network, they get two.
+    let repl_workers = if cfg.consensus == "raft" { 2 } else { 1 };
     let repl_runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(repl_workers)
         .thread_name("mako-repl")
         .enable_all()
         .build()

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{Receiver, Sender, UnboundedSender, channel, unbounded_channel};
 use tokio::time::Instant;
@@ -84,9 +84,73 @@ pub fn decode_frame(body: &[u8]) -> Result<(NodeId, Message), String> {
 /// Replication over TCP between processes.
 pub struct Tcp {
     id: NodeId,
-    peers: HashMap<NodeId, Sender<Delayed<Vec<u8>>>>,
-    latency: HashMap<NodeId, Duration>,
+    peers: HashMap<NodeId, Arc<Link>>,
     listen: SocketAddr,
+}
+
+/// The sending side of the connection to one peer.
+struct Link {
+    /// Frames for the peer's writer task: those with a latency to wait
+    /// out, and those that could not be written at once.
+    tx: Sender<Delayed<Vec<u8>>>,
+    /// The one-way latency to inject.
+    latency: Duration,
+    /// The connection, shared with the writer task.
+    direct: Mutex<Direct>,
+}
+
+/// What a sender needs to write a frame itself. Handing every frame to
+/// the writer task costs a thread wake-up per message (on the sending
+/// node's busiest path, the leader's), so a frame that is due at once is
+/// written by its sender when the writer holds nothing: frames stay in
+/// order.
+#[derive(Default)]
+struct Direct {
+    /// The connection, while the writer has one.
+    stream: Option<Arc<TcpStream>>,
+    /// Frames handed to the writer and not yet written (or dropped).
+    queued: usize,
+}
+
+impl Link {
+    /// Writes `frame` now if it is due and nothing is queued before it;
+    /// otherwise (or for what the socket did not take) queues it for the
+    /// writer.
+    fn send(&self, mut frame: Vec<u8>) {
+        let now = Instant::now();
+        let mut d = self.direct.lock().unwrap_or_else(|p| p.into_inner());
+        if self.latency.is_zero()
+            && d.queued == 0
+            && let Some(stream) = &d.stream
+        {
+            match stream.try_write(&frame) {
+                Ok(n) if n == frame.len() => return,
+                // The rest goes next, through the writer.
+                Ok(n) => drop(frame.drain(..n)),
+                // Not writable now, or broken: the writer finds out.
+                Err(_) => {}
+            }
+        }
+        // Otherwise the queue is full (the peer is not keeping up) or the
+        // writer has stopped: the frame is lost, as on a lossy network.
+        // (Part of a frame is written only when nothing was queued, so
+        // the queue is not full then; a stopped writer took its
+        // connection with it.)
+        if self.tx.try_send((now + self.latency, frame)).is_ok() {
+            d.queued += 1;
+        }
+    }
+
+    /// The writer is done with `n` frames (written or dropped).
+    fn done(&self, n: usize) {
+        let mut d = self.direct.lock().unwrap_or_else(|p| p.into_inner());
+        d.queued = d.queued.saturating_sub(n);
+    }
+
+    /// The writer's connection, or none.
+    fn connected(&self, stream: Option<Arc<TcpStream>>) {
+        self.direct.lock().unwrap_or_else(|p| p.into_inner()).stream = stream;
+    }
 }
 
 impl Tcp {
@@ -102,18 +166,20 @@ impl Tcp {
         let listener = TcpListener::bind(listen).await?;
         let listen = listener.local_addr()?;
         tokio::spawn(accept_loop(listener, deliver));
-        let mut senders = HashMap::new();
-        let mut latency = HashMap::new();
+        let mut links = HashMap::new();
         for p in peers {
             let (tx, rx) = channel(QUEUE);
-            tokio::spawn(write_loop(p.id, p.addr, rx));
-            senders.insert(p.id, tx);
-            latency.insert(p.id, p.latency);
+            let link = Arc::new(Link {
+                tx,
+                latency: p.latency,
+                direct: Mutex::new(Direct::default()),
+            });
+            tokio::spawn(write_loop(p.id, p.addr, rx, link.clone()));
+            links.insert(p.id, link);
         }
         Ok(Tcp {
             id,
-            peers: senders,
-            latency,
+            peers: links,
             listen,
         })
     }
@@ -126,16 +192,15 @@ impl Tcp {
 
 impl Transport for Tcp {
     fn send(&self, env: Envelope) {
-        let Some(tx) = self.peers.get(&env.to) else {
+        let Some(link) = self.peers.get(&env.to) else {
             tracing::warn!(to = env.to, "message for an unknown replica dropped");
             return;
         };
-        let due = Instant::now() + self.latency.get(&env.to).copied().unwrap_or_default();
-        // Full: the peer is not keeping up; the frame is lost.
-        let _ = tx.try_send((due, encode_frame(self.id, &env.msg)));
+        link.send(encode_frame(self.id, &env.msg));
     }
 }
 
+/// Accepts peers' connections and reads each on its own task.
 async fn accept_loop(listener: TcpListener, deliver: Deliver) {
     loop {
         match listener.accept().await {
@@ -177,12 +242,18 @@ async fn read_loop(mut stream: TcpStream, addr: SocketAddr, deliver: Deliver) {
     }
 }
 
-/// Keeps a connection to one peer and writes its frames when they are due.
-/// Frames queued while the peer is unreachable are dropped.
-async fn write_loop(peer: NodeId, addr: SocketAddr, mut rx: Receiver<Delayed<Vec<u8>>>) {
+/// Keeps a connection to one peer and writes the frames queued for it
+/// when they are due (senders write the others themselves: see
+/// [`Direct`]). Frames queued while the peer is unreachable are dropped.
+async fn write_loop(
+    peer: NodeId,
+    addr: SocketAddr,
+    mut rx: Receiver<Delayed<Vec<u8>>>,
+    link: Arc<Link>,
+) {
     let mut warned = false;
     loop {
-        let mut stream = match TcpStream::connect(addr).await {
+        let stream = match TcpStream::connect(addr).await {
             Ok(s) => {
                 if warned {
                     tracing::info!(peer, %addr, "replication connection established");
@@ -196,15 +267,22 @@ async fn write_loop(peer: NodeId, addr: SocketAddr, mut rx: Receiver<Delayed<Vec
                     warned = true;
                 }
                 // Drop what queued meanwhile: it is stale by now.
-                while rx.try_recv().is_ok() {}
+                let mut dropped = 0;
+                while rx.try_recv().is_ok() {
+                    dropped += 1;
+                }
+                link.done(dropped);
                 tokio::time::sleep(RECONNECT).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
+        let stream = Arc::new(stream);
+        link.connected(Some(stream.clone()));
         let mut buf = Vec::new();
         loop {
             let Some((due, frame)) = rx.recv().await else {
+                link.connected(None);
                 return; // the transport is gone
             };
             // tokio's timer fires on a millisecond tick even when the time
@@ -214,17 +292,26 @@ async fn write_loop(peer: NodeId, addr: SocketAddr, mut rx: Receiver<Delayed<Vec
             }
             buf.clear();
             buf.extend_from_slice(&frame);
+            let mut frames = 1;
             // Everything else already due goes in the same write.
             while let Ok((due, frame)) = rx.try_recv() {
                 if due > Instant::now() {
                     tokio::time::sleep_until(due).await;
                 }
                 buf.extend_from_slice(&frame);
+                frames += 1;
                 if buf.len() > 1 << 20 {
                     break;
                 }
             }
-            match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&buf)).await {
+            let written = tokio::time::timeout(WRITE_TIMEOUT, write_all(&stream, &buf)).await;
+            if !matches!(written, Ok(Ok(()))) {
+                // No sender may write to this connection any more (a
+                // frame after a lost one would arrive out of order).
+                link.connected(None);
+            }
+            link.done(frames);
+            match written {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::warn!(peer, %addr, error = %e, "replication connection lost; reconnecting");
@@ -237,6 +324,20 @@ async fn write_loop(peer: NodeId, addr: SocketAddr, mut rx: Receiver<Delayed<Vec
             }
         }
     }
+}
+
+/// Writes all of `buf` to a stream that senders share (see [`Direct`]).
+async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// In-process delivery between nodes of one process, with the same
@@ -399,5 +500,117 @@ mod tests {
                 "latency not injected"
             );
         }
+    }
+
+    /// Without latency, senders (threads outside the runtime) write frames
+    /// themselves whenever the writer holds none, and hand it the rest of
+    /// a frame the socket took only part of: with two senders of large
+    /// and small frames at once, every frame arrives whole, and each
+    /// sender's in its order.
+    #[test]
+    fn tcp_senders_writing_directly_keep_frames_whole_and_in_order() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let deliver: Deliver = Arc::new(move |_, msg| {
+            let _ = tx.send(msg);
+        });
+        let b = rt
+            .block_on(Tcp::start(
+                2,
+                "127.0.0.1:0".parse().unwrap(),
+                vec![],
+                deliver,
+            ))
+            .unwrap();
+        let peer = Peer {
+            id: 2,
+            addr: b.local_addr(),
+            latency: Duration::ZERO,
+        };
+        let a = rt
+            .block_on(Tcp::start(
+                1,
+                "127.0.0.1:0".parse().unwrap(),
+                vec![peer],
+                Arc::new(|_, _| {}),
+            ))
+            .unwrap();
+        // Until the connection is up, frames go through the writer; wait
+        // for one, so that the rest can be written directly.
+        a.send(Envelope {
+            from: 1,
+            to: 2,
+            msg: Message::CatchUp { from: 0 },
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            Message::CatchUp { from: 0 }
+        );
+        const N: u64 = 200;
+        let big = |slot: u64| Message::Accept {
+            ballot: Ballot { epoch: 1, node: 1 },
+            entries: vec![(
+                slot,
+                Value::Batch {
+                    origin: Default::default(),
+                    first: false,
+                    data: vec![slot as u8; 300 << 10].into(),
+                },
+            )],
+            chosen: 0,
+            forget: 0,
+            sent: 0,
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 1..=N {
+                    let msg = if i % 2 == 0 {
+                        big(i)
+                    } else {
+                        Message::CatchUp { from: i }
+                    };
+                    a.send(Envelope {
+                        from: 1,
+                        to: 2,
+                        msg,
+                    });
+                }
+            });
+            s.spawn(|| {
+                for i in 1..=N {
+                    let msg = Message::CatchUp { from: 1_000 + i };
+                    a.send(Envelope {
+                        from: 1,
+                        to: 2,
+                        msg,
+                    });
+                }
+            });
+        });
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        while first.len() + second.len() < 2 * N as usize {
+            match rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a frame was lost")
+            {
+                Message::CatchUp { from } if from > 1_000 => second.push(from - 1_000),
+                Message::CatchUp { from } => first.push(from),
+                Message::Accept { entries, .. } => {
+                    let (slot, value) = &entries[0];
+                    let Value::Batch { data, .. } = value else {
+                        panic!("not a batch")
+                    };
+                    assert!(data.len() == 300 << 10 && data.iter().all(|&b| b == *slot as u8));
+                    first.push(*slot);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(first, (1..=N).collect::<Vec<_>>());
+        assert_eq!(second, (1..=N).collect::<Vec<_>>());
     }
 }

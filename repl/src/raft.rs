@@ -133,6 +133,9 @@ struct LogInner {
 pub struct LogStore {
     inner: Arc<Mutex<LogInner>>,
     disk: Arc<dyn RaftDisk>,
+    /// Counts appends, so that a leader's heartbeat in flight can give
+    /// way to the entries just appended (see [`Connection`]).
+    appended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl LogStore {
@@ -154,6 +157,7 @@ impl LogStore {
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
             disk,
+            appended: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -318,6 +322,7 @@ impl RaftLogStorage<Types> for LogStore {
         match written {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
+                self.appended.send_modify(|n| *n = n.wrapping_add(1));
                 Ok(())
             }
             Err(e) => {
@@ -616,6 +621,8 @@ pub struct Network {
     next: Arc<AtomicU64>,
     /// How long to wait before trying an unreachable peer again.
     retry: Duration,
+    /// The log's append counter.
+    appended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Network {
@@ -638,14 +645,43 @@ impl Network {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
         lock(&self.waiting).insert(id, tx);
+        // Forgets the request however the wait ends (also when the caller
+        // drops it): a late reply then finds nobody.
+        let _waiting = Forget {
+            waiting: &self.waiting,
+            id,
+        };
         self.send(to, &make(id));
-        let reply = tokio::time::timeout(ttl, rx)
+        tokio::time::timeout(ttl, rx)
             .await
             .ok()
-            .and_then(Result::ok);
-        lock(&self.waiting).remove(&id);
-        reply
+            .and_then(Result::ok)
     }
+}
+
+/// Removes a request from [`Network::waiting`] when dropped.
+struct Forget<'a> {
+    waiting: &'a Waiting,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        lock(self.waiting).remove(&self.id);
+    }
+}
+
+/// The error of a heartbeat that gave way to new entries (see
+/// [`Connection`]); openraft logs it, and `mako` filters it out of its
+/// log ([`is_superseded_heartbeat`]).
+pub const SUPERSEDED_HEARTBEAT: &str =
+    "heartbeat superseded by new entries (its reply is not waited for)";
+
+/// True for a log line of openraft's that only reports a heartbeat that
+/// gave way to new entries: a `mako` process leaves these out of its log
+/// (one per follower and commit under load).
+pub fn is_superseded_heartbeat(text: &str) -> bool {
+    text.contains(SUPERSEDED_HEARTBEAT)
 }
 
 #[derive(Debug)]
@@ -660,6 +696,19 @@ impl std::fmt::Display for Failed {
 impl std::error::Error for Failed {}
 
 /// One connection (to one peer).
+///
+/// openraft 0.9 keeps one AppendEntries in flight per follower, and
+/// sends a heartbeat carrying the new commit index as soon as an entry is
+/// committed. New entries, appended a moment later by the commits that
+/// waited for it, would wait for that heartbeat's round trip before
+/// going out: a commit would take two round trips. So a heartbeat in
+/// flight gives way to entries appended after it was sent: its wait ends
+/// with a network error, which openraft takes for a lost heartbeat (it
+/// logs it and goes on; a heartbeat carries no entries, so nothing is
+/// resent or counted), and the entries go next. The heartbeat itself is
+/// still delivered, and so is the follower's answer to the entries, which
+/// tells the leader the same and more. A leader with nothing new to send
+/// waits for its heartbeats' answers as before (they keep its lease).
 pub struct Connection {
     net: Network,
     to: NodeId,
@@ -695,11 +744,25 @@ impl RaftNetwork<Types> for Connection {
         rpc: AppendEntriesRequest<Types>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<Sid>, RPCError<Sid, EmptyNode, RaftError<Sid>>> {
-        match self
+        let heartbeat = rpc.entries.is_empty();
+        // Subscribed before the request goes: an append from then on ends
+        // the wait for a heartbeat's reply.
+        let mut appended = self.net.appended.subscribe();
+        let call = self
             .net
-            .call(self.to, |id| Rpc::Append(id, rpc), option.hard_ttl())
-            .await
-        {
+            .call(self.to, |id| Rpc::Append(id, rpc), option.hard_ttl());
+        let reply = if heartbeat {
+            tokio::select! {
+                reply = call => reply,
+                Ok(()) = appended.changed() => {
+                    let why = Failed(SUPERSEDED_HEARTBEAT.into());
+                    return Err(RPCError::Network(NetworkError::new(&why)));
+                }
+            }
+        } else {
+            call.await
+        };
+        match reply {
             Some(Reply::Append(Ok(r))) => Ok(r),
             Some(Reply::Append(Err(e))) => Err(RPCError::Network(NetworkError::new(&Failed(e)))),
             _ => Err(unreachable("no reply to AppendEntries")),
@@ -821,6 +884,7 @@ impl<T: Send + 'static> RaftStream<T> {
             waiting: Arc::new(Mutex::new(HashMap::new())),
             next: Arc::new(AtomicU64::new(1)),
             retry: timing.heartbeat,
+            appended: log.appended.clone(),
         };
         let election_ms = timing.election.as_millis() as u64;
         let config = openraft::Config {
