@@ -9,9 +9,12 @@
 //!    (two disk writes in a row, more hand-offs), so at a low count the
 //!    3-replica group is bound by latency, not work; the peak over the
 //!    counts compares what each can do. Prints each, and the cost of
-//!    replication at the peak (Mako reports ~23%; the target is <= 20%).
-//!    All replicas share this machine's cores and disk, so the 3-replica
-//!    figure also pays for two followers' work.
+//!    replication at the peak. All replicas share this machine's cores
+//!    and disk, so the 3-replica figure also pays for two followers' work
+//!    on the leader's cores: it is not the cost Mako reports (~23%, the
+//!    target <= 20%), which is with each replica on its own machine;
+//!    `benches/replication-cluster` measures that one, with a CPU budget
+//!    per replica process.
 //! 2. Commit latency with 25 ms one-way latency between the three
 //!    replicas' datacenters (a commit needs one round trip to a majority:
 //!    50 ms): p50 and p99 over BENCH_LAT_THREADS (default 8) committing
@@ -219,7 +222,8 @@ fn main() {
         }
         println!(
             "  peak throughput 3/1: {three:.0} / {one:.0} txn/s = {:.2}x: replication costs {:.0}% \
-             (target <= 20%; Mako reports ~23%)",
+             with all replicas on these cores (with a CPU budget per replica, as on machines \
+             of their own: ./dev bench-replication)",
             three / one,
             (1.0 - three / one) * 100.0
         );
