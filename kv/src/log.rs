@@ -73,8 +73,9 @@ pub trait Replicate: Send + Sync {
     /// Replicates a batch of entries, in log order, on stream `stream`
     /// (that of the log queue it came from). Returns at once; the stream
     /// reports the batch chosen through `Persist::deliver` (`own =
-    /// true`). Fails when this node does not lead, handing the entries
-    /// back.
+    /// true`), and calls `Persist::proposal_done` as soon as the batch is
+    /// chosen or lost. Fails when this node does not lead, handing the
+    /// entries back.
     fn propose(
         &self,
         stream: usize,

@@ -159,11 +159,13 @@ pub struct Batching {
     /// meanwhile).
     pub delay: Duration,
     /// While this many batches of one stream are proposed and not yet
-    /// chosen, the next waits (up to `in_flight_wait` after the last
-    /// went), and meanwhile gathers the commits that arrive: group commit
-    /// over the network as over the disk. Without the bound a busy leader
-    /// proposes a batch per commit or two, and every batch costs each
-    /// replica its share of messages, wake-ups and bookkeeping.
+    /// chosen, the next waits for one of them (but only up to
+    /// `in_flight_wait` after the last went, so more may be in flight
+    /// when a round trip is long), and meanwhile gathers the commits that
+    /// arrive: group commit over the network as over the disk. Without
+    /// it a busy leader proposes a batch per commit or two, and every
+    /// batch costs each replica its share of messages, wake-ups and
+    /// bookkeeping.
     pub max_in_flight: usize,
     /// How long after the last batch went the next may be held for
     /// `max_in_flight`: a busy leader proposes at most one batch per this
@@ -1074,8 +1076,15 @@ impl Persist {
                     }
                     // Held while enough batches are in flight, but not for
                     // long: over a WAN a round trip would otherwise be
-                    // added to the commits that just missed a batch.
-                    let held = if replica && q.in_flight >= self.batching.max_in_flight {
+                    // added to the commits that just missed a batch. Not
+                    // a full batch (it gains nothing by waiting), nor one
+                    // entry at a time (`--sync always`: waiting gathers
+                    // nothing).
+                    let held = if replica
+                        && self.sync != SyncMode::Always
+                        && q.in_flight >= self.batching.max_in_flight
+                        && q.pending.len() < self.batching.max_entries
+                    {
                         self.batching
                             .in_flight_wait
                             .saturating_sub(last_proposal.elapsed())

@@ -251,6 +251,9 @@ async fn write_loop(
     mut rx: Receiver<Delayed<Vec<u8>>>,
     link: Arc<Link>,
 ) {
+    // However the writer ends (the transport dropped, the runtime shut
+    // down), senders stop writing to its connection.
+    let _unlink = Unlink(link.clone());
     let mut warned = false;
     loop {
         let stream = match TcpStream::connect(addr).await {
@@ -282,7 +285,6 @@ async fn write_loop(
         let mut buf = Vec::new();
         loop {
             let Some((due, frame)) = rx.recv().await else {
-                link.connected(None);
                 return; // the transport is gone
             };
             // tokio's timer fires on a millisecond tick even when the time
@@ -323,6 +325,15 @@ async fn write_loop(
                 }
             }
         }
+    }
+}
+
+/// Takes a writer's connection away from the senders when dropped.
+struct Unlink(Arc<Link>);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        self.0.connected(None);
     }
 }
 

@@ -68,9 +68,6 @@ impl Persist {
         value: Option<StreamValue>,
         own: bool,
     ) -> Result<()> {
-        if own && let Some(StreamValue::Batch(_)) = &value {
-            self.proposal_done(stream);
-        }
         let mut guard = lock(&self.replay);
         let Some(replay) = guard.as_mut() else {
             return Err(Error::internal(
@@ -136,10 +133,12 @@ impl Persist {
 
     /// A batch that stream `stream`'s log thread proposed was chosen, or
     /// will never be (its proposal was lost): the log thread may propose
-    /// another (see [`super::Batching::max_in_flight`]).
+    /// another (see [`super::Batching::max_in_flight`]). The replication
+    /// layer calls it once per batch, as soon as it knows.
     pub fn proposal_done(&self, stream: usize) {
         if let Some(lq) = self.queues.get(stream) {
             let mut q = lock(&lq.queue);
+            debug_assert!(q.in_flight > 0, "a batch reported done twice");
             q.in_flight = q.in_flight.saturating_sub(1);
             drop(q);
             lq.wake.notify_one();

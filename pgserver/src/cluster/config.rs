@@ -10,7 +10,8 @@
 //!                              # further behind is sent a snapshot
 //! batch_max_entries = 10000    # log entries per replicated batch, at most
 //! batch_delay_ms = 0           # a batch waits this long for more entries
-//! batch_max_in_flight = 4      # batches per stream replicated at once
+//! batch_max_in_flight = 4      # while this many batches of a stream are
+//!                              # replicated, the next waits (up to 1 ms)
 //! streams = 1                  # replicated logs the leader spreads its
 //!                              # batches over (fixed once the data
 //!                              # directories exist)
@@ -77,8 +78,9 @@ pub struct ClusterConfig {
     /// replicated (0: it goes at once with whatever queued meanwhile).
     #[serde(default)]
     pub batch_delay_ms: u64,
-    /// At most this many batches per stream are replicated at once; the
-    /// next gathers the commits that arrive meanwhile.
+    /// While this many batches of a stream are replicated and not yet
+    /// chosen, the next waits for one (up to a millisecond), gathering
+    /// the commits that arrive meanwhile.
     #[serde(default = "default_batch_max_in_flight")]
     pub batch_max_in_flight: usize,
     /// Streams (replicated logs) per replica group: the leader spreads

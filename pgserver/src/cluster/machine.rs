@@ -637,7 +637,14 @@ impl Machine<Token> for NodeMachine {
     fn apply(&mut self, slot: Slot, value: Chosen<Token>) {
         let k = self.stream;
         let item = match value {
-            Chosen::Own(value) => ToApply::Own(k, slot, value),
+            Chosen::Own(value) => {
+                if let StreamValue::Batch(_) = value {
+                    // Chosen: the log may send another (the applier may
+                    // be behind).
+                    self.shared.persist.proposal_done(k);
+                }
+                ToApply::Own(k, slot, value)
+            }
             Chosen::Other(bytes) => ToApply::Other(k, slot, bytes),
             Chosen::Noop => ToApply::Noop(k, slot),
         };
