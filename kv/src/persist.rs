@@ -180,7 +180,7 @@ impl Default for Batching {
         Batching {
             max_entries: 10_000,
             delay: Duration::ZERO,
-            max_in_flight: 4,
+            max_in_flight: 1,
             in_flight_wait: Duration::from_millis(1),
         }
     }

@@ -10,7 +10,7 @@
 //!                              # further behind is sent a snapshot
 //! batch_max_entries = 10000    # log entries per replicated batch, at most
 //! batch_delay_ms = 0           # a batch waits this long for more entries
-//! batch_max_in_flight = 4      # while this many batches of a stream are
+//! batch_max_in_flight = 1      # while this many batches of a stream are
 //!                              # replicated, the next waits (up to 1 ms)
 //! streams = 1                  # replicated logs the leader spreads its
 //!                              # batches over (fixed once the data
