@@ -401,15 +401,13 @@ fn start_replica(config: &std::path::Path, name: &str) -> std::process::ExitCode
     };
     // Replication gets a runtime of its own: sessions block the server's
     // workers while their commits wait for the replicas, and a transport
-    // task queued behind a blocked session would never run. Paxos streams
-    // run on threads of their own, so only the transport's reads (and the
-    // writes senders leave to it) run here: one worker, since a second
-    // costs a wake-up per message (tokio wakes an idle worker to share
-    // new work). openraft's tasks write to the disk here, so that a sync
-    // does not hold up the network, they get two.
-    let repl_workers = if cfg.consensus == "raft" { 2 } else { 1 };
+    // task queued behind a blocked session would never run. One worker:
+    // Paxos streams run on threads of their own, so only the transport's
+    // reads (and the writes senders leave to it) run here, and openraft's
+    // tasks sync their log on blocking threads; a second worker costs a
+    // wake-up per message (tokio wakes an idle worker to share new work).
     let repl_runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(repl_workers)
+        .worker_threads(1)
         .thread_name("mako-repl")
         .enable_all()
         .build()

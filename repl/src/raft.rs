@@ -318,7 +318,12 @@ impl RaftLogStorage<Types> for LogStore {
                 inner.entries.insert(e.log_id.index, e);
             }
         }
-        let written = self.disk.write(puts, None, true);
+        // On a blocking thread: the runtime's worker goes on reading the
+        // network (and sending to followers) during the sync.
+        let disk = self.disk.clone();
+        let written = tokio::task::spawn_blocking(move || disk.write(puts, None, true))
+            .await
+            .unwrap_or_else(|e| Err(format!("the log write did not finish: {e}")));
         match written {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
