@@ -272,6 +272,8 @@ pub struct Persist {
     /// checkpoint thread's channel).
     log_threads: AtomicUsize,
     failure: Mutex<Option<Error>>,
+    /// `failure` is set: checked without its lock on every append.
+    failed: std::sync::atomic::AtomicBool,
     to_checkpoint: Mutex<Option<Sender<ToCheckpoint>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Entries made durable so far (for statistics).
@@ -771,6 +773,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         next_seq: AtomicU64::new(last_seq + 1),
         log_threads: AtomicUsize::new(log_queues),
         failure: Mutex::new(None),
+        failed: std::sync::atomic::AtomicBool::new(false),
         to_checkpoint: Mutex::new(None),
         threads: Mutex::new(Vec::new()),
         durable_entries: AtomicU64::new(0),
@@ -981,6 +984,9 @@ impl Persist {
             if f.is_some() {
                 return;
             }
+            // Set under every queue lock: an append holding its queue's
+            // sees both or neither.
+            self.failed.store(true, Ordering::Release);
             tracing::error!(error = %error.message, "the commit log has stopped: writes are refused until a restart; reads go on");
             *f = Some(error);
         }
@@ -1017,6 +1023,9 @@ impl Persist {
 
     /// The error that stopped the log, if one did.
     fn stop_error(&self) -> Option<Error> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
         lock(&self.failure).clone()
     }
 
