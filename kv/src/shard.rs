@@ -105,10 +105,27 @@ struct Durability {
 struct Waits {
     /// Why the log stopped, once it has.
     failed: Option<Error>,
-    /// Waiting threads by the clock value they wait for: a rise of the
+    /// Waiting commits by the clock value they wait for: a rise of the
     /// watermark wakes only those it covers (waking every waiter on every
     /// log write cost a large share of the CPU with many committers).
-    by_clock: BTreeMap<u64, Vec<std::thread::Thread>>,
+    by_clock: BTreeMap<u64, Vec<Waiter>>,
+}
+
+/// A commit waiting for the watermark.
+enum Waiter {
+    /// A thread parked in [`Shard::wait_watermark`].
+    Thread(std::thread::Thread),
+    /// A task polling [`Shard::poll_watermark`].
+    Task(std::task::Waker),
+}
+
+impl Waiter {
+    fn wake(self) {
+        match self {
+            Waiter::Thread(t) => t.unpark(),
+            Waiter::Task(w) => w.wake(),
+        }
+    }
 }
 
 /// The durable watermark of every shard of a node: the vector watermark
@@ -431,8 +448,8 @@ impl Shard {
                 let rest = waits.by_clock.split_off(&(mark + 1));
                 std::mem::replace(&mut waits.by_clock, rest)
             };
-            for t in ready.into_values().flatten() {
-                t.unpark();
+            for w in ready.into_values().flatten() {
+                w.wake();
             }
         }
     }
@@ -490,7 +507,7 @@ impl Shard {
                     .by_clock
                     .entry(c)
                     .or_default()
-                    .push(std::thread::current());
+                    .push(Waiter::Thread(std::thread::current()));
             }
             // Woken by `wake_waiters` (or spuriously); the timeout only
             // guards against a missed wake-up.
@@ -499,6 +516,38 @@ impl Shard {
                 return Ok(());
             }
         }
+    }
+
+    /// [`Shard::wait_watermark`] for a task: ready once the watermark is
+    /// at `c` or later (or the log has stopped); otherwise the task is
+    /// woken when it may be (poll again then: a wake-up may also be
+    /// spurious).
+    pub fn poll_watermark(
+        &self,
+        c: u64,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        use std::task::Poll;
+        let Some(d) = &self.durability else {
+            return Poll::Ready(Ok(()));
+        };
+        if d.marks.get(self.id) >= c {
+            return Poll::Ready(Ok(()));
+        }
+        let mut waits = lock(&d.waits);
+        // Checked under the waiters' lock, as in `wait_watermark`.
+        if d.marks.get(self.id) >= c {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(e) = waits.failed.as_ref() {
+            return Poll::Ready(Err(e.clone()));
+        }
+        waits
+            .by_clock
+            .entry(c)
+            .or_default()
+            .push(Waiter::Task(cx.waker().clone()));
+        Poll::Pending
     }
 
     /// The log stopped with `error`: the watermark stops where it is (once
@@ -517,8 +566,8 @@ impl Shard {
                 }
                 std::mem::take(&mut waits.by_clock)
             };
-            for t in all.into_values().flatten() {
-                t.unpark();
+            for w in all.into_values().flatten() {
+                w.wake();
             }
         }
     }

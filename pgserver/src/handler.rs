@@ -141,6 +141,27 @@ impl QueryParser for StatementParser {
     }
 }
 
+/// Waits, without blocking the thread, until `commits` are durable: a
+/// statement that committed is acknowledged only then (Mako §4.3). An
+/// error means the commit's outcome is unknown to the client.
+async fn durable(commits: Vec<txn::Installed>) -> txn::Result<()> {
+    for commit in commits {
+        let mut pending = commit.durable();
+        loop {
+            // A missed wake-up would leave the client waiting for good:
+            // poll again now and then, as the blocking wait does.
+            match tokio::time::timeout(std::time::Duration::from_millis(50), &mut pending).await {
+                Ok(done) => {
+                    done?;
+                    break;
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The per-connection handler.
 pub struct Connection {
     session: Arc<Mutex<Session>>,
@@ -150,7 +171,13 @@ pub struct Connection {
 impl Connection {
     /// A new connection with its own session on `db`.
     pub fn new(db: Arc<Db>) -> Self {
-        let session = Arc::new(Mutex::new(Session::new(db)));
+        let mut session = Session::new(db);
+        // Commits are awaited here (`durable`), not on the session's
+        // thread: a worker blocked for a replication round trip would hold
+        // up every task queued behind it on that worker, other sessions'
+        // commits included.
+        session.defer_durability();
+        let session = Arc::new(Mutex::new(session));
         Connection {
             parser: Arc::new(StatementParser {
                 session: session.clone(),
@@ -269,7 +296,18 @@ impl SimpleQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let results = lock(&self.session).execute_script(query);
+        let (mut results, commits) = {
+            let mut session = lock(&self.session);
+            let results = session.execute_script(query);
+            (results, session.take_deferred())
+        };
+        if let Err(e) = durable(commits).await
+            && let Some(last) = results.last_mut()
+        {
+            // The statement that committed (a script of several waits for
+            // each commit itself) is not acknowledged.
+            *last = Err(e);
+        }
         results
             .into_iter()
             .map(|r| match r {
@@ -301,15 +339,19 @@ impl ExtendedQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let mut session = lock(&self.session);
-        let result = decode_params(portal)
-            .and_then(|params| session.execute(&portal.statement.statement.0, &params));
+        let (result, commits) = {
+            let mut session = lock(&self.session);
+            let result = decode_params(portal)
+                .and_then(|params| session.execute(&portal.statement.statement.0, &params));
+            if result.is_err() {
+                session.mark_failed();
+            }
+            (result, session.take_deferred())
+        };
+        durable(commits).await.map_err(|e| user_error(&e))?;
         match result {
             Ok(o) => to_response(o, Some(&portal.result_column_format)),
-            Err(e) => {
-                session.mark_failed();
-                Err(user_error(&e))
-            }
+            Err(e) => Err(user_error(&e)),
         }
     }
 

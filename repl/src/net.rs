@@ -255,6 +255,9 @@ async fn write_loop(
     // down), senders stop writing to its connection.
     let _unlink = Unlink(link.clone());
     let mut warned = false;
+    // A frame taken from the queue before it was due: it goes first, when
+    // it is due, after the write of those before it.
+    let mut held: Option<Delayed<Vec<u8>>> = None;
     loop {
         let stream = match TcpStream::connect(addr).await {
             Ok(s) => {
@@ -270,7 +273,7 @@ async fn write_loop(
                     warned = true;
                 }
                 // Drop what queued meanwhile: it is stale by now.
-                let mut dropped = 0;
+                let mut dropped = usize::from(held.take().is_some());
                 while rx.try_recv().is_ok() {
                     dropped += 1;
                 }
@@ -284,8 +287,12 @@ async fn write_loop(
         link.connected(Some(stream.clone()));
         let mut buf = Vec::new();
         loop {
-            let Some((due, frame)) = rx.recv().await else {
-                return; // the transport is gone
+            let (due, frame) = match held.take() {
+                Some(next) => next,
+                None => match rx.recv().await {
+                    Some(next) => next,
+                    None => return, // the transport is gone
+                },
             };
             // tokio's timer fires on a millisecond tick even when the time
             // has come: a message due now goes at once.
@@ -295,15 +302,20 @@ async fn write_loop(
             buf.clear();
             buf.extend_from_slice(&frame);
             let mut frames = 1;
-            // Everything else already due goes in the same write.
-            while let Ok((due, frame)) = rx.try_recv() {
-                if due > Instant::now() {
-                    tokio::time::sleep_until(due).await;
-                }
-                buf.extend_from_slice(&frame);
-                frames += 1;
-                if buf.len() > 1 << 20 {
-                    break;
+            // Everything else already due goes in the same write; the
+            // first frame not due yet waits for the next (waiting for it
+            // here would hold back those before it).
+            while buf.len() <= 1 << 20 {
+                match rx.try_recv() {
+                    Ok((due, frame)) if due <= Instant::now() => {
+                        buf.extend_from_slice(&frame);
+                        frames += 1;
+                    }
+                    Ok(later) => {
+                        held = Some(later);
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
             let written = tokio::time::timeout(WRITE_TIMEOUT, write_all(&stream, &buf)).await;

@@ -24,7 +24,7 @@ use kv::{Error, ErrorKind, Result, bail};
 use sqlparser::ast;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use txn::{Db, Txn};
+use txn::{Db, Installed, Txn};
 
 use crate::bind::expr::ident;
 use crate::bind::{Binder, Bound, OutputColumn};
@@ -111,6 +111,10 @@ pub struct Session {
     failed: bool,
     /// `SET` values.
     settings: BTreeMap<String, String>,
+    /// Commits installed and not yet known durable, when the caller waits
+    /// for them itself (see [`Session::defer_durability`]); `None`: each
+    /// commit waits before its statement returns.
+    deferred: Option<Vec<Installed>>,
 }
 
 /// Parses SQL text into statements; a syntax error is 42601.
@@ -238,7 +242,41 @@ impl Session {
             txn: None,
             failed: false,
             settings: default_settings(),
+            deferred: None,
         }
+    }
+
+    /// From now on a statement that commits returns once its transaction
+    /// is installed, without waiting for it to be durable; the caller takes
+    /// the commits with [`Session::take_deferred`] and must not acknowledge
+    /// the statement before they are durable (Mako §4.3). A server does so
+    /// to wait without blocking its thread. A query string of several
+    /// statements still waits for each commit before the next statement
+    /// runs.
+    pub fn defer_durability(&mut self) {
+        self.deferred.get_or_insert_with(Vec::new);
+    }
+
+    /// The commits of the last statement that are not yet known durable
+    /// (see [`Session::defer_durability`]).
+    pub fn take_deferred(&mut self) -> Vec<Installed> {
+        self.deferred
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Commits `txn`: waits until it is durable, or leaves that to the
+    /// caller (see [`Session::defer_durability`]).
+    fn finish(&mut self, txn: Txn) -> Result<()> {
+        let installed = txn.commit_installed()?;
+        match self.deferred.as_mut() {
+            Some(deferred) => deferred.push(installed),
+            None => {
+                installed.wait()?;
+            }
+        }
+        Ok(())
     }
 
     /// The transaction status to report to the client.
@@ -282,6 +320,21 @@ impl Session {
         if statements.is_empty() {
             return vec![Ok(Outcome::Empty)];
         }
+        if statements.len() > 1 && self.deferred.is_some() {
+            // Each statement's commit is durable before the next runs, so
+            // that none runs after a commit that failed to become durable.
+            self.deferred = None;
+            let out = self.execute_script_statements(statements);
+            self.deferred = Some(Vec::new());
+            return out;
+        }
+        self.execute_script_statements(statements)
+    }
+
+    fn execute_script_statements(
+        &mut self,
+        statements: Vec<ast::Statement>,
+    ) -> Vec<Result<Outcome>> {
         // Several statements without transaction control run in one
         // implicit transaction, as in PostgreSQL: all or nothing.
         let batch = statements.len() > 1
@@ -329,7 +382,7 @@ impl Session {
             let last_err = out.last().and_then(|r| r.as_ref().err()).cloned();
             let result = match (last_err, txn) {
                 (Some(e), _) => Err(e),
-                (None, Some(t)) if !failed => t.commit().map(|_| ()),
+                (None, Some(t)) if !failed => self.finish(t),
                 (None, _) => Ok(()),
             };
             match result {
@@ -503,7 +556,7 @@ impl Session {
                     });
                 }
                 if let Some(t) = txn {
-                    t.commit()?;
+                    self.finish(t)?;
                 }
                 Ok(Outcome::Command {
                     tag: "COMMIT",
@@ -637,7 +690,7 @@ impl Session {
         loop {
             let mut txn = self.db.begin();
             let result = match run_in(&mut txn, p, params, memory) {
-                Ok(out) => txn.commit().map(|_| out),
+                Ok(out) => self.finish(txn).map(|()| out),
                 Err(e) => Err(stale_reads_first(&txn, e)),
             };
             match result {

@@ -9,6 +9,7 @@
 //! passes through [`CommitGate::wait_durable`] before it is acknowledged.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use kv::{Result, Shard, VectorClock};
 
@@ -21,6 +22,12 @@ pub trait CommitGate: Send + Sync {
     /// serialization failure: a client would retry, applying it twice. The
     /// coordinator turns any such error into `Unavailable`.
     fn wait_durable(&self, vc: &VectorClock) -> Result<()>;
+
+    /// [`CommitGate::wait_durable`] for a task that must not block its
+    /// thread: ready with the same outcome, or pending with the task to be
+    /// woken when it may be ready (poll again then; wake-ups may be
+    /// spurious).
+    fn poll_durable(&self, vc: &VectorClock, cx: &mut Context<'_>) -> Poll<Result<()>>;
 }
 
 /// The gate for a single node without persistence or replication: a
@@ -32,6 +39,10 @@ pub struct InstalledIsDurable;
 impl CommitGate for InstalledIsDurable {
     fn wait_durable(&self, _vc: &VectorClock) -> Result<()> {
         Ok(())
+    }
+
+    fn poll_durable(&self, _vc: &VectorClock, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -59,5 +70,14 @@ impl CommitGate for WatermarkGate {
             }
         }
         Ok(())
+    }
+
+    fn poll_durable(&self, vc: &VectorClock, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        for (shard, &c) in self.shards.iter().zip(vc.entries()) {
+            if c > 0 && shard.poll_watermark(c, cx)?.is_pending() {
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }

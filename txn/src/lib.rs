@@ -27,4 +27,4 @@ pub mod txn;
 pub use client::{KeyRange, ShardClient, TxnId};
 pub use db::Db;
 pub use kv::{Error, ErrorKind, Result};
-pub use txn::{CommitInfo, Entry, Placement, ScanPlacement, Txn, prefix_range};
+pub use txn::{CommitInfo, Durable, Entry, Installed, Placement, ScanPlacement, Txn, prefix_range};

@@ -66,6 +66,71 @@ pub struct CommitInfo {
     pub participants: usize,
 }
 
+/// A transaction certified and installed (committed), not yet known to be
+/// durable: Mako §4.3 acknowledges it only once VC ≤ watermark.
+pub struct Installed {
+    db: Arc<Db>,
+    info: CommitInfo,
+}
+
+impl Installed {
+    /// Blocks until the transaction is durable (may be acknowledged), or
+    /// fails when that can no longer happen.
+    pub fn wait(self) -> Result<CommitInfo> {
+        self.db
+            .gate()
+            .wait_durable(&self.info.vc)
+            .map_err(unknown)?;
+        Ok(self.info)
+    }
+
+    /// [`Installed::wait`] for an async task: a future that does not block
+    /// its thread.
+    pub fn durable(self) -> Durable {
+        Durable(Some(self))
+    }
+}
+
+/// The transaction is committed by now, so no failure to make it durable
+/// may look retryable: a retry would apply it twice.
+fn unknown(e: Error) -> Error {
+    if e.is_retryable() {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("commit outcome unknown: {}", e.message),
+        )
+    } else {
+        e
+    }
+}
+
+/// Resolves once an installed transaction is durable; see
+/// [`Installed::durable`]. A wake-up it misses would leave it pending: a
+/// caller that cannot rule that out polls it again now and then.
+pub struct Durable(Option<Installed>);
+
+impl std::future::Future for Durable {
+    type Output = Result<CommitInfo>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let Some(i) = self.0.as_ref() else {
+            return std::task::Poll::Ready(Err(Error::internal(
+                "a commit's durability polled after it resolved",
+            )));
+        };
+        match i.db.gate().poll_durable(&i.info.vc, cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(r) => {
+                let i = self.0.take().expect("checked above");
+                std::task::Poll::Ready(r.map(|()| i.info).map_err(unknown))
+            }
+        }
+    }
+}
+
 /// A buffered write.
 #[derive(Clone, Debug)]
 struct Buffered {
@@ -302,12 +367,24 @@ impl Txn {
     /// Abandons the transaction. Nothing was written, so nothing is undone.
     pub fn rollback(self) {}
 
-    /// Certifies and installs the transaction (see the module docs).
+    /// Certifies and installs the transaction (see the module docs), and
+    /// returns once it is durable: acknowledged.
     pub fn commit(self) -> Result<CommitInfo> {
+        self.commit_installed()?.wait()
+    }
+
+    /// Certifies and installs the transaction, without waiting for it to
+    /// become durable: it is committed (later transactions see it), but
+    /// may be acknowledged only once [`Installed::wait`] or
+    /// [`Installed::durable`] says so.
+    pub fn commit_installed(self) -> Result<Installed> {
         let db = self.db.clone();
-        let result = self.certify();
+        let result = self.certify().map(|info| Installed {
+            db: db.clone(),
+            info,
+        });
         match &result {
-            Ok(info) if info.participants > 1 => {
+            Ok(Installed { info, .. }) if info.participants > 1 => {
                 db.stats.cross_shard_commits.fetch_add(1, Ordering::Relaxed)
             }
             Ok(_) => db
@@ -413,19 +490,6 @@ impl Txn {
                 epoch,
             )?,
         };
-        // Mako §4.3: acknowledge only once VC ≤ watermark. The transaction is
-        // committed by now, so no failure here may look retryable: a retry
-        // would apply it twice.
-        db.gate().wait_durable(&vc).map_err(|e| {
-            if e.is_retryable() {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!("commit outcome unknown: {}", e.message),
-                )
-            } else {
-                e
-            }
-        })?;
         Ok(CommitInfo {
             txn: self.id,
             vc,

@@ -916,3 +916,71 @@ fn each_worker_logs_on_its_own_stream_and_a_failure_stops_every_queue() {
     }
     p.close();
 }
+
+/// A waker that counts its wake-ups.
+struct CountWakes(AtomicU64);
+
+impl std::task::Wake for CountWakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Polls `shard`'s watermark for `c` as a task would: pending until a
+/// wake-up, then ready.
+fn poll_until_ready(shard: &Shard, c: u64) -> Result<()> {
+    let wakes = Arc::new(CountWakes(AtomicU64::new(0)));
+    let waker = std::task::Waker::from(wakes.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = wakes.0.load(Ordering::SeqCst);
+        if let std::task::Poll::Ready(r) = shard.poll_watermark(c, &mut cx) {
+            return r;
+        }
+        // Pending: polled again only once woken.
+        while wakes.0.load(Ordering::SeqCst) == seen {
+            assert!(Instant::now() < deadline, "never woken");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// A task waiting for the watermark (a server's session does not block
+/// its thread) is pending while the entry is not durable, woken once it
+/// is; and woken with the log's error when the log stops.
+#[test]
+fn a_task_polling_the_watermark_is_woken_when_it_passes_or_the_log_stops() {
+    let dir = TempDir::new("poll-watermark");
+    let slow = Options {
+        faults: Faults {
+            write_delay: Duration::from_millis(200),
+            ..Faults::default()
+        },
+        ..opts(1, 1_000_000)
+    };
+    let (p, shards, _) = open(&dir.0, slow).unwrap();
+    let c = shards[0].next_clock();
+    install(&p, &shards[0], 1, &vc(&[c]), &[("a", Some("1"))]);
+    let waker = std::task::Waker::noop();
+    let pending = shards[0].poll_watermark(c, &mut std::task::Context::from_waker(waker));
+    assert!(pending.is_pending(), "durable before its log write");
+    poll_until_ready(&shards[0], c).unwrap();
+    assert!(shards[0].watermark() >= c);
+    p.close();
+
+    let dir = TempDir::new("poll-watermark-full");
+    let failing = Options {
+        faults: Faults {
+            fail_after_writes: Some(0),
+            write_delay: Duration::from_millis(100),
+        },
+        ..opts(1, 1_000_000)
+    };
+    let (p, shards, _) = open(&dir.0, failing).unwrap();
+    let c = shards[0].next_clock();
+    install(&p, &shards[0], 1, &vc(&[c]), &[("a", Some("1"))]);
+    let err = poll_until_ready(&shards[0], c).expect_err("never durable");
+    assert_eq!(err.kind, ErrorKind::DiskFull, "{err:?}");
+    p.close();
+}
