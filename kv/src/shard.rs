@@ -542,11 +542,15 @@ impl Shard {
         if let Some(e) = waits.failed.as_ref() {
             return Poll::Ready(Err(e.clone()));
         }
-        waits
-            .by_clock
-            .entry(c)
-            .or_default()
-            .push(Waiter::Task(cx.waker().clone()));
+        // Polled again (a spurious wake-up, a caller's timeout): its
+        // waker is there already.
+        let waiting = waits.by_clock.entry(c).or_default();
+        if !waiting
+            .iter()
+            .any(|w| matches!(w, Waiter::Task(t) if t.will_wake(cx.waker())))
+        {
+            waiting.push(Waiter::Task(cx.waker().clone()));
+        }
         Poll::Pending
     }
 

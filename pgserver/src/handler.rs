@@ -143,7 +143,10 @@ impl QueryParser for StatementParser {
 
 /// Waits, without blocking the thread, until `commits` are durable: a
 /// statement that committed is acknowledged only then (Mako §4.3). An
-/// error means the commit's outcome is unknown to the client.
+/// error means the commit's outcome is unknown to the client. Nothing may
+/// cut this wait short with another answer (a query cancel, were it
+/// wired in, would have to report the outcome unknown, not "canceled":
+/// the transaction is installed, and a client would retry it).
 async fn durable(commits: Vec<txn::Installed>) -> txn::Result<()> {
     for commit in commits {
         let mut pending = commit.durable();

@@ -324,9 +324,11 @@ fn start(
 /// Worker threads of the server's runtime.
 const SERVER_WORKERS: usize = 32;
 
-/// The server's runtime. Sessions run on its worker threads and block
-/// while their commit waits for the disk (or the replicas); enough workers
-/// keep the others going and let concurrent commits share a sync.
+/// The server's runtime. Sessions run on its worker threads; a commit's
+/// wait for the disk (or the replicas) is a task's, not a thread's, but a
+/// query string of several statements waits for each commit on its thread
+/// (and so does a retry's short back-off): enough workers keep the others
+/// going.
 fn server_runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(SERVER_WORKERS)
@@ -399,9 +401,10 @@ fn start_replica(config: &std::path::Path, name: &str) -> std::process::ExitCode
     let Some(runtime) = server_runtime() else {
         return std::process::ExitCode::FAILURE;
     };
-    // Replication gets a runtime of its own: sessions block the server's
-    // workers while their commits wait for the replicas, and a transport
-    // task queued behind a blocked session would never run. One worker:
+    // Replication gets a runtime of its own: a session may block a server
+    // worker (see `server_runtime`), and a transport task queued behind it
+    // would wait for it, while that session's commit waits for the
+    // transport. One worker:
     // Paxos streams run on threads of their own, so only the transport's
     // reads (and the writes senders leave to it) run here, and openraft's
     // tasks sync their log on blocking threads; a second worker costs a

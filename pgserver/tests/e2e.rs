@@ -89,6 +89,50 @@ fn conflicting_commit_reports_40001_on_the_real_binary() {
     assert!(mako.terminate().success());
 }
 
+/// A statement's commit is acknowledged only once durable; the server
+/// waits for that without blocking its thread, and a commit that can never
+/// become durable (its log write failed) is reported as such, in the
+/// simple and in the extended protocol, leaving the session usable and
+/// idle (a session left in a failed transaction would refuse the SELECT).
+#[test]
+fn a_commit_whose_log_write_fails_is_an_error_in_both_protocols() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for extended in [false, true] {
+        // The first log write (CREATE TABLE) succeeds, the next fails.
+        let mut mako = Mako::start_with_env(1, &[("MAKO_FAULT_LOG_FAIL_AFTER", "1")]);
+        rt.block_on(async {
+            let url = format!("host=127.0.0.1 port={} user=mako", mako.port);
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .simple_query("CREATE TABLE f (id BIGINT PRIMARY KEY)")
+                .await
+                .expect("the first log write succeeds");
+            let err = if extended {
+                client
+                    .execute("INSERT INTO f VALUES ($1)", &[&1i64])
+                    .await
+                    .unwrap_err()
+            } else {
+                client
+                    .simple_query("INSERT INTO f VALUES (1)")
+                    .await
+                    .unwrap_err()
+            };
+            assert_eq!(err.code().map(|c| c.code()), Some("53100"), "{err:?}");
+            let rows = client.query("SELECT count(*) FROM f", &[]).await.unwrap();
+            assert_eq!(
+                rows[0].get::<_, i64>(0),
+                0,
+                "the failed commit is not visible"
+            );
+        });
+        mako.terminate();
+    }
+}
+
 #[test]
 fn help_explains_the_commands() {
     let out = Command::new(env!("CARGO_BIN_EXE_mako"))

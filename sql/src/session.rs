@@ -11,7 +11,10 @@
 //! 4. an implicit transaction commits right away. If certification fails
 //!    (40001) before anything was returned to the client, the statement is
 //!    retried in a new transaction a few times; an explicit transaction's
-//!    failure is the client's to retry.
+//!    failure is the client's to retry. A commit is acknowledged only once
+//!    durable (VC ≤ watermark): the statement waits for it, or, when the
+//!    caller asked to ([`Session::defer_durability`]), returns once the
+//!    transaction is installed and leaves the wait to the caller.
 //!
 //! Errors inside an explicit transaction put the session in the *failed*
 //! state: every statement but `COMMIT`/`ROLLBACK` is refused with 25P02 until
