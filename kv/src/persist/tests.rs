@@ -737,6 +737,24 @@ fn a_replica_batches_at_most_max_entries() {
     p.close();
 }
 
+/// A replica in `dir` whose log holds a batch while one is in flight, at
+/// most `wait` after the last went, replicating to a stand-in.
+fn one_in_flight(dir: &TempDir, wait: Duration) -> (Arc<Persist>, Vec<Arc<Shard>>, Arc<Proposals>) {
+    let batching = Batching {
+        max_in_flight: 1,
+        in_flight_wait: wait,
+        ..Batching::default()
+    };
+    let opts = Options {
+        batching,
+        ..replica_opts("g")
+    };
+    let (p, shards, _) = open(&dir.0, opts).unwrap();
+    let stream = Arc::new(Proposals::default());
+    p.start_replication(stream.clone()).unwrap();
+    (p, shards, stream)
+}
+
 /// While `max_in_flight` batches are proposed and not chosen, a
 /// replica's log holds the next (gathering what queues meanwhile) until
 /// one is chosen, or until `in_flight_wait` has passed since the last
@@ -744,20 +762,7 @@ fn a_replica_batches_at_most_max_entries() {
 #[test]
 fn a_replica_holds_a_batch_while_enough_are_in_flight() {
     let dir = TempDir::new("repl-in-flight");
-    let (p, shards, _) = open(
-        &dir.0,
-        Options {
-            batching: Batching {
-                max_in_flight: 1,
-                in_flight_wait: Duration::from_secs(3600),
-                ..Batching::default()
-            },
-            ..replica_opts("g")
-        },
-    )
-    .unwrap();
-    let stream = Arc::new(Proposals::default());
-    p.start_replication(stream.clone()).unwrap();
+    let (p, shards, stream) = one_in_flight(&dir, Duration::from_secs(3600));
     let commit = |txn: u64| {
         let c = shards[0].next_clock();
         install(&p, &shards[0], txn, &vc(&[c]), &[("k", Some("v"))]);
@@ -791,20 +796,7 @@ fn a_replica_holds_a_batch_while_enough_are_in_flight() {
     // With a short wait, a batch goes that long after the last, chosen
     // or not.
     let dir = TempDir::new("repl-in-flight-wait");
-    let (p, shards, _) = open(
-        &dir.0,
-        Options {
-            batching: Batching {
-                max_in_flight: 1,
-                in_flight_wait: Duration::from_millis(100),
-                ..Batching::default()
-            },
-            ..replica_opts("g")
-        },
-    )
-    .unwrap();
-    let stream = Arc::new(Proposals::default());
-    p.start_replication(stream.clone()).unwrap();
+    let (p, shards, stream) = one_in_flight(&dir, Duration::from_millis(100));
     let start = Instant::now();
     let c = shards[0].next_clock();
     install(&p, &shards[0], 1, &vc(&[c]), &[("k", Some("v"))]);
