@@ -1,4 +1,11 @@
-# Helpers shared by ./dev and the scripts. Sourced, not executed.
+# Helpers shared by ./dev and the scripts. Sourced, not executed, from the
+# root of the clone.
+
+# Builds live outside the clone, so fresh clones on the same machine (CI's
+# among them) reuse them: cargo's target directory, and RocksDB's C++
+# library, compiled once per machine (ensure_rocksdb_lib).
+MAKO_CACHE="${MAKO_CACHE:-$HOME/.cache/mako-in-rust}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$MAKO_CACHE/target}"
 
 # Runs a labelled step and reports its duration.
 step() {
@@ -19,8 +26,10 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# RocksDB (built from source by the rocksdb crate) needs libclang for
-# bindgen, and a C++ compiler.
+# What every cargo command of ours needs first: libclang (bindgen reads
+# RocksDB's C header) and a C++ compiler, and RocksDB's library. Call it
+# before any cargo command: they must all see the same ROCKSDB_* variables,
+# or librocksdb-sys's build script runs again for the one that differs.
 ensure_build_deps() {
   local missing=()
   dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
@@ -28,6 +37,84 @@ ensure_build_deps() {
   if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}"
   fi
+  ensure_rocksdb_lib
+}
+
+# RocksDB's C++ (about 340 files, most of a cold build) is compiled once per
+# machine rather than once per cargo profile and command: cargo gives
+# release, dev, clippy's check and the tests each their own run of
+# librocksdb-sys's build script, and each compiled the C++ again (20
+# minutes apiece on two cores).
+#
+# The first call runs that build script once, in a target directory of its
+# own, with the release profile's settings for it in Cargo.toml (-O2 as
+# RocksDB's own Makefile builds a release, no debug info) and the CXXFLAGS
+# of .cargo/config.toml, and keeps the static library under
+# $MAKO_CACHE/rocksdb/<version>-<key>. Every cargo command then links it
+# through the crate's supported ROCKSDB_LIB_DIR and ROCKSDB_STATIC: the
+# build script only generates the bindings (seconds). The key hashes what
+# shapes the C++ build (the crate's version, .cargo/config.toml, the
+# profile override, the rocksdb dependency line, the compiler, RUSTFLAGS
+# and the C++ environment, this recipe), so a change to any of them builds
+# a new library beside the old. MAKO_ROCKSDB_FROM_SOURCE=1 skips all this
+# and lets cargo compile RocksDB as plain cargo does.
+ensure_rocksdb_lib() {
+  if [ -n "${MAKO_ROCKSDB_FROM_SOURCE:-}" ]; then
+    unset ROCKSDB_LIB_DIR ROCKSDB_STATIC
+    return 0
+  fi
+  local version key dir
+  version="$(awk '$0 == "name = \"librocksdb-sys\"" { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)"
+  if [ -z "$version" ]; then
+    echo "ensure_rocksdb_lib: librocksdb-sys not found in Cargo.lock" >&2
+    return 1
+  fi
+  key="$(
+    {
+      echo "$version"
+      cat .cargo/config.toml
+      sed -n '/^\[profile\.release\.package\.librocksdb-sys\]/,/^$/p' Cargo.toml
+      grep '^rocksdb' Cargo.toml
+      g++ --version | head -n 1
+      echo "RUSTFLAGS=${RUSTFLAGS-} CXX=${CXX-} CXXFLAGS=${CXXFLAGS-} CXXSTDLIB=${CXXSTDLIB-}"
+      declare -f ensure_rocksdb_lib build_rocksdb_lib
+    } | sha256sum | cut -c 1-12
+  )"
+  dir="$MAKO_CACHE/rocksdb/${version#*+}-$key"
+  if [ ! -f "$dir/librocksdb.a" ]; then
+    mkdir -p "$MAKO_CACHE/rocksdb"
+    # Two commands started at once build it once: the second waits.
+    (
+      flock 9
+      if [ ! -f "$dir/librocksdb.a" ]; then build_rocksdb_lib "$dir"; fi
+    ) 9>"$MAKO_CACHE/rocksdb/.lock"
+  fi
+  export ROCKSDB_LIB_DIR="$dir" ROCKSDB_STATIC=1
+}
+
+# Compiles RocksDB's C++ with librocksdb-sys's own build script into a
+# throwaway target directory and moves the library to $1.
+build_rocksdb_lib() {
+  local dest="$1" tmp start=$SECONDS
+  tmp="$(mktemp -d "$MAKO_CACHE/rocksdb/build.XXXXXX")"
+  echo "==> compiling RocksDB's C++ once for this machine (about 13 minutes on two cores) into $dest"
+  if ! env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC CARGO_TARGET_DIR="$tmp/target" \
+    cargo build --release --locked -p librocksdb-sys; then
+    rm -rf "$tmp"
+    return 1
+  fi
+  local libs=("$tmp"/target/release/build/librocksdb-sys-*/out/librocksdb.a)
+  if [ ${#libs[@]} != 1 ] || [ ! -f "${libs[0]}" ]; then
+    echo "build_rocksdb_lib: expected one librocksdb.a, found: ${libs[*]}" >&2
+    rm -rf "$tmp"
+    return 1
+  fi
+  mkdir "$tmp/lib"
+  mv "${libs[0]}" "$tmp/lib/"
+  rm -rf "$dest"
+  mv "$tmp/lib" "$dest"
+  rm -rf "$tmp"
+  echo "<== RocksDB's C++ compiled ($((SECONDS - start)) s)"
 }
 
 # psql is a test client of the end-to-end tests.
