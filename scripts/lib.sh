@@ -40,6 +40,10 @@ ensure_build_deps() {
   ensure_rocksdb_lib
 }
 
+# Part of the RocksDB library's key: bump it when build_rocksdb_lib changes
+# what it builds (not for a change of wording).
+ROCKSDB_RECIPE=1
+
 # RocksDB's C++ (about 340 files, most of a cold build) is compiled once per
 # machine rather than once per cargo profile and command: cargo gives
 # release, dev, clippy's check and the tests each their own run of
@@ -55,9 +59,9 @@ ensure_build_deps() {
 # build script only generates the bindings (seconds). The key hashes what
 # shapes the C++ build (the crate's version, .cargo/config.toml, the
 # profile override, the rocksdb dependency line, the compiler, RUSTFLAGS
-# and the C++ environment, this recipe), so a change to any of them builds
-# a new library beside the old. MAKO_ROCKSDB_FROM_SOURCE=1 skips all this
-# and lets cargo compile RocksDB as plain cargo does.
+# and the C++ environment, ROCKSDB_RECIPE), so a change to any of them
+# builds a new library beside the old. MAKO_ROCKSDB_FROM_SOURCE=1 skips
+# all this and lets cargo compile RocksDB as plain cargo does.
 ensure_rocksdb_lib() {
   if [ -n "${MAKO_ROCKSDB_FROM_SOURCE:-}" ]; then
     unset ROCKSDB_LIB_DIR ROCKSDB_STATIC
@@ -77,7 +81,7 @@ ensure_rocksdb_lib() {
       grep '^rocksdb' Cargo.toml
       g++ --version | head -n 1
       echo "RUSTFLAGS=${RUSTFLAGS-} CXX=${CXX-} CXXFLAGS=${CXXFLAGS-} CXXSTDLIB=${CXXSTDLIB-}"
-      declare -f ensure_rocksdb_lib build_rocksdb_lib
+      echo "recipe $ROCKSDB_RECIPE"
     } | sha256sum | cut -c 1-12
   )"
   dir="$MAKO_CACHE/rocksdb/${version#*+}-$key"
@@ -97,7 +101,7 @@ ensure_rocksdb_lib() {
 build_rocksdb_lib() {
   local dest="$1" tmp start=$SECONDS
   tmp="$(mktemp -d "$MAKO_CACHE/rocksdb/build.XXXXXX")"
-  echo "==> compiling RocksDB's C++ once for this machine (about 13 minutes on two cores) into $dest"
+  echo "==> compiling RocksDB's C++ once for this machine (about 20 minutes on two cores; once per machine) into $dest"
   if ! env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC CARGO_TARGET_DIR="$tmp/target" \
     cargo build --release --locked -p librocksdb-sys; then
     rm -rf "$tmp"

@@ -62,6 +62,9 @@ pub enum ErrorKind {
     /// The statement is not valid for semantic reasons not covered above
     /// (e.g. a table without a primary key).
     InvalidDefinition,
+    /// An object whose definition cannot be accepted as a whole, such as
+    /// a view that refers to itself through other views (42P17).
+    InvalidObjectDefinition,
     /// A primary-key or unique constraint would be violated.
     UniqueViolation,
     /// `NULL` written into a `NOT NULL` column.
@@ -90,6 +93,14 @@ pub enum ErrorKind {
     CantChangeRuntimeParam,
     /// A statement used more memory than the configured limit.
     OutOfMemory,
+    /// A statement nests deeper than the server's stack allows (deep
+    /// expressions, long operator chains, views of views): 54001.
+    StackDepth,
+    /// The statement was cancelled: a CancelRequest, `statement_timeout`,
+    /// or an idle transaction's timeout (57014).
+    QueryCanceled,
+    /// The server is shutting down and ended the statement (57P01).
+    AdminShutdown,
     /// The client sent something that violates the wire protocol.
     Protocol,
     /// The disk is full.

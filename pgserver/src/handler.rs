@@ -9,9 +9,12 @@
 //! - The ReadyForQuery status byte always comes from the session (idle, in
 //!   transaction, failed), not from guesses about the responses sent: a
 //!   COMMIT that fails certification leaves the session idle, not failed.
+//! - Statements (parsing, binding, executing, encoding the rows) run on the
+//!   runtime's blocking pool, never on its async workers: a long statement
+//!   must not hold up other connections' bytes or new connections. The
+//!   session's [`Interrupt`] stops them (cancel request, timeout, shutdown).
 
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -35,13 +38,14 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::extendedquery::{Bind, Close, Describe, Execute, Parse, Sync as PgSync};
 use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
-use pgwire::messages::startup::SecretKey;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, ProtocolVersion};
 use sql::bind::OutputColumn;
+use sql::interrupt::Interrupt;
 use sql::{Outcome, Prepared, Session, TxnStatus, Value};
 use txn::Db;
 
 use crate::buffered::{Deferred, NoFlush};
+use crate::sessions::{Registration, Sessions};
 use crate::sqlstate::sqlstate;
 use crate::wire::{Cell, declared_type, decode_binary, decode_text, pg_type};
 
@@ -108,18 +112,22 @@ impl QueryParser for StatementParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let mut session = lock(&self.session);
         let declared: kv::Result<Vec<_>> = types
             .iter()
             .map(|t| t.as_ref().map_or(Ok(None), declared_type))
             .collect();
-        let result = declared.and_then(|d| session.prepare(sql, &d));
+        let sql = sql.to_owned();
+        let result = blocking(&self.session, None, move |session| {
+            let result = declared.and_then(|d| session.prepare(&sql, &d));
+            if result.is_err() {
+                session.mark_failed();
+            }
+            result
+        })
+        .await;
         match result {
             Ok(p) => Ok(Some(Statement(Arc::new(p)))),
-            Err(e) => {
-                session.mark_failed();
-                Err(user_error(&e))
-            }
+            Err(e) => Err(user_error(&e)),
         }
     }
 
@@ -165,27 +173,85 @@ async fn durable(commits: Vec<txn::Installed>) -> txn::Result<()> {
     Ok(())
 }
 
+/// Runs `f` on the session on a thread of the blocking pool and waits for
+/// it as a task. `interrupt`, when given, is armed for the call: a cancel
+/// request stops what `f` runs. A panic in `f` (a bug) becomes an
+/// internal error for this client; the server and the session go on.
+async fn blocking<T: Send + 'static>(
+    session: &Arc<Mutex<Session>>,
+    interrupt: Option<&Arc<Interrupt>>,
+    f: impl FnOnce(&mut Session) -> kv::Result<T> + Send + 'static,
+) -> kv::Result<T> {
+    let session = session.clone();
+    if let Some(i) = interrupt {
+        i.start_query();
+    }
+    let joined = tokio::task::spawn_blocking(move || f(&mut lock(&session))).await;
+    if let Some(i) = interrupt {
+        i.finish_query();
+    }
+    joined.unwrap_or_else(|e| {
+        Err(kv::Error::internal(format!(
+            "the statement's thread failed: {e}"
+        )))
+    })
+}
+
+/// The server-wide settings every connection gets.
+#[derive(Clone)]
+pub struct ServerLimits {
+    /// The most memory one statement may use (`mako.statement_memory` may
+    /// only lower it).
+    pub statement_memory: usize,
+    /// The most sessions at once; more are refused with 53300.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            statement_memory: sql::exec::DEFAULT_MEMORY_LIMIT,
+            max_connections: 100,
+        }
+    }
+}
+
 /// The per-connection handler.
 pub struct Connection {
     session: Arc<Mutex<Session>>,
     parser: Arc<StatementParser>,
+    /// Stops the session's running statement.
+    interrupt: Arc<Interrupt>,
+    /// The session's pid and secret key for cancel requests; dropped (and
+    /// so unregistered) with the connection's last handle.
+    registration: Arc<Registration>,
+    /// Whether this connection is one too many (refused at startup).
+    over_limit: bool,
 }
 
 impl Connection {
-    /// A new connection with its own session on `db`.
-    pub fn new(db: Arc<Db>) -> Self {
+    /// A new connection with its own session on `db`, registered in
+    /// `sessions`.
+    pub fn new(db: Arc<Db>, sessions: &Arc<Sessions>, limits: &ServerLimits) -> Self {
         let mut session = Session::new(db);
         // Commits are awaited here (`durable`), not on the session's
         // thread: a worker blocked for a replication round trip would hold
         // up every task queued behind it on that worker, other sessions'
         // commits included.
         session.defer_durability();
+        session.set_memory_ceiling(limits.statement_memory);
+        let interrupt = session.interrupt();
+        let over_limit = sessions.len() >= limits.max_connections;
+        let registration = Arc::new(sessions.register(interrupt.clone()));
         let session = Arc::new(Mutex::new(session));
         Connection {
             parser: Arc::new(StatementParser {
                 session: session.clone(),
             }),
             session,
+            interrupt,
+            registration,
+            over_limit,
         }
     }
 
@@ -226,26 +292,28 @@ fn to_response(outcome: Outcome, format: Option<&Format>) -> PgWireResult<Respon
     })
 }
 
-fn decode_params(portal: &Portal<Statement>) -> kv::Result<Vec<Value>> {
-    let types = &portal.statement.statement.0.param_types;
-    if portal.parameters.len() != types.len() {
+fn decode_params(
+    types: &[sql::DataType],
+    parameters: &[Option<bytes::Bytes>],
+    format: &Format,
+) -> kv::Result<Vec<Value>> {
+    if parameters.len() != types.len() {
         return Err(kv::Error::new(
             kv::ErrorKind::Protocol,
             format!(
                 "bind message supplies {} parameters, but prepared statement requires {}",
-                portal.parameters.len(),
+                parameters.len(),
                 types.len()
             ),
         ));
     }
-    portal
-        .parameters
+    parameters
         .iter()
         .zip(types)
         .enumerate()
         .map(|(i, (raw, ty))| match raw {
             None => Ok(Value::Null),
-            Some(bytes) if portal.parameter_format.is_binary(i) => decode_binary(bytes, *ty),
+            Some(bytes) if format.is_binary(i) => decode_binary(bytes, *ty),
             Some(bytes) => decode_text(bytes, *ty),
         })
         .collect()
@@ -299,25 +367,33 @@ impl SimpleQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (mut results, commits) = {
-            let mut session = lock(&self.session);
-            let results = session.execute_script(query);
-            (results, session.take_deferred())
+        let query = query.to_owned();
+        let ran = blocking(&self.session, Some(&self.interrupt), move |session| {
+            let results = session.execute_script(&query);
+            let commits = session.take_deferred();
+            // Rows are encoded here too: a large result is work.
+            let responses: Vec<PgWireResult<Response>> = results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(o) => to_response(o, None),
+                    Err(e) => Ok(Response::Error(Box::new(error_info(&e)))),
+                })
+                .collect();
+            Ok((responses, commits))
+        })
+        .await;
+        let (mut responses, commits) = match ran {
+            Ok(r) => r,
+            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
         };
         if let Err(e) = durable(commits).await
-            && let Some(last) = results.last_mut()
+            && let Some(last) = responses.last_mut()
         {
             // The statement that committed (a script of several waits for
             // each commit itself) is not acknowledged.
-            *last = Err(e);
+            *last = Ok(Response::Error(Box::new(error_info(&e))));
         }
-        results
-            .into_iter()
-            .map(|r| match r {
-                Ok(o) => to_response(o, None),
-                Err(e) => Ok(Response::Error(Box::new(error_info(&e)))),
-            })
-            .collect()
+        responses.into_iter().collect()
     }
 }
 
@@ -342,18 +418,27 @@ impl ExtendedQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (result, commits) = {
-            let mut session = lock(&self.session);
-            let result = decode_params(portal)
-                .and_then(|params| session.execute(&portal.statement.statement.0, &params));
+        let statement = portal.statement.statement.0.clone();
+        let parameters = portal.parameters.clone();
+        let parameter_format = portal.parameter_format.clone();
+        let result_format = portal.result_column_format.clone();
+        let ran = blocking(&self.session, Some(&self.interrupt), move |session| {
+            let result = decode_params(&statement.param_types, &parameters, &parameter_format)
+                .and_then(|params| session.execute(&statement, &params));
             if result.is_err() {
                 session.mark_failed();
             }
-            (result, session.take_deferred())
-        };
+            let commits = session.take_deferred();
+            Ok((
+                result.map(|o| to_response(o, Some(&result_format))),
+                commits,
+            ))
+        })
+        .await;
+        let (result, commits) = ran.map_err(|e| user_error(&e))?;
         durable(commits).await.map_err(|e| user_error(&e))?;
         match result {
-            Ok(o) => to_response(o, Some(&portal.result_column_format)),
+            Ok(response) => response,
             Err(e) => Err(user_error(&e)),
         }
     }
@@ -434,9 +519,6 @@ impl ExtendedQueryHandler for Connection {
     }
 }
 
-/// Process ids reported to clients (BackendKeyData).
-static NEXT_PID: AtomicI32 = AtomicI32::new(1);
-
 #[async_trait]
 impl StartupHandler for Connection {
     async fn on_startup<C>(
@@ -452,8 +534,23 @@ impl StartupHandler for Connection {
         if let PgWireFrontendMessage::Startup(ref startup) = message {
             protocol_negotiation(client, startup).await?;
             save_startup_parameters_to_metadata(client, startup);
-            let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
-            client.set_pid_and_secret_key(pid, SecretKey::I32(pid.wrapping_mul(7919)));
+            if self.over_limit {
+                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".to_owned(),
+                    "53300".to_owned(),
+                    "sorry, too many clients already (mako start --max-connections)".to_owned(),
+                ))));
+            }
+            if self.interrupt.is_shut_down() {
+                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".to_owned(),
+                    "57P03".to_owned(),
+                    "the database system is shutting down".to_owned(),
+                ))));
+            }
+            let short = client.protocol_version() == ProtocolVersion::PROTOCOL3_0;
+            let secret = self.registration.new_secret(short);
+            client.set_pid_and_secret_key(self.registration.pid, secret);
             let mut params = DefaultServerParameterProvider::default();
             params.server_version = sql::SERVER_VERSION.to_owned();
             params.search_path = "\"$user\", public".to_owned();
@@ -478,6 +575,10 @@ impl PgWireServerHandlers for Connection {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         Arc::new(self.clone_handle())
     }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.registration.sessions()
+    }
 }
 
 impl Connection {
@@ -485,6 +586,9 @@ impl Connection {
         Connection {
             session: self.session.clone(),
             parser: self.parser.clone(),
+            interrupt: self.interrupt.clone(),
+            registration: self.registration.clone(),
+            over_limit: self.over_limit,
         }
     }
 }

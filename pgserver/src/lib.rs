@@ -4,7 +4,9 @@
 //! - [`server`]: accepts TCP connections and runs one [`handler::Connection`]
 //!   per client over the node's shards ([`txn::Db`]).
 //! - [`handler`]: pgwire's simple and extended query handlers over a
-//!   `sql::Session`.
+//!   `sql::Session`, run on the blocking pool.
+//! - [`sessions`]: live sessions by pid and secret key, for cancel
+//!   requests and shutdown.
 //! - [`wire`]: type OIDs and the text/binary encodings of values.
 //! - [`sqlstate`]: the one place error kinds become SQLSTATE codes.
 //! - [`slt`] and [`tpcc`]: the sqllogictest runner and the TPC-C driver
@@ -17,6 +19,7 @@ mod buffered;
 pub mod cluster;
 pub mod handler;
 pub mod server;
+pub mod sessions;
 pub mod slt;
 pub mod sqlstate;
 pub mod tpcc;

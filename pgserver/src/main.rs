@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use pgserver::handler::ServerLimits;
 use tracing_subscriber::EnvFilter;
 use txn::Db;
 
@@ -98,6 +99,16 @@ enum Command {
         /// crashes or loses power.
         #[arg(long, default_value = "group", conflicts_with = "config")]
         sync: kv::persist::SyncMode,
+        /// The most client connections at once; one more is refused with
+        /// SQLSTATE 53300 (cancel requests are always read).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        max_connections: u32,
+        /// The most memory one statement may hold (materialized rows,
+        /// joins, sorts, hash tables, results), e.g. 256MB or 2GB; past it
+        /// the statement fails with 53200. A session's
+        /// `SET mako.statement_memory` may lower it, never raise it.
+        #[arg(long, default_value = "1GB", value_parser = parse_memory_arg)]
+        statement_memory: usize,
     },
     /// Start every node of a cluster configuration on this machine, each as
     /// its own `mako start --config F --node N` process logging to
@@ -226,19 +237,28 @@ fn main() -> std::process::ExitCode {
         Command::Start {
             config: Some(config),
             node: Some(node),
+            max_connections,
+            statement_memory,
             ..
-        } => start_replica(&config, &node),
+        } => start_replica(
+            &config,
+            &node,
+            server_limits(max_connections, statement_memory),
+        ),
         Command::Start {
             listen,
             data_dir,
             shards,
             sync,
+            max_connections,
+            statement_memory,
             ..
         } => start(
             listen.unwrap_or_else(|| ([127, 0, 0, 1], 5433).into()),
             data_dir.unwrap_or_else(|| PathBuf::from("./mako-data")),
             shards.map(usize::from),
             sync,
+            server_limits(max_connections, statement_memory),
         ),
         Command::LocalCluster { config, log_dir } => {
             pgserver::cluster::local::run(&config, log_dir.as_deref())
@@ -254,11 +274,28 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn parse_memory_arg(s: &str) -> Result<usize, String> {
+    match sql::session::parse_memory(s) {
+        Some(0) | None => Err(format!(
+            "expected a positive size such as 512MB or 2GB, not \"{s}\""
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+fn server_limits(max_connections: u32, statement_memory: usize) -> ServerLimits {
+    ServerLimits {
+        statement_memory,
+        max_connections: max_connections as usize,
+    }
+}
+
 fn start(
     listen: SocketAddr,
     data_dir: PathBuf,
     shards: Option<usize>,
     sync: kv::persist::SyncMode,
+    limits: ServerLimits,
 ) -> std::process::ExitCode {
     let opts = kv::persist::Options {
         sync,
@@ -297,7 +334,7 @@ fn start(
              a machine crash or power loss loses the last ones"
         );
     }
-    let Some(runtime) = server_runtime() else {
+    let Some(runtime) = server_runtime(&limits) else {
         return std::process::ExitCode::FAILURE;
     };
     let code = runtime.block_on(async move {
@@ -310,7 +347,7 @@ fn start(
         };
         let listen = listener.local_addr().unwrap_or(listen);
         tracing::info!(%listen, shards, sync = sync.name(), "mako is ready for PostgreSQL clients");
-        pgserver::server::serve(listener, db, shutdown_signal()).await;
+        pgserver::server::serve(listener, db, limits, shutdown_signal()).await;
         std::process::ExitCode::SUCCESS
     });
     drop(runtime);
@@ -321,17 +358,24 @@ fn start(
     code
 }
 
-/// Worker threads of the server's runtime.
-const SERVER_WORKERS: usize = 32;
+/// The stack of every server thread. Statements run on the blocking pool's
+/// threads and recurse on the shape of the SQL (binding, planning,
+/// evaluating): deep expressions and long chains need a deep stack, and
+/// what they may use is guarded (`sql::interrupt::check_stack`, 54001).
+/// Only the pages a thread touches take memory.
+const THREAD_STACK: usize = 64 << 20;
 
-/// The server's runtime. Sessions run on its worker threads; a commit's
-/// wait for the disk (or the replicas) is a task's, not a thread's, but a
-/// query string of several statements waits for each commit on its thread
-/// (and so does a retry's short back-off): enough workers keep the others
-/// going.
-fn server_runtime() -> Option<tokio::runtime::Runtime> {
+/// The server's runtime. The async workers (one per core) only move bytes
+/// and wait (for commits to be durable, for clients); statements run on
+/// its blocking pool, one thread per running statement, at most one per
+/// allowed connection and a few more.
+fn server_runtime(limits: &ServerLimits) -> Option<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(SERVER_WORKERS)
+        .worker_threads(cores.max(2))
+        .max_blocking_threads(limits.max_connections + 16)
+        .thread_stack_size(THREAD_STACK)
+        .thread_name("mako-server")
         .enable_all()
         .build()
     {
@@ -366,7 +410,11 @@ fn restart_in_place() -> ! {
     std::process::exit(pgserver::cluster::DEPOSED_EXIT)
 }
 
-fn start_replica(config: &std::path::Path, name: &str) -> std::process::ExitCode {
+fn start_replica(
+    config: &std::path::Path,
+    name: &str,
+    limits: ServerLimits,
+) -> std::process::ExitCode {
     use pgserver::cluster::{self, config::ClusterConfig};
     let fail = |msg: String| {
         eprintln!("mako: {msg}");
@@ -398,7 +446,7 @@ fn start_replica(config: &std::path::Path, name: &str) -> std::process::ExitCode
         seconds = node.recovered.elapsed.as_secs_f64(),
         "recovered"
     );
-    let Some(runtime) = server_runtime() else {
+    let Some(runtime) = server_runtime(&limits) else {
         return std::process::ExitCode::FAILURE;
     };
     // Replication gets a runtime of its own: a session may block a server
@@ -439,7 +487,7 @@ fn start_replica(config: &std::path::Path, name: &str) -> std::process::ExitCode
             repl = %me.repl,
             "mako replica is up; it serves PostgreSQL clients once it leads"
         );
-        pgserver::server::serve(listener, node.db.clone(), shutdown_signal()).await;
+        pgserver::server::serve(listener, node.db.clone(), limits, shutdown_signal()).await;
         std::process::ExitCode::SUCCESS
     });
     drop(runtime);

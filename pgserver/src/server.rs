@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use txn::Db;
 
-use crate::handler::Connection;
+use crate::handler::{Connection, ServerLimits};
+use crate::sessions::Sessions;
 
 /// A running server (for tests): its address and a handle to stop it.
 pub struct RunningServer {
@@ -33,14 +34,25 @@ impl RunningServer {
 
 /// Accepts connections on `listener` until `shutdown` completes. Each
 /// client gets its own session; a client's failure never affects others.
-pub async fn serve(listener: TcpListener, db: Arc<Db>, shutdown: impl Future<Output = ()>) {
+/// At shutdown every running statement is stopped (57P01), so that the
+/// runtime, which waits for its blocking threads, can end.
+pub async fn serve(
+    listener: TcpListener,
+    db: Arc<Db>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let sessions = Sessions::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown => {
+                sessions.shut_down_all();
+                break;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
-                    let conn = Arc::new(Connection::new(db.clone()));
+                    let conn = Arc::new(Connection::new(db.clone(), &sessions, &limits));
                     tokio::spawn(async move {
                         if let Err(e) = pgwire::tokio::process_socket(socket, None, conn).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -70,9 +82,14 @@ pub async fn start(addr: &str, db: Arc<Db>) -> std::io::Result<RunningServer> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(serve(listener, db.clone(), async {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(serve(
+        listener,
+        db.clone(),
+        ServerLimits::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     Ok(RunningServer {
         addr,
         db,

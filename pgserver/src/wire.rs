@@ -187,29 +187,46 @@ fn decode_numeric(b: &[u8]) -> Result<Decimal> {
         return Err(bad_binary(ty));
     }
     let rd = |i: usize| i16::from_be_bytes([b[i], b[i + 1]]);
-    let (n, weight, sign, dscale) = (rd(0) as usize, rd(2) as i32, rd(4) as u16, rd(6) as u32);
+    let n = usize::from(u16::from_be_bytes([b[0], b[1]]));
+    let (weight, sign, dscale) = (rd(2) as i32, rd(4) as u16, rd(6) as u16 as u32);
     if sign == 0xC000 {
         return Err(Error::unsupported("NaN is not supported in numeric"));
     }
     if b.len() != 8 + 2 * n {
         return Err(bad_binary(ty));
     }
+    // Each base-10000 digit is placed at once: the time is linear in the
+    // message, whatever the weight a client declares. A Decimal holds 28
+    // fractional digits at most, so digits below 10000^-7 do not count,
+    // and its largest value is below 10000^8.
+    let out_of_range = || {
+        Error::new(
+            ErrorKind::NumericOutOfRange,
+            "numeric value out of range (at most 28 digits are supported)",
+        )
+    };
     let mut value = Decimal::ZERO;
     for i in 0..n {
         let digit = rd(8 + 2 * i);
-        let power = weight - i as i32;
-        let mut term = Decimal::from(digit);
-        let scale = Decimal::from(10_000);
-        if power >= 0 {
-            for _ in 0..power {
-                term = term.checked_mul(scale).ok_or_else(|| bad_binary(ty))?;
-            }
-        } else {
-            for _ in 0..(-power) {
-                term /= scale;
-            }
+        if !(0..10_000).contains(&digit) {
+            return Err(bad_binary(ty));
         }
-        value += term;
+        if digit == 0 {
+            continue;
+        }
+        let power = i64::from(weight) - i as i64;
+        let term = if power >= 0 {
+            if power > 7 {
+                return Err(out_of_range());
+            }
+            Decimal::try_from_i128_with_scale(i128::from(digit) * 10_i128.pow(4 * power as u32), 0)
+                .map_err(|_| out_of_range())?
+        } else if power >= -7 {
+            Decimal::from_i128_with_scale(i128::from(digit), 4 * (-power) as u32)
+        } else {
+            continue;
+        };
+        value = value.checked_add(term).ok_or_else(out_of_range)?;
     }
     if sign == 0x4000 {
         value = -value;
@@ -294,6 +311,32 @@ mod tests {
             &buf[..],
             &[0, 3, 0, 1, 0, 0, 0, 4, 0, 1, 0x09, 0x29, 0x1A, 0x85]
         );
+    }
+
+    #[test]
+    fn numeric_binary_with_extreme_weights_is_quick() {
+        // 16K digits of 9999 at the lowest and the highest weight: each
+        // digit costs the same whatever its weight.
+        let numeric = |weight: i16| {
+            let mut b = Vec::new();
+            b.extend_from_slice(&16_000u16.to_be_bytes());
+            b.extend_from_slice(&weight.to_be_bytes());
+            b.extend_from_slice(&[0, 0, 0, 0]);
+            for _ in 0..16_000 {
+                b.extend_from_slice(&9999u16.to_be_bytes());
+            }
+            b
+        };
+        let started = std::time::Instant::now();
+        assert_eq!(decode_numeric(&numeric(i16::MIN)).unwrap(), Decimal::ZERO);
+        let e = decode_numeric(&numeric(i16::MAX)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NumericOutOfRange);
+        // Not a benchmark: 16K digits took 5-17 s when each cost its weight.
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // A digit count that does not match the length, or a digit that is
+        // not base 10000, is refused.
+        assert!(decode_numeric(&[0xff, 0xff, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(decode_numeric(&[0, 1, 0, 0, 0, 0, 0, 0, 0x27, 0x10]).is_err());
     }
 
     #[test]

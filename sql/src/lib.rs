@@ -26,6 +26,7 @@ pub mod bind;
 pub mod catalog;
 pub mod exec;
 pub mod expr;
+pub mod interrupt;
 pub mod plan;
 pub mod planner;
 pub mod rowcodec;

@@ -33,6 +33,7 @@ use crate::bind::expr::ident;
 use crate::bind::{Binder, Bound, OutputColumn};
 use crate::catalog;
 use crate::exec::{ExecCtx, InsertSource, Returning, Row};
+use crate::interrupt::Interrupt;
 use crate::types::{DataType, Value};
 
 /// How many times an implicit transaction is retried after a 40001.
@@ -118,11 +119,42 @@ pub struct Session {
     /// for them itself (see [`Session::defer_durability`]); `None`: each
     /// commit waits before its statement returns.
     deferred: Option<Vec<Installed>>,
+    /// Stops the running statement (cancel request, `statement_timeout`,
+    /// shutdown); shared with whoever may stop it.
+    interrupt: Arc<Interrupt>,
+    /// The most memory a statement may use, set by the server:
+    /// `mako.statement_memory` may lower it, never raise it.
+    memory_ceiling: usize,
+}
+
+/// What bounds one statement's execution.
+#[derive(Clone, Copy)]
+struct Limits<'a> {
+    /// Bytes of memory (`mako.statement_memory`).
+    memory: usize,
+    /// The session's stop signal.
+    interrupt: &'a Interrupt,
+}
+
+impl<'a> Limits<'a> {
+    fn ctx<'t>(&self, txn: &'t mut Txn, params: &'t [Value]) -> ExecCtx<'t>
+    where
+        'a: 't,
+    {
+        ExecCtx::new(txn, params, self.memory).with_interrupt(self.interrupt)
+    }
 }
 
 /// Parses SQL text into statements; a syntax error is 42601.
 pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
     Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
+        if let sqlparser::parser::ParserError::RecursionLimitExceeded = e {
+            return Error::new(
+                ErrorKind::StackDepth,
+                "stack depth limit exceeded (the statement nests parentheses, \
+                 subqueries or function calls too deeply)",
+            );
+        }
         let msg = e.to_string();
         let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg);
         Error::new(ErrorKind::Syntax, format!("syntax error: {msg}"))
@@ -144,6 +176,7 @@ fn default_settings() -> BTreeMap<String, String> {
         ("extra_float_digits", "1"),
         ("integer_datetimes", "on"),
         ("mako.statement_memory", "1GB"),
+        ("statement_timeout", "0"),
         ("intervalstyle", "postgres"),
         ("search_path", "\"$user\", public"),
         ("server_encoding", "UTF8"),
@@ -246,7 +279,33 @@ impl Session {
             failed: false,
             settings: default_settings(),
             deferred: None,
+            interrupt: Arc::new(Interrupt::new()),
+            memory_ceiling: crate::exec::DEFAULT_MEMORY_LIMIT,
         }
+    }
+
+    /// Sets the server's per-statement memory ceiling (see
+    /// [`Session::memory_limit`]).
+    pub fn set_memory_ceiling(&mut self, bytes: usize) {
+        self.memory_ceiling = bytes;
+    }
+
+    /// The session's stop signal: a cancel request or the server's
+    /// shutdown fires it from another thread.
+    pub fn interrupt(&self) -> Arc<Interrupt> {
+        self.interrupt.clone()
+    }
+
+    /// `statement_timeout` (`None`: no limit).
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        self.setting("statement_timeout")
+            .and_then(parse_duration)
+            .filter(|d| !d.is_zero())
+    }
+
+    /// A statement starts: its deadline is set from `statement_timeout`.
+    fn start_statement(&self) {
+        self.interrupt.start_statement(self.statement_timeout());
     }
 
     /// From now on a statement that commits returns once its transaction
@@ -298,7 +357,8 @@ impl Session {
     pub fn memory_limit(&self) -> usize {
         self.setting("mako.statement_memory")
             .and_then(parse_memory)
-            .unwrap_or(crate::exec::DEFAULT_MEMORY_LIMIT)
+            .unwrap_or(self.memory_ceiling)
+            .min(self.memory_ceiling)
     }
 
     /// A setting's current value.
@@ -356,6 +416,7 @@ impl Session {
     fn execute_each(&mut self, statements: Vec<ast::Statement>) -> Vec<Result<Outcome>> {
         let mut out = Vec::new();
         for stmt in statements {
+            self.start_statement();
             let result = match self.prepare_ast(Some(stmt), &[]) {
                 Ok(p) => self.execute(&p, &[]),
                 Err(e) => {
@@ -407,6 +468,7 @@ impl Session {
     /// Parses and binds one statement for the extended protocol. `declared`
     /// are the parameter types the client sent (`None`: infer).
     pub fn prepare(&mut self, sql: &str, declared: &[Option<DataType>]) -> Result<Prepared> {
+        self.start_statement();
         let result = parse(sql).and_then(|mut statements| match statements.len() {
             0 => Ok(None),
             1 => Ok(statements.pop()),
@@ -531,6 +593,7 @@ impl Session {
     /// Executes a prepared statement with parameter values (already of the
     /// prepared parameter types).
     pub fn execute(&mut self, p: &Prepared, params: &[Value]) -> Result<Outcome> {
+        self.start_statement();
         let result = self.execute_inner(p, params);
         if result.is_err() {
             self.note_error();
@@ -590,10 +653,24 @@ impl Session {
                         "parameter \"{name}\" cannot be changed now (it is set by mako start)"
                     );
                 }
-                if name == "mako.statement_memory" && parse_memory(value).is_none() {
+                let valid = match name.as_str() {
+                    "mako.statement_memory" => parse_memory(value).is_some(),
+                    "statement_timeout" => parse_duration(value).is_some(),
+                    _ => true,
+                };
+                if !valid {
                     bail!(
                         InvalidParameterValue,
                         "invalid value for parameter \"{name}\": \"{value}\""
+                    );
+                }
+                if name == "mako.statement_memory"
+                    && parse_memory(value).is_some_and(|m| m > self.memory_ceiling)
+                {
+                    bail!(
+                        InvalidParameterValue,
+                        "invalid value for parameter \"{name}\": \"{value}\" is above the server's limit of {} bytes (mako start --statement-memory)",
+                        self.memory_ceiling
                     );
                 }
                 self.settings.insert(name, value.clone());
@@ -685,14 +762,18 @@ impl Session {
                 p.param_types.len()
             );
         }
-        let memory = self.memory_limit();
+        let interrupt = self.interrupt.clone();
+        let limits = Limits {
+            memory: self.memory_limit(),
+            interrupt: &interrupt,
+        };
         if let Some(txn) = self.txn.as_mut() {
-            return run_in(txn, p, params, memory).map_err(|e| stale_reads_first(txn, e));
+            return run_in(txn, p, params, limits).map_err(|e| stale_reads_first(txn, e));
         }
         let mut attempt = 0;
         loop {
             let mut txn = self.db.begin();
-            let result = match run_in(&mut txn, p, params, memory) {
+            let result = match run_in(&mut txn, p, params, limits) {
                 Ok(out) => self.finish(txn).map(|()| out),
                 Err(e) => Err(stale_reads_first(&txn, e)),
             };
@@ -731,8 +812,34 @@ fn stale_reads_first(txn: &Txn, e: Error) -> Error {
     }
 }
 
+/// Parses a time setting as PostgreSQL does: a number in milliseconds, or
+/// with a unit (`us`, `ms`, `s`, `min`, `h`, `d`): `0`, `1500`, `1s`,
+/// `250ms`, `2min`.
+fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let n: f64 = t[..split].parse().ok()?;
+    let micros_per_unit = match t[split..].trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => 1e3,
+        "us" => 1.0,
+        "s" => 1e6,
+        "min" => 60e6,
+        "h" => 3600e6,
+        "d" => 86400e6,
+        _ => return None,
+    };
+    let micros = n * micros_per_unit;
+    // PostgreSQL's limit for a timeout in milliseconds is INT_MAX.
+    if !micros.is_finite() || micros < 0.0 || micros > i32::MAX as f64 * 1e3 {
+        return None;
+    }
+    Some(std::time::Duration::from_micros(micros as u64))
+}
+
 /// Parses `123`, `64kB`, `512MB`, `1GB`.
-fn parse_memory(s: &str) -> Option<usize> {
+pub fn parse_memory(s: &str) -> Option<usize> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let n: usize = t[..split].parse().ok()?;
@@ -755,7 +862,7 @@ fn in_failed_transaction() -> Error {
 
 /// Runs a data statement in `txn`, re-binding it first if a table it was
 /// bound against has changed since.
-fn run_in(txn: &mut Txn, p: &Prepared, params: &[Value], memory: usize) -> Result<Outcome> {
+fn run_in(txn: &mut Txn, p: &Prepared, params: &[Value], limits: Limits<'_>) -> Result<Outcome> {
     let mut stale = false;
     for (name, id) in &p.deps {
         if catalog::relation_id(txn, name)? != Some(*id) {
@@ -778,7 +885,7 @@ fn run_in(txn: &mut Txn, p: &Prepared, params: &[Value], memory: usize) -> Resul
             &rebound
         }
     };
-    run_bound(txn, bound, params, memory)
+    run_bound(txn, bound, params, limits)
 }
 
 fn with_returning(
@@ -821,7 +928,12 @@ fn lock_rows_read(txn: &mut Txn, mark: (usize, usize)) -> Result<()> {
     Ok(())
 }
 
-fn run_bound(txn: &mut Txn, bound: &Bound, params: &[Value], memory: usize) -> Result<Outcome> {
+fn run_bound(
+    txn: &mut Txn,
+    bound: &Bound,
+    params: &[Value],
+    limits: Limits<'_>,
+) -> Result<Outcome> {
     Ok(match bound {
         Bound::Query {
             plan,
@@ -829,7 +941,7 @@ fn run_bound(txn: &mut Txn, bound: &Bound, params: &[Value], memory: usize) -> R
             for_update,
         } => {
             let mark = txn.read_mark();
-            let rows = ExecCtx::new(txn, params, memory).query(plan, &[])?;
+            let rows = limits.ctx(txn, params).query(plan, &[])?;
             if *for_update {
                 lock_rows_read(txn, mark)?;
             }
@@ -845,8 +957,9 @@ fn run_bound(txn: &mut Txn, bound: &Bound, params: &[Value], memory: usize) -> R
             conflict,
             returning,
         } => {
-            let (n, rows) =
-                ExecCtx::new(txn, params, memory).insert(table, source, conflict, returning)?;
+            let (n, rows) = limits
+                .ctx(txn, params)
+                .insert(table, source, conflict, returning)?;
             with_returning("INSERT", n, rows, returning)
         }
         Bound::Update {
@@ -855,8 +968,9 @@ fn run_bound(txn: &mut Txn, bound: &Bound, params: &[Value], memory: usize) -> R
             sets,
             returning,
         } => {
-            let (n, rows) =
-                ExecCtx::new(txn, params, memory).update(scan, filter, sets, returning)?;
+            let (n, rows) = limits
+                .ctx(txn, params)
+                .update(scan, filter, sets, returning)?;
             with_returning("UPDATE", n, rows, returning)
         }
         Bound::Delete {
@@ -864,7 +978,7 @@ fn run_bound(txn: &mut Txn, bound: &Bound, params: &[Value], memory: usize) -> R
             filter,
             returning,
         } => {
-            let (n, rows) = ExecCtx::new(txn, params, memory).delete(scan, filter, returning)?;
+            let (n, rows) = limits.ctx(txn, params).delete(scan, filter, returning)?;
             with_returning("DELETE", n, rows, returning)
         }
         Bound::CreateTable {
@@ -919,7 +1033,7 @@ fn run_bound(txn: &mut Txn, bound: &Bound, params: &[Value], memory: usize) -> R
                 .is_some_and(|t| t.index(&index.name).is_some());
             if !(*if_not_exists && exists) {
                 let (table, index) = catalog::create_index(txn, table, index.clone())?;
-                ExecCtx::new(txn, params, memory).build_index(&table, &index)?;
+                limits.ctx(txn, params).build_index(&table, &index)?;
             }
             Outcome::Command {
                 tag: "CREATE INDEX",

@@ -16,6 +16,8 @@ pub struct Mako {
     dir: PathBuf,
     shards: u16,
     env: Vec<(String, String)>,
+    /// Extra `mako start` arguments (kept for restarts).
+    args: Vec<String>,
     /// Everything the server printed on stderr so far.
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -119,20 +121,44 @@ impl Mako {
     /// [`Mako::start_with_env`] on the data directory `dir` (removed when
     /// the server is dropped).
     pub fn start_in(dir: PathBuf, shards: u16, env: &[(&str, &str)]) -> Mako {
+        Self::start_full(dir, shards, env, &[])
+    }
+
+    /// [`Mako::start`] with extra `mako start` arguments (kept for
+    /// restarts).
+    #[allow(dead_code)]
+    pub fn start_with_args(shards: u16, args: &[&str]) -> Mako {
+        Self::start_full(temp_data_dir("server"), shards, &[], args)
+    }
+
+    fn start_full(dir: PathBuf, shards: u16, env: &[(&str, &str)], args: &[&str]) -> Mako {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let (child, port, log) =
-            spawn_with_env(&dir, shards, &[], &env).unwrap_or_else(|e| panic!("{e}"));
+            spawn_with_env(&dir, shards, args, &env).unwrap_or_else(|e| panic!("{e}"));
         Mako {
             child,
             port,
             dir,
             shards,
             env,
+            args: args.iter().map(|a| a.to_string()).collect(),
             log,
         }
+    }
+
+    /// The server's process id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the server process is still running.
+    #[allow(dead_code)]
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Starts the server again on the same data directory, first killing
@@ -142,7 +168,8 @@ impl Mako {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, port, log) = spawn_with_env(&self.dir, self.shards, &[], &self.env)
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let (child, port, log) = spawn_with_env(&self.dir, self.shards, &args, &self.env)
             .unwrap_or_else(|e| panic!("{e}"));
         self.child = child;
         self.port = port;

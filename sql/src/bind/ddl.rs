@@ -171,6 +171,15 @@ impl Binder<'_> {
         let name = object_name(&v.name)?;
         // Bind now: a view over missing tables or with bad SQL fails here.
         let (_, columns) = self.subquery_plan(&v.query, false)?;
+        // Binding expanded every view the new definition reads, through
+        // any depth: if one of them is this view (CREATE OR REPLACE over a
+        // view that reads it), storing it would make a cycle.
+        if self.deps.iter().any(|(d, _)| *d == name) {
+            bail!(
+                InvalidObjectDefinition,
+                "infinite recursion detected in rules for relation \"{name}\" (the view would refer to itself)"
+            );
+        }
         let mut names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
         if v.columns.len() > names.len() {
             bail!(

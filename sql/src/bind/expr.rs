@@ -315,6 +315,7 @@ impl Binder<'_> {
 
     /// Binds an expression against `scope`.
     pub fn expr(&mut self, e: &ast::Expr, scope: &Scope) -> Result<Typed> {
+        crate::interrupt::check_stack()?;
         if self.agg.is_some()
             && let Some(found) = self.match_group_key(e)?
         {
@@ -400,16 +401,12 @@ impl Binder<'_> {
                 negated,
                 ..
             } => {
-                let mut any: Option<Expr> = None;
-                for item in list {
-                    let eq = self.compare(expr, CmpOp::Eq, item, scope)?;
-                    any = Some(match any {
-                        None => eq,
-                        Some(prev) => Expr::Or(Box::new(prev), Box::new(eq)),
-                    });
-                }
-                let any =
-                    any.ok_or_else(|| Error::new(ErrorKind::Syntax, "IN list must not be empty"))?;
+                let eqs = list
+                    .iter()
+                    .map(|item| self.compare(expr, CmpOp::Eq, item, scope))
+                    .collect::<Result<Vec<_>>>()?;
+                let any = balanced_or(eqs)
+                    .ok_or_else(|| Error::new(ErrorKind::Syntax, "IN list must not be empty"))?;
                 Ok((
                     if *negated {
                         Expr::Not(Box::new(any))
@@ -1152,4 +1149,22 @@ impl Binder<'_> {
         self.agg = Some(state);
         Ok((Expr::Column(column), ty))
     }
+}
+
+/// `a OR b OR …` as a balanced tree: an IN list of n items nests log2(n)
+/// deep, so that every recursive walk of it (evaluation, planning,
+/// EXPLAIN) stays shallow however long the list (OR is associative).
+fn balanced_or(mut items: Vec<Expr>) -> Option<Expr> {
+    while items.len() > 1 {
+        let mut pairs = Vec::with_capacity(items.len().div_ceil(2));
+        let mut it = items.into_iter();
+        while let Some(a) = it.next() {
+            pairs.push(match it.next() {
+                Some(b) => Expr::Or(Box::new(a), Box::new(b)),
+                None => a,
+            });
+        }
+        items = pairs;
+    }
+    items.pop()
 }

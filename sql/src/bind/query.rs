@@ -49,6 +49,7 @@ pub(super) fn output_scope(columns: &[OutputColumn], qualifier: Option<&str>) ->
 impl Binder<'_> {
     /// Binds a query to a plan and its result columns.
     pub(super) fn query(&mut self, q: &ast::Query) -> Result<(Plan, Vec<OutputColumn>)> {
+        crate::interrupt::check_stack()?;
         if q.with.is_some() {
             bail!(FeatureNotSupported, "WITH queries are not supported yet");
         }
@@ -76,6 +77,7 @@ impl Binder<'_> {
 
     /// A query body without its own ORDER BY/LIMIT.
     fn set_expr(&mut self, body: &ast::SetExpr) -> Result<(Plan, Vec<OutputColumn>)> {
+        crate::interrupt::check_stack()?;
         match body {
             ast::SetExpr::Select(s) => self.select(
                 s,

@@ -324,7 +324,8 @@ impl ExecCtx<'_> {
         // Rows this statement inserted or updated: DO UPDATE may not touch
         // one of them again (PostgreSQL's 21000).
         let mut touched: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
-        for values in candidates {
+        for (i, values) in candidates.into_iter().enumerate() {
+            self.check_interrupt_at(i)?;
             let row = self.conform(table, values)?;
             if let Some(c) = conflict {
                 let target = match c {
@@ -403,7 +404,8 @@ impl ExecCtx<'_> {
         // Compute every new row before writing any, so that subqueries in
         // SET see the table as it was when the statement started.
         let mut changes = Vec::with_capacity(rows.len());
-        for (key, old) in &rows {
+        for (i, (key, old)) in rows.iter().enumerate() {
+            self.check_interrupt_at(i)?;
             let mut values: Vec<(Value, DataType)> = old
                 .iter()
                 .cloned()
@@ -432,7 +434,8 @@ impl ExecCtx<'_> {
     ) -> Result<(u64, Vec<Row>)> {
         let rows = self.matching(scan, filter)?;
         let mut returned = Vec::new();
-        for (key, row) in &rows {
+        for (i, (key, row)) in rows.iter().enumerate() {
+            self.check_interrupt_at(i)?;
             let placement = scan.table.placement_of_key(key)?;
             self.with_txn(|t| t.delete(key.clone(), placement));
             self.delete_index_entries(&scan.table, row, key)?;

@@ -31,6 +31,7 @@ use std::cmp::Ordering;
 
 use crate::catalog::encode_key_value;
 use crate::expr::{Env, Subquery, SubqueryRunner};
+use crate::interrupt::{self, Interrupt};
 use crate::plan::{Plan, SortKey};
 use crate::types::Value;
 
@@ -68,7 +69,7 @@ impl Memory {
             return Err(Error::new(
                 ErrorKind::OutOfMemory,
                 format!(
-                    "statement used more than its memory limit of {} bytes (SET mako.statement_memory to raise it)",
+                    "statement used more than its memory limit of {} bytes (setting mako.statement_memory, at most the server's mako start --statement-memory)",
                     self.limit
                 ),
             ));
@@ -110,6 +111,8 @@ pub struct ExecCtx<'t> {
     cache: RefCell<HashMap<usize, Rc<Vec<Row>>>>,
     /// The memory budget.
     pub memory: Memory,
+    /// Stops the statement (cancel, timeout, shutdown); long loops check it.
+    interrupt: &'t Interrupt,
 }
 
 impl<'t> ExecCtx<'t> {
@@ -120,6 +123,29 @@ impl<'t> ExecCtx<'t> {
             params,
             cache: RefCell::new(HashMap::new()),
             memory: Memory::new(memory_limit),
+            interrupt: &interrupt::NEVER,
+        }
+    }
+
+    /// The same context, stopped by `interrupt`.
+    pub fn with_interrupt(mut self, interrupt: &'t Interrupt) -> Self {
+        self.interrupt = interrupt;
+        self
+    }
+
+    /// Fails if the statement must stop (57014, 57P01). Loops that may run
+    /// long call it once per batch or every few thousand rows.
+    pub fn check_interrupt(&self) -> Result<()> {
+        self.interrupt.check()
+    }
+
+    /// [`ExecCtx::check_interrupt`] for the `i`th row of a row loop: checks
+    /// once every 1024 rows.
+    pub fn check_interrupt_at(&self, i: usize) -> Result<()> {
+        if i.is_multiple_of(1024) {
+            self.interrupt.check()
+        } else {
+            Ok(())
         }
     }
 

@@ -31,6 +31,10 @@ use crate::types::{DataType, Value};
 /// Rows per batch produced by scans and VALUES.
 pub const BATCH_ROWS: usize = 4096;
 
+/// The most row pairs a cross product makes between two checks of the
+/// memory budget and of cancellation.
+const PAIRS_PER_STEP: usize = 1 << 16;
+
 /// A batch of rows as columns.
 #[derive(Clone, Debug)]
 pub struct Batch {
@@ -49,6 +53,23 @@ impl Batch {
             .map(|c| c.get_array_memory_size())
             .sum::<usize>()
             + 64
+    }
+
+    /// The batch cut into batches of at most `rows` rows (views of it, not
+    /// copies).
+    fn split(&self, rows: usize) -> Vec<Batch> {
+        let rows = rows.max(1);
+        (0..self.rows)
+            .step_by(rows)
+            .map(|start| {
+                let n = rows.min(self.rows - start);
+                Batch {
+                    columns: self.columns.iter().map(|c| c.slice(start, n)).collect(),
+                    types: self.types.clone(),
+                    rows: n,
+                }
+            })
+            .collect()
     }
 
     /// The rows at `indices` (a `None` index gives a row of NULLs).
@@ -401,6 +422,12 @@ impl ExecCtx<'_> {
 
     /// Runs a plan on the vectorized path.
     pub fn query_batches(&self, plan: &Plan, outer: &[&[Value]]) -> Result<Vec<Batch>> {
+        crate::interrupt::check_stack()?;
+        self.check_interrupt()?;
+        // What the inputs held is freed once this node has its output
+        // (arrays the output shares are counted in it): a chain of nodes
+        // holds its widest step, not the sum of all of them.
+        let mark = self.memory.used();
         let out = match plan {
             Plan::Unit => vec![Batch {
                 columns: Vec::new(),
@@ -426,6 +453,7 @@ impl ExecCtx<'_> {
             Plan::Filter { input, predicate } => {
                 let mut out = Vec::new();
                 for b in self.query_batches(input, outer)? {
+                    self.check_interrupt()?;
                     let mask = self.eval_mask(predicate, &b, outer)?;
                     let kept = mask.true_count();
                     if kept == 0 {
@@ -477,6 +505,7 @@ impl ExecCtx<'_> {
                 let mut seen = HashSet::new();
                 let mut out = Vec::new();
                 for b in self.query_batches(input, outer)? {
+                    self.check_interrupt()?;
                     let keep: Vec<u32> = b
                         .row_keys()
                         .into_iter()
@@ -563,6 +592,7 @@ impl ExecCtx<'_> {
                     .collect();
                 let mut out = Vec::new();
                 for lb in self.query_batches(left, outer)? {
+                    self.check_interrupt()?;
                     let key_cols: Vec<Vec<Value>> = key
                         .iter()
                         .zip(&key_types)
@@ -630,6 +660,37 @@ impl ExecCtx<'_> {
                 out
             }
             Plan::SetOp {
+                op: SetOpKind::Union,
+                all,
+                ..
+            } => {
+                // A chain of UNIONs (`a UNION b UNION c …`, nested to the
+                // left) runs as one n-ary union: each input once, one
+                // de-duplication at the end, instead of de-duplicating
+                // again at every level (quadratic in the chain's length).
+                // Under a UNION, every UNION below can be merged; under a
+                // UNION ALL, only UNION ALLs.
+                let types = plan.output_types();
+                let mut rights = Vec::new();
+                let mut node = plan;
+                while let Plan::SetOp {
+                    op: SetOpKind::Union,
+                    all: inner,
+                    left,
+                    right,
+                } = node
+                    && (!*all || *inner)
+                {
+                    rights.push(right.as_ref());
+                    node = left.as_ref();
+                }
+                let mut inputs = Vec::new();
+                for input in std::iter::once(node).chain(rights.into_iter().rev()) {
+                    inputs.extend(self.query_batches(input, outer)?);
+                }
+                self.set_op(SetOpKind::Union, *all, inputs, Vec::new(), &types)?
+            }
+            Plan::SetOp {
                 op,
                 all,
                 left,
@@ -641,6 +702,7 @@ impl ExecCtx<'_> {
                 self.set_op(*op, *all, l, r, &types)?
             }
         };
+        self.memory.release_to(mark);
         self.charge(&out)?;
         Ok(out)
     }
@@ -679,6 +741,7 @@ impl ExecCtx<'_> {
             groups.push((Vec::new(), aggs.iter().map(Acc::new).collect()));
         }
         for b in batches {
+            self.check_interrupt()?;
             // Group of each row.
             let gids: Vec<usize> = if group_by.is_empty() {
                 Vec::new()
@@ -790,11 +853,33 @@ impl ExecCtx<'_> {
         }
         let mut right_matched = vec![false; build.rows];
         let mut out = Vec::new();
+        // The output is charged as it grows, so that a join far larger than
+        // the budget (a cross join of big tables) fails before it is built;
+        // the caller charges the finished output again, so this is
+        // released on the way out.
+        let mark = self.memory.used();
+        // A cross product goes a few left rows at a time, so that its
+        // pairs are counted and cancellation is checked every
+        // PAIRS_PER_STEP pairs.
+        let pieces;
+        let left = if right_keys.is_empty() && build.rows > PAIRS_PER_STEP / BATCH_ROWS {
+            let step = PAIRS_PER_STEP / build.rows;
+            pieces = left.iter().flat_map(|b| b.split(step)).collect::<Vec<_>>();
+            &pieces[..]
+        } else {
+            left
+        };
         for lb in left {
+            self.check_interrupt()?;
+            // The candidate pairs are held while the residual filters them;
+            // what it keeps is held until the join ends.
+            let held = self.memory.used();
             // Candidate pairs.
             let mut li: Vec<u32> = Vec::new();
             let mut ri: Vec<u32> = Vec::new();
             if right_keys.is_empty() {
+                self.memory
+                    .charge(lb.rows.saturating_mul(build.rows).saturating_mul(8))?;
                 for i in 0..lb.rows as u32 {
                     for j in 0..build.rows as u32 {
                         li.push(i);
@@ -811,6 +896,7 @@ impl ExecCtx<'_> {
                     if let Some(k) = join_key(&cols, i)
                         && let Some(matches) = table.get(&k)
                     {
+                        self.memory.charge(matches.len() * 8)?;
                         for &j in matches {
                             li.push(i as u32);
                             ri.push(j);
@@ -818,8 +904,8 @@ impl ExecCtx<'_> {
                     }
                 }
             }
-            self.memory.charge(li.len() * 8)?;
             let mut pairs = combine(lb, &build, &li, &ri, &types)?;
+            self.memory.charge(pairs.memory())?;
             if let Some(r) = residual
                 && pairs.rows > 0
             {
@@ -829,6 +915,8 @@ impl ExecCtx<'_> {
                 ri = keep.iter().map(|&i| ri[i]).collect();
                 pairs = combine(lb, &build, &li, &ri, &types)?;
             }
+            self.memory.release_to(held);
+            self.memory.charge(pairs.memory())?;
             for &j in &ri {
                 right_matched[j as usize] = true;
             }
@@ -862,6 +950,7 @@ impl ExecCtx<'_> {
                 out.push(combine_opt(&empty_left, &build, &nulls, &lonely, &types)?);
             }
         }
+        self.memory.release_to(mark);
         Ok(out)
     }
 

@@ -163,6 +163,7 @@ fn arrow_err(e: arrow::error::ArrowError) -> Error {
 impl ExecCtx<'_> {
     /// Evaluates `e` over every row of `batch`.
     pub(super) fn eval_col(&self, e: &Expr, batch: &Batch, outer: &[&[Value]]) -> Result<Col> {
+        crate::interrupt::check_stack()?;
         let n = batch.rows;
         Ok(match e {
             Expr::Column(i) => Col::Array(batch.columns[*i].clone()),

@@ -249,6 +249,7 @@ impl Expr {
 
     /// Evaluates the expression.
     pub fn eval(&self, env: &Env<'_>) -> Result<Value> {
+        crate::interrupt::check_stack()?;
         Ok(match self {
             Expr::Const(v) => v.clone(),
             Expr::Column(i) => env.row[*i].clone(),

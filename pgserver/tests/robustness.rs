@@ -1,0 +1,376 @@
+//! Robustness against what clients send, on the real `mako` binary: deep
+//! and long statements are errors (54001) and not crashes, a long
+//! statement holds up no one else, statements can be cancelled (cancel
+//! request, `statement_timeout`, SIGTERM), and the server's limits
+//! (connections, statement memory) hold.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+mod common;
+
+use common::Mako;
+
+async fn connect(mako: &Mako) -> Client {
+    let (client, conn) = tokio_postgres::connect(&mako.url(), NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The SQLSTATE of a failed statement (panics on success or on a broken
+/// connection: the server must answer).
+fn code(r: Result<impl std::fmt::Debug, tokio_postgres::Error>) -> SqlState {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => match e.code() {
+            Some(c) => c.clone(),
+            None => panic!("no SQLSTATE (connection lost?): {e}"),
+        },
+    }
+}
+
+/// Runs `sql` and accepts a result or 54001: what PostgreSQL does with
+/// such statements (runs most, refuses the deepest).
+async fn runs_or_too_deep(c: &Client, what: &str, sql: &str) {
+    match c.simple_query(sql).await {
+        Ok(_) => {}
+        Err(e) => assert_eq!(
+            e.code(),
+            Some(&SqlState::STATEMENT_TOO_COMPLEX),
+            "{what}: {e}"
+        ),
+    }
+}
+
+/// The server answers quickly on a fresh connection.
+async fn still_serving(mako: &Mako) {
+    let c = connect(mako).await;
+    let row = c.query_one("SELECT 1 + 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+}
+
+#[test]
+fn deep_and_long_statements_are_errors_not_crashes() {
+    let mut mako = Mako::start(1);
+    let rt = runtime();
+    rt.block_on(async {
+        let c = connect(&mako).await;
+        let list = |n: usize, sep: &str, item: &dyn Fn(usize) -> String| {
+            (0..n).map(item).collect::<Vec<_>>().join(sep)
+        };
+        for n in [1_000, 3_000, 20_000] {
+            runs_or_too_deep(
+                &c,
+                "IN list",
+                &format!(
+                    "SELECT 1 WHERE 5 IN ({})",
+                    list(n, ", ", &|i| i.to_string())
+                ),
+            )
+            .await;
+            runs_or_too_deep(
+                &c,
+                "1+1+…",
+                &format!("SELECT {}", list(n, " + ", &|_| "1".into())),
+            )
+            .await;
+            runs_or_too_deep(
+                &c,
+                "a || a || …",
+                &format!("SELECT {}", list(n, " || ", &|_| "'a'".into())),
+            )
+            .await;
+            runs_or_too_deep(
+                &c,
+                "AND chain",
+                &format!("SELECT 1 WHERE {}", list(n, " AND ", &|_| "true".into())),
+            )
+            .await;
+            runs_or_too_deep(
+                &c,
+                "OR chain",
+                &format!("SELECT 1 WHERE {}", list(n, " OR ", &|_| "false".into())),
+            )
+            .await;
+            runs_or_too_deep(
+                &c,
+                "UNION chain",
+                &list(n.min(5_000), " UNION ", &|i| format!("SELECT {i}")),
+            )
+            .await;
+        }
+        // ORMs send thousands of parameters.
+        for n in [3_000, 6_000] {
+            let sql = format!(
+                "SELECT count(*) FROM (VALUES (1)) v(x) WHERE x IN ({})",
+                list(n, ", ", &|i| format!("${}", i + 1))
+            );
+            let values: Vec<i32> = (0..n as i32).collect();
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+                .iter()
+                .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            match c.query(&sql, &params).await {
+                Ok(rows) => assert_eq!(rows[0].get::<_, i64>(0), 1),
+                Err(e) => assert_eq!(e.code(), Some(&SqlState::STATEMENT_TOO_COMPLEX), "{e}"),
+            }
+        }
+        // Views of views of views.
+        c.batch_execute("CREATE VIEW v0 AS SELECT 1 AS x")
+            .await
+            .unwrap();
+        for i in 1..=200 {
+            c.batch_execute(&format!("CREATE VIEW v{i} AS SELECT x FROM v{}", i - 1))
+                .await
+                .unwrap_or_else(|e| panic!("view {i}: {e}"));
+        }
+        runs_or_too_deep(&c, "200 nested views", "SELECT * FROM v200").await;
+        // A view may not come to refer to itself.
+        c.batch_execute("CREATE VIEW a AS SELECT 1 AS x; CREATE VIEW b AS SELECT x FROM a")
+            .await
+            .unwrap();
+        let e = code(
+            c.batch_execute("CREATE OR REPLACE VIEW a AS SELECT x FROM b")
+                .await,
+        );
+        assert_eq!(e, SqlState::INVALID_OBJECT_DEFINITION);
+        assert_eq!(
+            code(
+                c.batch_execute("CREATE OR REPLACE VIEW a AS SELECT x FROM a")
+                    .await
+            ),
+            SqlState::INVALID_OBJECT_DEFINITION
+        );
+        let row = c.query_one("SELECT x FROM b", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), 1);
+        still_serving(&mako).await;
+    });
+    assert!(mako.is_running(), "the server survived: {:?}", mako.log());
+    // And it starts again on the catalog it has.
+    mako.restart();
+    rt.block_on(still_serving(&mako));
+}
+
+/// A table of `n` rows for statements that take a while: a self-join of it
+/// with a filter nothing passes is CPU work that holds little memory.
+async fn slow_table(c: &Client, n: usize) {
+    c.batch_execute("CREATE TABLE slow (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    let values: Vec<String> = (0..n).map(|i| format!("({i}, {i})")).collect();
+    c.batch_execute(&format!("INSERT INTO slow VALUES {}", values.join(",")))
+        .await
+        .unwrap();
+}
+
+/// Runs for many seconds: every pair of three copies of `slow`.
+const LONG: &str = "SELECT count(*) FROM slow a, slow b, slow c WHERE a.v + b.v + c.v < 0";
+
+#[test]
+fn a_long_statement_holds_up_no_one_and_can_be_cancelled() {
+    let mako = Mako::start(1);
+    let rt = runtime();
+    rt.block_on(async {
+        let a = connect(&mako).await;
+        slow_table(&a, 1_000).await;
+        let cancel = a.cancel_token();
+        let long = tokio::spawn(async move {
+            let r = a.simple_query(LONG).await;
+            (r.map(|_| ()), a)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!long.is_finished(), "the statement should still run");
+        // Other sessions, new and old, are served meanwhile.
+        let b = connect(&mako).await;
+        let mut best = Duration::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            b.simple_query("SELECT 1").await.unwrap();
+            best = best.min(t.elapsed());
+        }
+        assert!(best < Duration::from_millis(100), "SELECT 1 took {best:?}");
+        let t = Instant::now();
+        still_serving(&mako).await;
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "a new connection waited"
+        );
+        // A cancel request ends it, with 57014, and the session goes on.
+        let t = Instant::now();
+        cancel.cancel_query(NoTls).await.unwrap();
+        let (r, a) = long.await.unwrap();
+        assert_eq!(code(r), SqlState::QUERY_CANCELED);
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "cancel took {:?}",
+            t.elapsed()
+        );
+        a.simple_query("SELECT 1").await.unwrap();
+        // A cancel request with a wrong key is ignored.
+        let a_cancel = a.cancel_token();
+        let long = tokio::spawn(async move {
+            let r = a.simple_query(LONG).await;
+            (r.map(|_| ()), a)
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let wrong = b.cancel_token(); // b's key, not a's
+        wrong.cancel_query(NoTls).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!long.is_finished(), "another session's key cancelled it");
+        a_cancel.cancel_query(NoTls).await.unwrap();
+        let (r, a) = long.await.unwrap();
+        assert_eq!(code(r), SqlState::QUERY_CANCELED);
+
+        // statement_timeout, in the simple and the extended protocol, in
+        // and out of a transaction block.
+        a.batch_execute("SET statement_timeout = '500ms'")
+            .await
+            .unwrap();
+        let t = Instant::now();
+        assert_eq!(code(a.simple_query(LONG).await), SqlState::QUERY_CANCELED);
+        assert!(
+            t.elapsed() < Duration::from_millis(1_500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(code(a.query(LONG, &[]).await), SqlState::QUERY_CANCELED);
+        a.batch_execute("BEGIN").await.unwrap();
+        assert_eq!(code(a.query(LONG, &[]).await), SqlState::QUERY_CANCELED);
+        assert_eq!(
+            code(a.simple_query("SELECT 1").await),
+            SqlState::IN_FAILED_SQL_TRANSACTION
+        );
+        a.batch_execute("ROLLBACK").await.unwrap();
+        a.batch_execute("SET statement_timeout = 0").await.unwrap();
+        let row = a.query_one("SELECT count(*) FROM slow", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1_000);
+        assert_eq!(
+            code(a.batch_execute("SET statement_timeout = 'soon'").await),
+            SqlState::INVALID_PARAMETER_VALUE
+        );
+    });
+}
+
+#[test]
+fn sigterm_stops_running_statements_and_keeps_the_data() {
+    let mut mako = Mako::start(1);
+    let rt = runtime();
+    let a = rt.block_on(async {
+        let a = connect(&mako).await;
+        slow_table(&a, 1_000).await;
+        a
+    });
+    let long = rt.spawn(async move { a.simple_query(LONG).await.map(|_| ()) });
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let status = mako.terminate();
+    assert!(status.success(), "{status:?}: {:?}", mako.log());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let r = rt.block_on(long).unwrap();
+    if let Err(e) = &r {
+        // The client hears why, unless the socket closed first.
+        if let Some(c) = e.code() {
+            assert_eq!(c, &SqlState::ADMIN_SHUTDOWN, "{e}");
+        }
+    } else {
+        panic!("the statement ran to the end");
+    }
+    mako.restart();
+    rt.block_on(async {
+        let c = connect(&mako).await;
+        let row = c.query_one("SELECT count(*) FROM slow", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1_000);
+    });
+}
+
+#[test]
+fn connection_and_memory_limits_hold() {
+    let mut mako =
+        Mako::start_with_args(1, &["--max-connections", "3", "--statement-memory", "64MB"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let a = connect(&mako).await;
+        let _b = connect(&mako).await;
+        let c = connect(&mako).await;
+        let e = tokio_postgres::connect(&mako.url(), NoTls)
+            .await
+            .err()
+            .expect("a 4th connection");
+        assert_eq!(e.code(), Some(&SqlState::TOO_MANY_CONNECTIONS), "{e}");
+        drop(c);
+        // The slot frees once the server sees the connection end.
+        let mut again = None;
+        for _ in 0..50 {
+            if let Ok((client, conn)) = tokio_postgres::connect(&mako.url(), NoTls).await {
+                tokio::spawn(conn);
+                again = Some(client);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let c = again.expect("a connection after one closed");
+        drop(c);
+
+        // A session may lower its memory limit, never raise it.
+        assert_eq!(
+            code(
+                a.batch_execute("SET mako.statement_memory = '1000000GB'")
+                    .await
+            ),
+            SqlState::INVALID_PARAMETER_VALUE
+        );
+        a.batch_execute("SET mako.statement_memory = '32MB'")
+            .await
+            .unwrap();
+        a.batch_execute("RESET mako.statement_memory")
+            .await
+            .unwrap();
+        // A cross join far beyond the budget fails early, without taking
+        // the memory first.
+        a.batch_execute("CREATE TABLE big (id INT PRIMARY KEY, pad TEXT)")
+            .await
+            .unwrap();
+        let values: Vec<String> = (0..3_000).map(|i| format!("({i}, 'row {i}')")).collect();
+        a.batch_execute(&format!("INSERT INTO big VALUES {}", values.join(",")))
+            .await
+            .unwrap();
+        let t = Instant::now();
+        assert_eq!(
+            code(
+                a.simple_query("SELECT count(*) FROM big x, big y, big z")
+                    .await
+            ),
+            SqlState::OUT_OF_MEMORY
+        );
+        assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+        a.simple_query("SELECT 1").await.unwrap();
+    });
+    let peak = peak_rss_kib(mako.pid());
+    assert!(
+        peak < 1024 * 1024,
+        "peak RSS {peak} KiB with a 64MB statement budget"
+    );
+    assert!(mako.is_running());
+}
+
+/// The process's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
