@@ -329,6 +329,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The file RocksDB found damaged when an open failed. RocksDB names it
+/// only in its info log (`LOG` in the directory), on the warning lines of
+/// the failed recovery: the last line that names a file of `dir` beside
+/// "Corruption".
+fn damaged_file(dir: &Path) -> Option<String> {
+    let text = std::fs::read(dir.join("LOG")).ok()?;
+    let tail = String::from_utf8_lossy(&text[text.len().saturating_sub(64 << 10)..]);
+    let prefix = dir.display().to_string();
+    tail.lines()
+        .rev()
+        .filter(|l| l.contains("Corruption"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with(&prefix))
+                .map(|w| w.trim_end_matches([':', ';', ',']).to_owned())
+        })
+}
+
 /// A RocksDB error as ours: a full disk is `DiskFull` (53100), the rest `Io`
 /// (58030).
 fn io_error(what: &str, e: rocksdb::Error) -> Error {
@@ -442,6 +460,15 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
     db_opts.create_missing_column_families(fresh);
     db_opts.set_keep_log_file_num(4);
     db_opts.set_max_total_wal_size(256 << 20);
+    // A damaged write-ahead log refuses the start. RocksDB's default
+    // (point-in-time recovery) stops replaying at the first bad record and
+    // opens without everything after it: acknowledged commits would be
+    // gone without a word. Only an incomplete last record, which a crash
+    // in the middle of a write leaves (it was never acknowledged), is
+    // tolerated. A log cut at a record boundary cannot be told from a
+    // crash before that record, so it is not caught here.
+    db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+    db_opts.set_paranoid_checks(true);
     // Missing column families are created: directories from before
     // replication have no `repl`.
     db_opts.create_missing_column_families(true);
@@ -458,7 +485,11 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
                 ),
             );
         }
+        let damaged = e.as_ref().contains("Corruption");
         let mut err = io_error(&format!("cannot open data directory {}", dir.display()), e);
+        if damaged && let Some(file) = damaged_file(dir) {
+            err.message.push_str(&format!(" in {file}"));
+        }
         err.message
             .push_str(" (refusing to start rather than serve partial data)");
         err

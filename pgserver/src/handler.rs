@@ -15,6 +15,7 @@
 //!   session's [`Interrupt`] stops them (cancel request, timeout, shutdown).
 
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -197,6 +198,60 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+/// When a session sits idle inside a transaction block, and for how long
+/// it may (`idle_in_transaction_session_timeout`): the server's watchdog
+/// ([`Connection::idle_timeout`]) ends a session that waits too long.
+#[derive(Debug)]
+pub struct Idle {
+    /// Nanoseconds after `origin` when the session last reported
+    /// ReadyForQuery inside a transaction block; `u64::MAX` while it is
+    /// busy or outside a transaction.
+    since: AtomicU64,
+    /// The timeout in milliseconds; 0: none.
+    timeout_ms: AtomicU64,
+    /// The instant `since` counts from.
+    origin: std::time::Instant,
+}
+
+impl Idle {
+    fn new() -> Self {
+        Idle {
+            since: AtomicU64::new(u64::MAX),
+            timeout_ms: AtomicU64::new(0),
+            origin: std::time::Instant::now(),
+        }
+    }
+
+    /// Work starts on the session: it is not idle.
+    fn busy(&self) {
+        self.since.store(u64::MAX, Ordering::Release);
+    }
+
+    /// The session reports ReadyForQuery with `status`.
+    fn ready(&self, status: TransactionStatus) {
+        let in_block = !matches!(status, TransactionStatus::Idle);
+        let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.since
+            .store(if in_block { now } else { u64::MAX }, Ordering::Release);
+    }
+
+    /// How long until the session has been idle in a transaction for too
+    /// long: `Some(ZERO)` once it has, `None` while it is busy, outside a
+    /// transaction, or without a timeout.
+    fn remaining(&self) -> Option<std::time::Duration> {
+        let timeout = self.timeout_ms.load(Ordering::Acquire);
+        let since = self.since.load(Ordering::Acquire);
+        if timeout == 0 || since == u64::MAX {
+            return None;
+        }
+        let deadline = since.saturating_add(timeout.saturating_mul(1_000_000));
+        let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        Some(std::time::Duration::from_nanos(
+            deadline.saturating_sub(now),
+        ))
+    }
+}
+
 /// The server-wide settings every connection gets.
 #[derive(Clone)]
 pub struct ServerLimits {
@@ -227,6 +282,8 @@ pub struct Connection {
     registration: Arc<Registration>,
     /// Whether this connection is one too many (refused at startup).
     over_limit: bool,
+    /// Idle time inside a transaction block, for the watchdog.
+    idle: Arc<Idle>,
 }
 
 impl Connection {
@@ -252,7 +309,45 @@ impl Connection {
             interrupt,
             registration,
             over_limit,
+            idle: Arc::new(Idle::new()),
         }
+    }
+
+    /// Completes once the session has sat idle inside a transaction block
+    /// for longer than its `idle_in_transaction_session_timeout`: the
+    /// server then ends the connection (its transaction rolls back; with
+    /// optimistic concurrency it held no locks, but it holds a connection
+    /// slot and its write set).
+    pub async fn idle_timeout(&self) {
+        loop {
+            let wait = match self.idle.remaining() {
+                Some(left) if left.is_zero() => return,
+                Some(left) => left.min(std::time::Duration::from_millis(250)),
+                None => std::time::Duration::from_millis(250),
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Runs `f` on the session off the async workers, armed for cancel
+    /// requests; the session is busy meanwhile, and afterwards its idle
+    /// timeout is read for the watchdog.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Session) -> kv::Result<T> + Send + 'static,
+    ) -> kv::Result<T> {
+        self.idle.busy();
+        let idle = self.idle.clone();
+        blocking(&self.session, Some(&self.interrupt), move |session| {
+            let out = f(session);
+            let timeout = session.idle_in_transaction_timeout();
+            idle.timeout_ms.store(
+                timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                Ordering::Release,
+            );
+            out
+        })
+        .await
     }
 
     fn status(&self) -> TransactionStatus {
@@ -357,6 +452,7 @@ impl SimpleQueryHandler for Connection {
         client.set_state(PgWireConnectionState::ReadyForQuery);
         let status = self.status();
         client.set_transaction_status(status);
+        self.idle.ready(status);
         send_ready_for_query(client, status).await
     }
 
@@ -368,20 +464,21 @@ impl SimpleQueryHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let query = query.to_owned();
-        let ran = blocking(&self.session, Some(&self.interrupt), move |session| {
-            let results = session.execute_script(&query);
-            let commits = session.take_deferred();
-            // Rows are encoded here too: a large result is work.
-            let responses: Vec<PgWireResult<Response>> = results
-                .into_iter()
-                .map(|r| match r {
-                    Ok(o) => to_response(o, None),
-                    Err(e) => Ok(Response::Error(Box::new(error_info(&e)))),
-                })
-                .collect();
-            Ok((responses, commits))
-        })
-        .await;
+        let ran = self
+            .run(move |session| {
+                let results = session.execute_script(&query);
+                let commits = session.take_deferred();
+                // Rows are encoded here too: a large result is work.
+                let responses: Vec<PgWireResult<Response>> = results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(o) => to_response(o, None),
+                        Err(e) => Ok(Response::Error(Box::new(error_info(&e)))),
+                    })
+                    .collect();
+                Ok((responses, commits))
+            })
+            .await;
         let (mut responses, commits) = match ran {
             Ok(r) => r,
             Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
@@ -422,19 +519,20 @@ impl ExtendedQueryHandler for Connection {
         let parameters = portal.parameters.clone();
         let parameter_format = portal.parameter_format.clone();
         let result_format = portal.result_column_format.clone();
-        let ran = blocking(&self.session, Some(&self.interrupt), move |session| {
-            let result = decode_params(&statement.param_types, &parameters, &parameter_format)
-                .and_then(|params| session.execute(&statement, &params));
-            if result.is_err() {
-                session.mark_failed();
-            }
-            let commits = session.take_deferred();
-            Ok((
-                result.map(|o| to_response(o, Some(&result_format))),
-                commits,
-            ))
-        })
-        .await;
+        let ran = self
+            .run(move |session| {
+                let result = decode_params(&statement.param_types, &parameters, &parameter_format)
+                    .and_then(|params| session.execute(&statement, &params));
+                if result.is_err() {
+                    session.mark_failed();
+                }
+                let commits = session.take_deferred();
+                Ok((
+                    result.map(|o| to_response(o, Some(&result_format))),
+                    commits,
+                ))
+            })
+            .await;
         let (result, commits) = ran.map_err(|e| user_error(&e))?;
         durable(commits).await.map_err(|e| user_error(&e))?;
         match result {
@@ -509,6 +607,7 @@ impl ExtendedQueryHandler for Connection {
         client.portal_store().rm_portal(DEFAULT_NAME);
         let status = self.status();
         client.set_transaction_status(status);
+        self.idle.ready(status);
         client
             .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
                 status,
@@ -589,6 +688,7 @@ impl Connection {
             interrupt: self.interrupt.clone(),
             registration: self.registration.clone(),
             over_limit: self.over_limit,
+            idle: self.idle.clone(),
         }
     }
 }

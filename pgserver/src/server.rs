@@ -54,8 +54,17 @@ pub async fn serve(
                 Ok((socket, peer)) => {
                     let conn = Arc::new(Connection::new(db.clone(), &sessions, &limits));
                     tokio::spawn(async move {
-                        if let Err(e) = pgwire::tokio::process_socket(socket, None, conn).await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        // Dropping the connection's future closes its
+                        // socket; its session's transaction rolls back.
+                        tokio::select! {
+                            ended = pgwire::tokio::process_socket(socket, None, conn.clone()) => {
+                                if let Err(e) = ended {
+                                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                                }
+                            }
+                            _ = conn.idle_timeout() => {
+                                tracing::info!(%peer, "terminating connection due to idle-in-transaction timeout");
+                            }
                         }
                     });
                 }

@@ -374,3 +374,38 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmHWM in /proc/PID/status")
 }
+
+#[test]
+fn a_session_idle_in_a_transaction_too_long_is_ended() {
+    let mako = Mako::start(1);
+    let rt = runtime();
+    rt.block_on(async {
+        let a = connect(&mako).await;
+        a.batch_execute("CREATE TABLE kept (id INT PRIMARY KEY)")
+            .await
+            .unwrap();
+        a.batch_execute("SET idle_in_transaction_session_timeout = '300ms'")
+            .await
+            .unwrap();
+        // Idle outside a transaction: nothing happens.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        a.simple_query("SELECT 1").await.unwrap();
+        // Idle inside one for longer than the timeout: the server ends
+        // the session.
+        a.batch_execute("BEGIN; INSERT INTO kept VALUES (1)")
+            .await
+            .unwrap();
+        a.simple_query("SELECT 1").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let r = a.simple_query("SELECT 1").await;
+        assert!(
+            r.as_ref()
+                .is_err_and(|e| e.is_closed() || e.code().is_none()),
+            "the idle session should have been ended: {r:?}"
+        );
+        // Its transaction did not commit.
+        let b = connect(&mako).await;
+        let row = b.query_one("SELECT count(*) FROM kept", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 0);
+    });
+}

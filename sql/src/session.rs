@@ -177,6 +177,7 @@ fn default_settings() -> BTreeMap<String, String> {
         ("integer_datetimes", "on"),
         ("mako.statement_memory", "1GB"),
         ("statement_timeout", "0"),
+        ("idle_in_transaction_session_timeout", "0"),
         ("intervalstyle", "postgres"),
         ("search_path", "\"$user\", public"),
         ("server_encoding", "UTF8"),
@@ -299,6 +300,14 @@ impl Session {
     /// `statement_timeout` (`None`: no limit).
     pub fn statement_timeout(&self) -> Option<std::time::Duration> {
         self.setting("statement_timeout")
+            .and_then(parse_duration)
+            .filter(|d| !d.is_zero())
+    }
+
+    /// `idle_in_transaction_session_timeout` (`None`: no limit); the server
+    /// ends a session idle inside a transaction block for longer.
+    pub fn idle_in_transaction_timeout(&self) -> Option<std::time::Duration> {
+        self.setting("idle_in_transaction_session_timeout")
             .and_then(parse_duration)
             .filter(|d| !d.is_zero())
     }
@@ -655,7 +664,9 @@ impl Session {
                 }
                 let valid = match name.as_str() {
                     "mako.statement_memory" => parse_memory(value).is_some(),
-                    "statement_timeout" => parse_duration(value).is_some(),
+                    "statement_timeout" | "idle_in_transaction_session_timeout" => {
+                        parse_duration(value).is_some()
+                    }
                     _ => true,
                 };
                 if !valid {

@@ -176,6 +176,22 @@ impl Mako {
         self.log = log;
     }
 
+    /// Kills the server with SIGKILL (a crash) and waits for it to end.
+    #[allow(dead_code)]
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts `mako start` on `dir` once more (with this server's
+    /// arguments): the new server, or what the refused start printed. The
+    /// caller removes `dir` if it is not this server's own.
+    #[allow(dead_code)]
+    pub fn start_on(&self, dir: &Path) -> Result<Spawned, String> {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        spawn_with_env(dir, self.shards, &args, &self.env)
+    }
+
     /// The data directory.
     #[allow(dead_code)]
     pub fn data_dir(&self) -> &Path {
