@@ -77,6 +77,9 @@ pub enum ErrorKind {
     StringTooLong,
     /// Text cannot be converted to the requested type.
     InvalidTextRepresentation,
+    /// Bytes that are not valid UTF-8, or a NUL character, where text is
+    /// expected (22021).
+    CharacterNotInRepertoire,
     /// A datetime value is invalid or out of range.
     DatetimeOutOfRange,
     /// A statement arrived while the session's transaction has already failed.

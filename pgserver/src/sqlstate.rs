@@ -28,6 +28,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         NumericOutOfRange => "22003",
         StringTooLong => "22001",
         InvalidTextRepresentation => "22P02",
+        CharacterNotInRepertoire => "22021",
         DatetimeOutOfRange => "22008",
         InvalidParameterValue => "22023",
         CantChangeRuntimeParam => "55P02",

@@ -256,25 +256,41 @@ pub fn decode_binary(b: &[u8], ty: DataType) -> Result<Value> {
             Value::Timestamp(i64::from_be_bytes(fixed(8)?.try_into().unwrap()) + PG_EPOCH_MICROS)
         }
         DataType::Text | DataType::Varchar(_) | DataType::Char(_) | DataType::Unknown => {
-            Value::Text(Arc::from(std::str::from_utf8(b).map_err(|_| {
-                Error::new(
-                    ErrorKind::InvalidTextRepresentation,
-                    "invalid byte sequence for encoding \"UTF8\"",
-                )
-            })?))
+            Value::Text(Arc::from(utf8_text(b)?))
         }
     })
 }
 
-/// Decodes a parameter sent in text format as a value of `ty`.
-pub fn decode_text(b: &[u8], ty: DataType) -> Result<Value> {
-    let s = std::str::from_utf8(b).map_err(|_| {
+/// A parameter's bytes as text: valid UTF-8 without NUL characters, as
+/// PostgreSQL requires of every text value (22021).
+fn utf8_text(b: &[u8]) -> Result<&str> {
+    let s = std::str::from_utf8(b).map_err(|e| {
+        let at = e.valid_up_to();
+        let bad: Vec<String> = b[at..]
+            .iter()
+            .take(e.error_len().unwrap_or(1))
+            .map(|x| format!("0x{x:02x}"))
+            .collect();
         Error::new(
-            ErrorKind::InvalidTextRepresentation,
-            "invalid byte sequence for encoding \"UTF8\"",
+            ErrorKind::CharacterNotInRepertoire,
+            format!(
+                "invalid byte sequence for encoding \"UTF8\": {}",
+                bad.join(" ")
+            ),
         )
     })?;
-    parse_text(s, ty)
+    if s.contains('\0') {
+        return Err(Error::new(
+            ErrorKind::CharacterNotInRepertoire,
+            "invalid byte sequence for encoding \"UTF8\": 0x00",
+        ));
+    }
+    Ok(s)
+}
+
+/// Decodes a parameter sent in text format as a value of `ty`.
+pub fn decode_text(b: &[u8], ty: DataType) -> Result<Value> {
+    parse_text(utf8_text(b)?, ty)
 }
 
 #[cfg(test)]
@@ -337,6 +353,29 @@ mod tests {
         // not base 10000, is refused.
         assert!(decode_numeric(&[0xff, 0xff, 0, 0, 0, 0, 0, 0]).is_err());
         assert!(decode_numeric(&[0, 1, 0, 0, 0, 0, 0, 0, 0x27, 0x10]).is_err());
+    }
+
+    #[test]
+    fn text_parameters_must_be_utf8_without_nul() {
+        for (bytes, binary) in [
+            (&b"a\xffb"[..], false),
+            (b"a\0b", false),
+            (b"a\xc3", true),
+            (b"\0", true),
+        ] {
+            let e = if binary {
+                decode_binary(bytes, DataType::Text)
+            } else {
+                decode_text(bytes, DataType::Text)
+            }
+            .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::CharacterNotInRepertoire, "{bytes:?}");
+            assert!(e.message.starts_with("invalid byte sequence"), "{e}");
+        }
+        assert_eq!(
+            decode_text("é".as_bytes(), DataType::Text).unwrap(),
+            Value::text("é")
+        );
     }
 
     #[test]
