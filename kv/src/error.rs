@@ -96,6 +96,9 @@ pub enum ErrorKind {
     CantChangeRuntimeParam,
     /// A statement used more memory than the configured limit.
     OutOfMemory,
+    /// A limit of the server was passed, such as the size of a
+    /// transaction's write set (54000).
+    ProgramLimitExceeded,
     /// A statement nests deeper than the server's stack allows (deep
     /// expressions, long operator chains, views of views): 54001.
     StackDepth,

@@ -260,6 +260,8 @@ pub struct ServerLimits {
     pub statement_memory: usize,
     /// The most sessions at once; more are refused with 53300.
     pub max_connections: usize,
+    /// The most bytes one transaction's writes may hold (54000 past it).
+    pub max_write_set: usize,
 }
 
 impl Default for ServerLimits {
@@ -267,6 +269,7 @@ impl Default for ServerLimits {
         ServerLimits {
             statement_memory: sql::exec::DEFAULT_MEMORY_LIMIT,
             max_connections: 100,
+            max_write_set: sql::session::DEFAULT_WRITE_LIMIT,
         }
     }
 }
@@ -297,6 +300,7 @@ impl Connection {
         // commits included.
         session.defer_durability();
         session.set_memory_ceiling(limits.statement_memory);
+        session.set_write_limit(limits.max_write_set);
         let interrupt = session.interrupt();
         let over_limit = sessions.len() >= limits.max_connections;
         let registration = Arc::new(sessions.register(interrupt.clone()));

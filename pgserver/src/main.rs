@@ -109,6 +109,11 @@ enum Command {
         /// `SET mako.statement_memory` may lower it, never raise it.
         #[arg(long, default_value = "1GB", value_parser = parse_memory_arg)]
         statement_memory: usize,
+        /// The most memory one transaction's buffered writes may hold
+        /// (rows, index entries, keys), e.g. 256MB; a write past it fails
+        /// with SQLSTATE 54000. Checked every 1024 rows a statement writes.
+        #[arg(long, default_value = "1GB", value_parser = parse_memory_arg)]
+        max_write_set: usize,
     },
     /// Start every node of a cluster configuration on this machine, each as
     /// its own `mako start --config F --node N` process logging to
@@ -239,11 +244,16 @@ fn main() -> std::process::ExitCode {
             node: Some(node),
             max_connections,
             statement_memory,
+            max_write_set,
             ..
         } => start_replica(
             &config,
             &node,
-            server_limits(max_connections, statement_memory),
+            ServerLimits {
+                statement_memory,
+                max_connections: max_connections as usize,
+                max_write_set,
+            },
         ),
         Command::Start {
             listen,
@@ -252,13 +262,18 @@ fn main() -> std::process::ExitCode {
             sync,
             max_connections,
             statement_memory,
+            max_write_set,
             ..
         } => start(
             listen.unwrap_or_else(|| ([127, 0, 0, 1], 5433).into()),
             data_dir.unwrap_or_else(|| PathBuf::from("./mako-data")),
             shards.map(usize::from),
             sync,
-            server_limits(max_connections, statement_memory),
+            ServerLimits {
+                statement_memory,
+                max_connections: max_connections as usize,
+                max_write_set,
+            },
         ),
         Command::LocalCluster { config, log_dir } => {
             pgserver::cluster::local::run(&config, log_dir.as_deref())
@@ -280,13 +295,6 @@ fn parse_memory_arg(s: &str) -> Result<usize, String> {
             "expected a positive size such as 512MB or 2GB, not \"{s}\""
         )),
         Some(n) => Ok(n),
-    }
-}
-
-fn server_limits(max_connections: u32, statement_memory: usize) -> ServerLimits {
-    ServerLimits {
-        statement_memory,
-        max_connections: max_connections as usize,
     }
 }
 

@@ -43,6 +43,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         FeatureNotSupported => "0A000",
         OutOfMemory => "53200",
         StackDepth => "54001",
+        ProgramLimitExceeded => "54000",
         QueryCanceled => "57014",
         AdminShutdown => "57P01",
         DiskFull => "53100",

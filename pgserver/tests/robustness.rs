@@ -297,8 +297,17 @@ fn sigterm_stops_running_statements_and_keeps_the_data() {
 
 #[test]
 fn connection_and_memory_limits_hold() {
-    let mut mako =
-        Mako::start_with_args(1, &["--max-connections", "3", "--statement-memory", "64MB"]);
+    let mut mako = Mako::start_with_args(
+        1,
+        &[
+            "--max-connections",
+            "3",
+            "--statement-memory",
+            "64MB",
+            "--max-write-set",
+            "1MB",
+        ],
+    );
     let rt = runtime();
     rt.block_on(async {
         let a = connect(&mako).await;
@@ -356,6 +365,31 @@ fn connection_and_memory_limits_hold() {
         );
         assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
         a.simple_query("SELECT 1").await.unwrap();
+
+        // A transaction's writes are bounded: 3,000 rows a statement fit,
+        // a few statements more do not, and nothing of it commits.
+        a.batch_execute("CREATE TABLE w (id INT PRIMARY KEY, pad TEXT); BEGIN")
+            .await
+            .unwrap();
+        let mut failed = None;
+        for k in 0..10 {
+            let r = a
+                .batch_execute(&format!(
+                    "INSERT INTO w SELECT id + {}, pad FROM big",
+                    k * 3_000
+                ))
+                .await;
+            if let Err(e) = r {
+                failed = Some((k, e));
+                break;
+            }
+        }
+        let (k, e) = failed.expect("the write set outgrew 1MB");
+        assert!(k >= 1, "the first 3,000 rows fit");
+        assert_eq!(e.code(), Some(&SqlState::PROGRAM_LIMIT_EXCEEDED), "{e}");
+        a.batch_execute("ROLLBACK").await.unwrap();
+        let row = a.query_one("SELECT count(*) FROM w", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 0);
     });
     let peak = peak_rss_kib(mako.pid());
     assert!(

@@ -36,6 +36,10 @@ use crate::exec::{ExecCtx, InsertSource, Returning, Row};
 use crate::interrupt::Interrupt;
 use crate::types::{DataType, Value};
 
+/// The default bound on a transaction's write set (`mako start
+/// --max-write-set`).
+pub const DEFAULT_WRITE_LIMIT: usize = 1 << 30;
+
 /// How many times an implicit transaction is retried after a 40001.
 const IMPLICIT_RETRIES: usize = 10;
 
@@ -125,6 +129,9 @@ pub struct Session {
     /// The most memory a statement may use, set by the server:
     /// `mako.statement_memory` may lower it, never raise it.
     memory_ceiling: usize,
+    /// The most bytes a transaction's write set may hold (set by the
+    /// server).
+    write_limit: usize,
 }
 
 /// What bounds one statement's execution.
@@ -132,6 +139,8 @@ pub struct Session {
 struct Limits<'a> {
     /// Bytes of memory (`mako.statement_memory`).
     memory: usize,
+    /// Bytes a transaction's write set may hold.
+    writes: usize,
     /// The session's stop signal.
     interrupt: &'a Interrupt,
 }
@@ -141,7 +150,9 @@ impl<'a> Limits<'a> {
     where
         'a: 't,
     {
-        ExecCtx::new(txn, params, self.memory).with_interrupt(self.interrupt)
+        ExecCtx::new(txn, params, self.memory)
+            .with_interrupt(self.interrupt)
+            .with_write_limit(self.writes)
     }
 }
 
@@ -282,7 +293,14 @@ impl Session {
             deferred: None,
             interrupt: Arc::new(Interrupt::new()),
             memory_ceiling: crate::exec::DEFAULT_MEMORY_LIMIT,
+            write_limit: DEFAULT_WRITE_LIMIT,
         }
+    }
+
+    /// Sets the most bytes a transaction's write set may hold; a write past
+    /// it fails with 54000.
+    pub fn set_write_limit(&mut self, bytes: usize) {
+        self.write_limit = bytes;
     }
 
     /// Sets the server's per-statement memory ceiling (see
@@ -776,6 +794,7 @@ impl Session {
         let interrupt = self.interrupt.clone();
         let limits = Limits {
             memory: self.memory_limit(),
+            writes: self.write_limit,
             interrupt: &interrupt,
         };
         if let Some(txn) = self.txn.as_mut() {

@@ -158,6 +158,9 @@ pub struct Txn {
     replicated_scans: Vec<ScanCheck>,
     /// The write set, sorted by key.
     writes: BTreeMap<Vec<u8>, Buffered>,
+    /// Approximate bytes the write set holds (keys, values, bookkeeping),
+    /// for the server's bound on it.
+    write_bytes: usize,
     /// Max of the VCs of every version read.
     read_vc: ClockBuilder,
 }
@@ -174,6 +177,7 @@ impl Txn {
             scans: Vec::new(),
             replicated_scans: Vec::new(),
             writes: BTreeMap::new(),
+            write_bytes: 0,
             read_vc: ClockBuilder::new(shards),
         }
     }
@@ -186,6 +190,25 @@ impl Txn {
     /// True when the transaction has buffered writes.
     pub fn has_writes(&self) -> bool {
         !self.writes.is_empty()
+    }
+
+    /// Approximate bytes of memory the buffered writes hold.
+    pub fn write_set_bytes(&self) -> usize {
+        self.write_bytes
+    }
+
+    /// Buffers `w` at `key`, keeping [`Txn::write_set_bytes`] current.
+    fn buffer(&mut self, key: Vec<u8>, w: Buffered) {
+        /// A map entry's own cost beyond its key and value.
+        const ENTRY: usize = 96;
+        let entry = ENTRY + key.len();
+        self.write_bytes += entry + w.value.as_ref().map_or(0, |v| v.len());
+        if let Some(old) = self.writes.insert(key, w) {
+            // The same key: only the value differs.
+            self.write_bytes = self
+                .write_bytes
+                .saturating_sub(entry + old.value.as_ref().map_or(0, |v| v.len()));
+        }
     }
 
     /// The shard that holds a partitioned key, or the home shard for a
@@ -340,7 +363,7 @@ impl Txn {
             let s = self.db.shard_for(h);
             self.home.get_or_insert(s);
         }
-        self.writes.insert(
+        self.buffer(
             key,
             Buffered {
                 value: Some(value),
@@ -355,7 +378,7 @@ impl Txn {
             let s = self.db.shard_for(h);
             self.home.get_or_insert(s);
         }
-        self.writes.insert(
+        self.buffer(
             key,
             Buffered {
                 value: None,

@@ -113,6 +113,8 @@ pub struct ExecCtx<'t> {
     pub memory: Memory,
     /// Stops the statement (cancel, timeout, shutdown); long loops check it.
     interrupt: &'t Interrupt,
+    /// The most bytes the transaction's write set may hold.
+    write_limit: usize,
 }
 
 impl<'t> ExecCtx<'t> {
@@ -124,7 +126,15 @@ impl<'t> ExecCtx<'t> {
             cache: RefCell::new(HashMap::new()),
             memory: Memory::new(memory_limit),
             interrupt: &interrupt::NEVER,
+            write_limit: usize::MAX,
         }
+    }
+
+    /// The same context, failing a write that takes the transaction's
+    /// write set past `bytes` (54000).
+    pub fn with_write_limit(mut self, bytes: usize) -> Self {
+        self.write_limit = bytes;
+        self
     }
 
     /// The same context, stopped by `interrupt`.
@@ -139,14 +149,26 @@ impl<'t> ExecCtx<'t> {
         self.interrupt.check()
     }
 
-    /// [`ExecCtx::check_interrupt`] for the `i`th row of a row loop: checks
-    /// once every 1024 rows.
+    /// For the `i`th row of a loop that writes rows, once every 1024
+    /// rows: [`ExecCtx::check_interrupt`], and the bound on the
+    /// transaction's write set.
     pub fn check_interrupt_at(&self, i: usize) -> Result<()> {
-        if i.is_multiple_of(1024) {
-            self.interrupt.check()
-        } else {
-            Ok(())
+        if !i.is_multiple_of(1024) {
+            return Ok(());
         }
+        self.interrupt.check()?;
+        let held = self.with_txn(|t| t.write_set_bytes());
+        if held > self.write_limit {
+            return Err(Error::new(
+                ErrorKind::ProgramLimitExceeded,
+                format!(
+                    "the transaction's writes hold more than its limit of {} bytes \
+                     (mako start --max-write-set): write fewer rows per transaction",
+                    self.write_limit
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Runs `f` with the transaction.
