@@ -23,34 +23,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
-
 mod common;
 
-use common::{Mako, transfer};
+use common::{Mako, Rng, connect, transfer};
 
 const ACCOUNTS: i64 = 50;
 const INITIAL: i64 = 1_000;
 const CLIENTS: i64 = 6;
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
-
-async fn connect(port: u16) -> Client {
-    let url = format!("host=127.0.0.1 port={port} user=mako dbname=mako");
-    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
-    tokio::spawn(conn);
-    client
-}
 
 /// Runs transfers from several connections until `stop`; returns the ids
 /// of the acknowledged ones.
@@ -66,8 +45,8 @@ async fn load(port: u16, round: i64, stop: Arc<AtomicBool>) -> HashSet<i64> {
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let id = (round * 1_000 + client) * 1_000_000 + n;
-                let from = rng.below(ACCOUNTS as u64) as i64 + 1;
-                let to = rng.below(ACCOUNTS as u64) as i64 + 1;
+                let from = rng.below(ACCOUNTS as usize) as i64 + 1;
+                let to = rng.below(ACCOUNTS as usize) as i64 + 1;
                 let amount = rng.below(20) as i64 + 1;
                 match transfer(&c, id, from, to, amount).await {
                     Ok(()) => {
@@ -165,7 +144,7 @@ async fn acknowledged_commits_survive_sigkill() {
         let stop = Arc::new(AtomicBool::new(false));
         let port = mako.port;
         let running = tokio::spawn(load(port, round, stop.clone()));
-        let wait = 300 + rng.below(1_500);
+        let wait = 300 + rng.below(1_500) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         // The crash: no warning, no shutdown.
         let dir = mako.data_dir().to_path_buf();

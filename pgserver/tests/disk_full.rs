@@ -15,12 +15,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
 
 mod common;
 
-use common::{Mako, temp_data_dir};
+use common::{Mako, connect, temp_data_dir};
 
 /// A tmpfs mounted on a fresh directory; unmounted and removed on drop.
 struct Tmpfs(PathBuf);
@@ -60,13 +60,6 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.0).status();
         let _ = std::fs::remove_dir(&self.0);
     }
-}
-
-async fn connect(port: u16) -> Client {
-    let url = format!("host=127.0.0.1 port={port} user=mako dbname=mako");
-    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
-    tokio::spawn(conn);
-    client
 }
 
 async fn stored_ids(c: &Client) -> Vec<i32> {

@@ -14,40 +14,23 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, NoTls};
-
 mod common;
 
-use common::Mako;
+use common::{Mako, Rng, connect, peak_rss_kib};
 
 /// The longest any one statement may take to answer.
 const WATCHDOG: Duration = Duration::from_secs(20);
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
-
 const COLUMNS: &[&str] = &["a", "b", "c", "d", "e", "f1.a", "x", "y", "z"];
+
+/// FROM clauses over the fuzz schema.
+const FROMS: &[&str] = &[
+    "f1",
+    "f2",
+    "f1, f2",
+    "f1 JOIN f2 ON a = x",
+    "f1 LEFT JOIN f2 ON a = y",
+];
 
 fn literal(r: &mut Rng) -> String {
     match r.below(12) {
@@ -259,13 +242,7 @@ fn typed_statement(r: &mut Rng) -> String {
     let depth = 1 + r.below(5);
     match r.below(7) {
         0..=2 => {
-            let from = r.pick(&[
-                "f1",
-                "f2",
-                "f1, f2",
-                "f1 JOIN f2 ON a = x",
-                "f1 LEFT JOIN f2 ON a = y",
-            ]);
+            let from = r.pick(FROMS);
             let mut s = format!(
                 "SELECT {}, {}, {} FROM {from} WHERE {}",
                 num(r, depth),
@@ -312,13 +289,7 @@ fn statement(r: &mut Rng) -> String {
     let stmt = match r.below(10) {
         0..=3 => {
             let cols: Vec<String> = (0..1 + r.below(3)).map(|_| expr(r, depth)).collect();
-            let from = r.pick(&[
-                "f1",
-                "f2",
-                "f1, f2",
-                "f1 JOIN f2 ON a = x",
-                "f1 LEFT JOIN f2 ON a = y",
-            ]);
+            let from = r.pick(FROMS);
             let mut s = format!("SELECT {} FROM {from}", cols.join(", "));
             if r.chance(60) {
                 s += &format!(" WHERE {}", expr(r, depth));
@@ -383,13 +354,6 @@ fn mangle(r: &mut Rng, s: &str) -> String {
     }
     out.extend(chars[at..].iter());
     out
-}
-
-async fn connect(port: u16) -> Client {
-    let url = format!("host=127.0.0.1 port={port} user=mako dbname=mako");
-    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
-    tokio::spawn(conn);
-    client
 }
 
 /// Sends random bytes after (or instead of) a valid startup: the server
@@ -527,12 +491,7 @@ fn random_sql_and_garbage_never_crash_or_hang_the_server() {
         let c = connect(port).await;
         c.simple_query("SELECT count(*) FROM f1").await.unwrap();
     });
-    let status = std::fs::read_to_string(format!("/proc/{}/status", mako.pid())).unwrap();
-    let peak: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let peak = peak_rss_kib(mako.pid());
     assert!(peak < 2 * 1024 * 1024, "peak RSS {peak} KiB");
     // pgwire's message decoders still panic on some malformed messages
     // (issue #15): the connection ends, the server goes on. A panic

@@ -11,14 +11,10 @@ use tokio_postgres::{Client, NoTls};
 
 mod common;
 
-use common::Mako;
+use common::{Mako, peak_rss_kib};
 
 async fn connect(mako: &Mako) -> Client {
-    let (client, conn) = tokio_postgres::connect(&mako.url(), NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    client
+    common::connect(mako.port).await
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -397,16 +393,6 @@ fn connection_and_memory_limits_hold() {
         "peak RSS {peak} KiB with a 64MB statement budget"
     );
     assert!(mako.is_running());
-}
-
-/// The process's peak resident memory (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
 }
 
 #[test]
