@@ -17,6 +17,10 @@ async fn connect(mako: &Mako) -> Client {
     common::connect(mako.port).await
 }
 
+/// A long statement's shape: what it is, its head, the separator and
+/// the i-th term.
+type Shape<'a> = (&'a str, &'a str, &'a str, &'a dyn Fn(usize) -> String);
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -66,46 +70,27 @@ fn deep_and_long_statements_are_errors_not_crashes() {
         let list = |n: usize, sep: &str, item: &dyn Fn(usize) -> String| {
             (0..n).map(item).collect::<Vec<_>>().join(sep)
         };
+        // (what, statement head, separator, one term); the statement is
+        // the head followed by n terms.
+        let shapes: [Shape<'_>; 6] = [
+            ("IN list", "SELECT 1 WHERE 5 IN (", ", ", &|i| i.to_string()),
+            ("1+1+…", "SELECT ", " + ", &|_| "1".into()),
+            ("a || a || …", "SELECT ", " || ", &|_| "'a'".into()),
+            ("AND chain", "SELECT 1 WHERE ", " AND ", &|_| "true".into()),
+            ("OR chain", "SELECT 1 WHERE ", " OR ", &|_| "false".into()),
+            ("UNION chain", "", " UNION ", &|i| format!("SELECT {i}")),
+        ];
         for n in [1_000, 3_000, 20_000] {
-            runs_or_too_deep(
-                &c,
-                "IN list",
-                &format!(
-                    "SELECT 1 WHERE 5 IN ({})",
-                    list(n, ", ", &|i| i.to_string())
-                ),
-            )
-            .await;
-            runs_or_too_deep(
-                &c,
-                "1+1+…",
-                &format!("SELECT {}", list(n, " + ", &|_| "1".into())),
-            )
-            .await;
-            runs_or_too_deep(
-                &c,
-                "a || a || …",
-                &format!("SELECT {}", list(n, " || ", &|_| "'a'".into())),
-            )
-            .await;
-            runs_or_too_deep(
-                &c,
-                "AND chain",
-                &format!("SELECT 1 WHERE {}", list(n, " AND ", &|_| "true".into())),
-            )
-            .await;
-            runs_or_too_deep(
-                &c,
-                "OR chain",
-                &format!("SELECT 1 WHERE {}", list(n, " OR ", &|_| "false".into())),
-            )
-            .await;
-            runs_or_too_deep(
-                &c,
-                "UNION chain",
-                &list(n.min(5_000), " UNION ", &|i| format!("SELECT {i}")),
-            )
-            .await;
+            for (what, head, sep, item) in &shapes {
+                let n = if *what == "UNION chain" {
+                    n.min(5_000)
+                } else {
+                    n
+                };
+                let close = if *what == "IN list" { ")" } else { "" };
+                let sql = format!("{head}{}{close}", list(n, sep, *item));
+                runs_or_too_deep(&c, what, &sql).await;
+            }
         }
         // ORMs send thousands of parameters.
         for n in [3_000, 6_000] {
