@@ -1,11 +1,22 @@
 # Helpers shared by ./dev and the scripts. Sourced, not executed, from the
 # root of the clone.
 
-# Builds live outside the clone, so fresh clones on the same machine (CI's
-# among them) reuse them: cargo's target directory, and RocksDB's C++
+# Builds live outside the clone, so a fresh clone at the same path (CI's
+# checkout) reuses them: cargo's target directory, and RocksDB's C++
 # library, compiled once per machine (ensure_rocksdb_lib).
+#
+# The target directory is one per clone path. Cargo decides that a path
+# crate is fresh by comparing file times, so clones sharing one target
+# directory run each other's builds: a clone whose sources are older than
+# another clone's last build runs that clone's code, and tests read the
+# other clone's testdata (the path is compiled in).
 MAKO_CACHE="${MAKO_CACHE:-$HOME/.cache/mako-in-rust}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$MAKO_CACHE/target}"
+if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  mako_clone="$(pwd -P)"
+  CARGO_TARGET_DIR="$MAKO_CACHE/target/$(basename "$mako_clone")-$(printf '%s' "$mako_clone" | sha256sum | cut -c 1-8)"
+  unset mako_clone
+fi
+export CARGO_TARGET_DIR
 
 # Runs a labelled step and reports its duration.
 step() {
@@ -27,13 +38,16 @@ apt_install() {
 }
 
 # What every cargo command of ours needs first: libclang (bindgen reads
-# RocksDB's C header) and a C++ compiler, and RocksDB's library. Call it
-# before any cargo command: they must all see the same ROCKSDB_* variables,
-# or librocksdb-sys's build script runs again for the one that differs.
+# RocksDB's C header), clang++ (compiles RocksDB's C++: see rocksdb_cxx),
+# g++ (the C++ standard library, and the linker driver cargo uses), and
+# RocksDB's library. Call it before any cargo command: they must all see
+# the same ROCKSDB_* variables, or librocksdb-sys's build script runs again
+# for the one that differs.
 ensure_build_deps() {
   local missing=()
   dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
   command -v g++ >/dev/null 2>&1 || missing+=(g++)
+  if [ -z "${CXX:-}" ] && ! command -v clang++ >/dev/null 2>&1; then missing+=(clang); fi
   if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}"
   fi
@@ -42,7 +56,22 @@ ensure_build_deps() {
 
 # Part of the RocksDB library's key: bump it when build_rocksdb_lib changes
 # what it builds (not for a change of wording).
-ROCKSDB_RECIPE=1
+ROCKSDB_RECIPE=2
+
+# The C++ compiler for RocksDB: $CXX when set, else clang++. On this kind of
+# machine clang++ 14 compiles RocksDB's sources at -O2 in 13% less CPU time
+# than g++ 12 (a sample of 13 of its files: 66 s against 76 s), and that
+# build is most of a cold setup. Debian's clang uses g++'s libstdc++, as the
+# Rust side links.
+rocksdb_cxx() {
+  if [ -n "${CXX:-}" ]; then
+    echo "$CXX"
+  elif command -v clang++ >/dev/null 2>&1; then
+    echo clang++
+  else
+    echo g++
+  fi
+}
 
 # RocksDB's C++ (about 340 files, most of a cold build) is compiled once per
 # machine rather than once per cargo profile and command: cargo gives
@@ -79,7 +108,7 @@ ensure_rocksdb_lib() {
       cat .cargo/config.toml
       sed -n '/^\[profile\.release\.package\.librocksdb-sys\]/,/^$/p' Cargo.toml
       grep '^rocksdb' Cargo.toml
-      g++ --version | head -n 1
+      "$(rocksdb_cxx)" --version | head -n 1
       echo "RUSTFLAGS=${RUSTFLAGS-} CXX=${CXX-} CXXFLAGS=${CXXFLAGS-} CXXSTDLIB=${CXXSTDLIB-}"
       echo "recipe $ROCKSDB_RECIPE"
     } | sha256sum | cut -c 1-12
@@ -102,7 +131,11 @@ build_rocksdb_lib() {
   local dest="$1" tmp start=$SECONDS
   tmp="$(mktemp -d "$MAKO_CACHE/rocksdb/build.XXXXXX")"
   echo "==> compiling RocksDB's C++ once for this machine (about 20 minutes on two cores; once per machine) into $dest"
-  if ! env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC CARGO_TARGET_DIR="$tmp/target" \
+  local cxx cc
+  cxx="$(rocksdb_cxx)"
+  cc="${CC:-$(case "$cxx" in clang++*) echo "${cxx/clang++/clang}" ;; *) echo cc ;; esac)}"
+  echo "    with $cxx ($("$cxx" --version | head -n 1))"
+  if ! env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC CARGO_TARGET_DIR="$tmp/target" CXX="$cxx" CC="$cc" \
     cargo build --release --locked -p librocksdb-sys; then
     rm -rf "$tmp"
     return 1
