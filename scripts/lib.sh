@@ -120,7 +120,7 @@ ensure_rocksdb_lib() {
     (
       flock 9
       if [ ! -f "$dir/librocksdb.a" ]; then build_rocksdb_lib "$dir"; fi
-    ) 9>"$MAKO_CACHE/rocksdb/.lock"
+    ) 9>"$MAKO_CACHE/rocksdb/.lock" || return 1
   fi
   export ROCKSDB_LIB_DIR="$dir" ROCKSDB_STATIC=1
 }

@@ -469,6 +469,11 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
     // crash before that record, so it is not caught here.
     db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
     db_opts.set_paranoid_checks(true);
+    // The sizes of closed (synced) logs are recorded in the MANIFEST, so a
+    // closed log that goes missing or shrinks refuses the start too. (The
+    // live log's size is not recorded on each sync: RocksDB does not, for
+    // cost; a live log cut at a record boundary stays undetected.)
+    db_opts.set_track_and_verify_wals_in_manifest(true);
     // Missing column families are created: directories from before
     // replication have no `repl`.
     db_opts.create_missing_column_families(true);

@@ -113,6 +113,14 @@ impl QueryParser for StatementParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        if sql == crate::protocol::INVALID_TEXT {
+            let _ = blocking(&self.session, None, |session| {
+                session.mark_failed();
+                Ok(())
+            })
+            .await;
+            return Err(crate::protocol::invalid_text_error());
+        }
         let declared: kv::Result<Vec<_>> = types
             .iter()
             .map(|t| t.as_ref().map_or(Ok(None), declared_type))
@@ -429,6 +437,15 @@ impl SimpleQueryHandler for Connection {
     {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
+        }
+        if query.query == crate::protocol::INVALID_TEXT {
+            // As any error inside a transaction block, it fails the block.
+            let _ = blocking(&self.session, None, |session| {
+                session.mark_failed();
+                Ok(())
+            })
+            .await;
+            return Err(crate::protocol::invalid_text_error());
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
         let responses = SimpleQueryHandler::do_query(self, client, &query.query).await?;

@@ -5,6 +5,8 @@
 //!   per client over the node's shards ([`txn::Db`]).
 //! - [`handler`]: pgwire's simple and extended query handlers over a
 //!   `sql::Session`, run on the blocking pool.
+//! - `protocol`: a client connection's loop, which checks every message
+//!   before pgwire decodes it.
 //! - [`sessions`]: live sessions by pid and secret key, for cancel
 //!   requests and shutdown.
 //! - [`wire`]: type OIDs and the text/binary encodings of values.
@@ -18,6 +20,7 @@
 mod buffered;
 pub mod cluster;
 pub mod handler;
+mod protocol;
 pub mod server;
 pub mod sessions;
 pub mod slt;

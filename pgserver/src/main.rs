@@ -432,6 +432,10 @@ fn start_replica(
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    let key = match cfg.load_key() {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
     let on_deposed = Box::new(|why| match why {
         cluster::Stop::Deposed | cluster::Stop::Reload => restart_in_place(),
         cluster::Stop::Failed => std::process::exit(1),
@@ -476,11 +480,16 @@ fn start_replica(
     };
     let peers = cluster::peers(&cfg, name);
     let id = cfg.node_id(name).expect("checked");
-    let transport =
-        match repl_runtime.block_on(repl::net::Tcp::start(id, me.repl, peers, node.deliver())) {
-            Ok(t) => t,
-            Err(e) => return fail(format!("cannot listen for replicas on {}: {e}", me.repl)),
-        };
+    let transport = match repl_runtime.block_on(repl::net::Tcp::start(
+        id,
+        me.repl,
+        peers,
+        key,
+        node.deliver(),
+    )) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot listen for replicas on {}: {e}", me.repl)),
+    };
     if let Err(e) = node.start(std::sync::Arc::new(transport), repl_runtime.handle()) {
         return fail(e.message);
     }

@@ -53,20 +53,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     let conn = Arc::new(Connection::new(db.clone(), &sessions, &limits));
-                    tokio::spawn(async move {
-                        // Dropping the connection's future closes its
-                        // socket; its session's transaction rolls back.
-                        tokio::select! {
-                            ended = pgwire::tokio::process_socket(socket, None, conn.clone()) => {
-                                if let Err(e) = ended {
-                                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                                }
-                            }
-                            _ = conn.idle_timeout() => {
-                                tracing::info!(%peer, "terminating connection due to idle-in-transaction timeout");
-                            }
-                        }
-                    });
+                    // When it ends, its socket closes and its session's
+                    // transaction rolls back.
+                    tokio::spawn(crate::protocol::serve_client(socket, peer, conn));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: keep serving.

@@ -47,6 +47,49 @@ struct Cluster {
     nodes: Vec<Node>,
 }
 
+/// Writes a cluster secret file readable by its owner only.
+fn write_secret(path: &std::path::Path, secret: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A node does not start without the cluster's secret, or with one that
+/// others can read or that is too short, and says how to make one.
+#[test]
+fn a_node_needs_the_cluster_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Cluster::configured("paxos", "", false);
+    let secret = c.dir.join("cluster.secret");
+    let start = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_mako"))
+            .args(["start", "--config"])
+            .arg(&c.config)
+            .args(["--node", "n1"])
+            .output()
+            .expect("run mako");
+        assert!(!out.status.success(), "started: {out:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    std::fs::remove_file(&secret).unwrap();
+    let e = start();
+    assert!(
+        e.contains("cannot read the cluster secret") && e.contains("head -c 32"),
+        "{e}"
+    );
+    write_secret(&secret, "a fine secret of some length");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = start();
+    assert!(
+        e.contains("readable by others") && e.contains("chmod 600"),
+        "{e}"
+    );
+    write_secret(&secret, "short");
+    let e = start();
+    assert!(e.contains("at least 16"), "{e}");
+    let _ = std::fs::remove_dir_all(&c.dir);
+}
+
 /// `n` distinct free ports (bound together, so that none is handed out
 /// twice; two nodes given one port once made a node talk to itself).
 fn free_ports(n: usize) -> Vec<u16> {
@@ -114,6 +157,7 @@ impl Cluster {
         }
         let config = dir.join("cluster.toml");
         std::fs::write(&config, text).unwrap();
+        write_secret(&dir.join("cluster.secret"), "the test cluster's secret");
         Cluster { dir, config, nodes }
     }
 

@@ -404,8 +404,9 @@ fn a_session_idle_in_a_transaction_too_long_is_ended() {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
         let r = a.simple_query("SELECT 1").await;
         assert!(
-            r.as_ref()
-                .is_err_and(|e| e.is_closed() || e.code().is_none()),
+            r.as_ref().is_err_and(|e| e.is_closed()
+                || e.code().is_none()
+                || e.code() == Some(&SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT)),
             "the idle session should have been ended: {r:?}"
         );
         // Its transaction did not commit.
@@ -413,4 +414,171 @@ fn a_session_idle_in_a_transaction_too_long_is_ended() {
         let row = b.query_one("SELECT count(*) FROM kept", &[]).await.unwrap();
         assert_eq!(row.get::<_, i64>(0), 0);
     });
+}
+
+/// A connection speaking the protocol by hand, to send what drivers never
+/// do.
+struct Raw(std::net::TcpStream);
+
+impl Raw {
+    /// Connects and starts up (protocol 3.0, user mako).
+    fn connect(port: u16) -> Raw {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut raw = Raw(s);
+        let body = b"\x00\x03\x00\x00user\x00mako\x00\x00";
+        let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        startup.extend_from_slice(body);
+        raw.bytes(&startup);
+        let msgs = raw.until_ready();
+        assert_eq!(msgs.last().map(|m| m.0), Some(b'Z'), "{msgs:?}");
+        raw
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        use std::io::Write;
+        self.0.write_all(b).unwrap();
+    }
+
+    fn send(&mut self, ty: u8, body: &[u8]) {
+        let mut m = vec![ty];
+        m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        m.extend_from_slice(body);
+        self.bytes(&m);
+    }
+
+    /// Backend messages up to ReadyForQuery, or until the server closes
+    /// the connection (then the last is `(0, [])`).
+    fn until_ready(&mut self) -> Vec<(u8, Vec<u8>)> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        loop {
+            let mut head = [0u8; 5];
+            if self.0.read_exact(&mut head).is_err() {
+                out.push((0, Vec::new()));
+                return out;
+            }
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut body = vec![0u8; len - 4];
+            self.0.read_exact(&mut body).unwrap();
+            let ty = head[0];
+            out.push((ty, body));
+            if ty == b'Z' {
+                return out;
+            }
+        }
+    }
+}
+
+/// The severity and SQLSTATE of the first ErrorResponse among `msgs`.
+fn error_of(msgs: &[(u8, Vec<u8>)]) -> Option<(String, String)> {
+    let (_, body) = msgs.iter().find(|m| m.0 == b'E')?;
+    let (mut severity, mut code) = (String::new(), String::new());
+    for field in body.split(|&b| b == 0) {
+        match field.first() {
+            Some(b'S') => severity = String::from_utf8_lossy(&field[1..]).into(),
+            Some(b'C') => code = String::from_utf8_lossy(&field[1..]).into(),
+            _ => {}
+        }
+    }
+    Some((severity, code))
+}
+
+/// Malformed protocol messages end their connection with PostgreSQL's
+/// FATAL 08P01 (not a panic in a decoder), text that is not UTF-8 is an
+/// ERROR 22021 after which the session goes on, a huge declared length is
+/// refused before its bytes arrive, and other sessions see nothing of it.
+#[test]
+fn malformed_messages_are_protocol_errors_and_others_go_on() {
+    let mako = Mako::start(1);
+    let rt = runtime();
+    let other = rt.block_on(connect(&mako));
+
+    // Not UTF-8: an ERROR, as in PostgreSQL; the session goes on.
+    let mut a = Raw::connect(mako.port);
+    a.send(b'Q', b"SELECT '\xff'\0");
+    let msgs = a.until_ready();
+    assert_eq!(
+        error_of(&msgs),
+        Some(("ERROR".into(), "22021".into())),
+        "{msgs:?}"
+    );
+    a.send(b'P', b"s1\0SELECT '\xc3('\0\0\0");
+    a.send(b'S', b"");
+    let msgs = a.until_ready();
+    assert_eq!(
+        error_of(&msgs),
+        Some(("ERROR".into(), "22021".into())),
+        "{msgs:?}"
+    );
+    a.send(b'Q', b"SELECT 41 + 1\0");
+    let msgs = a.until_ready();
+    assert!(
+        msgs.iter().any(|m| m.0 == b'D' && m.1.ends_with(b"42")),
+        "{msgs:?}"
+    );
+
+    // Malformed messages: FATAL 08P01, then the server closes.
+    let bind_past_its_end = b"\0\0\x00\x00\x00\x01\x00\x00\x00\x09ab\x00\x00".to_vec();
+    let cases: Vec<(u8, Vec<u8>)> = vec![
+        (b'B', bind_past_its_end),
+        (b'P', b"s\0SELECT 1\0\x7f\xff".to_vec()),
+        (b'D', b"X\0".to_vec()),
+        (b'Q', b"SELECT 1".to_vec()),
+        (b'W', b"".to_vec()),
+    ];
+    for (ty, body) in cases {
+        let mut c = Raw::connect(mako.port);
+        c.send(ty, &body);
+        let msgs = c.until_ready();
+        assert_eq!(
+            error_of(&msgs),
+            Some(("FATAL".into(), "08P01".into())),
+            "{}: {msgs:?}",
+            char::from(ty)
+        );
+        assert_eq!(
+            msgs.last(),
+            Some(&(0, Vec::new())),
+            "the connection was closed"
+        );
+    }
+
+    // Declared lengths of a gigabyte, before and after startup: refused at
+    // once, nothing buffered.
+    let rss_before = peak_rss_kib(mako.pid());
+    for _ in 0..4 {
+        let mut c = Raw(std::net::TcpStream::connect(("127.0.0.1", mako.port)).unwrap());
+        c.0.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut startup = (1u32 << 30).to_be_bytes().to_vec();
+        startup.extend_from_slice(&196_608u32.to_be_bytes());
+        startup.extend_from_slice(&[b'x'; 4096]);
+        c.bytes(&startup);
+        let msgs = c.until_ready();
+        assert_eq!(
+            error_of(&msgs),
+            Some(("FATAL".into(), "08P01".into())),
+            "{msgs:?}"
+        );
+        let mut d = Raw::connect(mako.port);
+        d.bytes(&[b'S', 0x7f, 0xff, 0xff, 0xff]);
+        let msgs = d.until_ready();
+        assert_eq!(
+            error_of(&msgs),
+            Some(("FATAL".into(), "08P01".into())),
+            "{msgs:?}"
+        );
+    }
+    assert!(peak_rss_kib(mako.pid()) < rss_before + 64 * 1024);
+
+    // The other session saw nothing of it; no panic anywhere.
+    rt.block_on(async {
+        other.simple_query("SELECT 1").await.unwrap();
+    });
+    let panics: Vec<String> = mako
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("panicked"))
+        .collect();
+    assert!(panics.is_empty(), "{panics:?}");
 }

@@ -9,18 +9,22 @@
 //! nodes, taken from the cluster configuration's latency between their
 //! datacenters, so that a WAN can be simulated on one machine:
 //! - [`Tcp`]: one TCP connection per peer (tokio), frames of a 4-byte
-//!   big-endian length and a postcard-encoded `(from, Message)`;
+//!   big-endian length and a postcard-encoded `(from, Message)`, after a
+//!   handshake in which both ends prove they hold the cluster's secret
+//!   (see [`ClusterKey`]);
 //! - [`Local`]: in-process channels, for tests and benchmarks.
 //!
 //! The deterministic simulated network of the tests (`tests/sim.rs`)
 //! drives replicas directly, without a transport.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{Receiver, Sender, UnboundedSender, channel, unbounded_channel};
 use tokio::time::Instant;
@@ -36,8 +40,164 @@ pub trait Transport: Send + Sync {
 /// Where a node's received messages go: `(sender, message)`.
 pub type Deliver = Arc<dyn Fn(NodeId, Message) + Send + Sync>;
 
-/// The largest frame accepted: a bigger length prefix is garbage.
+/// The largest frame accepted: a bigger length prefix is garbage. A frame
+/// is read as it arrives, not allocated in full from its length prefix.
 const MAX_FRAME: usize = 256 << 20;
+
+/// A connection that has not completed its handshake within this long is
+/// closed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first bytes a listening node sends: the protocol and its version.
+const HELLO: &[u8; 8] = b"MAKOREP1";
+
+/// Bytes of a handshake nonce.
+const NONCE: usize = 16;
+
+/// Bytes of a handshake MAC (HMAC-SHA256).
+const TAG: usize = 32;
+
+/// The cluster's shared secret, which every node of the cluster file holds
+/// (its `secret_file`). A replication connection starts with a handshake
+/// that proves to each end that the other holds it, without sending it:
+///
+/// 1. the listening node sends `HELLO`, its id and a random nonce `Ns`;
+/// 2. the connecting node sends its id, a random nonce `Nc` and
+///    `HMAC(secret, "client" | Ns | Nc | its id | the listener's id)`;
+/// 3. the listener checks that the id is one of its peers and the MAC,
+///    and answers `HMAC(secret, "server" | Nc | Ns | its id | the
+///    connecting id)`, which the connecting node checks.
+///
+/// Only then are frames read, and every frame on the connection must name
+/// the authenticated peer as its sender. A node without the secret (or
+/// one not in the cluster file) can neither inject messages nor receive
+/// any. The frames themselves are neither encrypted nor individually
+/// authenticated: someone who can alter TCP streams between nodes (not
+/// just connect to them) is not kept out, as without TLS.
+#[derive(Clone)]
+pub struct ClusterKey(Arc<[u8]>);
+
+impl std::fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterKey(..)")
+    }
+}
+
+impl ClusterKey {
+    /// The shortest secret accepted, in bytes.
+    pub const MIN_LEN: usize = 16;
+
+    /// A key from the secret's bytes: at least [`Self::MIN_LEN`] of them.
+    pub fn new(secret: &[u8]) -> Result<ClusterKey, String> {
+        if secret.len() < Self::MIN_LEN {
+            return Err(format!(
+                "the cluster secret is {} bytes; it must be at least {}",
+                secret.len(),
+                Self::MIN_LEN
+            ));
+        }
+        Ok(ClusterKey(secret.into()))
+    }
+
+    fn mac(&self, label: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+        // HMAC takes a key of any length.
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
+            .expect("HMAC accepts any key length");
+        mac.update(label);
+        for p in parts {
+            mac.update(p);
+        }
+        mac
+    }
+
+    fn tag(&self, label: &[u8], parts: &[&[u8]]) -> [u8; TAG] {
+        let mut tag = [0u8; TAG];
+        tag.copy_from_slice(&self.mac(label, parts).finalize().into_bytes());
+        tag
+    }
+
+    /// Checks `tag` in constant time.
+    fn verify(&self, label: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
+        self.mac(label, parts).verify_slice(tag).is_ok()
+    }
+}
+
+/// The listening side of the handshake (see [`ClusterKey`]): the
+/// authenticated peer's id.
+async fn accept_handshake(
+    stream: &mut TcpStream,
+    me: NodeId,
+    key: &ClusterKey,
+    peers: &HashSet<NodeId>,
+) -> Result<NodeId, String> {
+    let ns: [u8; NONCE] = rand::random();
+    let mut hello = Vec::with_capacity(HELLO.len() + 4 + NONCE);
+    hello.extend_from_slice(HELLO);
+    hello.extend_from_slice(&me.to_be_bytes());
+    hello.extend_from_slice(&ns);
+    stream.write_all(&hello).await.map_err(|e| e.to_string())?;
+    let mut reply = [0u8; 4 + NONCE + TAG];
+    stream
+        .read_exact(&mut reply)
+        .await
+        .map_err(|e| format!("no handshake: {e}"))?;
+    let peer = NodeId::from_be_bytes(reply[..4].try_into().expect("4 bytes"));
+    let nc = &reply[4..4 + NONCE];
+    if !peers.contains(&peer) {
+        return Err(format!("node id {peer} is not a peer of this node"));
+    }
+    let (peer_b, me_b) = (peer.to_be_bytes(), me.to_be_bytes());
+    if !key.verify(b"client", &[&ns, nc, &peer_b, &me_b], &reply[4 + NONCE..]) {
+        return Err(format!(
+            "node id {peer} failed authentication (is its cluster secret the same?)"
+        ));
+    }
+    let answer = key.tag(b"server", &[nc, &ns, &me_b, &peer_b]);
+    stream.write_all(&answer).await.map_err(|e| e.to_string())?;
+    Ok(peer)
+}
+
+/// The connecting side of the handshake with `peer` (see [`ClusterKey`]).
+async fn connect_handshake(
+    stream: &mut TcpStream,
+    me: NodeId,
+    peer: NodeId,
+    key: &ClusterKey,
+) -> Result<(), String> {
+    let mut hello = [0u8; HELLO.len() + 4 + NONCE];
+    stream
+        .read_exact(&mut hello)
+        .await
+        .map_err(|e| format!("no handshake: {e}"))?;
+    if &hello[..HELLO.len()] != HELLO {
+        return Err("not a mako replication port (or another version of mako)".into());
+    }
+    let at = HELLO.len();
+    let theirs = NodeId::from_be_bytes(hello[at..at + 4].try_into().expect("4 bytes"));
+    if theirs != peer {
+        return Err(format!(
+            "the node there is id {theirs}, not {peer} (do the nodes use the same cluster file?)"
+        ));
+    }
+    let ns = &hello[at + 4..];
+    let nc: [u8; NONCE] = rand::random();
+    let (me_b, peer_b) = (me.to_be_bytes(), peer.to_be_bytes());
+    let mut reply = Vec::with_capacity(4 + NONCE + TAG);
+    reply.extend_from_slice(&me_b);
+    reply.extend_from_slice(&nc);
+    reply.extend_from_slice(&key.tag(b"client", &[ns, &nc, &me_b, &peer_b]));
+    stream.write_all(&reply).await.map_err(|e| e.to_string())?;
+    let mut answer = [0u8; TAG];
+    stream.read_exact(&mut answer).await.map_err(|_| {
+        "the peer closed the connection during the handshake (does it have the same \
+         cluster secret, and this node in its cluster file?)"
+            .to_string()
+    })?;
+    if !key.verify(b"server", &[&nc, ns, &peer_b, &me_b], &answer) {
+        return Err("the peer failed authentication (is its cluster secret the same?)".into());
+    }
+    Ok(())
+}
 
 /// How long a writer waits before reconnecting to a peer.
 const RECONNECT: Duration = Duration::from_millis(100);
@@ -157,15 +317,20 @@ impl Tcp {
     /// Listens on `listen` for peers' connections (delivering what they
     /// send to `deliver`) and starts one writer per peer. Must be called
     /// inside a tokio runtime, which then runs the transport.
+    ///
+    /// Connections in both directions are authenticated with `key` (see
+    /// [`ClusterKey`]); only `peers` may connect.
     pub async fn start(
         id: NodeId,
         listen: SocketAddr,
         peers: Vec<Peer>,
+        key: ClusterKey,
         deliver: Deliver,
     ) -> std::io::Result<Tcp> {
         let listener = TcpListener::bind(listen).await?;
         let listen = listener.local_addr()?;
-        tokio::spawn(accept_loop(listener, deliver));
+        let allowed: Arc<HashSet<NodeId>> = Arc::new(peers.iter().map(|p| p.id).collect());
+        tokio::spawn(accept_loop(listener, id, key.clone(), allowed, deliver));
         let mut links = HashMap::new();
         for p in peers {
             let (tx, rx) = channel(QUEUE);
@@ -174,7 +339,7 @@ impl Tcp {
                 latency: p.latency,
                 direct: Mutex::new(Direct::default()),
             });
-            tokio::spawn(write_loop(p.id, p.addr, rx, link.clone()));
+            tokio::spawn(write_loop(id, p.id, p.addr, key.clone(), rx, link.clone()));
             links.insert(p.id, link);
         }
         Ok(Tcp {
@@ -201,12 +366,30 @@ impl Transport for Tcp {
 }
 
 /// Accepts peers' connections and reads each on its own task.
-async fn accept_loop(listener: TcpListener, deliver: Deliver) {
+async fn accept_loop(
+    listener: TcpListener,
+    me: NodeId,
+    key: ClusterKey,
+    peers: Arc<HashSet<NodeId>>,
+    deliver: Deliver,
+) {
     loop {
         match listener.accept().await {
-            Ok((stream, addr)) => {
+            Ok((mut stream, addr)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(read_loop(stream, addr, deliver.clone()));
+                let (key, peers, deliver) = (key.clone(), peers.clone(), deliver.clone());
+                tokio::spawn(async move {
+                    let shake = accept_handshake(&mut stream, me, &key, &peers);
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, shake).await {
+                        Ok(Ok(peer)) => read_loop(stream, addr, peer, deliver).await,
+                        Ok(Err(e)) => {
+                            tracing::warn!(%addr, error = %e, "replication connection refused");
+                        }
+                        Err(_) => {
+                            tracing::warn!(%addr, "replication connection refused: no handshake in time");
+                        }
+                    }
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot accept a replication connection");
@@ -216,7 +399,8 @@ async fn accept_loop(listener: TcpListener, deliver: Deliver) {
     }
 }
 
-async fn read_loop(mut stream: TcpStream, addr: SocketAddr, deliver: Deliver) {
+/// Reads the frames of an authenticated connection from `peer`.
+async fn read_loop(mut stream: TcpStream, addr: SocketAddr, peer: NodeId, deliver: Deliver) {
     let mut body = Vec::new();
     loop {
         let mut len = [0u8; 4];
@@ -228,12 +412,27 @@ async fn read_loop(mut stream: TcpStream, addr: SocketAddr, deliver: Deliver) {
             tracing::warn!(%addr, len, "replication frame too large: closing the connection");
             return;
         }
-        body.resize(len, 0);
-        if stream.read_exact(&mut body).await.is_err() {
-            return;
+        // Grown as the bytes arrive: a length prefix alone reserves
+        // nothing. A large frame's buffer (a snapshot's) is not kept.
+        if body.capacity() > 1 << 20 {
+            body = Vec::new();
+        }
+        body.clear();
+        match (&mut stream).take(len as u64).read_to_end(&mut body).await {
+            Ok(n) if n == len => {}
+            _ => return, // closed mid-frame
         }
         match decode_frame(&body) {
-            Ok((from, msg)) => deliver(from, msg),
+            Ok((from, msg)) if from == peer => deliver(from, msg),
+            Ok((from, _)) => {
+                tracing::warn!(
+                    %addr,
+                    peer,
+                    claimed = from,
+                    "a frame names another sender than the authenticated peer: closing the connection"
+                );
+                return;
+            }
             Err(e) => {
                 tracing::warn!(%addr, error = %e, "closing the replication connection");
                 return;
@@ -246,8 +445,10 @@ async fn read_loop(mut stream: TcpStream, addr: SocketAddr, deliver: Deliver) {
 /// when they are due (senders write the others themselves: see
 /// [`Direct`]). Frames queued while the peer is unreachable are dropped.
 async fn write_loop(
+    me: NodeId,
     peer: NodeId,
     addr: SocketAddr,
+    key: ClusterKey,
     mut rx: Receiver<Delayed<Vec<u8>>>,
     link: Arc<Link>,
 ) {
@@ -259,7 +460,16 @@ async fn write_loop(
     // it is due, after the write of those before it.
     let mut held: Option<Delayed<Vec<u8>>> = None;
     loop {
-        let stream = match TcpStream::connect(addr).await {
+        let connected = async {
+            let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            let shake = connect_handshake(&mut s, me, peer, &key);
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, shake).await {
+                Ok(Ok(())) => Ok(s),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err("no handshake in time".to_string()),
+            }
+        };
+        let stream = match connected.await {
             Ok(s) => {
                 if warned {
                     tracing::info!(peer, %addr, "replication connection established");
@@ -455,6 +665,20 @@ mod tests {
     use super::*;
     use crate::paxos::{Ballot, Value};
 
+    fn key() -> ClusterKey {
+        ClusterKey::new(b"a test cluster secret").unwrap()
+    }
+
+    /// A peer that may connect to the node under test but that the node
+    /// cannot reach (the discard port, closed here).
+    fn unreachable(id: NodeId) -> Peer {
+        Peer {
+            id,
+            addr: "127.0.0.1:9".parse().unwrap(),
+            latency: Duration::ZERO,
+        }
+    }
+
     #[test]
     fn frames_roundtrip_and_garbage_is_an_error() {
         let msg = Message::Accept {
@@ -488,9 +712,15 @@ mod tests {
         let deliver: Deliver = Arc::new(move |from, msg| {
             let _ = tx.send((from, msg, Instant::now()));
         });
-        let b = Tcp::start(2, "127.0.0.1:0".parse().unwrap(), vec![], deliver)
-            .await
-            .unwrap();
+        let b = Tcp::start(
+            2,
+            "127.0.0.1:0".parse().unwrap(),
+            vec![unreachable(1)],
+            key(),
+            deliver,
+        )
+        .await
+        .unwrap();
         let a = Tcp::start(
             1,
             "127.0.0.1:0".parse().unwrap(),
@@ -499,6 +729,7 @@ mod tests {
                 addr: b.local_addr(),
                 latency: Duration::from_millis(30),
             }],
+            key(),
             Arc::new(|_, _| {}),
         )
         .await
@@ -525,6 +756,112 @@ mod tests {
         }
     }
 
+    /// Only a node that holds the cluster's secret and is one of the
+    /// node's peers gets a message delivered, and it cannot speak for
+    /// another node.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tcp_delivers_only_from_authenticated_peers() {
+        let (tx, mut rx) = unbounded_channel();
+        let deliver: Deliver = Arc::new(move |from, msg| {
+            let _ = tx.send((from, msg));
+        });
+        let b = Tcp::start(
+            2,
+            "127.0.0.1:0".parse().unwrap(),
+            vec![unreachable(1)],
+            key(),
+            deliver,
+        )
+        .await
+        .unwrap();
+        let addr = b.local_addr();
+        let msg = |from| Message::CatchUp { from };
+        let silent = Duration::from_millis(700);
+
+        // A node with another secret, through the real transport.
+        let wrong = Tcp::start(
+            1,
+            "127.0.0.1:0".parse().unwrap(),
+            vec![Peer {
+                id: 2,
+                addr,
+                latency: Duration::ZERO,
+            }],
+            ClusterKey::new(b"another cluster's secret").unwrap(),
+            Arc::new(|_, _| {}),
+        )
+        .await
+        .unwrap();
+        for i in 0..10 {
+            wrong.send(Envelope {
+                from: 1,
+                to: 2,
+                msg: msg(i),
+            });
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        assert!(
+            tokio::time::timeout(silent, rx.recv()).await.is_err(),
+            "delivered from a node without the secret"
+        );
+        drop(wrong);
+
+        // A client that skips the handshake and sends frames: the listener
+        // reads the first bytes as a handshake, refuses it and closes the
+        // connection. (As many bytes as a handshake, so that the close is
+        // not a reset for unread data.)
+        let mut raw = TcpStream::connect(addr).await.unwrap();
+        let mut frames = Vec::new();
+        for i in 0..10 {
+            frames.extend_from_slice(&encode_frame(1, &msg(i)));
+        }
+        raw.write_all(&frames[..4 + NONCE + TAG]).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut got))
+            .await
+            .expect("the listener closes the connection")
+            .unwrap();
+        assert_eq!(&got[..HELLO.len()], HELLO);
+        assert_eq!(
+            got.len(),
+            HELLO.len() + 4 + NONCE,
+            "no answer to a bad handshake"
+        );
+
+        // The right secret with an id that is not a peer.
+        let mut stranger = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            connect_handshake(&mut stranger, 3, 2, &key())
+                .await
+                .is_err()
+        );
+        // Dialing a node that is not the one expected.
+        let mut misdialed = TcpStream::connect(addr).await.unwrap();
+        let e = connect_handshake(&mut misdialed, 1, 4, &key())
+            .await
+            .unwrap_err();
+        assert!(e.contains("not 4"), "{e}");
+
+        // The right secret and id: frames naming it are delivered; a frame
+        // naming another node closes the connection, and what follows it
+        // is not read.
+        let mut peer = TcpStream::connect(addr).await.unwrap();
+        connect_handshake(&mut peer, 1, 2, &key()).await.unwrap();
+        peer.write_all(&encode_frame(1, &msg(7))).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("delivered")
+            .unwrap();
+        assert_eq!(got, (1, msg(7)));
+        peer.write_all(&encode_frame(3, &msg(8))).await.unwrap();
+        peer.write_all(&encode_frame(1, &msg(9))).await.unwrap();
+        assert!(
+            tokio::time::timeout(silent, rx.recv()).await.is_err(),
+            "a frame naming another sender, or one after it, was delivered"
+        );
+        assert!(ClusterKey::new(b"short").is_err());
+    }
+
     /// Without latency, senders (threads outside the runtime) write frames
     /// themselves whenever the writer holds none, and hand it the rest of
     /// a frame the socket took only part of: with two senders of large
@@ -545,7 +882,8 @@ mod tests {
             .block_on(Tcp::start(
                 2,
                 "127.0.0.1:0".parse().unwrap(),
-                vec![],
+                vec![unreachable(1)],
+                key(),
                 deliver,
             ))
             .unwrap();
@@ -559,6 +897,7 @@ mod tests {
                 1,
                 "127.0.0.1:0".parse().unwrap(),
                 vec![peer],
+                key(),
                 Arc::new(|_, _| {}),
             ))
             .unwrap();

@@ -595,6 +595,10 @@ impl Replica {
         {
             return;
         }
+        if !msg.plausible() {
+            tracing::warn!(from, "dropped a message with an implausible ballot or slot");
+            return;
+        }
         match msg {
             Message::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
             Message::Promise {
@@ -743,8 +747,19 @@ impl Replica {
 
     /// The election timer fired: phase 1 with the next epoch.
     fn stand(&mut self) {
+        // Ballots come from authenticated peers (repl::net::ClusterKey),
+        // but a promise to the largest epoch must not make this replica
+        // panic, or wrap to a ballot below those already promised.
+        let Some(epoch) = self.promised.epoch.checked_add(1) else {
+            tracing::error!(
+                promised = ?self.promised,
+                "cannot stand for election: the promised ballot's epoch is at its maximum"
+            );
+            self.reset_timeout();
+            return;
+        };
         let ballot = Ballot {
-            epoch: self.promised.epoch + 1,
+            epoch,
             node: self.cfg.id,
         };
         self.promise(ballot);

@@ -15,6 +15,9 @@
 //! streams = 1                  # replicated logs the leader spreads its
 //!                              # batches over (fixed once the data
 //!                              # directories exist)
+//! secret_file = "c.secret"     # the cluster's shared secret (relative to
+//!                              # the config file; default: the config
+//!                              # file's name with the extension .secret)
 //!
 //! [[datacenter]]
 //! name = "us"
@@ -89,6 +92,12 @@ pub struct ClusterConfig {
     /// per-worker streams). With openraft, one raft instance per stream.
     #[serde(default = "default_streams")]
     pub streams: u16,
+    /// The file holding the cluster's shared secret, which replication
+    /// connections prove they hold (`repl::net::ClusterKey`); relative to
+    /// the config file. Default: the config file's path with the
+    /// extension `.secret`.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
     /// The datacenters.
     #[serde(default, rename = "datacenter")]
     pub datacenters: Vec<Datacenter>,
@@ -104,6 +113,9 @@ pub struct ClusterConfig {
     /// The directory relative paths are resolved against.
     #[serde(skip)]
     pub base: PathBuf,
+    /// The config file's path (empty when parsed from a string).
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
 /// A datacenter.
@@ -208,7 +220,74 @@ impl ClusterConfig {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
+        cfg.path = path.to_path_buf();
         Ok(cfg)
+    }
+
+    /// Where the cluster's shared secret is kept.
+    pub fn secret_path(&self) -> PathBuf {
+        match &self.secret_file {
+            Some(p) => self.base.join(p),
+            None if self.path.file_name().is_some() => self.path.with_extension("secret"),
+            None => self.base.join("cluster.secret"),
+        }
+    }
+
+    /// Reads the cluster's shared secret: the file's content without
+    /// surrounding white space, at least 16 bytes, readable by its owner
+    /// only (as PostgreSQL requires of its key files).
+    pub fn load_key(&self) -> Result<repl::net::ClusterKey, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.secret_path();
+        let how = format!(
+            "every node of the cluster needs the same secret there; create it once with\n  \
+             head -c 32 /dev/urandom | base64 > {0} && chmod 600 {0}\n\
+             and copy it to the other nodes (mako local-cluster creates it when it is missing)",
+            path.display()
+        );
+        let meta = std::fs::metadata(&path).map_err(|e| {
+            format!(
+                "cannot read the cluster secret {}: {e}\n{how}",
+                path.display()
+            )
+        })?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(format!(
+                "the cluster secret {} is readable by others than its owner (mode {:o}); \
+                 chmod 600 it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+        let text = std::fs::read(&path)
+            .map_err(|e| format!("cannot read the cluster secret {}: {e}", path.display()))?;
+        repl::net::ClusterKey::new(text.trim_ascii())
+            .map_err(|e| format!("{e} ({})\n{how}", path.display()))
+    }
+
+    /// Creates the secret file with a random secret when there is none;
+    /// true when it did.
+    pub fn create_secret_if_missing(&self) -> Result<bool, String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.secret_path();
+        let bytes: [u8; 32] = rand::random();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(format!("{hex}\n").as_bytes())
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+        }
     }
 
     /// Parses and checks a configuration text.

@@ -38,6 +38,17 @@ pub fn run(config: &Path, log_dir: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match cfg.create_secret_if_missing() {
+        Ok(true) => println!(
+            "mako local-cluster: created the cluster secret {}",
+            cfg.secret_path().display()
+        ),
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("mako: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {

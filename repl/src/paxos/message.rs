@@ -133,6 +133,49 @@ pub enum Message {
     Stream { stream: u16, msg: Box<Message> },
 }
 
+/// The largest ballot epoch and slot number a message may carry. Honest
+/// replicas get nowhere near it (2^62 slots at a billion a second last
+/// 146 years); a message beyond it is corrupt or forged and is dropped, so
+/// that arithmetic on slots and epochs (`slot + 1`, a new ballot's epoch)
+/// never overflows.
+pub const PLAUSIBLE_MAX: u64 = 1 << 62;
+
+impl Message {
+    /// False for a message whose ballots or slots are beyond
+    /// [`PLAUSIBLE_MAX`].
+    pub fn plausible(&self) -> bool {
+        let b = |b: &Ballot| b.epoch < PLAUSIBLE_MAX;
+        let s = |s: &Slot| *s < PLAUSIBLE_MAX;
+        match self {
+            Message::Prepare { ballot, from } => b(ballot) && s(from),
+            Message::Promise {
+                ballot,
+                accepted,
+                log_start,
+            } => b(ballot) && s(log_start) && accepted.iter().all(|(slot, ab, _)| s(slot) && b(ab)),
+            Message::Reject { ballot, promised } => b(ballot) && b(promised),
+            Message::Accept {
+                ballot,
+                entries,
+                chosen,
+                forget,
+                ..
+            } => b(ballot) && s(chosen) && s(forget) && entries.iter().all(|(slot, _)| s(slot)),
+            Message::Accepted {
+                ballot,
+                slots,
+                durable,
+                ..
+            } => b(ballot) && s(durable) && slots.iter().all(s),
+            Message::CatchUp { from } => s(from),
+            Message::Chosen { entries } => entries.iter().all(|(slot, _)| s(slot)),
+            Message::Raft(_) => true,
+            Message::Snapshot { slot, .. } | Message::SnapshotAck { slot, .. } => s(slot),
+            Message::Stream { msg, .. } => msg.plausible(),
+        }
+    }
+}
+
 /// A message with its sender and receiver.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {

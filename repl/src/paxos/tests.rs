@@ -116,6 +116,50 @@ fn confused_or_forged_messages_are_ignored() {
     assert!(r.ready().chosen.is_empty());
 }
 
+/// A Prepare for the largest epoch (once one forged frame wedged a group
+/// for good: its promise was persisted, and standing wrapped the epoch) and
+/// slots at the end of the range are dropped; and a replica whose promise
+/// is at the largest epoch does not panic when it would stand.
+#[test]
+fn implausible_ballots_and_slots_are_dropped_and_do_not_overflow() {
+    let mut r = leader_of_one_group();
+    let ballot = r.ballot();
+    r.step(
+        2,
+        Message::Prepare {
+            ballot: Ballot {
+                epoch: u64::MAX,
+                node: 2,
+            },
+            from: 1,
+        },
+    );
+    r.step(2, Message::CatchUp { from: u64::MAX });
+    r.step(
+        2,
+        Message::Chosen {
+            entries: vec![(u64::MAX, Value::Noop)],
+        },
+    );
+    assert!(r.is_leader());
+    assert_eq!(r.ballot(), ballot);
+    assert!(r.ready().chosen.is_empty());
+
+    let hard = HardState {
+        promised: Ballot {
+            epoch: u64::MAX,
+            node: 2,
+        },
+        ..HardState::default()
+    };
+    let mut stuck = Replica::new(config(1, 2), hard);
+    for _ in 0..20 {
+        stuck.tick();
+    }
+    assert!(!stuck.is_leader());
+    assert_eq!(stuck.ballot().epoch, u64::MAX);
+}
+
 #[test]
 fn the_lease_runs_from_the_send_tick_of_answered_accepts() {
     let mut r = leader_of_one_group();

@@ -411,6 +411,10 @@ impl Expr {
     /// Rewrites column references with `f` (used when operators move
     /// columns around, e.g. join inputs).
     pub fn map_columns(&self, f: &dyn Fn(usize) -> usize) -> Expr {
+        crate::interrupt::grow(|| self.map_columns_here(f))
+    }
+
+    fn map_columns_here(&self, f: &dyn Fn(usize) -> usize) -> Expr {
         let m = |e: &Expr| Box::new(e.map_columns(f));
         match self {
             Expr::Column(i) => Expr::Column(f(*i)),
@@ -503,6 +507,10 @@ impl Expr {
 
     /// Visits every node, parents first.
     pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
+        crate::interrupt::grow(|| self.walk_here(f));
+    }
+
+    fn walk_here(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match self {
             Expr::Const(_) | Expr::Column(_) | Expr::Param(_) => {}
@@ -588,6 +596,10 @@ impl Expr {
 
     /// Splits a predicate into its top-level `AND`ed parts.
     pub fn conjuncts(&self) -> Vec<&Expr> {
+        crate::interrupt::grow(|| self.conjuncts_here())
+    }
+
+    fn conjuncts_here(&self) -> Vec<&Expr> {
         match self {
             Expr::And(a, b) => {
                 let mut v = a.conjuncts();
@@ -612,6 +624,10 @@ impl Expr {
     }
 
     fn write(&self, s: &mut String, names: &Names<'_>) {
+        crate::interrupt::grow(|| self.write_here(s, names));
+    }
+
+    fn write_here(&self, s: &mut String, names: &Names<'_>) {
         match self {
             Expr::Const(v) => match v {
                 Value::Text(t) => {
