@@ -149,6 +149,24 @@ impl StreamValue {
         }
     }
 
+    /// Checks that `bytes` decode (as [`StreamValue::decode`] would)
+    /// without building the value: for a replica deciding whether to
+    /// accept a value before it stores or acknowledges it.
+    pub fn check(bytes: &[u8]) -> Result<()> {
+        if bytes.len() < 4 || bytes[..4] != CLOSE_TAG.to_le_bytes() {
+            let mut r = Reader(bytes);
+            let n = r.u32()?;
+            for _ in 0..n {
+                LogEntry::walk(r.bytes()?, |_, _| {})?;
+            }
+            if !r.rest().is_empty() {
+                return Err(corrupt("trailing bytes after a batch of log entries"));
+            }
+            return Ok(());
+        }
+        Self::decode(bytes).map(|_| ())
+    }
+
     /// Decodes what [`StreamValue::encode`] wrote.
     pub fn decode(bytes: &[u8]) -> Result<StreamValue> {
         if bytes.len() < 4 || bytes[..4] != CLOSE_TAG.to_le_bytes() {
@@ -256,6 +274,25 @@ impl LogEntry {
     /// Decodes what [`LogEntry::encode`] wrote; a malformed entry is a
     /// corruption error, never a panic.
     pub fn decode(bytes: &[u8]) -> Result<LogEntry> {
+        let mut writes = Vec::new();
+        let (txn, shard, epoch, vc) = Self::walk(bytes, |key, value| {
+            writes.push((key.to_vec(), value.map(Arc::from)));
+        })?;
+        Ok(LogEntry {
+            txn,
+            shard,
+            vc,
+            epoch,
+            writes,
+        })
+    }
+
+    /// Reads an encoded entry, handing each write to `write`; returns the
+    /// transaction id, shard, epoch and clock.
+    fn walk<'a>(
+        bytes: &'a [u8],
+        mut write: impl FnMut(&'a [u8], Option<&'a [u8]>),
+    ) -> Result<(u64, ShardId, u64, VectorClock)> {
         let mut r = Reader(bytes);
         let format = r.u8()?;
         if format != ENTRY_FORMAT {
@@ -272,26 +309,19 @@ impl LogEntry {
             )));
         }
         let n = r.u32()? as usize;
-        let mut writes = Vec::with_capacity(n.min(bytes.len()));
         for _ in 0..n {
-            let key = r.bytes()?.to_vec();
+            let key = r.bytes()?;
             let value = match r.u8()? {
                 0 => None,
-                1 => Some(Arc::from(r.bytes()?)),
+                1 => Some(r.bytes()?),
                 b => return Err(corrupt(format!("bad value tag {b} in a log entry"))),
             };
-            writes.push((key, value));
+            write(key, value);
         }
         if !r.0.is_empty() {
             return Err(corrupt("trailing bytes after a log entry"));
         }
-        Ok(LogEntry {
-            txn,
-            shard,
-            vc,
-            epoch,
-            writes,
-        })
+        Ok((txn, shard, epoch, vc))
     }
 }
 
@@ -414,6 +444,34 @@ mod tests {
         for cut in 4..bytes.len() {
             assert!(StreamValue::decode(&bytes[..cut]).is_err(), "cut {cut}");
         }
+    }
+
+    /// `check` accepts exactly what `decode` does, for every cut and
+    /// every single-byte change of a batch.
+    #[test]
+    fn check_agrees_with_decode() {
+        let bytes = StreamValue::Batch(vec![entry(), entry()]).encode();
+        assert!(StreamValue::check(&bytes).is_ok());
+        for cut in 0..bytes.len() {
+            let b = &bytes[..cut];
+            assert_eq!(
+                StreamValue::check(b).is_ok(),
+                StreamValue::decode(b).is_ok(),
+                "cut {cut}"
+            );
+        }
+        for at in 0..bytes.len() {
+            for v in [0u8, 1, 7, 0xff] {
+                let mut b = bytes.clone();
+                b[at] = v;
+                assert_eq!(
+                    StreamValue::check(&b).is_ok(),
+                    StreamValue::decode(&b).is_ok(),
+                    "byte {at} set to {v}"
+                );
+            }
+        }
+        assert!(StreamValue::check(&[0xff; 64]).is_err());
     }
 
     #[test]

@@ -11,9 +11,9 @@
 //!   requests and shutdown.
 //! - [`wire`]: type OIDs and the text/binary encodings of values.
 //! - [`sqlstate`]: the one place error kinds become SQLSTATE codes.
-//! - [`slt`] and [`tpcc`]: the sqllogictest runner and the TPC-C driver
-//!   behind `mako slt` and `mako tpcc`; both are clients and work against
-//!   any PostgreSQL-wire server.
+//!
+//! The sqllogictest runner and the TPC-C driver behind `mako slt` and
+//! `mako tpcc` are in the `tools` crate: they are clients.
 //!
 //! Nothing of `sql` but `Session` (execute, prepare, describe) is used here.
 
@@ -23,7 +23,5 @@ pub mod handler;
 mod protocol;
 pub mod server;
 pub mod sessions;
-pub mod slt;
 pub mod sqlstate;
-pub mod tpcc;
 pub mod wire;

@@ -165,7 +165,7 @@ enum TpccCommand {
         /// Percentages of New-Order, Payment, Order-Status, Delivery,
         /// Stock-Level.
         #[arg(long, default_value = "45,43,4,4,4")]
-        mix: pgserver::tpcc::run::Mix,
+        mix: tools::tpcc::run::Mix,
         /// Add the specification's keying and think times (slow: about
         /// one transaction per terminal every 10-30 s).
         #[arg(long)]
@@ -528,7 +528,7 @@ fn tpcc(cmd: TpccCommand) -> std::process::ExitCode {
                 url,
                 warehouses,
                 connections,
-            } => pgserver::tpcc::load::load(&url, warehouses, connections).await,
+            } => tools::tpcc::load::load(&url, warehouses, connections).await,
             TpccCommand::Run {
                 url,
                 warehouses,
@@ -538,7 +538,7 @@ fn tpcc(cmd: TpccCommand) -> std::process::ExitCode {
                 think_time,
                 json,
             } => {
-                let opts = pgserver::tpcc::run::RunOptions {
+                let opts = tools::tpcc::run::RunOptions {
                     url,
                     warehouses,
                     connections,
@@ -547,15 +547,15 @@ fn tpcc(cmd: TpccCommand) -> std::process::ExitCode {
                     think_time,
                     json,
                 };
-                let report = pgserver::tpcc::run::run(opts).await?;
+                let report = tools::tpcc::run::run(opts).await?;
                 if report.errors > 0 {
                     return Err(format!("{} transactions failed with errors", report.errors));
                 }
                 Ok(())
             }
             TpccCommand::Check { url, .. } => {
-                let outcomes = pgserver::tpcc::check::check(&url).await?;
-                if pgserver::tpcc::check::print(&outcomes) {
+                let outcomes = tools::tpcc::check::check(&url).await?;
+                if tools::tpcc::check::print(&outcomes) {
                     Ok(())
                 } else {
                     Err("consistency check failed".into())
@@ -604,8 +604,8 @@ fn slt(
         }
     }
     let format = format.map(|f| match f {
-        SltFormat::Rs => pgserver::slt::Format::Rs,
-        SltFormat::Sqlite => pgserver::slt::Format::Sqlite,
+        SltFormat::Rs => tools::slt::Format::Rs,
+        SltFormat::Sqlite => tools::slt::Format::Sqlite,
     });
     let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -618,9 +618,9 @@ fn slt(
     let (mut passed, mut failed, mut skipped, mut bad_files) = (0, 0, 0, 0);
     for file in &files {
         let name = file.display().to_string();
-        match runtime.block_on(pgserver::slt::run_file(file, url, &labels, format)) {
+        match runtime.block_on(tools::slt::run_file(file, url, &labels, format)) {
             Ok(report) => {
-                pgserver::slt::print_report(&name, &report, max_failures);
+                tools::slt::print_report(&name, &report, max_failures);
                 passed += report.passed;
                 failed += report.failed;
                 skipped += report.skipped;

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pgserver::slt::{FileReport, print_report, run_file};
+use tools::slt::{FileReport, print_report, run_file};
 use txn::Db;
 
 fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {

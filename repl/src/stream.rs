@@ -128,6 +128,16 @@ pub trait Machine<T>: Send {
     /// Applies chosen slot `slot` (called in slot order, once each).
     fn apply(&mut self, slot: Slot, value: Chosen<T>);
 
+    /// Whether a value another replica sends (to accept, or as chosen)
+    /// is one this machine can apply. A value that is not is dropped
+    /// with its message before the replica stores or acknowledges it: a
+    /// value accepted and then found undecodable would stop the node at
+    /// every restart. Checked on the stream's thread, so it must be cheap.
+    fn check(&self, value: &[u8]) -> Result<(), String> {
+        let _ = value;
+        Ok(())
+    }
+
     /// A proposal was not taken, or its slot was chosen with another
     /// value: this replica is not (or no longer) the leader.
     fn lost(&mut self, token: T, why: NotLeader);
@@ -326,6 +336,19 @@ struct Driver<T> {
 }
 
 impl<T> Driver<T> {
+    /// Checks every value `msg` carries with the machine (see
+    /// [`Machine::check`]).
+    fn check_values(&self, msg: &Message) -> Result<(), String> {
+        let check = |v: &crate::paxos::Value| v.data().map_or(Ok(()), |d| self.machine.check(d));
+        match msg {
+            Message::Accept { entries, .. } | Message::Chosen { entries } => {
+                entries.iter().try_for_each(|(_, v)| check(v))
+            }
+            Message::Promise { accepted, .. } => accepted.iter().try_for_each(|(_, _, v)| check(v)),
+            _ => Ok(()),
+        }
+    }
+
     fn run(mut self, rx: Receiver<Event<T>>) {
         let mut next_tick = Instant::now() + self.timing.tick;
         let mut next_compact = Instant::now() + Duration::from_secs(1);
@@ -371,6 +394,14 @@ impl<T> Driver<T> {
                         }
                     }
                     Event::Message(from, msg) => {
+                        if let Err(e) = self.check_values(&msg) {
+                            tracing::warn!(
+                                from,
+                                error = %e,
+                                "dropped a message carrying a value this replica cannot apply"
+                            );
+                            continue;
+                        }
                         self.replica.step(from, msg);
                     }
                     Event::Candidacy(on) => self.replica.set_candidacy(on),

@@ -634,6 +634,10 @@ impl NodeMachine {
 }
 
 impl Machine<Token> for NodeMachine {
+    fn check(&self, value: &[u8]) -> Result<(), String> {
+        StreamValue::check(value).map_err(|e| e.message)
+    }
+
     fn apply(&mut self, slot: Slot, value: Chosen<Token>) {
         let k = self.stream;
         let item = match value {

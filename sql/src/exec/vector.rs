@@ -10,13 +10,17 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BinaryBuilder, BooleanArray, BooleanBuilder, FixedSizeBinaryArray,
-    FixedSizeBinaryBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder, StringArray,
-    StringBuilder, UInt32Array, new_null_array,
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int64Builder,
+    StringBuilder,
 };
-use arrow::compute::{SortColumn, SortOptions, concat, filter, lexsort_to_indices, take};
-use arrow::datatypes::DataType as ArrowType;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeBinaryArray, Float64Array, Int64Array, StringArray,
+    UInt32Array, new_null_array,
+};
+use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
+use arrow_schema::DataType as ArrowType;
+use arrow_select::{concat::concat, filter::filter, take::take};
 use kv::{Error, Result};
 use rust_decimal::Decimal;
 
@@ -119,7 +123,7 @@ impl Batch {
     }
 }
 
-fn arrow_err(e: arrow::error::ArrowError) -> Error {
+fn arrow_err(e: arrow_schema::ArrowError) -> Error {
     Error::internal(format!("arrow: {e}"))
 }
 

@@ -10,11 +10,11 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, FixedSizeBinaryArray, Float64Array, Int64Array,
-    StringArray,
+use arrow_arith::boolean::{and_kleene, is_not_null, is_null, not, or_kleene};
+use arrow_array::builder::BooleanBuilder;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeBinaryArray, Float64Array, Int64Array, StringArray,
 };
-use arrow::compute::kernels::boolean::{and_kleene, is_not_null, is_null, not, or_kleene};
 use kv::{Error, Result};
 use rust_decimal::Decimal;
 
@@ -156,7 +156,7 @@ fn bool_array(c: &Col, n: usize) -> Result<BooleanArray> {
     }
 }
 
-fn arrow_err(e: arrow::error::ArrowError) -> Error {
+fn arrow_err(e: arrow_schema::ArrowError) -> Error {
     Error::internal(format!("arrow: {e}"))
 }
 
@@ -379,7 +379,7 @@ fn natural_type(values: &[Value]) -> DataType {
 /// How to read values out of an array whose representation may not match
 /// the SQL type expected of it.
 fn natural_type_of_array(a: &ArrayRef, expected: DataType) -> DataType {
-    use arrow::datatypes::DataType as A;
+    use arrow_schema::DataType as A;
     match a.data_type() {
         A::Int64 if expected == DataType::Timestamp => DataType::Timestamp,
         A::Int64 => DataType::Int8,

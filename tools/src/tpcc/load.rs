@@ -80,11 +80,33 @@ impl<'a> Inserter<'a> {
     }
 }
 
+/// The current time as a SQL timestamp literal (UTC, whole seconds).
 fn timestamp() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    quote(&sql::types::datetime::format_timestamp(secs * 1_000_000))
+    quote(&format_utc(secs))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` for seconds since 1970 (UTC), with the civil
+/// calendar computed from the day number (H. Hinnant's days-to-civil).
+fn format_utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 async fn load_unit(
@@ -350,4 +372,17 @@ pub async fn load(url: &str, warehouses: i32, connections: usize) -> Result<(), 
         total as f64 / secs
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_utc;
+
+    #[test]
+    fn timestamps_are_civil_utc() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(format_utc(1_796_601_599), "2026-12-06 23:59:59");
+        assert_eq!(format_utc(-1), "1969-12-31 23:59:59");
+    }
 }
