@@ -558,11 +558,26 @@ impl Shard {
     /// this returns it never moves again), and commits still waiting fail
     /// with the error.
     pub fn fail_durability(&self, error: Error) {
+        self.freeze_durability();
+        self.fail_waiters(error);
+    }
+
+    /// The log stopped: the watermark stops where it is (once this
+    /// returns it never moves again). Waiting commits go on waiting until
+    /// [`Shard::fail_waiters`], so that the log can first roll back the
+    /// writes that will never be durable: a committer told of its failure
+    /// no longer finds its writes visible.
+    pub fn freeze_durability(&self) {
         if let Some(d) = &self.durability {
-            {
-                let _inflight = lock(&d.inflight);
-                d.frozen.store(true, Ordering::Release);
-            }
+            let _inflight = lock(&d.inflight);
+            d.frozen.store(true, Ordering::Release);
+        }
+    }
+
+    /// Commits still waiting for the (frozen) watermark, and those that
+    /// come to wait for it, fail with `error` (the first error given).
+    pub fn fail_waiters(&self, error: Error) {
+        if let Some(d) = &self.durability {
             let all = {
                 let mut waits = lock(&d.waits);
                 if waits.failed.is_none() {

@@ -121,6 +121,15 @@ impl Persist {
     /// On the log thread, once the log has stopped: the watermarks never
     /// move again, and whoever waits for them fails.
     pub(super) fn freeze(&self) {
+        for s in &self.shards {
+            s.freeze_durability();
+        }
+        self.fail_waiters();
+    }
+
+    /// Whoever waits for the (frozen) watermarks fails with the error that
+    /// stopped the log.
+    pub(super) fn fail_waiters(&self) {
         let error = self.stop_error().unwrap_or_else(|| {
             Error::new(
                 ErrorKind::Unavailable,
@@ -128,8 +137,22 @@ impl Persist {
             )
         });
         for s in &self.shards {
-            s.fail_durability(error.clone());
+            s.fail_waiters(error.clone());
         }
+    }
+
+    /// The log has stopped and `batch` will never be durable: the
+    /// watermarks stop, its writes are undone, and only then are its
+    /// committers (and every other waiter) told, so that none of them
+    /// finds its failed writes still visible. (A batch another log
+    /// thread still holds is rolled back by that thread, possibly after
+    /// its committers heard of the failure from here.)
+    fn stop_and_roll_back(&self, batch: &[(u64, LogEntry)]) {
+        for s in &self.shards {
+            s.freeze_durability();
+        }
+        self.roll_back(batch);
+        self.fail_waiters();
     }
 
     /// Undoes in memory the writes of `entries` that will never be stable
@@ -232,10 +255,7 @@ impl Persist {
             };
             if failed {
                 // Nothing can become durable any more.
-                if !stopped {
-                    self.freeze();
-                }
-                self.roll_back(&batch);
+                self.stop_and_roll_back(&batch);
                 if !stopped {
                     stopped = true;
                     self.notify_checkpoint(ToCheckpoint::Stopped);
@@ -254,9 +274,8 @@ impl Persist {
                 };
                 if let Err((e, entries)) = proposed {
                     self.fail(e);
-                    self.freeze();
                     let batch: Sequenced = seqs.into_iter().zip(entries).collect();
-                    self.roll_back(&batch);
+                    self.stop_and_roll_back(&batch);
                 }
                 continue;
             }
@@ -285,8 +304,7 @@ impl Persist {
             };
             if let Err(e) = written {
                 self.fail(e);
-                self.freeze();
-                self.roll_back(&batch); // the next round rolls back the queue
+                self.stop_and_roll_back(&batch); // the next round rolls back the queue
                 continue;
             }
             self.log_writes.fetch_add(1, Ordering::Relaxed);
