@@ -43,7 +43,7 @@ fn batches(count: usize, entries: usize) -> Vec<Vec<LogEntry>> {
                         txn,
                         shard,
                         vc: VectorClock::from_vec(vc),
-                        epoch: 1,
+                        epoch: kv::Epoch(1),
                         writes: vec![(
                             format!("key{:08}", seed % 1_000_000).into_bytes(),
                             Some(value.clone()),

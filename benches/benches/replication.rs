@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use benches::{TempDir, bench_duration, env_usize, env_usizes, writes};
 use kv::persist::SyncMode;
-use pgserver::cluster::{Consensus, Node, NodeOptions};
+use node::{Consensus, Node, NodeOptions};
 use repl::net::Local;
 
 const SHARDS: usize = 4;

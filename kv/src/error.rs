@@ -12,11 +12,19 @@
 //! - [`Error::is_environmental`]: the failure came from the machine (disk,
 //!   network, a dead peer), not from the statement; running the same statement
 //!   against a healthy system could succeed.
+//!
+//! Errors cross the network between nodes (a participant's reply, a
+//! remote read's failure): both types serialize (serde; postcard between
+//! nodes, which encodes a kind by its position), so new kinds go at the
+//! end of [`ErrorKind`], and a node that meets a kind it does not know (a
+//! newer peer's) refuses the message instead of misreading it.
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// What went wrong, as a client needs to know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ErrorKind {
     /// The transaction conflicted with a concurrent one and was aborted by OCC
     /// certification. Retrying the whole transaction is safe.
@@ -113,8 +121,12 @@ pub enum ErrorKind {
     DiskFull,
     /// An I/O operation failed.
     Io,
-    /// A peer or shard could not be reached; the outcome may be unknown.
+    /// A peer or shard could not be reached.
     Unavailable,
+    /// A commit may or may not have taken effect: it was decided (or
+    /// installed) but could not be made durable or confirmed, so retrying
+    /// it could apply it twice (40003, statement completion unknown).
+    OutcomeUnknown,
     /// This node cannot serve transactions now: it is a follower of its
     /// replica group, or a leader without a majority. The message names
     /// the leader when it is known; connect there, or retry.
@@ -124,7 +136,7 @@ pub enum ErrorKind {
 }
 
 /// An error with its kind and a human-readable message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Error {
     /// What went wrong, for programs.
     pub kind: ErrorKind,
@@ -169,7 +181,11 @@ impl Error {
     pub fn is_environmental(&self) -> bool {
         matches!(
             self.kind,
-            ErrorKind::DiskFull | ErrorKind::Io | ErrorKind::Unavailable | ErrorKind::NotServing
+            ErrorKind::DiskFull
+                | ErrorKind::Io
+                | ErrorKind::Unavailable
+                | ErrorKind::OutcomeUnknown
+                | ErrorKind::NotServing
         )
     }
 }
@@ -199,4 +215,23 @@ macro_rules! bail {
     ($kind:ident, $($arg:tt)*) => {
         return Err($crate::Error::new($crate::ErrorKind::$kind, format!($($arg)*)))
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error survives the trip to another node whole.
+    #[test]
+    fn errors_cross_the_network_whole() {
+        for e in [
+            Error::conflict("a row read has changed"),
+            Error::new(ErrorKind::OutcomeUnknown, "commit outcome unknown"),
+            Error::new(ErrorKind::NotServing, "node n2 is a follower"),
+        ] {
+            let bytes = postcard::to_allocvec(&e).unwrap();
+            assert_eq!(postcard::from_bytes::<Error>(&bytes).unwrap(), e);
+        }
+        assert!(postcard::from_bytes::<ErrorKind>(&[200]).is_err());
+    }
 }

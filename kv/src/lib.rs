@@ -37,7 +37,7 @@ pub mod persist;
 pub mod record;
 pub mod shard;
 
-pub use clock::{ClockBuilder, VectorClock};
+pub use clock::{ClockBuilder, Epoch, VectorClock};
 pub use error::{Error, ErrorKind, Result};
 pub use record::ReadResult;
 pub use shard::{Shard, ShardId};

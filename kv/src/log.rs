@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use crate::clock::VectorClock;
+use crate::clock::{Epoch, VectorClock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shard::ShardId;
 
@@ -33,7 +33,7 @@ pub struct LogEntry {
     /// entry among the shard's commits.
     pub vc: VectorClock,
     /// The epoch the transaction committed in.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// After-images: the new value of each key, `None` for a delete.
     pub writes: Vec<AfterImage>,
 }
@@ -103,9 +103,9 @@ pub trait Replicate: Send + Sync {
 pub struct Close {
     /// The new leader (its node id) ...
     pub leader: u64,
-    /// ... and its leadership (ballot epoch or term): the leader serves
-    /// once it has applied its own close.
-    pub epoch: u64,
+    /// ... and its leadership (ballot number or term; not a Mako
+    /// [`Epoch`]): the leader serves once it has applied its own close.
+    pub ballot: u64,
     /// Per stream: every slot below it holds earlier leaders' values.
     pub through: Vec<u64>,
     /// Per shard: the finalized vector watermark (FVW), every clock value
@@ -137,7 +137,7 @@ impl StreamValue {
             StreamValue::Close(c) => {
                 let mut out = CLOSE_TAG.to_le_bytes().to_vec();
                 out.extend_from_slice(&c.leader.to_le_bytes());
-                out.extend_from_slice(&c.epoch.to_le_bytes());
+                out.extend_from_slice(&c.ballot.to_le_bytes());
                 for v in [&c.through, &c.fvw, &c.clock_max] {
                     out.extend_from_slice(&(v.len() as u32).to_le_bytes());
                     for x in v {
@@ -174,7 +174,7 @@ impl StreamValue {
         }
         let mut r = Reader(&bytes[4..]);
         let leader = r.u64()?;
-        let epoch = r.u64()?;
+        let ballot = r.u64()?;
         let mut vecs = Vec::with_capacity(3);
         for _ in 0..3 {
             let n = r.u32()? as usize;
@@ -195,7 +195,7 @@ impl StreamValue {
         }
         Ok(StreamValue::Close(Close {
             leader,
-            epoch,
+            ballot,
             through,
             fvw,
             clock_max,
@@ -228,7 +228,15 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<LogEntry>> {
 }
 
 /// The first byte of every encoded entry: bumped when the format changes.
-const ENTRY_FORMAT: u8 = 1;
+/// Format 2 ends with a CRC-32C of everything before it; format 1 (written
+/// before it) has no checksum and is still read.
+const ENTRY_FORMAT: u8 = 2;
+
+/// The format without a checksum.
+const ENTRY_FORMAT_UNCHECKED: u8 = 1;
+
+/// Bytes of the checksum that ends a format-2 entry.
+const CHECKSUM: usize = 4;
 
 impl LogEntry {
     /// This entry's clock on its own shard.
@@ -251,11 +259,11 @@ impl LogEntry {
             .iter()
             .map(|(k, v)| 9 + k.len() + v.as_ref().map_or(0, |v| v.len()))
             .sum();
-        let mut out = Vec::with_capacity(32 + 8 * self.vc.entries().len() + size);
+        let mut out = Vec::with_capacity(36 + 8 * self.vc.entries().len() + size);
         out.push(ENTRY_FORMAT);
         out.extend_from_slice(&self.txn.to_le_bytes());
         out.extend_from_slice(&(self.shard as u32).to_le_bytes());
-        out.extend_from_slice(&self.epoch.to_le_bytes());
+        out.extend_from_slice(&self.epoch.0.to_le_bytes());
         encode_vc(&mut out, &self.vc);
         out.extend_from_slice(&(self.writes.len() as u32).to_le_bytes());
         for (key, value) in &self.writes {
@@ -268,6 +276,8 @@ impl LogEntry {
                 None => out.push(0),
             }
         }
+        let sum = crc32c::crc32c(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
         out
     }
 
@@ -292,15 +302,27 @@ impl LogEntry {
     fn walk<'a>(
         bytes: &'a [u8],
         mut write: impl FnMut(&'a [u8], Option<&'a [u8]>),
-    ) -> Result<(u64, ShardId, u64, VectorClock)> {
+    ) -> Result<(u64, ShardId, Epoch, VectorClock)> {
         let mut r = Reader(bytes);
         let format = r.u8()?;
-        if format != ENTRY_FORMAT {
-            return Err(corrupt(format!("unknown log entry format {format}")));
+        match format {
+            ENTRY_FORMAT => {
+                let Some(split) = bytes.len().checked_sub(CHECKSUM).filter(|&n| n > 0) else {
+                    return Err(corrupt("a log entry shorter than its checksum"));
+                };
+                let (body, sum) = bytes.split_at(split);
+                let sum = u32::from_le_bytes(sum.try_into().expect("4 bytes"));
+                if crc32c::crc32c(body) != sum {
+                    return Err(corrupt("a log entry does not match its checksum"));
+                }
+                r = Reader(&body[1..]);
+            }
+            ENTRY_FORMAT_UNCHECKED => {}
+            _ => return Err(corrupt(format!("unknown log entry format {format}"))),
         }
         let txn = r.u64()?;
         let shard = r.u32()? as ShardId;
-        let epoch = r.u64()?;
+        let epoch = Epoch(r.u64()?);
         let vc = decode_vc(&mut r)?;
         if shard >= vc.entries().len() {
             return Err(corrupt(format!(
@@ -413,7 +435,7 @@ mod tests {
             txn: 42,
             shard: 1,
             vc: VectorClock::from_vec(vec![3, 9]),
-            epoch: 1,
+            epoch: Epoch(1),
             writes: vec![
                 (b"a".to_vec(), Some(Arc::from(&b"one"[..]))),
                 (b"b".to_vec(), None),
@@ -434,7 +456,7 @@ mod tests {
         assert_eq!(StreamValue::decode(&batch.encode()).unwrap(), batch);
         let close = StreamValue::Close(Close {
             leader: 2,
-            epoch: 7,
+            ballot: 7,
             through: vec![12],
             fvw: vec![3, 4],
             clock_max: vec![5, 4],
@@ -484,9 +506,28 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(LogEntry::decode(&longer).is_err());
-        let mut bad_tag = bytes;
+        // The checksum catches every change of a byte, also one that
+        // would still parse (a key's byte, a clock entry, the epoch).
+        for at in 0..bytes.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut b = bytes.clone();
+                b[at] ^= flip;
+                let err = LogEntry::decode(&b).expect_err("a changed byte");
+                assert!(err.message.contains("corrupt"), "byte {at}: {err:?}");
+            }
+        }
+    }
+
+    /// Entries written before the checksum (format 1) are still read,
+    /// and their damaged tags are still refused.
+    #[test]
+    fn unchecked_entries_of_format_1_are_read() {
+        let mut old = entry().encode();
+        old.truncate(old.len() - CHECKSUM);
+        old[0] = ENTRY_FORMAT_UNCHECKED;
+        assert_eq!(LogEntry::decode(&old).unwrap(), entry());
         let tag = 1 + 8 + 4 + 8 + 2 + 16 + 4 + 4 + 1;
-        bad_tag[tag] = 7;
-        assert!(LogEntry::decode(&bad_tag).is_err());
+        old[tag] = 7;
+        assert!(LogEntry::decode(&old).is_err());
     }
 }

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
-use crate::clock::VectorClock;
+use crate::clock::{Epoch, VectorClock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::{CommitLog, LogEntry, Reader, corrupt, decode_vc, encode_vc};
 use crate::shard::{Shard, ShardId, Watermarks};
@@ -371,9 +371,9 @@ fn data_key(shard: ShardId, key: &[u8]) -> Vec<u8> {
     k
 }
 
-fn data_value(epoch: u64, vc: &VectorClock, value: &[u8]) -> Vec<u8> {
+fn data_value(epoch: Epoch, vc: &VectorClock, value: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(10 + 8 * vc.entries().len() + value.len());
-    v.extend_from_slice(&epoch.to_le_bytes());
+    v.extend_from_slice(&epoch.0.to_le_bytes());
     encode_vc(&mut v, vc);
     v.extend_from_slice(value);
     v
@@ -662,7 +662,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
             )));
         }
         let mut r = Reader(&v);
-        let epoch = r.u64()?;
+        let epoch = Epoch(r.u64()?);
         let vc = decode_vc(&mut r)?;
         let value: Arc<[u8]> = Arc::from(r.rest());
         recovered.records += 1;
@@ -860,7 +860,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
 }
 
 /// Installs a recovered version of `key` on `shard`.
-fn restore(shard: &Shard, key: &[u8], value: Option<Arc<[u8]>>, vc: VectorClock, epoch: u64) {
+fn restore(shard: &Shard, key: &[u8], value: Option<Arc<[u8]>>, vc: VectorClock, epoch: Epoch) {
     // Recovery runs alone, so the record is never locked by anyone else.
     if shard.try_lock(key).is_some() {
         shard.install(key, value, vc, epoch);

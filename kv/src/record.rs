@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned, Shared};
 
-use crate::clock::VectorClock;
+use crate::clock::{Epoch, VectorClock};
 
 const LOCK_BIT: u64 = 1 << 63;
 
@@ -35,7 +35,7 @@ pub struct Version {
     pub vc: VectorClock,
     /// The epoch in which it was installed; versions of a failed epoch may be
     /// rolled back (Mako §5).
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The next older version.
     next: Atomic<Version>,
 }
@@ -68,7 +68,7 @@ impl ReadResult {
 }
 
 /// One version as reported by [`Record::chain`]: value, VC and epoch.
-pub type VersionInfo = (Option<Arc<[u8]>>, VectorClock, u64);
+pub type VersionInfo = (Option<Arc<[u8]>>, VectorClock, Epoch);
 
 /// A record: lock/version word plus version chain.
 pub struct Record {
@@ -192,7 +192,7 @@ impl Record {
         &self,
         value: Option<Arc<[u8]>>,
         vc: VectorClock,
-        epoch_no: u64,
+        epoch_no: Epoch,
         stable: impl Fn(&VectorClock) -> bool,
     ) {
         let w = self.word.load(Ordering::Acquire);
@@ -321,7 +321,7 @@ mod tests {
         assert_eq!(r.try_lock(), None, "no-wait: a held lock refuses");
         assert!(!r.check(0, false), "locked by someone else");
         assert!(r.check(0, true), "locked by me");
-        r.install(val("a"), vc(1), 1, |_| false);
+        r.install(val("a"), vc(1), Epoch(1), |_| false);
         let read = r.read();
         assert_eq!(read.version, 1);
         assert_eq!(read.value, val("a"));
@@ -345,7 +345,7 @@ mod tests {
         for i in 1..=4 {
             r.try_lock().unwrap();
             // Versions 1 and 2 become stable; 3 and 4 are not yet.
-            r.install(val(&i.to_string()), vc(i), 1, |c| c.get(0) <= 2);
+            r.install(val(&i.to_string()), vc(i), Epoch(1), |c| c.get(0) <= 2);
         }
         let clocks: Vec<u64> = r.chain().iter().map(|(_, c, _)| c.get(0)).collect();
         assert_eq!(
@@ -354,7 +354,7 @@ mod tests {
             "versions below the newest stable one are gone"
         );
         r.try_lock().unwrap();
-        r.install(None, vc(5), 1, |_| true);
+        r.install(None, vc(5), Epoch(1), |_| true);
         assert_eq!(r.chain().len(), 1);
         assert_eq!(r.read().value, None, "a tombstone reads as absent");
     }
@@ -365,7 +365,7 @@ mod tests {
         for i in 1..=4 {
             r.try_lock().unwrap();
             // Only version 1 is stable; 2, 3 and 4 are waiting for the log.
-            r.install(val(&i.to_string()), vc(i), 1, |c| c.get(0) <= 1);
+            r.install(val(&i.to_string()), vc(i), Epoch(1), |c| c.get(0) <= 1);
         }
         assert_eq!(r.version(), 4);
         // The log failed: roll 3 back before 4 (rollback order is free).
@@ -397,7 +397,7 @@ mod tests {
                     r.install(
                         Some(Arc::from(i.to_be_bytes().as_slice())),
                         vc(i),
-                        1,
+                        Epoch(1),
                         |_| true,
                     );
                 }

@@ -41,7 +41,7 @@ use crossbeam_skiplist::SkipMap;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use crate::clock::VectorClock;
+use crate::clock::{Epoch, VectorClock};
 use crate::error::{Error, Result};
 use crate::record::{ReadResult, Record, VersionInfo};
 
@@ -331,7 +331,7 @@ impl Shard {
     }
 
     /// Installs a version of a key this caller has locked, and unlocks it.
-    pub fn install(&self, key: &[u8], value: Option<Arc<[u8]>>, vc: VectorClock, epoch: u64) {
+    pub fn install(&self, key: &[u8], value: Option<Arc<[u8]>>, vc: VectorClock, epoch: Epoch) {
         let record = self
             .by_key
             .get(key)
@@ -631,7 +631,7 @@ mod tests {
             key,
             Some(Arc::from(value.as_bytes())),
             VectorClock::from_vec(vec![clock]),
-            1,
+            Epoch(1),
         );
     }
 
@@ -648,7 +648,7 @@ mod tests {
 
     fn delete(shard: &Shard, key: &[u8], clock: u64) {
         shard.try_lock(key).expect("lock");
-        shard.install(key, None, VectorClock::from_vec(vec![clock]), 1);
+        shard.install(key, None, VectorClock::from_vec(vec![clock]), Epoch(1));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `pgserver` — the `mako` binary's library: the PostgreSQL wire-protocol
-//! front end and the node wiring.
+//! front end and the command line's pieces (replica groups are the `node`
+//! crate's).
 //!
 //! - [`server`]: accepts TCP connections and runs one [`handler::Connection`]
 //!   per client over the node's shards ([`txn::Db`]).
@@ -11,6 +12,8 @@
 //!   requests and shutdown.
 //! - [`wire`]: type OIDs and the text/binary encodings of values.
 //! - [`sqlstate`]: the one place error kinds become SQLSTATE codes.
+//! - [`local_cluster`]: `mako local-cluster`, every node of a cluster file
+//!   as a process of its own.
 //!
 //! The sqllogictest runner and the TPC-C driver behind `mako slt` and
 //! `mako tpcc` are in the `tools` crate: they are clients.
@@ -18,8 +21,8 @@
 //! Nothing of `sql` but `Session` (execute, prepare, describe) is used here.
 
 mod buffered;
-pub mod cluster;
 pub mod handler;
+pub mod local_cluster;
 mod protocol;
 pub mod server;
 pub mod sessions;

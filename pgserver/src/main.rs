@@ -276,7 +276,7 @@ fn main() -> std::process::ExitCode {
             },
         ),
         Command::LocalCluster { config, log_dir } => {
-            pgserver::cluster::local::run(&config, log_dir.as_deref())
+            pgserver::local_cluster::run(&config, log_dir.as_deref())
         }
         Command::Tpcc(cmd) => tpcc(cmd),
         Command::Slt {
@@ -415,7 +415,7 @@ fn restart_in_place() -> ! {
         }
         Err(e) => eprintln!("mako: cannot find this program to restart it ({e})"),
     }
-    std::process::exit(pgserver::cluster::DEPOSED_EXIT)
+    std::process::exit(node::DEPOSED_EXIT)
 }
 
 fn start_replica(
@@ -423,7 +423,7 @@ fn start_replica(
     name: &str,
     limits: ServerLimits,
 ) -> std::process::ExitCode {
-    use pgserver::cluster::{self, config::ClusterConfig};
+    use node::config::ClusterConfig;
     let fail = |msg: String| {
         eprintln!("mako: {msg}");
         std::process::ExitCode::FAILURE
@@ -437,16 +437,16 @@ fn start_replica(
         Err(e) => return fail(e),
     };
     let on_deposed = Box::new(|why| match why {
-        cluster::Stop::Deposed | cluster::Stop::Reload => restart_in_place(),
-        cluster::Stop::Failed => std::process::exit(1),
+        node::Stop::Deposed | node::Stop::Reload => restart_in_place(),
+        node::Stop::Failed => std::process::exit(1),
     });
-    let opts = match cluster::NodeOptions::from_config(&cfg, name, on_deposed) {
+    let opts = match node::NodeOptions::from_config(&cfg, name, on_deposed) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
     let me = cfg.node(name).expect("checked by NodeOptions").clone();
     let data_dir = opts.data_dir.clone();
-    let mut node = match cluster::Node::open(opts) {
+    let mut node = match node::Node::open(opts) {
         Ok(n) => n,
         Err(e) => return fail(e.message),
     };
@@ -478,7 +478,7 @@ fn start_replica(
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the replication runtime: {e}")),
     };
-    let peers = cluster::peers(&cfg, name);
+    let peers = node::peers(&cfg, name);
     let id = cfg.node_id(name).expect("checked");
     let transport = match repl_runtime.block_on(repl::net::Tcp::start(
         id,

@@ -50,6 +50,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         Protocol => "08P01",
         Io => "58030",
         Unavailable => "08006",
+        OutcomeUnknown => "40003",
         NotServing => "57P03",
         Internal => "XX000",
     }

@@ -59,6 +59,67 @@ fn psql_session_against_the_real_binary() {
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 }
 
+/// psql's Ctrl-C (SIGINT while a statement runs) sends a CancelRequest
+/// with the session's key: the statement ends within a second with
+/// "canceling statement due to user request", as on PostgreSQL.
+#[test]
+fn psql_ctrl_c_cancels_the_running_statement() {
+    if !psql_available() {
+        eprintln!("skipping (MAKO_SKIP_PSQL is set)");
+        return;
+    }
+    let mut mako = Mako::start(1);
+    let values: Vec<String> = (0..1_000).map(|i| format!("({i}, {i})")).collect();
+    let out = mako.psql(&format!(
+        "CREATE TABLE slow (id INT PRIMARY KEY, v INT); INSERT INTO slow VALUES {}",
+        values.join(",")
+    ));
+    assert!(out.contains("INSERT 0 1000"), "{out}");
+    // Every triple of rows: far longer than the test waits.
+    let long = "SELECT count(*) FROM slow a, slow b, slow c WHERE a.v + b.v + c.v < 0";
+    let mut psql = Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &mako.port.to_string()])
+        .args(["-U", "mako", "-d", "mako", "-c", long])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(
+        psql.try_wait().unwrap().is_none(),
+        "the statement ended early"
+    );
+    let sent = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-INT", &psql.id().to_string()])
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = psql.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            sent.elapsed() < std::time::Duration::from_secs(10),
+            "psql still waits after Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let took = sent.elapsed();
+    let out = psql.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ERROR:  canceling statement due to user request"),
+        "{stderr}"
+    );
+    assert!(!status.success());
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "cancel took {took:?}"
+    );
+    assert_eq!(mako.psql("SELECT 1").trim(), "1");
+    assert!(mako.terminate().success());
+}
+
 #[test]
 fn conflicting_commit_reports_40001_on_the_real_binary() {
     let mut mako = Mako::start(2);

@@ -560,7 +560,7 @@ fn attack(port: u16, round: u64) {
     let forged = [
         Message::Prepare {
             ballot: Ballot {
-                epoch: u64::MAX,
+                number: u64::MAX,
                 node: 2,
             },
             from: 1,
@@ -668,6 +668,16 @@ async fn forged_and_garbage_frames_change_nothing() {
     assert_eq!(rows[0].get::<_, i64>(0), acknowledged);
     let logs = cluster.logs();
     assert!(logs.contains("replication connection refused"), "{logs}");
+    // Every node counts what it refused.
+    let statuses = cluster.statuses().await;
+    assert_eq!(statuses.len(), cluster.nodes.len(), "{statuses:?}");
+    for st in statuses.values() {
+        let refused: u64 = st
+            .split_once("refused_connections=")
+            .and_then(|(_, n)| n.split(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no refusal count in {st}"));
+        assert!(refused > 0, "{st}");
+    }
     converge(&cluster, Duration::from_secs(30)).await;
     stop_and_compare(&mut cluster, "paxos", 1);
 }

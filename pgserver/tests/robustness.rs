@@ -43,6 +43,13 @@ fn code(r: Result<impl std::fmt::Debug, tokio_postgres::Error>) -> SqlState {
 
 /// Runs `sql` and accepts a result or 54001: what PostgreSQL does with
 /// such statements (runs most, refuses the deepest).
+async fn statement_memory(c: &Client) -> String {
+    c.query_one("SHOW mako.statement_memory", &[])
+        .await
+        .unwrap()
+        .get::<_, String>(0)
+}
+
 async fn runs_or_too_deep(c: &Client, what: &str, sql: &str) {
     match c.simple_query(sql).await {
         Ok(_) => {}
@@ -313,7 +320,9 @@ fn connection_and_memory_limits_hold() {
         let c = again.expect("a connection after one closed");
         drop(c);
 
-        // A session may lower its memory limit, never raise it.
+        // A session may lower its memory limit, never raise it; the
+        // server's ceiling is what SHOW and RESET give.
+        assert_eq!(statement_memory(&a).await, "64MB");
         assert_eq!(
             code(
                 a.batch_execute("SET mako.statement_memory = '1000000GB'")
@@ -324,9 +333,11 @@ fn connection_and_memory_limits_hold() {
         a.batch_execute("SET mako.statement_memory = '32MB'")
             .await
             .unwrap();
+        assert_eq!(statement_memory(&a).await, "32MB");
         a.batch_execute("RESET mako.statement_memory")
             .await
             .unwrap();
+        assert_eq!(statement_memory(&a).await, "64MB");
         // A cross join far beyond the budget fails early, without taking
         // the memory first.
         a.batch_execute("CREATE TABLE big (id INT PRIMARY KEY, pad TEXT)")

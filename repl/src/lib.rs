@@ -17,7 +17,7 @@
 //! persists it and answers `Accepted`; with a majority the slot is chosen,
 //! and followers learn that from the `chosen` bound carried on the next
 //! `Accept` or heartbeat. Phase 1 runs once per leadership, when a
-//! follower's election timer expires: its ballot carries the next epoch,
+//! follower's election timer expires: its ballot carries the next number,
 //! and it re-proposes every slot a majority may have accepted, filling holes
 //! with no-ops. A replica that missed entries asks the leader for them
 //! (`CatchUp`). Learners receive everything and never vote.

@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,14 @@ use crate::paxos::{Envelope, Message, NodeId};
 pub trait Transport: Send + Sync {
     /// Queues `env` for delivery to `env.to` (never blocks).
     fn send(&self, env: Envelope);
+
+    /// How many connections and frames were refused since the start: a
+    /// failed or missing handshake, a frame too large, undecodable or
+    /// naming another sender than the authenticated peer (each closes its
+    /// connection).
+    fn refused(&self) -> u64 {
+        0
+    }
 }
 
 /// Where a node's received messages go: `(sender, message)`.
@@ -246,6 +255,8 @@ pub struct Tcp {
     id: NodeId,
     peers: HashMap<NodeId, Arc<Link>>,
     listen: SocketAddr,
+    /// See [`Transport::refused`].
+    refused: Arc<AtomicU64>,
 }
 
 /// The sending side of the connection to one peer.
@@ -330,7 +341,15 @@ impl Tcp {
         let listener = TcpListener::bind(listen).await?;
         let listen = listener.local_addr()?;
         let allowed: Arc<HashSet<NodeId>> = Arc::new(peers.iter().map(|p| p.id).collect());
-        tokio::spawn(accept_loop(listener, id, key.clone(), allowed, deliver));
+        let refused = Arc::new(AtomicU64::new(0));
+        tokio::spawn(accept_loop(
+            listener,
+            id,
+            key.clone(),
+            allowed,
+            deliver,
+            refused.clone(),
+        ));
         let mut links = HashMap::new();
         for p in peers {
             let (tx, rx) = channel(QUEUE);
@@ -346,6 +365,7 @@ impl Tcp {
             id,
             peers: links,
             listen,
+            refused,
         })
     }
 
@@ -363,6 +383,10 @@ impl Transport for Tcp {
         };
         link.send(encode_frame(self.id, &env.msg));
     }
+
+    fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
 }
 
 /// Accepts peers' connections and reads each on its own task.
@@ -372,22 +396,29 @@ async fn accept_loop(
     key: ClusterKey,
     peers: Arc<HashSet<NodeId>>,
     deliver: Deliver,
+    refused: Arc<AtomicU64>,
 ) {
     loop {
         match listener.accept().await {
             Ok((mut stream, addr)) => {
                 let _ = stream.set_nodelay(true);
                 let (key, peers, deliver) = (key.clone(), peers.clone(), deliver.clone());
+                let refused = refused.clone();
                 tokio::spawn(async move {
                     let shake = accept_handshake(&mut stream, me, &key, &peers);
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, shake).await {
+                    let clean = match tokio::time::timeout(HANDSHAKE_TIMEOUT, shake).await {
                         Ok(Ok(peer)) => read_loop(stream, addr, peer, deliver).await,
                         Ok(Err(e)) => {
                             tracing::warn!(%addr, error = %e, "replication connection refused");
+                            false
                         }
                         Err(_) => {
                             tracing::warn!(%addr, "replication connection refused: no handshake in time");
+                            false
                         }
+                    };
+                    if !clean {
+                        refused.fetch_add(1, Ordering::Relaxed);
                     }
                 });
             }
@@ -399,18 +430,24 @@ async fn accept_loop(
     }
 }
 
-/// Reads the frames of an authenticated connection from `peer`.
-async fn read_loop(mut stream: TcpStream, addr: SocketAddr, peer: NodeId, deliver: Deliver) {
+/// Reads the frames of an authenticated connection from `peer` until it
+/// closes (true) or sends a frame that closes it (false).
+async fn read_loop(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    peer: NodeId,
+    deliver: Deliver,
+) -> bool {
     let mut body = Vec::new();
     loop {
         let mut len = [0u8; 4];
         if stream.read_exact(&mut len).await.is_err() {
-            return; // closed
+            return true; // closed
         }
         let len = u32::from_be_bytes(len) as usize;
         if len > MAX_FRAME {
             tracing::warn!(%addr, len, "replication frame too large: closing the connection");
-            return;
+            return false;
         }
         // Grown as the bytes arrive: a length prefix alone reserves
         // nothing. A large frame's buffer (a snapshot's) is not kept.
@@ -420,7 +457,7 @@ async fn read_loop(mut stream: TcpStream, addr: SocketAddr, peer: NodeId, delive
         body.clear();
         match (&mut stream).take(len as u64).read_to_end(&mut body).await {
             Ok(n) if n == len => {}
-            _ => return, // closed mid-frame
+            _ => return true, // closed mid-frame
         }
         match decode_frame(&body) {
             Ok((from, msg)) if from == peer => deliver(from, msg),
@@ -431,11 +468,11 @@ async fn read_loop(mut stream: TcpStream, addr: SocketAddr, peer: NodeId, delive
                     claimed = from,
                     "a frame names another sender than the authenticated peer: closing the connection"
                 );
-                return;
+                return false;
             }
             Err(e) => {
                 tracing::warn!(%addr, error = %e, "closing the replication connection");
-                return;
+                return false;
             }
         }
     }
@@ -682,7 +719,7 @@ mod tests {
     #[test]
     fn frames_roundtrip_and_garbage_is_an_error() {
         let msg = Message::Accept {
-            ballot: Ballot { epoch: 3, node: 2 },
+            ballot: Ballot { number: 3, node: 2 },
             entries: vec![
                 (
                     7,
@@ -859,6 +896,14 @@ mod tests {
             tokio::time::timeout(silent, rx.recv()).await.is_err(),
             "a frame naming another sender, or one after it, was delivered"
         );
+        // Counted: the other secret's connection, the raw client, the
+        // stranger and the frame naming another sender (the misdialed
+        // connection is refused by its dialer).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while b.refused() < 4 {
+            assert!(Instant::now() < deadline, "refused: {}", b.refused());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(ClusterKey::new(b"short").is_err());
     }
 
@@ -914,7 +959,7 @@ mod tests {
         );
         const N: u64 = 200;
         let big = |slot: u64| Message::Accept {
-            ballot: Ballot { epoch: 1, node: 1 },
+            ballot: Ballot { number: 1, node: 1 },
             entries: vec![(
                 slot,
                 Value::Batch {

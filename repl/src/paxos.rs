@@ -8,7 +8,7 @@
 //! promises or accepts is handed to the caller to persist before the reply
 //! that depends on it is sent ([`Ready`]).
 //!
-//! Ballots are `(epoch, node)`: a new leader takes the next epoch, so every
+//! Ballots are `(number, node)`: a new leader takes the next number, so every
 //! entry and message says which leadership it belongs to (DESIGN.md §1.4).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -745,21 +745,21 @@ impl Replica {
         self.reset_timeout();
     }
 
-    /// The election timer fired: phase 1 with the next epoch.
+    /// The election timer fired: phase 1 with the next ballot number.
     fn stand(&mut self) {
         // Ballots come from authenticated peers (repl::net::ClusterKey),
-        // but a promise to the largest epoch must not make this replica
+        // but a promise to the largest number must not make this replica
         // panic, or wrap to a ballot below those already promised.
-        let Some(epoch) = self.promised.epoch.checked_add(1) else {
+        let Some(number) = self.promised.number.checked_add(1) else {
             tracing::error!(
                 promised = ?self.promised,
-                "cannot stand for election: the promised ballot's epoch is at its maximum"
+                "cannot stand for election: the promised ballot's number is at its maximum"
             );
             self.reset_timeout();
             return;
         };
         let ballot = Ballot {
-            epoch,
+            number,
             node: self.cfg.id,
         };
         self.promise(ballot);

@@ -1006,7 +1006,7 @@ impl<T: Send + 'static> RaftStream<T> {
                         leader: m.current_leader.map(|l| l as NodeId),
                         serving: leader && applied_this_term && quorum,
                         ballot: Ballot {
-                            epoch: m.current_term,
+                            number: m.current_term,
                             node: m.current_leader.unwrap_or(0) as NodeId,
                         },
                         chosen: m.last_applied.map_or(1, |l| l.index + 2),

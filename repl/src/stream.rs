@@ -89,7 +89,7 @@ impl Record {
     pub fn load(records: impl IntoIterator<Item = Record>) -> HardState {
         let mut st = HardState::default();
         let top = Ballot {
-            epoch: u64::MAX,
+            number: u64::MAX,
             node: NodeId::MAX,
         };
         let mut as_accepted = Vec::new();
@@ -190,7 +190,7 @@ pub struct Status {
     /// This replica leads, has recovered every earlier leadership's slots
     /// and has heard from a majority recently: it may serve.
     pub serving: bool,
-    /// The ballot promised (its epoch is the current leadership's).
+    /// The ballot promised (its number is the current leadership's).
     pub ballot: Ballot,
     /// Every slot below this is chosen here.
     pub chosen: Slot,
@@ -600,7 +600,7 @@ impl<T> Driver<T> {
                 tracing::info!(
                     leader = ?status.leader,
                     serving = status.serving,
-                    epoch = status.ballot.epoch,
+                    ballot = status.ballot.number,
                     "replication status changed"
                 );
             }

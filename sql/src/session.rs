@@ -172,6 +172,10 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
     })
 }
 
+/// The per-statement memory setting (bytes, or a number with kB, MB or
+/// GB); at most the server's ceiling, which is also its default.
+const STATEMENT_MEMORY: &str = "mako.statement_memory";
+
 /// The read-only setting that says what an acknowledged commit survives.
 const DURABILITY: &str = "mako.durability";
 
@@ -186,7 +190,7 @@ fn default_settings() -> BTreeMap<String, String> {
         ("default_transaction_isolation", "serializable"),
         ("extra_float_digits", "1"),
         ("integer_datetimes", "on"),
-        ("mako.statement_memory", "1GB"),
+        (STATEMENT_MEMORY, "1GB"),
         ("statement_timeout", "0"),
         ("idle_in_transaction_session_timeout", "0"),
         ("intervalstyle", "postgres"),
@@ -307,6 +311,16 @@ impl Session {
     /// [`Session::memory_limit`]).
     pub fn set_memory_ceiling(&mut self, bytes: usize) {
         self.memory_ceiling = bytes;
+        self.settings
+            .insert(STATEMENT_MEMORY.into(), format_memory(bytes));
+    }
+
+    /// The settings `RESET` returns to: the defaults, with the server's
+    /// memory ceiling as `mako.statement_memory`.
+    fn defaults(&self) -> BTreeMap<String, String> {
+        let mut d = default_settings();
+        d.insert(STATEMENT_MEMORY.into(), format_memory(self.memory_ceiling));
+        d
     }
 
     /// The session's stop signal: a cancel request or the server's
@@ -382,7 +396,7 @@ impl Session {
     /// The per-statement memory limit (`mako.statement_memory`: bytes, or
     /// a number with kB, MB or GB).
     pub fn memory_limit(&self) -> usize {
-        self.setting("mako.statement_memory")
+        self.setting(STATEMENT_MEMORY)
             .and_then(parse_memory)
             .unwrap_or(self.memory_ceiling)
             .min(self.memory_ceiling)
@@ -681,7 +695,7 @@ impl Session {
                     );
                 }
                 let valid = match name.as_str() {
-                    "mako.statement_memory" => parse_memory(value).is_some(),
+                    STATEMENT_MEMORY => parse_memory(value).is_some(),
                     "statement_timeout" | "idle_in_transaction_session_timeout" => {
                         parse_duration(value).is_some()
                     }
@@ -693,7 +707,7 @@ impl Session {
                         "invalid value for parameter \"{name}\": \"{value}\""
                     );
                 }
-                if name == "mako.statement_memory"
+                if name == STATEMENT_MEMORY
                     && parse_memory(value).is_some_and(|m| m > self.memory_ceiling)
                 {
                     bail!(
@@ -709,7 +723,7 @@ impl Session {
                 })
             }
             Kind::Reset(name) => {
-                let defaults = default_settings();
+                let defaults = self.defaults();
                 match name {
                     None => self.settings = defaults,
                     Some(n) => {
@@ -869,6 +883,17 @@ fn parse_duration(s: &str) -> Option<std::time::Duration> {
 }
 
 /// Parses `123`, `64kB`, `512MB`, `1GB`.
+/// `bytes` as `SHOW` prints a memory setting: in the largest unit that
+/// divides it, as PostgreSQL does (`1GB`, `256MB`, `64kB`, `1000B`).
+pub fn format_memory(bytes: usize) -> String {
+    for (unit, size) in [("GB", 1usize << 30), ("MB", 1 << 20), ("kB", 1 << 10)] {
+        if bytes > 0 && bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes}B")
+}
+
 pub fn parse_memory(s: &str) -> Option<usize> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -1134,4 +1159,24 @@ pub fn explain(bound: &Bound) -> Vec<String> {
         Bound::Explain(inner) => out.extend(explain(inner)),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{format_memory, parse_memory};
+
+    #[test]
+    fn memory_settings_print_in_the_largest_unit_and_read_back() {
+        for (bytes, text) in [
+            (1 << 30, "1GB"),
+            (256 << 20, "256MB"),
+            (64 << 10, "64kB"),
+            (1536 << 10, "1536kB"),
+            (1000, "1000B"),
+            (0, "0B"),
+        ] {
+            assert_eq!(format_memory(bytes), text);
+            assert_eq!(parse_memory(text), Some(bytes), "{text}");
+        }
+    }
 }

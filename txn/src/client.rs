@@ -23,7 +23,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
-use kv::{ReadResult, Result, ShardId, VectorClock};
+use kv::{Epoch, ReadResult, Result, ShardId, VectorClock};
 
 /// A transaction id, unique within a node's lifetime.
 pub type TxnId = u64;
@@ -177,7 +177,7 @@ pub struct LocalCommit<'a> {
     /// The max of the VCs the transaction read.
     pub read_vc: &'a VectorClock,
     /// The epoch to tag new versions with.
-    pub epoch: u64,
+    pub epoch: Epoch,
 }
 
 /// The participant RPCs of one shard (see the module docs for the contract).
@@ -205,7 +205,7 @@ pub trait ShardClient: Send + Sync {
 
     /// Install round: installs every write tagged with `vc` and `epoch` and
     /// releases its lock.
-    fn install(&self, txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: u64) -> Result<()>;
+    fn install(&self, txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: Epoch) -> Result<()>;
 
     /// Abort: releases locks taken by `lock`.
     fn release(&self, txn: TxnId, writes: &[Write]) -> Result<()>;

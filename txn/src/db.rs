@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kv::log::CommitLog;
-use kv::{Shard, ShardId};
+use kv::{Epoch, Shard, ShardId};
 
 use crate::client::{ShardClient, TxnId};
 use crate::gate::{CommitGate, InstalledIsDurable, WatermarkGate};
@@ -131,8 +131,8 @@ impl Db {
     }
 
     /// The current epoch.
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    pub fn epoch(&self) -> Epoch {
+        Epoch(self.epoch.load(Ordering::Acquire))
     }
 
     /// The durability gate.

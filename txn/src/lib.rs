@@ -4,6 +4,10 @@
 //! - [`Txn`] (get, scan, put, delete, commit, rollback): the coordinator of
 //!   one interactive transaction, run on the session's node. See [`txn`] for
 //!   the life of a transaction.
+//! - [`coord::Coordinator`]: the certification rounds of a transaction
+//!   with several participants, as a state machine without I/O (each
+//!   round goes to every participant at once); [`Txn`] drives it in
+//!   process.
 //! - [`ShardClient`]: the participant RPCs (Lock, GetClock, Validate,
 //!   Install, Read) a coordinator sends to each shard; a direct call in one
 //!   process ([`local::LocalShard`]), an RPC across nodes later.
@@ -19,6 +23,7 @@
 //! Install would leave locks behind (impossible in one process).
 
 pub mod client;
+pub mod coord;
 pub mod db;
 pub mod gate;
 pub mod local;

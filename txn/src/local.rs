@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
 use kv::log::{CommitLog, LogEntry};
-use kv::{ClockBuilder, Error, ReadResult, Result, Shard, ShardId, VectorClock};
+use kv::{ClockBuilder, Epoch, Error, ReadResult, Result, Shard, ShardId, VectorClock};
 
 use crate::client::{
     KeyRange, LocalCommit, PointCheck, ScanCheck, ScanResult, Seen, ShardClient, TxnId, Validation,
@@ -63,7 +63,7 @@ impl LocalShard {
     /// passed, but the writes can never become durable, so they are not
     /// installed, and the durability gate fails the commit reply (the log
     /// rolls back whatever the transaction installed on other shards).
-    fn log_writes(&self, txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: u64) -> bool {
+    fn log_writes(&self, txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: Epoch) -> bool {
         let Some(log) = &self.log else {
             return true;
         };
@@ -102,7 +102,7 @@ impl LocalShard {
                     txn,
                     shard: self.shard.id(),
                     vc: vc.build(),
-                    epoch: 0,
+                    epoch: Epoch(0),
                     writes: Vec::new(),
                 });
             }
@@ -292,7 +292,7 @@ impl ShardClient for LocalShard {
         Ok(())
     }
 
-    fn install(&self, txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: u64) -> Result<()> {
+    fn install(&self, txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: Epoch) -> Result<()> {
         if self.log.is_some() {
             self.clocks().remove(&txn);
         }

@@ -6,8 +6,8 @@
 //! buffered and a transaction reads its own writes.
 //!
 //! Commit (Mako §4.2): a transaction touching one shard certifies with one
-//! call (`commit_local`). Otherwise the coordinator runs the four rounds
-//! among the participants: **Lock** the write set on every shard it writes
+//! call (`commit_local`). Otherwise a [`Coordinator`] runs the four rounds
+//! among the participants, each round to all of them at once: **Lock** the write set on every shard it writes
 //! (no-wait), **GetClock** on each of them, **Validate** the read set on every
 //! shard it read, **Install** the writes tagged with the VC, releasing the
 //! locks. The VC is the element-wise max of the GetClock replies and of the
@@ -30,6 +30,7 @@ use std::sync::atomic::Ordering;
 use kv::{ClockBuilder, Error, ErrorKind, Result, ShardId, VectorClock};
 
 use crate::client::{KeyRange, LocalCommit, PointCheck, ScanCheck, Seen, TxnId, Validation, Write};
+use crate::coord::{Coordinator, Participant, Ready, Reply, Request, Round};
 use crate::db::Db;
 
 /// Where a key lives.
@@ -96,7 +97,7 @@ impl Installed {
 fn unknown(e: Error) -> Error {
     if e.is_retryable() {
         Error::new(
-            ErrorKind::Unavailable,
+            ErrorKind::OutcomeUnknown,
             format!("commit outcome unknown: {}", e.message),
         )
     } else {
@@ -492,92 +493,30 @@ impl Txn {
         let writes = self.writes_by_shard();
         let checks = self.reads_by_shard(&writes);
         let participants = involved(&writes, &checks);
-        let read_vc = self.read_vc.build();
         let epoch = db.epoch();
         let vc = match participants.as_slice() {
-            [] => read_vc,
+            [] => self.read_vc.build(),
             [only] => db.client(*only).commit_local(LocalCommit {
                 txn: self.id,
                 writes: &writes[*only],
                 validation: &checks[*only],
-                read_vc: &read_vc,
+                read_vc: &self.read_vc.build(),
                 epoch,
             })?,
-            _ => Self::four_rounds(
-                db,
-                self.id,
-                &participants,
-                &writes,
-                &checks,
-                &self.read_vc,
-                epoch,
-            )?,
+            _ => {
+                // In one process each shard answers for itself.
+                let coord =
+                    Coordinator::new(self.id, epoch, writes, checks, self.read_vc.clone(), |s| {
+                        s as Participant
+                    });
+                InProcess { db, coord }.run()?
+            }
         };
         Ok(CommitInfo {
             txn: self.id,
             vc,
             participants: participants.len(),
         })
-    }
-
-    /// Lock, GetClock, Validate, Install across several shards.
-    fn four_rounds(
-        db: &Db,
-        txn: TxnId,
-        participants: &[ShardId],
-        writes: &[Vec<Write>],
-        checks: &[Validation],
-        read_vc: &ClockBuilder,
-        epoch: u64,
-    ) -> Result<VectorClock> {
-        let writers: Vec<ShardId> = participants
-            .iter()
-            .copied()
-            .filter(|&s| !writes[s].is_empty())
-            .collect();
-        // Releases the locks taken so far if anything before the commit
-        // point fails or panics.
-        let mut held = LockGuard {
-            db,
-            txn,
-            writes,
-            locked: Vec::new(),
-        };
-        // Lock.
-        for &s in &writers {
-            db.client(s).lock(txn, &writes[s])?;
-            held.locked.push(s);
-        }
-        // GetClock.
-        let mut vc = read_vc.clone();
-        for &s in &writers {
-            vc.observe(s, db.client(s).get_clock(txn)?);
-        }
-        let vc = vc.build();
-        // Validate.
-        for &s in participants {
-            if !checks[s].is_empty() {
-                db.client(s).validate(txn, &checks[s], &writes[s])?;
-            }
-        }
-        // Commit point: every participant validated. Install everywhere;
-        // each install releases that shard's locks.
-        held.locked.clear();
-        let mut failed = Vec::new();
-        for &s in &writers {
-            if let Err(e) = db.client(s).install(txn, &writes[s], &vc, epoch) {
-                failed.push(format!("shard {s}: {e}"));
-            }
-        }
-        if !failed.is_empty() {
-            // Impossible in one process. With remote shards, Install must be
-            // retried until acknowledged (multi-node work).
-            return Err(Error::internal(format!(
-                "transaction {txn} committed but could not be installed on {}",
-                failed.join(", ")
-            )));
-        }
-        Ok(vc)
     }
 }
 
@@ -588,20 +527,97 @@ fn involved(writes: &[Vec<Write>], checks: &[Validation]) -> Vec<ShardId> {
         .collect()
 }
 
-/// Locks a transaction holds before its commit point; released on drop.
-struct LockGuard<'a> {
+/// Runs a [`Coordinator`] over in-process shards (participant `p` is
+/// shard `p`): each request is a direct call, so every reply arrives, in
+/// order. Dropped before the outcome (a participant call panicked, a bug),
+/// it releases what the transaction may hold.
+struct InProcess<'a> {
     db: &'a Db,
-    txn: TxnId,
-    writes: &'a [Vec<Write>],
-    locked: Vec<ShardId>,
+    coord: Coordinator,
 }
 
-impl Drop for LockGuard<'_> {
+impl InProcess<'_> {
+    fn run(mut self) -> Result<VectorClock> {
+        let mut ready = self.coord.start();
+        loop {
+            if let Some(outcome) = ready.outcome {
+                return outcome;
+            }
+            if ready.requests.is_empty() {
+                // Only an Install or a Release that failed can be awaited
+                // now; a direct call that fails will fail again.
+                return Err(Error::internal(format!(
+                    "transaction {} was decided but a shard could not carry it out",
+                    self.coord.txn()
+                )));
+            }
+            let mut next = Ready::default();
+            for r in ready.requests {
+                let reply = self.call(&r);
+                let step = self.coord.on_reply(r.to, r.round, reply);
+                next.requests.extend(step.requests);
+                next.outcome = next.outcome.or(step.outcome);
+            }
+            ready = next;
+        }
+    }
+
+    /// Carries out `r` on its shards: all of them or, failing, none.
+    fn call(&self, r: &Request) -> Result<Reply> {
+        let (db, c) = (self.db, &self.coord);
+        let txn = c.txn();
+        match r.round {
+            Round::Lock => {
+                for (i, &s) in r.shards.iter().enumerate() {
+                    if let Err(e) = db.client(s).lock(txn, c.writes(s)) {
+                        for &done in &r.shards[..i] {
+                            let _ = db.client(done).release(txn, c.writes(done));
+                        }
+                        return Err(e);
+                    }
+                }
+                Ok(Reply::Done)
+            }
+            Round::GetClock => r
+                .shards
+                .iter()
+                .map(|&s| Ok((s, db.client(s).get_clock(txn)?)))
+                .collect::<Result<Vec<_>>>()
+                .map(Reply::Clocks),
+            Round::Validate => {
+                for &s in &r.shards {
+                    db.client(s).validate(txn, c.validation(s), c.writes(s))?;
+                }
+                Ok(Reply::Done)
+            }
+            Round::Install => {
+                let vc = c
+                    .vc()
+                    .ok_or_else(|| Error::internal("Install before the commit's clock"))?;
+                for &s in &r.shards {
+                    db.client(s).install(txn, c.writes(s), vc, c.epoch())?;
+                }
+                Ok(Reply::Done)
+            }
+            Round::Release => {
+                for &s in &r.shards {
+                    db.client(s).release(txn, c.writes(s))?;
+                }
+                Ok(Reply::Done)
+            }
+        }
+    }
+}
+
+impl Drop for InProcess<'_> {
     fn drop(&mut self) {
-        for &s in &self.locked {
-            // Best effort: a participant we cannot reach will need lock
-            // cleanup by transaction id (multi-node work).
-            let _ = self.db.client(s).release(self.txn, &self.writes[s]);
+        if self.coord.is_done() {
+            return;
+        }
+        let txn = self.coord.txn();
+        for p in self.coord.holding().collect::<Vec<_>>() {
+            let s = p as ShardId;
+            let _ = self.db.client(s).release(txn, self.coord.writes(s));
         }
     }
 }

@@ -289,10 +289,10 @@ impl Replay {
 
     /// The close a new leader appends: everything earlier leaders wrote
     /// (every slot below `through`) must have been delivered.
-    pub fn close(&self, leader: u64, epoch: u64, through: Vec<u64>, clocks: &[u64]) -> Close {
+    pub fn close(&self, leader: u64, ballot: u64, through: Vec<u64>, clocks: &[u64]) -> Close {
         Close {
             leader,
-            epoch,
+            ballot,
             through,
             fvw: self.watermark(),
             clock_max: self
@@ -333,7 +333,7 @@ impl Replay {
             let close = self.closes.pop_front().expect("front");
             self.process_close(&close.item, &mut ready);
             self.streams[close.stream].finish(close.slot);
-            ready.closed.push((close.item.leader, close.item.epoch));
+            ready.closed.push((close.item.leader, close.item.ballot));
             self.last_close = Some(close.item);
         }
         let vw = self.watermark();
@@ -390,14 +390,14 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::clock::VectorClock;
+    use crate::clock::{Epoch, VectorClock};
 
     fn entry(txn: u64, shard: usize, vc: &[u64], key: &str) -> LogEntry {
         LogEntry {
             txn,
             shard,
             vc: VectorClock::from_vec(vc.to_vec()),
-            epoch: 1,
+            epoch: Epoch(1),
             writes: vec![(key.as_bytes().to_vec(), Some(Arc::from(&b"v"[..])))],
         }
     }
@@ -505,7 +505,7 @@ mod tests {
             .unwrap();
         let close = Close {
             leader: 1,
-            epoch: 2,
+            ballot: 2,
             through: vec![2, 2],
             fvw: vec![2],
             clock_max: vec![2],
@@ -703,7 +703,7 @@ mod tests {
                         txn,
                         shard: s,
                         vc: VectorClock::from_vec(own),
-                        epoch: 0,
+                        epoch: Epoch(0),
                         writes: Vec::new(),
                     };
                 }

@@ -187,7 +187,7 @@ impl Persist {
 
     /// A new leader's close of its predecessors' entries (see
     /// [`Close`]): every slot below `through` must have been delivered.
-    pub fn close_for(&self, leader: u64, epoch: u64, through: Vec<u64>) -> Result<Close> {
+    pub fn close_for(&self, leader: u64, ballot: u64, through: Vec<u64>) -> Result<Close> {
         let guard = lock(&self.replay);
         let Some(replay) = guard.as_ref() else {
             return Err(Error::internal(
@@ -195,7 +195,7 @@ impl Persist {
             ));
         };
         let clocks: Vec<u64> = self.shards.iter().map(|s| s.clock()).collect();
-        Ok(replay.close(leader, epoch, through, &clocks))
+        Ok(replay.close(leader, ballot, through, &clocks))
     }
 
     /// The last close applied, as `(leader, epoch)`.

@@ -68,12 +68,12 @@ fn install(
         txn,
         shard: shard.id(),
         vc: vc.clone(),
-        epoch: 1,
+        epoch: Epoch(1),
         writes: writes.clone(),
     })
     .unwrap();
     for (k, v) in writes {
-        shard.install(&k, v, vc.clone(), 1);
+        shard.install(&k, v, vc.clone(), Epoch(1));
     }
 }
 
@@ -134,7 +134,7 @@ fn an_aborted_clock_value_needs_its_marker_before_the_watermark_passes_it() {
         txn: 1,
         shard: 0,
         vc: vc(&[aborted]),
-        epoch: 0,
+        epoch: Epoch(0),
         writes: Vec::new(),
     })
     .unwrap();
@@ -184,7 +184,7 @@ fn a_failed_log_write_fails_the_commit_and_rolls_it_back() {
                 txn: 4,
                 shard: 0,
                 vc: vc(&[c + 1]),
-                epoch: 1,
+                epoch: Epoch(1),
                 writes: image(&[("z", Some("4"))]),
             })
             .expect_err("refused");
@@ -374,7 +374,7 @@ fn entry(txn: u64, clock: u64, writes: &[(&str, Option<&str>)]) -> LogEntry {
         txn,
         shard: 0,
         vc: vc(&[clock]),
-        epoch: 1,
+        epoch: Epoch(1),
         writes: image(writes),
     }
 }
@@ -895,7 +895,7 @@ fn each_worker_logs_on_its_own_stream_and_a_failure_stops_every_queue() {
                 txn: 100 + w,
                 shard: 0,
                 vc: vc(&[c + 1 + w]),
-                epoch: 1,
+                epoch: Epoch(1),
                 writes: image(&[("z", Some("z"))]),
             })
         })

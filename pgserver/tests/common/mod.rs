@@ -297,32 +297,11 @@ pub async fn transfer(
     }
 }
 
-/// Every row of every shard of a stopped replica's data directory
-/// (`group` as the directory records it: `g1`, or `g1 (raft)`), in
-/// order: replicas that agree give equal dumps.
+/// Every row of every shard of a stopped replica's data directory (see
+/// `node::replica_rows`).
 #[allow(dead_code)] // not every test binary uses every helper
-pub fn dump(dir: &Path, group: &str, streams: usize) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
-    let opts = kv::persist::Options {
-        streams,
-        replica_of: Some(group.into()),
-        ..kv::persist::Options::default()
-    };
-    let (persist, shards, _) = kv::persist::open(dir, opts).expect("open a replica's directory");
-    let mut rows = Vec::new();
-    for (s, shard) in shards.iter().enumerate() {
-        shard.scan(
-            std::ops::Bound::Unbounded,
-            std::ops::Bound::Unbounded,
-            |k, r| {
-                if let Some(v) = r.value {
-                    rows.push((s, k.to_vec(), v.to_vec()));
-                }
-                std::ops::ControlFlow::Continue(())
-            },
-        );
-    }
-    persist.close();
-    rows
+pub fn dump(dir: &Path, group: &str, streams: usize) -> Vec<node::ShardRow> {
+    node::replica_rows(dir, group, streams).expect("open a replica's directory")
 }
 
 /// A tokio-postgres client of the server on 127.0.0.1:`port` (its

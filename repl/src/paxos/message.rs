@@ -13,14 +13,15 @@ pub type NodeId = u32;
 /// A position in the replicated log; the first is 1.
 pub type Slot = u64;
 
-/// A leadership: ordered by epoch, then node (so two candidates of one
-/// epoch are still ordered).
+/// A leadership: ordered by number, then node (so two candidates with one
+/// number are still ordered). Its number counts this group's leaderships;
+/// it is not a Mako epoch (`kv::Epoch`).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 pub struct Ballot {
-    /// The epoch the leadership starts.
-    pub epoch: u64,
+    /// The number of the leadership (higher ones replace lower ones).
+    pub number: u64,
     /// The leader.
     pub node: NodeId,
 }
@@ -133,10 +134,10 @@ pub enum Message {
     Stream { stream: u16, msg: Box<Message> },
 }
 
-/// The largest ballot epoch and slot number a message may carry. Honest
+/// The largest ballot number and slot number a message may carry. Honest
 /// replicas get nowhere near it (2^62 slots at a billion a second last
 /// 146 years); a message beyond it is corrupt or forged and is dropped, so
-/// that arithmetic on slots and epochs (`slot + 1`, a new ballot's epoch)
+/// that arithmetic on slots and ballots (`slot + 1`, a new ballot's number)
 /// never overflows.
 pub const PLAUSIBLE_MAX: u64 = 1 << 62;
 
@@ -144,7 +145,7 @@ impl Message {
     /// False for a message whose ballots or slots are beyond
     /// [`PLAUSIBLE_MAX`].
     pub fn plausible(&self) -> bool {
-        let b = |b: &Ballot| b.epoch < PLAUSIBLE_MAX;
+        let b = |b: &Ballot| b.number < PLAUSIBLE_MAX;
         let s = |s: &Slot| *s < PLAUSIBLE_MAX;
         match self {
             Message::Prepare { ballot, from } => b(ballot) && s(from),

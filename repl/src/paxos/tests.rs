@@ -104,7 +104,7 @@ fn confused_or_forged_messages_are_ignored() {
             from,
             Message::Prepare {
                 ballot: Ballot {
-                    epoch: 99,
+                    number: 99,
                     node: from,
                 },
                 from: 1,
@@ -116,10 +116,10 @@ fn confused_or_forged_messages_are_ignored() {
     assert!(r.ready().chosen.is_empty());
 }
 
-/// A Prepare for the largest epoch (once one forged frame wedged a group
-/// for good: its promise was persisted, and standing wrapped the epoch) and
+/// A Prepare for the largest ballot number (once one forged frame wedged a group
+/// for good: its promise was persisted, and standing wrapped the number) and
 /// slots at the end of the range are dropped; and a replica whose promise
-/// is at the largest epoch does not panic when it would stand.
+/// is at the largest number does not panic when it would stand.
 #[test]
 fn implausible_ballots_and_slots_are_dropped_and_do_not_overflow() {
     let mut r = leader_of_one_group();
@@ -128,7 +128,7 @@ fn implausible_ballots_and_slots_are_dropped_and_do_not_overflow() {
         2,
         Message::Prepare {
             ballot: Ballot {
-                epoch: u64::MAX,
+                number: u64::MAX,
                 node: 2,
             },
             from: 1,
@@ -147,7 +147,7 @@ fn implausible_ballots_and_slots_are_dropped_and_do_not_overflow() {
 
     let hard = HardState {
         promised: Ballot {
-            epoch: u64::MAX,
+            number: u64::MAX,
             node: 2,
         },
         ..HardState::default()
@@ -157,7 +157,7 @@ fn implausible_ballots_and_slots_are_dropped_and_do_not_overflow() {
         stuck.tick();
     }
     assert!(!stuck.is_leader());
-    assert_eq!(stuck.ballot().epoch, u64::MAX);
+    assert_eq!(stuck.ballot().number, u64::MAX);
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn the_lease_runs_from_the_send_tick_of_answered_accepts() {
 fn a_replica_just_started_promises_only_after_the_stick_time() {
     let cfg = config(2, 10);
     let mut r = Replica::new(cfg, HardState::default());
-    let ballot = Ballot { epoch: 1, node: 3 };
+    let ballot = Ballot { number: 1, node: 3 };
     r.step(3, Message::Prepare { ballot, from: 1 });
     let ready = r.ready();
     assert!(ready.messages.is_empty() && ready.persist.is_empty());
@@ -214,7 +214,7 @@ fn a_replica_just_started_promises_only_after_the_stick_time() {
 fn two_values_chosen_for_a_slot_are_a_reported_conflict_not_a_panic() {
     let mut r = leader_of_one_group();
     let batch = |b: u8| Value::Batch {
-        origin: Ballot { epoch: 9, node: 2 },
+        origin: Ballot { number: 9, node: 2 },
         first: true,
         data: vec![b].into(),
     };
@@ -245,7 +245,7 @@ fn learner_following_one(standby: bool, chosen: Slot) -> (Replica, Ballot, Value
         ..config(4, 4)
     };
     let mut r = Replica::new(cfg, HardState::default());
-    let old = Ballot { epoch: 1, node: 1 };
+    let old = Ballot { number: 1, node: 1 };
     let value = Value::Batch {
         origin: old,
         first: true,
@@ -277,7 +277,7 @@ fn a_standby_learner_leads_with_a_majority_of_the_voters_without_voting() {
     }
     assert!(r.is_candidate());
     let ballot = r.ballot();
-    assert_eq!(ballot, Ballot { epoch: 2, node: 4 });
+    assert_eq!(ballot, Ballot { number: 2, node: 4 });
     let prepared: BTreeSet<NodeId> = (r.ready().messages.iter())
         .filter(|e| matches!(e.msg, Message::Prepare { .. }))
         .map(|e| e.to)
@@ -316,7 +316,7 @@ fn a_standby_learner_leads_with_a_majority_of_the_voters_without_voting() {
     r.step(
         2,
         Message::Prepare {
-            ballot: Ballot { epoch: 9, node: 2 },
+            ballot: Ballot { number: 9, node: 2 },
             from: 1,
         },
     );

@@ -193,6 +193,8 @@ impl<'t> ExecCtx<'t> {
         } else {
             let types = plan.output_types();
             let batches = self.query_batches(plan, outer)?;
+            // The rows are a second copy of the result, held until sent.
+            self.memory.charge(vector::rows_memory(&batches))?;
             Ok(vector::rows_from_batches(&batches, &types))
         }
     }

@@ -327,6 +327,30 @@ fn decode_batch(entries: &[txn::Entry], types: &[DataType]) -> Result<Batch> {
 }
 
 /// Turns batches back into rows.
+/// About the memory [`rows_from_batches`] takes for `batches`: a value
+/// per column and row, and the bytes of their variable-length values.
+pub fn rows_memory(batches: &[Batch]) -> usize {
+    batches
+        .iter()
+        .map(|b| {
+            // Only the slice's own text bytes: a batch may be a view of a
+            // larger one, whose buffers `Batch::memory` would count.
+            let text: usize = b
+                .columns
+                .iter()
+                .filter_map(|c| c.as_any().downcast_ref::<StringArray>())
+                .map(|a| {
+                    let o = a.value_offsets();
+                    (o[o.len() - 1] - o[0]) as usize
+                })
+                .sum();
+            b.rows
+                .saturating_mul(24 + 32 * b.columns.len())
+                .saturating_add(text)
+        })
+        .sum()
+}
+
 pub fn rows_from_batches(batches: &[Batch], types: &[DataType]) -> Vec<Row> {
     let mut rows = Vec::with_capacity(batches.iter().map(|b| b.rows).sum());
     for b in batches {

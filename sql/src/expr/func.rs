@@ -177,8 +177,10 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
             for a in args {
                 // Arguments were bound as text.
                 if let Value::Text(s) = a {
+                    super::check_text_len(out.len().saturating_add(s.len()))?;
                     out.push_str(s);
                 } else if let Some(s) = format_value(a, DataType::Text) {
+                    super::check_text_len(out.len().saturating_add(s.len()))?;
                     out.push_str(&s);
                 }
             }
@@ -188,6 +190,13 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
             if from.is_empty() {
                 Value::Text(s.clone())
             } else {
+                if to.len() > from.len() {
+                    let grown = s
+                        .matches(&**from)
+                        .count()
+                        .saturating_mul(to.len() - from.len());
+                    super::check_text_len(s.len().saturating_add(grown))?;
+                }
                 Value::text(s.replace(&**from, to))
             }
         }
@@ -206,6 +215,22 @@ mod tests {
 
     fn t(s: &str) -> Value {
         Value::text(s)
+    }
+
+    /// A result past PostgreSQL's 1 GB limit on a text value is refused
+    /// (54000) before its memory is taken.
+    #[test]
+    fn text_results_past_one_gigabyte_are_refused_before_they_are_built() {
+        let big = Value::text("x".repeat(2 << 20));
+        let err = call(
+            Func::Replace,
+            &[t(&"a".repeat(1000)), t("a"), big],
+            DataType::Text,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ProgramLimitExceeded, "{err:?}");
+        assert!(super::super::check_text_len(super::super::MAX_TEXT).is_ok());
+        assert!(super::super::check_text_len(super::super::MAX_TEXT + 1).is_err());
     }
 
     #[test]

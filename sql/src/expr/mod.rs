@@ -14,6 +14,21 @@ use kv::{Error, ErrorKind, Result};
 mod func;
 mod like;
 
+/// The longest text value, in bytes: PostgreSQL's limit on any field.
+pub const MAX_TEXT: usize = (1 << 30) - 1;
+
+/// Refuses (54000) to build a text value of `len` bytes past [`MAX_TEXT`],
+/// before its memory is taken.
+pub(crate) fn check_text_len(len: usize) -> Result<()> {
+    if len > MAX_TEXT {
+        return Err(Error::new(
+            ErrorKind::ProgramLimitExceeded,
+            format!("string is too long: {len} bytes, at most {MAX_TEXT} (as in PostgreSQL)"),
+        ));
+    }
+    Ok(())
+}
+
 use crate::types::cast::cast;
 use crate::types::ops::{ArithOp, arith, negate};
 use crate::types::text::format_value;
@@ -325,7 +340,10 @@ impl Expr {
                 Value::Bool(distinct != *negated)
             }
             Expr::Concat(a, b) => match (a.eval(env)?, b.eval(env)?) {
-                (Value::Text(x), Value::Text(y)) => Value::text(format!("{x}{y}")),
+                (Value::Text(x), Value::Text(y)) => {
+                    check_text_len(x.len().saturating_add(y.len()))?;
+                    Value::text(format!("{x}{y}"))
+                }
                 _ => Value::Null,
             },
             Expr::Func(f, args, ty) => {

@@ -1,5 +1,6 @@
-//! A replicated node: the data directory, the replication streams and
-//! the database handle of one member of a replica group.
+//! `node` — the replica-group layer: the data directory, the replication
+//! streams and the database handle of one member of a replica group, and
+//! the cluster file that describes the groups ([`config`]).
 //!
 //! The node's commit log hands each batch of installed transactions to a
 //! stream ([`kv::log::Replicate`]; with several streams, each committing
@@ -27,7 +28,6 @@
 //! the snapshot's slot.
 
 pub mod config;
-pub mod local;
 mod machine;
 
 use std::collections::HashMap;
@@ -474,6 +474,7 @@ impl Node {
         if replicas.is_empty() {
             return Ok(());
         }
+        let _ = self.shared.transport.set(transport.clone());
         let on_deposed = std::mem::replace(&mut self.opts.on_deposed, Box::new(|_| {}));
         let machines = NodeMachine::start(&self.shared, &self.db, Arc::from(on_deposed));
         // Stream 0's messages go untagged, the others' tagged with their
@@ -633,4 +634,35 @@ impl Transport for Tagged {
             ..env
         });
     }
+}
+
+/// A present row of a shard: (shard, key, value).
+pub type ShardRow = (usize, Vec<u8>, Vec<u8>);
+
+/// Every row of every shard of a stopped replica's data directory
+/// (`group` as the directory records it: `g1`, or `g1 (raft)`), in
+/// order: replicas that agree give equal lists. Tests compare replicas
+/// with it.
+pub fn replica_rows(dir: &std::path::Path, group: &str, streams: usize) -> Result<Vec<ShardRow>> {
+    let opts = kv::persist::Options {
+        streams,
+        replica_of: Some(group.into()),
+        ..kv::persist::Options::default()
+    };
+    let (persist, shards, _) = kv::persist::open(dir, opts)?;
+    let mut rows = Vec::new();
+    for (s, shard) in shards.iter().enumerate() {
+        shard.scan(
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            |k, r| {
+                if let Some(v) = r.value {
+                    rows.push((s, k.to_vec(), v.to_vec()));
+                }
+                std::ops::ControlFlow::Continue(())
+            },
+        );
+    }
+    persist.close();
+    Ok(rows)
 }

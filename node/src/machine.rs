@@ -29,14 +29,14 @@ use std::time::Duration;
 use kv::log::{LogEntry, Replicate, StreamValue, encode_batch};
 use kv::persist::{Persist, SyncMode};
 use kv::{Error, ErrorKind, Result};
-use repl::net::Deliver;
+use repl::net::{Deliver, Transport};
 use repl::paxos::{NodeId, NotLeader, Slot};
 use repl::raft::RaftStream;
 use repl::snapshot::{Received, SnapshotSource};
 use repl::stream::{Chosen, Event, Machine, Status};
 use txn::Db;
 
-use super::{Consensus, Stop};
+use crate::{Consensus, Stop};
 
 /// What a stream carries back to its proposer: the value proposed (a
 /// batch as installed, or a new leader's close).
@@ -90,7 +90,7 @@ impl Proposer {
 pub(super) struct StreamShared {
     /// Its replica's last status.
     pub status: Mutex<Status>,
-    /// Microseconds after `Shared::epoch` until which its lease lets the
+    /// Microseconds after `Shared::started` until which its lease lets the
     /// node serve (0: it may not).
     lease_until: AtomicU64,
     /// The last slot handed to the applier.
@@ -116,7 +116,8 @@ pub(super) struct Shared {
     pub members: HashMap<NodeId, (String, SocketAddr)>,
     /// This node serves transactions (its leases are checked too).
     pub serving: AtomicBool,
-    pub epoch: std::time::Instant,
+    /// When the node started: leases are kept as microseconds after it.
+    pub started: std::time::Instant,
     /// This node has served as leader in this life.
     pub served: AtomicBool,
     /// This node was deposed (it stops, or, in tests, goes on as a
@@ -133,6 +134,8 @@ pub(super) struct Shared {
     proposers: Mutex<Vec<Proposer>>,
     /// Where received messages go, once the streams run.
     pub deliver: OnceLock<Deliver>,
+    /// The transport, once the streams run (for its refusal count).
+    pub transport: OnceLock<Arc<dyn Transport>>,
     /// The stream storing a snapshot, and when its last part came.
     staging: Mutex<Option<(usize, std::time::Instant)>>,
     /// The election timeout.
@@ -163,13 +166,14 @@ impl Shared {
             sync,
             members,
             serving: AtomicBool::new(false),
-            epoch: std::time::Instant::now(),
+            started: std::time::Instant::now(),
             served: AtomicBool::new(false),
             deposed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             streams: (0..streams).map(|_| StreamShared::default()).collect(),
             proposers: Mutex::new(Vec::new()),
             deliver: OnceLock::new(),
+            transport: OnceLock::new(),
             staging: Mutex::new(None),
             election,
             applier: Arc::new(Applier {
@@ -265,7 +269,7 @@ impl Shared {
     /// clock here: the stream's thread that clears `serving` may be held
     /// up).
     pub fn may_serve(&self) -> bool {
-        let now = self.epoch.elapsed().as_micros() as u64;
+        let now = self.started.elapsed().as_micros() as u64;
         self.serving.load(Ordering::Acquire)
             && self
                 .streams
@@ -390,11 +394,12 @@ impl Replicate for Handle {
         };
         let chosen = per_stream(&|_, s| s.status.lock().unwrap_or_else(|p| p.into_inner()).chosen);
         let checkpointed = per_stream(&|k, _| sh.persist.checkpointed_slot_of(k));
+        let refused = sh.transport.get().map_or(0, |t| t.refused());
         format!(
-            "group={} node={} role={role} leader={leader} epoch={} chosen={chosen} checkpointed={checkpointed} replicas={} consensus={} streams={}",
+            "group={} node={} role={role} leader={leader} ballot={} chosen={chosen} checkpointed={checkpointed} replicas={} consensus={} streams={} refused_connections={refused}",
             sh.group,
             sh.name(sh.id),
-            st.ballot.epoch,
+            st.ballot.number,
             sh.members.len(),
             sh.consensus.name(),
             sh.streams.len(),
@@ -529,7 +534,7 @@ pub(super) struct NodeMachine {
     on_deposed: Arc<dyn Fn(Stop) + Send + Sync>,
     to_apply: Sender<ToApply>,
     /// Stream 0: the close this node proposed as leader, as `(leader,
-    /// epoch)`; it serves once it has applied it.
+    /// ballot number)`; it serves once it has applied it.
     close: Option<(u64, u64)>,
 }
 
@@ -598,7 +603,7 @@ impl NodeMachine {
             }
             through.push(handed + 1);
         }
-        let mine = (u64::from(shared.id), shared.status().ballot.epoch);
+        let mine = (u64::from(shared.id), shared.status().ballot.number);
         let persist = &shared.persist;
         // A node that has served in this life and was not deposed kept its
         // leadership throughout (standing again for a later ballot after a
@@ -620,7 +625,7 @@ impl NodeMachine {
             };
             if proposed {
                 tracing::info!(
-                    epoch = mine.1,
+                    ballot = mine.1,
                     "leading: closing earlier leaders' entries before serving"
                 );
                 self.close = Some(mine);
@@ -690,7 +695,7 @@ impl Machine<Token> for NodeMachine {
 
     fn lease(&mut self, until: Option<std::time::Instant>) {
         let micros = until.map_or(0, |t| {
-            t.saturating_duration_since(self.shared.epoch).as_micros() as u64
+            t.saturating_duration_since(self.shared.started).as_micros() as u64
         });
         self.shared.streams[self.stream]
             .lease_until

@@ -18,11 +18,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kv::persist::SyncMode;
-use pgserver::cluster::{Consensus, Node, NodeOptions};
+use node::{Consensus, Node, NodeOptions};
 use repl::net::Local;
 use txn::{Db, Placement};
 
-mod common;
+/// A new data directory's path (not created).
+fn temp_data_dir() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("mako-partition-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
 
 /// Commits `key = value`, retrying for a while when the node does not
 /// serve at the moment (a leader briefly without fresh answers from a
@@ -133,7 +140,7 @@ fn start_group(
     let mut dirs = Vec::new();
     let mut nodes = Vec::new();
     for &id in &ids {
-        let dir = common::temp_data_dir("partition");
+        let dir = temp_data_dir();
         let flag = deposed[id as usize - 1].clone();
         let (heartbeat, election) = match consensus {
             Consensus::Paxos => (Duration::from_millis(20), Duration::from_millis(150)),
@@ -265,7 +272,7 @@ fn partitioned_leader(setup: (Consensus, usize)) {
     }
     // It serves only once it has applied its close of the earlier
     // leaders' entries.
-    let closed = (new as u64 + 1, nodes[new].ballot().epoch);
+    let closed = (new as u64 + 1, nodes[new].ballot().number);
     assert_eq!(nodes[new].persist.last_close(), closed);
     put(&nodes[new].db, "after", "2").expect("a commit on the new leader");
     // The old leader gives up on the commit it cannot replicate.
@@ -298,7 +305,7 @@ fn returning_follower(setup: (Consensus, usize)) {
     let (runtime, net) = (runtime(), Local::new());
     let (nodes, deposed, dirs) = group(setup, &runtime, &net, 0, false);
     put(&nodes[0].db, "a", "1").expect("commit");
-    let (close, epoch) = (nodes[0].persist.last_close(), nodes[0].ballot().epoch);
+    let (close, epoch) = (nodes[0].persist.last_close(), nodes[0].ballot().number);
     assert_eq!(close, (1, epoch));
     net.cut(1, 3);
     net.cut(2, 3);
@@ -337,7 +344,7 @@ fn returning_follower(setup: (Consensus, usize)) {
     // batches in flight.
     if setup.0 == Consensus::Paxos {
         assert!(
-            nodes[0].ballot().epoch > epoch,
+            nodes[0].ballot().number > epoch,
             "the leader did not stand again"
         );
     }
@@ -368,7 +375,7 @@ fn returning_follower(setup: (Consensus, usize)) {
     {
         let dumps: Vec<_> = dirs
             .iter()
-            .map(|d| common::dump(d, group, setup.1))
+            .map(|d| node::replica_rows(d, group, setup.1).expect("a replica's rows"))
             .collect();
         assert!(dumps[0].len() > 20);
         assert!(dumps.iter().all(|d| d == &dumps[0]), "the replicas differ");
@@ -512,7 +519,7 @@ fn standby_learner(streams: usize) {
     }
     // The voters apply its close and its commits.
     let (closed, last) = (nodes[3].persist.last_close(), nodes[3].persist.last_txn());
-    assert_eq!(closed, (4, nodes[3].ballot().epoch));
+    assert_eq!(closed, (4, nodes[3].ballot().number));
     for v in [1, 2] {
         wait_for(
             "the voters to follow the learner",

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::DEPOSED_EXIT;
-use super::config::ClusterConfig;
+use node::DEPOSED_EXIT;
+use node::config::ClusterConfig;
 
 /// How long the nodes get to stop after SIGTERM before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);

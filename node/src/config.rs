@@ -504,7 +504,7 @@ mod tests {
             );
             let c = ClusterConfig::parse(&text).unwrap();
             ["n1", "n2", "n3", "n4"].map(|n| {
-                let o = crate::cluster::NodeOptions::from_config(&c, n, Box::new(|_| {})).unwrap();
+                let o = crate::NodeOptions::from_config(&c, n, Box::new(|_| {})).unwrap();
                 (o.standby, o.election.as_millis())
             })
         };
