@@ -61,6 +61,8 @@ const CF_DATA: &str = "data";
 const CF_META: &str = "meta";
 /// A replicated node's stream records (acceptor state), opaque here.
 const CF_REPL: &str = "repl";
+/// Every column family of a data directory.
+const ALL_CFS: [&str; 5] = [CF_LOG, CF_DATA, CF_META, CF_REPL, snapshot::CF_STAGING];
 
 const META_FORMAT: &[u8] = b"format";
 const META_SHARDS: &[u8] = b"shards";
@@ -347,6 +349,17 @@ fn damaged_file(dir: &Path) -> Option<String> {
         })
 }
 
+/// An error reading the directory while opening it: damage (RocksDB's
+/// checksums name the file) refuses the start.
+fn read_error(what: &str, e: rocksdb::Error) -> Error {
+    let mut err = io_error(what, e);
+    if err.message.contains("Corruption") {
+        err.message
+            .push_str(" (refusing to start rather than serve partial data)");
+    }
+    err
+}
+
 /// A RocksDB error as ours: a full disk is `DiskFull` (53100), the rest `Io`
 /// (58030).
 fn io_error(what: &str, e: rocksdb::Error) -> Error {
@@ -389,7 +402,7 @@ fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>> {
     let meta = cf(db, CF_META)?;
     match db
         .get_cf(meta, key)
-        .map_err(|e| io_error("cannot read metadata", e))?
+        .map_err(|e| read_error("cannot read metadata", e))?
     {
         None => Ok(None),
         Some(v) => Ok(Some(u64::from_le_bytes(v.as_slice().try_into().map_err(
@@ -408,7 +421,7 @@ fn read_positions(db: &DB) -> Result<Option<Vec<u64>>> {
     let meta = cf(db, CF_META)?;
     let Some(v) = db
         .get_cf(meta, META_STREAMS)
-        .map_err(|e| io_error("cannot read metadata", e))?
+        .map_err(|e| read_error("cannot read metadata", e))?
     else {
         return Ok(None);
     };
@@ -477,7 +490,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
     // Missing column families are created: directories from before
     // replication have no `repl`.
     db_opts.create_missing_column_families(true);
-    let cfs = [CF_LOG, CF_DATA, CF_META, CF_REPL, snapshot::CF_STAGING]
+    let cfs = ALL_CFS
         .into_iter()
         .map(|n| ColumnFamilyDescriptor::new(n, rocksdb::Options::default()));
     let db = DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(|e| {
@@ -550,7 +563,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
         }
         let replica_of = db
             .get_cf(cf(&db, CF_META)?, META_REPLICA_OF)
-            .map_err(|e| io_error("cannot read the data directory", e))?
+            .map_err(|e| read_error("cannot read the data directory", e))?
             .map(|v| String::from_utf8_lossy(&v).into_owned());
         if replica_of != opts.replica_of {
             let what = |g: &Option<String>| match g {
@@ -605,7 +618,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
     let mut tail: Sequenced = Vec::new();
     let from = (checkpoint + 1).to_be_bytes();
     for item in db.iterator_cf(log, IteratorMode::From(&from, Direction::Forward)) {
-        let (k, v) = item.map_err(|e| io_error("cannot read the commit log", e))?;
+        let (k, v) = item.map_err(|e| read_error("cannot read the commit log", e))?;
         let seq = u64::from_be_bytes(
             k.as_ref()
                 .try_into()
@@ -651,7 +664,7 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Arc<Persist>, Vec<Arc<Shard>>,
     // The checkpointed state.
     let data = cf(&db, CF_DATA)?;
     for item in db.iterator_cf(data, IteratorMode::Start) {
-        let (k, v) = item.map_err(|e| io_error("cannot read the checkpointed data", e))?;
+        let (k, v) = item.map_err(|e| read_error("cannot read the checkpointed data", e))?;
         if k.len() < 4 {
             return Err(corrupt("a data key without its shard"));
         }
@@ -982,6 +995,28 @@ impl Persist {
         }
         // A commit that slipped in after all would wait for good.
         self.freeze();
+        self.flush_to_tables();
+    }
+
+    /// Moves everything written into table files, which are checksummed
+    /// and listed in the MANIFEST: after a clean stop nothing depends on
+    /// the write-ahead log, so a damaged or cut log loses nothing (a log
+    /// cut exactly at a record boundary cannot be told from a crash's).
+    fn flush_to_tables(&self) {
+        for name in ALL_CFS {
+            let flushed = cf(&self.db, name).and_then(|cf| {
+                self.db
+                    .flush_cf(cf)
+                    .map_err(|e| io_error("cannot flush to table files", e))
+            });
+            if let Err(e) = flushed {
+                tracing::warn!(
+                    column_family = name,
+                    error = %e.message,
+                    "not flushed at close: the next start replays the write-ahead log"
+                );
+            }
+        }
     }
 }
 
