@@ -24,6 +24,8 @@ mod buffered;
 pub mod handler;
 pub mod local_cluster;
 mod protocol;
+#[doc(hidden)]
+pub use protocol::decode_client_bytes;
 pub mod server;
 pub mod sessions;
 pub mod sqlstate;

@@ -533,6 +533,40 @@ async fn fatal(socket: &mut Socket, code: &str, message: String) {
 
 /// Serves one client until it leaves, a message of its is refused, it sits
 /// idle in a transaction for too long, or it fails to start up in time.
+/// Frames and decodes `input` as a client's bytes are: through the checks,
+/// then pgwire's decoders, from the startup packet when `startup`, else as
+/// the messages after it. Returns how many messages were decoded. For the
+/// cargo-fuzz target `pg_messages` (fuzz/): no input may make it panic.
+#[doc(hidden)]
+pub fn decode_client_bytes(input: &[u8], startup: bool) -> usize {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
+        return 0;
+    };
+    rt.block_on(async {
+        let mut checked = Checked::new(io::Cursor::new(input.to_vec()), &[]);
+        if !startup {
+            checked.phase = Phase::Typed;
+        }
+        let peer: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let mut socket = Framed::new(
+            checked,
+            PgWireMessageServerCodec::<crate::handler::Statement>::new(DefaultClient::new(
+                peer, false,
+            )),
+        );
+        socket.set_state(if startup {
+            PgWireConnectionState::AwaitingStartup
+        } else {
+            PgWireConnectionState::ReadyForQuery
+        });
+        let mut decoded = 0;
+        while let Some(Ok(_)) = socket.next().await {
+            decoded += 1;
+        }
+        decoded
+    })
+}
+
 pub(crate) async fn serve_client(mut tcp: TcpStream, peer: SocketAddr, conn: Arc<Connection>) {
     let _ = tcp.set_nodelay(true);
     let startup_deadline = tokio::time::sleep(STARTUP_TIMEOUT);
@@ -675,6 +709,21 @@ mod tests {
         m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
         m.extend_from_slice(body);
         m
+    }
+
+    /// The fuzz target's entry point decodes what passes the checks, and
+    /// stops at what does not.
+    #[test]
+    fn client_bytes_decode_up_to_the_first_refusal() {
+        assert_eq!(decode_client_bytes(&startup_packet(), true), 1);
+        let mut two = message(b'Q', b"SELECT 1\0");
+        two.extend(message(b'S', b""));
+        assert_eq!(decode_client_bytes(&two, false), 2);
+        let mut bad = message(b'Q', b"SELECT 1\0");
+        bad.extend(message(b'Q', b"no terminator"));
+        bad.extend(message(b'S', b""));
+        assert_eq!(decode_client_bytes(&bad, false), 1);
+        assert_eq!(decode_client_bytes(&[0xff; 64], false), 0);
     }
 
     #[test]

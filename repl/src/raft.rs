@@ -1117,6 +1117,21 @@ impl<T: Send + 'static> RaftStream<T> {
                     });
                 }
                 Rpc::Append(id, req) => {
+                    // As a Paxos replica does (`Driver::check_values`): a
+                    // value this node's machine could not apply is never
+                    // stored or acknowledged; the request is dropped, and
+                    // the leader sends it again.
+                    let bad = {
+                        let machine = lock(&me.machine);
+                        req.entries.iter().find_map(|e| match &e.payload {
+                            EntryPayload::Normal(b) => machine.check(&b.bytes).err(),
+                            _ => None,
+                        })
+                    };
+                    if let Some(why) = bad {
+                        tracing::warn!(from, error = %why, "raft entries this node cannot apply dropped");
+                        return;
+                    }
                     let (raft, net) = (me.raft.clone(), me.net.clone());
                     me.runtime.spawn(async move {
                         let r = raft.append_entries(req).await.map_err(|e| e.to_string());
