@@ -338,6 +338,18 @@ fn connection_and_memory_limits_hold() {
             .await
             .unwrap();
         assert_eq!(statement_memory(&a).await, "64MB");
+        // No single value may outgrow the budget: 2 x 40 MB of text.
+        let big = "x".repeat(40 << 20);
+        assert_eq!(
+            code(a.query("SELECT length($1 || $1)", &[&big]).await),
+            SqlState::OUT_OF_MEMORY
+        );
+        assert_eq!(
+            code(a.query("SELECT length(concat($1, $1))", &[&big]).await),
+            SqlState::OUT_OF_MEMORY
+        );
+        let row = a.query_one("SELECT length($1)", &[&big]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), 40 << 20);
         // A cross join far beyond the budget fails early, without taking
         // the memory first.
         a.batch_execute("CREATE TABLE big (id INT PRIMARY KEY, pad TEXT)")

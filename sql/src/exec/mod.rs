@@ -219,6 +219,10 @@ impl SubqueryRunner for ExecCtx<'_> {
         }
         Ok(rows)
     }
+
+    fn memory_limit(&self) -> usize {
+        self.memory.limit
+    }
 }
 
 /// A canonical byte form of a row, for grouping and DISTINCT (numerically

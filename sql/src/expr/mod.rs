@@ -212,6 +212,11 @@ pub trait SubqueryRunner {
     /// Returns the rows of `sq` evaluated with `outer` as the enclosing
     /// rows (innermost last).
     fn rows(&self, sq: &Subquery, outer: &[&[Value]]) -> Result<std::rc::Rc<Vec<Vec<Value>>>>;
+
+    /// The statement's memory limit: no single value may be larger.
+    fn memory_limit(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// What an expression is evaluated against.
@@ -228,6 +233,21 @@ pub struct Env<'a> {
 }
 
 impl<'a> Env<'a> {
+    /// Refuses (53200) a value of `bytes` larger than the statement's
+    /// memory limit, where a statement runs this expression.
+    fn check_value_size(&self, bytes: usize) -> Result<()> {
+        let limit = self.runner.map_or(usize::MAX, |r| r.memory_limit());
+        if bytes > limit {
+            return Err(Error::new(
+                ErrorKind::OutOfMemory,
+                format!(
+                    "a value of {bytes} bytes is larger than the statement's memory limit of {limit} bytes (setting mako.statement_memory)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// An environment with just parameters (constants, key bounds).
     pub fn params(params: &'a [Value]) -> Env<'a> {
         Env {
@@ -341,7 +361,9 @@ impl Expr {
             }
             Expr::Concat(a, b) => match (a.eval(env)?, b.eval(env)?) {
                 (Value::Text(x), Value::Text(y)) => {
-                    check_text_len(x.len().saturating_add(y.len()))?;
+                    let len = x.len().saturating_add(y.len());
+                    check_text_len(len)?;
+                    env.check_value_size(len)?;
                     Value::text(format!("{x}{y}"))
                 }
                 _ => Value::Null,
@@ -351,7 +373,11 @@ impl Expr {
                     .iter()
                     .map(|a| a.eval(env))
                     .collect::<Result<Vec<_>>>()?;
-                func::call(*f, &vals, *ty)?
+                let v = func::call(*f, &vals, *ty)?;
+                if let Value::Text(s) = &v {
+                    env.check_value_size(s.len())?;
+                }
+                v
             }
             Expr::Outer(level, i) => {
                 let row = env
