@@ -26,7 +26,10 @@
 //!   gets Release before a Lock or GetClock it may still apply.
 //! - Before the commit point (every Validate answered yes), any failure
 //!   aborts: Release goes to every participant that locked, or may have
-//!   (its Lock or GetClock reply is overdue).
+//!   (its Lock or GetClock reply is overdue). A participant whose Lock
+//!   failed holds nothing. So a driver reports a request that got no
+//!   answer (a lost message, a dead peer) through `timeout`, never as an
+//!   error reply.
 //! - After it, the transaction is committed: Install is repeated to a
 //!   participant until it answers (Install is idempotent), and the outcome
 //!   is the commit's vector clock once every participant installed.
@@ -219,9 +222,11 @@ impl Coordinator {
                 self.pending.insert(from);
                 return Ready::default();
             }
-            (Round::Lock, Err(e)) if e.is_retryable() => {
-                // A no-wait Lock that met another's lock released what it
-                // took; other failures may have left some held.
+            (Round::Lock, Err(e)) => {
+                // The participant answered: a Lock that fails, whatever
+                // the reason, holds nothing (it releases what it took).
+                // Releasing there could free another transaction's locks.
+                // A Lock that was never answered is `timeout`'s case.
                 self.holding.remove(&from);
                 self.error.get_or_insert(e);
             }
@@ -565,14 +570,17 @@ mod tests {
         assert!(late.outcome.is_none() && late.requests.is_empty());
     }
 
-    /// A participant whose Lock fails (no wait) aborts the transaction once
-    /// every Lock is answered: Release goes to those that locked, not to
-    /// the one that failed (its lock released itself).
+    /// A participant whose Lock fails (no wait, or any other failure it
+    /// answers with) aborts the transaction once every Lock is answered:
+    /// Release goes to those that locked, not to the one that failed (it
+    /// holds nothing, and a Release there could free another
+    /// transaction's locks).
     #[test]
     fn a_failed_lock_releases_the_others_after_the_round() {
         let mut c = coordinator();
         c.start();
         assert!(to(&c.on_reply(1, Round::Lock, Err(conflict()))).is_empty());
+        assert_eq!(c.holding().collect::<Vec<_>>(), vec![0, 2]);
         assert!(to(&c.on_reply(0, Round::Lock, Ok(Reply::Done))).is_empty());
         let release = c.on_reply(2, Round::Lock, Ok(Reply::Done));
         assert_eq!(
@@ -587,6 +595,17 @@ mod tests {
         let done = c.on_reply(2, Round::Release, Ok(Reply::Done));
         let err = done.outcome.unwrap().unwrap_err();
         assert_eq!(err.kind, ErrorKind::SerializationFailure);
+
+        let mut c = coordinator();
+        c.start();
+        let full = Error::new(ErrorKind::DiskFull, "the commit log has stopped");
+        c.on_reply(0, Round::Lock, Err(full));
+        c.on_reply(1, Round::Lock, Ok(Reply::Done));
+        let release = c.on_reply(2, Round::Lock, Ok(Reply::Done));
+        assert_eq!(
+            to(&release),
+            vec![(1, Round::Release, vec![2]), (2, Round::Release, vec![3])]
+        );
     }
 
     /// A participant that votes no at Validate aborts the transaction:
