@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,15 +92,31 @@ fn a_node_needs_the_cluster_secret() {
     let _ = std::fs::remove_dir_all(&c.dir);
 }
 
-/// `n` distinct free ports (bound together, so that none is handed out
-/// twice; two nodes given one port once made a node talk to itself).
+/// `n` distinct free ports, taken below the kernel's ephemeral range
+/// (32768 and up on Linux). A port found free by binding port 0 and then
+/// let go could be taken, before the node binds it, as the source port of
+/// an outgoing connection (another test's node dialing its peers): a node
+/// then failed with "address already in use". Here a process-wide counter
+/// keeps this binary's parallel tests apart (two nodes given one port once
+/// made a node talk to itself), the pid keeps test processes apart, and
+/// each port is checked free before it is handed out.
 fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    let base = std::process::id().wrapping_mul(97) % SPAN;
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..SPAN {
+        if ports.len() == n {
+            break;
+        }
+        let port = (LOW + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    assert_eq!(ports.len(), n, "no {n} free ports below 32000");
+    ports
 }
 
 impl Cluster {
