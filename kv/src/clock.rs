@@ -12,13 +12,17 @@
 use std::fmt;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 /// A Mako epoch (Mako §5): the cluster-wide number that changes when a
 /// replica group fails over (the configuration manager will advance it);
 /// every version is tagged with the epoch its transaction committed in,
 /// and versions of a failed epoch beyond the finalized watermark are
 /// rolled back. Not a Paxos ballot's number (`repl::paxos::Ballot`),
 /// which counts one group's leaderships.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Epoch(pub u64);
 
 impl fmt::Display for Epoch {
@@ -28,7 +32,7 @@ impl fmt::Display for Epoch {
 }
 
 /// An immutable vector clock with one entry per shard.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VectorClock(Arc<[u64]>);
 
 impl VectorClock {

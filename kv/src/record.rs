@@ -41,7 +41,7 @@ pub struct Version {
 }
 
 /// What a read of a record saw.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReadResult {
     /// The record's version (install count) at the time of the read; 0 when
     /// the key was never written. OCC validation compares against this.

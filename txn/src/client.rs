@@ -5,9 +5,9 @@
 //! call ([`crate::local::LocalShard`]); across nodes it will be an RPC to the
 //! shard leader. The contract below is what either must honour.
 //!
-//! - Participants are stateless between calls: the coordinator passes back
-//!   what it locked. (Lock cleanup after a coordinator dies needs participant
-//!   state and arrives with multi-node transactions.)
+//! - A `ShardClient` is stateless between calls: the coordinator passes
+//!   back what it locked. Across nodes, [`crate::participant`] keeps the
+//!   state per transaction on top of it (and releases by transaction id).
 //! - Calls may block the calling thread (an RPC implementation waits for the
 //!   reply); the in-process one never waits on another transaction.
 //! - `lock` is no-wait: if any key is locked by someone else it releases the
@@ -24,12 +24,13 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use kv::{Epoch, ReadResult, Result, ShardId, VectorClock};
+use serde::{Deserialize, Serialize};
 
 /// A transaction id, unique within a node's lifetime.
 pub type TxnId = u64;
 
 /// A key range. Bounds are owned so ranges can be kept in read sets.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRange {
     /// The lower bound.
     pub start: Bound<Vec<u8>>,
@@ -86,7 +87,7 @@ fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
 }
 
 /// What a scan saw on one shard.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ScanResult {
     /// Every record in the covered range, present or not, with what was read.
     /// Absent ones matter for validation (a key that later appears is a
@@ -99,7 +100,7 @@ pub struct ScanResult {
 }
 
 /// How a read is identified for validation.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Seen {
     /// A partitioned key: its version number on its one shard.
     Version(u64),
@@ -121,7 +122,7 @@ impl Seen {
 }
 
 /// A point read to validate.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PointCheck {
     /// The key read.
     pub key: Vec<u8>,
@@ -131,7 +132,7 @@ pub struct PointCheck {
 
 /// A range read to validate: no record in `range` may have changed, and no
 /// new present record may have appeared (phantoms).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScanCheck {
     /// The covered range.
     pub range: KeyRange,
@@ -140,7 +141,7 @@ pub struct ScanCheck {
 }
 
 /// One buffered write.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Write {
     /// The key.
     pub key: Vec<u8>,
@@ -149,7 +150,7 @@ pub struct Write {
 }
 
 /// Everything one participant must validate.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Validation {
     /// Point reads.
     pub points: Vec<PointCheck>,

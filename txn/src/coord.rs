@@ -33,6 +33,10 @@
 //! - After it, the transaction is committed: Install is repeated to a
 //!   participant until it answers (Install is idempotent), and the outcome
 //!   is the commit's vector clock once every participant installed.
+//! - Validate goes to every participant, also one that only writes: it
+//!   tells a participant that the transaction reached the commit point's
+//!   round, after which only the decision releases its locks (before, a
+//!   deadline may; see [`crate::participant`]).
 //! - A reply that is not awaited (a duplicate, one from an earlier round,
 //!   or from a participant not asked) is ignored.
 
@@ -324,12 +328,11 @@ impl Coordinator {
         self.phase = Phase::Round(round);
         let to: Vec<Participant> = match round {
             Round::Lock | Round::GetClock | Round::Install => self.writers().collect(),
-            Round::Validate => self
-                .participants
-                .iter()
-                .filter(|(_, shards)| shards.iter().any(|&s| !self.checks[s].is_empty()))
-                .map(|(&p, _)| p)
-                .collect(),
+            // Every participant, also one with writes but no reads: its
+            // Validate tells it the transaction reached the commit
+            // point's round, after which only the decision may release
+            // its locks (before, a deadline does; `crate::participant`).
+            Round::Validate => self.participants.keys().copied().collect(),
             Round::Release => self.holding.iter().copied().collect(),
         };
         if round == Round::Lock {
@@ -351,11 +354,7 @@ impl Coordinator {
             to: p,
             round,
             shards: match round {
-                Round::Validate => self.participants[&p]
-                    .iter()
-                    .copied()
-                    .filter(|&s| !self.checks[s].is_empty())
-                    .collect(),
+                Round::Validate => self.participants[&p].clone(),
                 _ => self.writer_shards(p).collect(),
             },
         })
@@ -504,10 +503,15 @@ mod tests {
         assert!(c.vc().is_none());
         let validate = answer_all(&mut c, get_clock);
         assert_eq!(c.vc().unwrap().entries(), &[10, 5, 20, 30]);
-        // Only those with reads to validate, for those shards only.
+        // Everyone, a writer without reads too (so that its locks are
+        // no longer released by its deadline), for all its shards.
         assert_eq!(
             to(&validate),
-            vec![(0, Round::Validate, vec![1]), (2, Round::Validate, vec![3])]
+            vec![
+                (0, Round::Validate, vec![0, 1]),
+                (1, Round::Validate, vec![2]),
+                (2, Round::Validate, vec![3]),
+            ]
         );
         let install = answer_all(&mut c, validate);
         assert_eq!(
@@ -617,6 +621,7 @@ mod tests {
         let r = answer_all(&mut c, r);
         answer_all(&mut c, r);
         assert!(to(&c.on_reply(2, Round::Validate, Err(conflict()))).is_empty());
+        assert!(to(&c.on_reply(1, Round::Validate, Ok(Reply::Done))).is_empty());
         let release = c.on_reply(0, Round::Validate, Ok(Reply::Done));
         assert_eq!(
             to(&release),

@@ -11,22 +11,29 @@
 //! - [`ShardClient`]: the participant RPCs (Lock, GetClock, Validate,
 //!   Install, Read) a coordinator sends to each shard; a direct call in one
 //!   process ([`local::LocalShard`]), an RPC across nodes later.
+//! - [`participant::Participants`]: the participant side across nodes,
+//!   with state per transaction (locks, clock values, coordinator, epoch,
+//!   deadline), answering [`participant::Call`]s by transaction id;
+//!   locks abandoned before Validate are released by a deadline.
 //! - [`Db`]: the shards of the cluster as seen from one node, routing of
 //!   partitioned keys by hash, epochs, and the durability gate.
 //! - [`gate::CommitGate`]: where a commit waits until `VC ≤ watermark` before
 //!   it is acknowledged (Mako §4.3). Without replication or persistence the
 //!   gate opens immediately ([`gate::InstalledIsDurable`]).
 //!
-//! Caveats today: all shards live in one process; epochs never change
-//! (failover and FVW rollback come with replication); a participant keeps no
-//! per-transaction state, so a coordinator that dies between Lock and
-//! Install would leave locks behind (impossible in one process).
+//! Caveats today: all shards live in one process, where [`Txn`] calls
+//! each shard's [`ShardClient`] directly (no participant state is needed:
+//! the coordinator cannot vanish without its shards); the RPC driver that
+//! runs a coordinator against [`participant::Participants`] on other
+//! nodes is not written yet. Epochs never change (failover and FVW
+//! rollback come later).
 
 pub mod client;
 pub mod coord;
 pub mod db;
 pub mod gate;
 pub mod local;
+pub mod participant;
 pub mod txn;
 
 pub use client::{KeyRange, ShardClient, TxnId};
