@@ -29,6 +29,7 @@
 
 pub mod config;
 mod machine;
+pub mod rpc;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -634,6 +634,7 @@ impl Replica {
                 }
             }
             Message::Raft(_)
+            | Message::Rpc(_)
             | Message::Snapshot { .. }
             | Message::SnapshotAck { .. }
             | Message::Stream { .. } => {}

@@ -132,6 +132,10 @@ pub enum Message {
     /// several streams (stream 0's messages go untagged). The node routes
     /// it; a replica ignores it.
     Stream { stream: u16, msg: Box<Message> },
+    /// A message of the node layer's participant RPCs between replica
+    /// groups (opaque here), which shares the transports; a replica
+    /// ignores it.
+    Rpc(#[serde(with = "bytes")] Vec<u8>),
 }
 
 /// The largest ballot number and slot number a message may carry. Honest
@@ -170,7 +174,7 @@ impl Message {
             } => b(ballot) && s(durable) && slots.iter().all(s),
             Message::CatchUp { from } => s(from),
             Message::Chosen { entries } => entries.iter().all(|(slot, _)| s(slot)),
-            Message::Raft(_) => true,
+            Message::Raft(_) | Message::Rpc(_) => true,
             Message::Snapshot { slot, .. } | Message::SnapshotAck { slot, .. } => s(slot),
             Message::Stream { msg, .. } => msg.plausible(),
         }

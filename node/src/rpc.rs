@@ -1,0 +1,586 @@
+//! Participant RPCs between nodes, and the driver that runs a commit's
+//! coordinator over them (Mako §4.2).
+//!
+//! Calls and answers ([`txn::participant::Call`], [`Answer`]) travel as
+//! [`repl::paxos::Message::Rpc`] frames on the replication transport (one
+//! authenticated connection per pair of nodes, in order, with the
+//! configured latency), each tagged with an id that its answer echoes.
+//!
+//! - A node that leads shards serves calls with its
+//!   [`Participants`] on threads of its own ([`Rpc::start`]'s
+//!   `workers`), never on the transport's tasks: a handler may wait (on
+//!   the log, on a lock of its state), and two nodes whose sessions wait
+//!   on each other's calls must not deadlock. A call to the node itself
+//!   goes the same way without the network.
+//! - A caller registers a channel for the answer ([`Rpc::send`]) and
+//!   waits on it with a deadline of its own; an answer nobody waits for
+//!   any more is dropped.
+//! - [`commit`] drives a [`Coordinator`]: each round's requests go out at
+//!   once, one per participant group, and the replies come back in any
+//!   order; requests unanswered within `round_timeout` are overdue
+//!   ([`Coordinator::timeout`]): before the commit point the transaction
+//!   aborts, after it Install is sent again.
+//! - A sweeper thread releases transactions whose coordinator locked and
+//!   did not validate by the deadline ([`Participants::sweep`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use kv::{Error, ErrorKind, Result, VectorClock};
+use repl::net::Transport;
+use repl::paxos::{Envelope, Message, NodeId};
+use serde::{Deserialize, Serialize};
+use txn::coord::{Coordinator, Participant, Round};
+use txn::participant::{Answer, Call, Participants, call_for, reply_of};
+
+/// What one RPC frame carries.
+#[derive(Debug, Serialize, Deserialize)]
+enum Frame {
+    /// A call, to be answered with the same id.
+    Call { id: u64, call: Call },
+    /// The answer to call `id`.
+    Answer { id: u64, answer: Result<Answer> },
+}
+
+/// Where an answer goes: `(call id, answer)`.
+pub type AnswerTx = Sender<(u64, Result<Answer>)>;
+
+/// A call to serve: from whom, its id, the call.
+type Work = (NodeId, u64, Call);
+
+struct Inner {
+    me: NodeId,
+    transport: Arc<dyn Transport>,
+    next: AtomicU64,
+    /// Calls awaiting their answer, by id.
+    pending: Mutex<HashMap<u64, AnswerTx>>,
+    /// The handler threads' queue (none on a node that serves no shard).
+    work: Mutex<Option<Sender<Work>>>,
+    /// Frames that could not be decoded, or answered nothing awaited.
+    refused: AtomicU64,
+}
+
+/// One node's end of the participant RPCs.
+pub struct Rpc {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    fn post(&self, to: NodeId, frame: &Frame) {
+        match postcard::to_stdvec(frame) {
+            Ok(bytes) => self.transport.send(Envelope {
+                from: self.me,
+                to,
+                msg: Message::Rpc(bytes),
+            }),
+            Err(e) => tracing::error!(error = %e, "cannot encode an RPC frame"),
+        }
+    }
+
+    /// Hands an answer to whoever waits for it.
+    fn complete(&self, id: u64, answer: Result<Answer>) {
+        let waiter = lock(&self.pending).remove(&id);
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send((id, answer));
+            }
+            None => {
+                // Late (its caller gave up) or repeated: nobody waits.
+            }
+        }
+    }
+
+    /// Queues a call for the handler threads; without them, answers that
+    /// this node serves no shard.
+    fn serve(&self, from: NodeId, id: u64, call: Call) {
+        let queued = lock(&self.work)
+            .as_ref()
+            .is_some_and(|w| w.send((from, id, call)).is_ok());
+        if !queued {
+            let e = Error::new(
+                ErrorKind::Unavailable,
+                format!("node {} serves no shard", self.me),
+            );
+            self.answer(from, id, Err(e));
+        }
+    }
+
+    fn answer(&self, to: NodeId, id: u64, answer: Result<Answer>) {
+        if to == self.me {
+            self.complete(id, answer);
+        } else {
+            self.post(to, &Frame::Answer { id, answer });
+        }
+    }
+}
+
+impl Rpc {
+    /// Node `me`'s RPC end over `transport`. With `participants`, it
+    /// serves calls on `workers` threads and sweeps abandoned locks every
+    /// `sweep_every`.
+    pub fn start(
+        me: NodeId,
+        transport: Arc<dyn Transport>,
+        participants: Option<Arc<Participants>>,
+        workers: usize,
+        sweep_every: Duration,
+    ) -> Rpc {
+        let inner = Arc::new(Inner {
+            me,
+            transport,
+            next: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            work: Mutex::new(None),
+            refused: AtomicU64::new(0),
+        });
+        if let Some(p) = participants {
+            let (tx, rx) = mpsc::channel::<Work>();
+            let rx = Arc::new(Mutex::new(rx));
+            for i in 0..workers.max(1) {
+                let (rx, p, inner) = (rx.clone(), p.clone(), Arc::downgrade(&inner));
+                std::thread::Builder::new()
+                    .name(format!("participant-{i}"))
+                    .spawn(move || handle_calls(&rx, &p, &inner))
+                    .expect("spawn a participant thread");
+            }
+            let weak = Arc::downgrade(&p);
+            std::thread::Builder::new()
+                .name("participant-sweep".into())
+                .spawn(move || sweep_loop(&weak, sweep_every))
+                .expect("spawn the participant sweeper");
+            *lock(&inner.work) = Some(tx);
+        }
+        Rpc { inner }
+    }
+
+    /// This node.
+    pub fn me(&self) -> NodeId {
+        self.inner.me
+    }
+
+    /// Takes an RPC frame the transport delivered from `from`.
+    pub fn deliver(&self, from: NodeId, bytes: &[u8]) {
+        match postcard::from_bytes::<Frame>(bytes) {
+            Ok(Frame::Call { id, call }) => self.inner.serve(from, id, call),
+            Ok(Frame::Answer { id, answer }) => self.inner.complete(id, answer),
+            Err(e) => {
+                self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(from, error = %e, "dropping an RPC frame that cannot be decoded");
+            }
+        }
+    }
+
+    /// Sends `call` to node `to`; its answer goes to `tx` with the id
+    /// returned.
+    pub fn send(&self, to: NodeId, call: Call, tx: &AnswerTx) -> u64 {
+        let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.inner.pending).insert(id, tx.clone());
+        if to == self.inner.me {
+            self.inner.serve(to, id, call);
+        } else {
+            self.inner.post(to, &Frame::Call { id, call });
+        }
+        id
+    }
+
+    /// The caller no longer waits for the answer to `id`.
+    pub fn forget(&self, id: u64) {
+        lock(&self.inner.pending).remove(&id);
+    }
+
+    /// Sends `call` to `to` and waits (blocking this thread) up to
+    /// `timeout` for the answer.
+    pub fn call(&self, to: NodeId, call: Call, timeout: Duration) -> Result<Answer> {
+        let (tx, rx) = mpsc::channel();
+        let id = self.send(to, call, &tx);
+        match rx.recv_timeout(timeout) {
+            Ok((_, answer)) => answer,
+            Err(_) => {
+                self.forget(id);
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("node {to} did not answer within {timeout:?}"),
+                ))
+            }
+        }
+    }
+
+    /// Frames dropped because they could not be decoded.
+    pub fn refused(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Rpc {
+    fn drop(&mut self) {
+        // The handler threads end once their queue closes.
+        lock(&self.inner.work).take();
+    }
+}
+
+fn handle_calls(rx: &Mutex<Receiver<Work>>, p: &Participants, inner: &Weak<Inner>) {
+    loop {
+        let next = lock(rx).recv();
+        let Ok((from, id, call)) = next else {
+            return;
+        };
+        let answer = p.handle(from, call, Instant::now());
+        match inner.upgrade() {
+            Some(inner) => inner.answer(from, id, answer),
+            None => return,
+        }
+    }
+}
+
+fn sweep_loop(p: &Weak<Participants>, every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        match p.upgrade() {
+            Some(p) => {
+                p.sweep(Instant::now());
+            }
+            None => return,
+        }
+    }
+}
+
+/// How [`commit`] waits.
+#[derive(Clone, Copy, Debug)]
+pub struct CommitTiming {
+    /// Replies of a round not in by then are overdue.
+    pub round_timeout: Duration,
+    /// After the decision, Install (or, aborting, Release) is repeated to
+    /// a silent participant for this long; then the commit gives up.
+    pub give_up: Duration,
+}
+
+/// Runs `coord` over RPCs: participant `p` is node `node_of(p)` (the
+/// leader of its group). Returns the commit's vector clock once every
+/// participant installed, or why it aborted. A committed transaction
+/// whose Install a participant does not acknowledge within
+/// `timing.give_up` is reported as of unknown outcome (SQLSTATE 40003):
+/// the participants that installed keep it, the silent one still holds
+/// its locks.
+pub fn commit(
+    rpc: &Rpc,
+    mut coord: Coordinator,
+    node_of: impl Fn(Participant) -> NodeId,
+    timing: CommitTiming,
+) -> Result<VectorClock> {
+    let (tx, rx) = mpsc::channel();
+    let mut inflight: HashMap<u64, (Participant, Round)> = HashMap::new();
+    let mut ready = coord.start();
+    let mut deadline = Instant::now() + timing.round_timeout;
+    let mut decided_at: Option<(Round, Instant)> = None;
+    let result = loop {
+        if let Some(outcome) = ready.outcome.take() {
+            break outcome;
+        }
+        if !ready.requests.is_empty() {
+            deadline = Instant::now() + timing.round_timeout;
+        }
+        let requests = std::mem::take(&mut ready.requests);
+        let calls: Result<Vec<Call>> = requests.iter().map(|r| call_for(&coord, r)).collect();
+        let calls = match calls {
+            Ok(c) => c,
+            Err(e) => break Err(e), // a bug: the coordinator asked for the impossible
+        };
+        for (r, call) in requests.iter().zip(calls) {
+            if matches!(r.round, Round::Install | Round::Release) && decided_at.is_none() {
+                decided_at = Some((r.round, Instant::now()));
+            }
+            let id = rpc.send(node_of(r.to), call, &tx);
+            inflight.insert(id, (r.to, r.round));
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok((id, answer)) => {
+                if let Some((p, round)) = inflight.remove(&id) {
+                    ready = coord.on_reply(p, round, answer.and_then(reply_of));
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                for id in inflight.drain().map(|(id, _)| id) {
+                    rpc.forget(id);
+                }
+                if let Some((round, at)) = decided_at
+                    && at.elapsed() >= timing.give_up
+                {
+                    break Err(gave_up(&coord, round, timing.give_up));
+                }
+                ready = coord.timeout();
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                break Err(Error::internal("the commit's answer channel closed"));
+            }
+        }
+    };
+    for id in inflight.into_keys() {
+        rpc.forget(id);
+    }
+    result
+}
+
+fn gave_up(coord: &Coordinator, round: Round, after: Duration) -> Error {
+    match round {
+        Round::Install => Error::new(
+            ErrorKind::OutcomeUnknown,
+            format!(
+                "transaction {} committed, but a participant did not confirm its installation within {after:?}; \
+                 its outcome is not known to this session",
+                coord.txn()
+            ),
+        ),
+        _ => Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "transaction {} was aborted, but a participant did not confirm the release of its locks within {after:?}",
+                coord.txn()
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kv::{ClockBuilder, Epoch, Shard};
+    use repl::net::Local;
+    use txn::ShardClient;
+    use txn::client::Write;
+    use txn::local::LocalShard;
+
+    use super::*;
+
+    const LOCK_TIMEOUT: Duration = Duration::from_millis(100);
+
+    const TIMING: CommitTiming = CommitTiming {
+        round_timeout: Duration::from_millis(500),
+        give_up: Duration::from_secs(2),
+    };
+
+    /// Three shards on three nodes: node 1 leads shards 0 and 1, node 2
+    /// shard 2, node 3 none (it only coordinates). 1 ms one way.
+    struct Net {
+        local: Local,
+        stores: Vec<Arc<Shard>>,
+        rpcs: Vec<Arc<Rpc>>,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    fn net() -> Net {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let _g = rt.enter();
+        let local = Local::new();
+        let stores: Vec<Arc<Shard>> = (0..3).map(|i| Arc::new(Shard::new(i))).collect();
+        let client =
+            |s: usize| Arc::new(LocalShard::new(stores[s].clone(), 3)) as Arc<dyn ShardClient>;
+        let serves = [
+            Some(vec![client(0), client(1)]),
+            Some(vec![client(2)]),
+            None,
+        ];
+        let mut rpcs = Vec::new();
+        for (i, shards) in serves.into_iter().enumerate() {
+            let id = i as NodeId + 1;
+            let peers: Vec<(NodeId, Duration)> = (1..=3)
+                .filter(|&p| p != id)
+                .map(|p| (p, Duration::from_millis(1)))
+                .collect();
+            let transport = Arc::new(local.endpoint(id, &peers));
+            let participants = shards.map(|s| Arc::new(Participants::new(s, LOCK_TIMEOUT)));
+            let rpc = Arc::new(Rpc::start(
+                id,
+                transport,
+                participants,
+                2,
+                Duration::from_millis(10),
+            ));
+            let weak = Arc::downgrade(&rpc);
+            local.register(
+                id,
+                Arc::new(move |from, msg| {
+                    if let (Message::Rpc(bytes), Some(rpc)) = (msg, weak.upgrade()) {
+                        rpc.deliver(from, &bytes);
+                    }
+                }),
+            );
+            rpcs.push(rpc);
+        }
+        Net {
+            local,
+            stores,
+            rpcs,
+            _rt: rt,
+        }
+    }
+
+    fn write(key: &str) -> Write {
+        Write {
+            key: key.as_bytes().to_vec(),
+            value: Some(Arc::from(key.as_bytes())),
+        }
+    }
+
+    /// A transaction writing `keys[s]` on each shard `s`.
+    fn coordinator(txn: u64, keys: [&[&str]; 3]) -> Coordinator {
+        let writes = keys
+            .iter()
+            .map(|ks| ks.iter().map(|k| write(k)).collect())
+            .collect();
+        let checks = vec![Default::default(); 3];
+        Coordinator::new(txn, Epoch(1), writes, checks, ClockBuilder::new(3), |s| {
+            u32::from(s == 2)
+        })
+    }
+
+    /// Participant 0 is node 1, participant 1 node 2.
+    fn node_of(p: Participant) -> NodeId {
+        p + 1
+    }
+
+    impl Net {
+        fn rpc(&self, node: NodeId) -> &Rpc {
+            &self.rpcs[node as usize - 1]
+        }
+        fn present(&self, shard: usize, key: &str) -> bool {
+            self.stores[shard].read(key.as_bytes()).value.is_some()
+        }
+        fn locked(&self, shard: usize, key: &str) -> bool {
+            self.stores[shard].is_locked(key.as_bytes())
+        }
+    }
+
+    #[test]
+    fn a_commit_across_groups_installs_on_every_one() {
+        let n = net();
+        let vc = commit(
+            n.rpc(3),
+            coordinator(1, [&["a"], &[], &["c"]]),
+            node_of,
+            TIMING,
+        )
+        .unwrap();
+        assert!(
+            vc.entries()[0] > 0 && vc.entries()[2] > 0,
+            "{:?}",
+            vc.entries()
+        );
+        assert!(n.present(0, "a") && n.present(2, "c"));
+        assert!(!n.locked(0, "a") && !n.locked(2, "c"));
+    }
+
+    /// A participant out of reach: the Lock round times out, the
+    /// transaction aborts, and the reachable participant's locks go.
+    #[test]
+    fn an_unreachable_participant_aborts_and_the_others_release() {
+        let n = net();
+        n.local.cut(3, 2);
+        let e = commit(
+            n.rpc(3),
+            coordinator(2, [&["a"], &[], &["c"]]),
+            node_of,
+            TIMING,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+        assert!(!n.locked(0, "a") && !n.present(0, "a"));
+        n.local.heal();
+        commit(
+            n.rpc(3),
+            coordinator(3, [&["a"], &[], &["c"]]),
+            node_of,
+            TIMING,
+        )
+        .unwrap();
+        assert!(n.present(0, "a") && n.present(2, "c"));
+    }
+
+    /// A coordinator that locked and vanished: the participant's sweeper
+    /// releases the locks once the deadline passes.
+    #[test]
+    fn locks_of_a_vanished_coordinator_are_released_by_the_sweeper() {
+        let n = net();
+        let lock = Call::Lock {
+            txn: 4,
+            epoch: Epoch(1),
+            writes: vec![(2, vec![write("c")])],
+        };
+        n.rpc(3).call(2, lock, Duration::from_secs(2)).unwrap();
+        assert!(n.locked(2, "c"));
+        let until = Instant::now() + 20 * LOCK_TIMEOUT;
+        while n.locked(2, "c") {
+            assert!(
+                Instant::now() < until,
+                "the abandoned lock was never released"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Nodes 1 and 2 each coordinate transactions on both at once (a
+    /// call to itself included): handlers run on their own threads, so
+    /// neither waits on the other for good.
+    #[test]
+    fn two_coordinating_nodes_calling_each_other_do_not_deadlock() {
+        let n = Arc::new(net());
+        let threads: Vec<_> = [1u32, 2]
+            .into_iter()
+            .map(|node| {
+                let n = n.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100u64 {
+                        let (k0, k2) = (format!("{node}-a{i}"), format!("{node}-c{i}"));
+                        let txn = (u64::from(node) << 32) | i;
+                        let c = coordinator(txn, [&[&k0], &[], &[&k2]]);
+                        commit(n.rpc(node), c, node_of, TIMING).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for node in 1..=2 {
+            for i in 0..100 {
+                assert!(n.present(0, &format!("{node}-a{i}")));
+                assert!(n.present(2, &format!("{node}-c{i}")));
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_frames_are_counted_and_dropped() {
+        let n = net();
+        n.rpc(1).deliver(3, &[0xff, 0x00, 0x17]);
+        assert_eq!(n.rpc(1).refused(), 1);
+        // A stray answer is dropped too, without harm.
+        let stray = postcard::to_stdvec(&Frame::Answer {
+            id: 999,
+            answer: Ok(Answer::Done),
+        })
+        .unwrap();
+        n.rpc(1).deliver(3, &stray);
+        let got = n.rpc(3).call(
+            1,
+            Call::Read {
+                shard: 0,
+                key: b"x".to_vec(),
+            },
+            TIMING.give_up,
+        );
+        assert!(matches!(got, Ok(Answer::Read(r)) if r.value.is_none()));
+    }
+}
