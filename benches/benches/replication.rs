@@ -101,6 +101,7 @@ impl Group {
                 streams,
                 initialize: id == 1,
                 lease: Duration::from_secs(2),
+                layout: None,
                 on_deposed: Box::new(|_| {
                     eprintln!("replication bench: the leader was deposed (a bug)");
                     std::process::exit(1);

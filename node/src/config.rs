@@ -5,7 +5,8 @@
 //! heartbeat_ms = 50            # a leader's heartbeat interval
 //! election_timeout_ms = 500    # silence before a follower stands
 //! sync = "group"               # as `mako start --sync`
-//! shards = 1                   # partitions of the replica group's data
+//! shards = 1                   # partitions of the data (with one group;
+//!                              # with several, each lists its own)
 //! retain_slots = 10000         # log kept for lagging replicas; one
 //!                              # further behind is sent a snapshot
 //! batch_max_entries = 10000    # log entries per replicated batch, at most
@@ -15,6 +16,10 @@
 //! streams = 1                  # replicated logs the leader spreads its
 //!                              # batches over (fixed once the data
 //!                              # directories exist)
+//! watermark_gossip_ms = 1      # with several groups: how often a leader
+//!                              # reports its watermarks to the others
+//! lock_timeout_ms = 5000       # with several groups: locks a coordinator
+//!                              # took and abandoned before Validate go then
 //! secret_file = "c.secret"     # the cluster's shared secret (relative to
 //!                              # the config file; default: the config
 //!                              # file's name with the extension .secret)
@@ -35,14 +40,23 @@
 //! repl = "127.0.0.1:6433"      # replication between nodes
 //! data_dir = "mako-data/n1"    # relative to the config file
 //!
-//! [[group]]                    # a replica group (a shard and its replicas)
+//! [[group]]                    # a replica group (shards and their replicas)
 //! name = "g1"
+//! shards = [0, 1]              # the (global) shards it holds; with one
+//!                              # group, default: all of them
 //! leader = "n1"                # the preferred leader
 //! followers = ["n2", "n3"]
 //! learners = []                # receive everything, never vote; those in
 //!                              # the leader's dc take over first (Paxos)
 //! standby_learners = true      # false: learners never lead
 //! ```
+//!
+//! With several `[[group]]`s, the shards are numbered across the cluster
+//! (0 to N-1, each held by exactly one group; N is the length of every
+//! vector clock), and each node belongs to one group. A transaction may
+//! touch the shards of any group: its node coordinates it, reading other
+//! groups' shards from their leaders and certifying it with them (see
+//! `crate::rpc`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -66,9 +80,11 @@ pub struct ClusterConfig {
     /// When a commit is acknowledged relative to each replica's disk.
     #[serde(default = "default_sync")]
     pub sync: String,
-    /// Partitions of the group's data (`mako start --shards`).
-    #[serde(default = "default_shards")]
-    pub shards: u16,
+    /// Partitions of the data (`mako start --shards`), with one group
+    /// that does not list its shards. With several groups, the shards
+    /// they list (and this, if given, must be their number).
+    #[serde(default)]
+    pub shards: Option<u16>,
     /// Applied log slots each replica keeps for replicas that lag behind;
     /// one further behind is sent a snapshot of the data instead (raft:
     /// a snapshot is built every this many entries).
@@ -92,6 +108,16 @@ pub struct ClusterConfig {
     /// per-worker streams). With openraft, one raft instance per stream.
     #[serde(default = "default_streams")]
     pub streams: u16,
+    /// With several groups: how often a group's leader reports its
+    /// shards' durable watermarks to the other groups (a cross-group
+    /// commit's reply waits for them).
+    #[serde(default = "default_gossip")]
+    pub watermark_gossip_ms: u64,
+    /// With several groups: how long a participant keeps a transaction's
+    /// locks when its coordinator does not validate (it died or lost
+    /// touch).
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout_ms: u64,
     /// The file holding the cluster's shared secret, which replication
     /// connections prove they hold (`repl::net::ClusterKey`); relative to
     /// the config file. Default: the config file's path with the
@@ -158,6 +184,9 @@ pub struct Node {
 pub struct Group {
     /// Its name.
     pub name: String,
+    /// The global shards it holds (default, with a single group: all).
+    #[serde(default)]
+    pub shards: Vec<u16>,
     /// The preferred leader (it stands for election first).
     pub leader: String,
     /// The other voting replicas.
@@ -172,6 +201,30 @@ pub struct Group {
     /// (Paxos only).
     #[serde(default = "default_true")]
     pub standby_learners: bool,
+}
+
+impl Group {
+    /// True when node `name` is one of its replicas.
+    pub fn has_member(&self, name: &str) -> bool {
+        self.leader == name
+            || self.followers.iter().any(|f| f == name)
+            || self.learners.iter().any(|l| l == name)
+    }
+
+    /// Its members: the preferred leader, the followers, the learners.
+    pub fn members(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.leader)
+            .chain(&self.followers)
+            .chain(&self.learners)
+    }
+}
+
+fn default_gossip() -> u64 {
+    1
+}
+
+fn default_lock_timeout() -> u64 {
+    5_000
 }
 
 fn default_true() -> bool {
@@ -203,10 +256,6 @@ fn default_streams() -> u16 {
 
 fn default_retain_slots() -> u64 {
     10_000
-}
-
-fn default_shards() -> u16 {
-    1
 }
 
 impl ClusterConfig {
@@ -319,7 +368,7 @@ impl ClusterConfig {
                 self.election_timeout_ms, self.heartbeat_ms
             ));
         }
-        if self.shards == 0 {
+        if self.shards == Some(0) {
             return Err("shards must be at least 1".into());
         }
         if self.batch_max_entries == 0 || self.batch_max_entries >= 1 << 24 {
@@ -367,28 +416,78 @@ impl ClusterConfig {
                 ));
             }
         }
-        match self.groups.len() {
-            0 => return Err("no [[group]] is defined".into()),
-            1 => {}
-            _ => {
-                return Err(
-                    "only one replica group is supported so far (sharding across groups is not implemented yet)"
-                        .into(),
-                );
+        if self.groups.is_empty() {
+            return Err("no [[group]] is defined".into());
+        }
+        for (gi, g) in self.groups.iter().enumerate() {
+            if self.groups[..gi].iter().any(|o| o.name == g.name) {
+                return Err(format!("group {:?} is defined twice", g.name));
+            }
+            let members: Vec<&String> = std::iter::once(&g.leader)
+                .chain(&g.followers)
+                .chain(&g.learners)
+                .collect();
+            for (i, m) in members.iter().enumerate() {
+                if self.node(m).is_none() {
+                    return Err(format!("group {:?} names unknown node {m:?}", g.name));
+                }
+                if members[..i].contains(m) {
+                    return Err(format!("group {:?} names node {m:?} twice", g.name));
+                }
+                if let Some(other) = self.groups[..gi].iter().find(|o| o.has_member(m)) {
+                    return Err(format!(
+                        "node {m:?} is a member of groups {:?} and {:?}; a node belongs to one group",
+                        other.name, g.name
+                    ));
+                }
             }
         }
-        let g = &self.groups[0];
-        let members: Vec<&String> = std::iter::once(&g.leader)
-            .chain(&g.followers)
-            .chain(&g.learners)
-            .collect();
-        for (i, m) in members.iter().enumerate() {
-            if self.node(m).is_none() {
-                return Err(format!("group {:?} names unknown node {m:?}", g.name));
+        // The shards: 0 to N-1, each held by exactly one group.
+        if self.groups.len() == 1 && self.groups[0].shards.is_empty() {
+            return Ok(());
+        }
+        let mut holder: Vec<Option<&str>> = Vec::new();
+        for g in &self.groups {
+            if g.shards.is_empty() {
+                return Err(format!(
+                    "group {:?} lists no shards; with several groups each lists the shards it holds \
+                     (shards = [0, 1], numbered across the cluster)",
+                    g.name
+                ));
             }
-            if members[..i].contains(m) {
-                return Err(format!("group {:?} names node {m:?} twice", g.name));
+            for &s in &g.shards {
+                let s = usize::from(s);
+                if s >= 1024 {
+                    return Err(format!(
+                        "group {:?}: shard {s} is out of range (0 to 1023)",
+                        g.name
+                    ));
+                }
+                if holder.len() <= s {
+                    holder.resize(s + 1, None);
+                }
+                if let Some(other) = holder[s] {
+                    return Err(format!(
+                        "shard {s} is listed by groups {other:?} and {:?}",
+                        g.name
+                    ));
+                }
+                holder[s] = Some(&g.name);
             }
+        }
+        if let Some(missing) = holder.iter().position(Option::is_none) {
+            return Err(format!(
+                "no group holds shard {missing}; the shards are numbered 0 to {} across the groups",
+                holder.len() - 1
+            ));
+        }
+        if let Some(n) = self.shards
+            && usize::from(n) != holder.len()
+        {
+            return Err(format!(
+                "shards = {n}, but the groups hold {} shards",
+                holder.len()
+            ));
         }
         Ok(())
     }
@@ -411,7 +510,31 @@ impl ClusterConfig {
         self.nodes.get((id as usize).checked_sub(1)?)
     }
 
-    /// The one replica group.
+    /// The number of shards of the cluster (the length of vector
+    /// clocks).
+    pub fn shard_count(&self) -> usize {
+        match self.groups.as_slice() {
+            [only] if only.shards.is_empty() => usize::from(self.shards.unwrap_or(1)),
+            groups => groups.iter().map(|g| g.shards.len()).sum(),
+        }
+    }
+
+    /// The shards group `g` holds (ascending).
+    pub fn group_shards(&self, g: &Group) -> Vec<usize> {
+        if g.shards.is_empty() {
+            return (0..self.shard_count()).collect();
+        }
+        let mut s: Vec<usize> = g.shards.iter().map(|&s| usize::from(s)).collect();
+        s.sort_unstable();
+        s
+    }
+
+    /// The group node `name` belongs to.
+    pub fn group_of(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.has_member(name))
+    }
+
+    /// The first group (the only one, with a single group).
     pub fn group(&self) -> &Group {
         &self.groups[0]
     }
@@ -517,6 +640,29 @@ mod tests {
             [false; 4]
         );
         assert_eq!(with("", "raft").map(|(s, _)| s), [false; 4]);
+    }
+
+    /// Two groups: the shards are numbered across them, each node is in
+    /// one, and a node's peers are every other node.
+    #[test]
+    fn several_groups_share_the_shards() {
+        let two = GOOD.replace("followers = [\"n2\"]", "shards = [1, 0]")
+            + "[[group]]\nname = \"h\"\nleader = \"n2\"\nshards = [2]\n";
+        let c = ClusterConfig::parse(&two).unwrap();
+        assert_eq!(c.shard_count(), 3);
+        assert_eq!(c.group_shards(c.group_of("n1").unwrap()), vec![0, 1]);
+        assert_eq!(c.group_of("n2").unwrap().name, "h");
+        let o = crate::NodeOptions::from_config(&c, "n2", Box::new(|_| {})).unwrap();
+        let layout = o.layout.unwrap();
+        assert_eq!((o.shards, layout.mine), (3, 1));
+        assert_eq!(layout.remote_shards(3), vec![true, true, false]);
+        assert_eq!(crate::peers(&c, "n1").len(), 1);
+        let bad = |from: &str, to: &str| ClusterConfig::parse(&two.replace(from, to)).unwrap_err();
+        assert!(bad("shards = [2]", "shards = [1]").contains("listed by groups"));
+        assert!(bad("shards = [2]", "shards = [3]").contains("no group holds shard 2"));
+        assert!(bad("shards = [2]\n", "").contains("lists no shards"));
+        assert!(bad("leader = \"n2\"", "leader = \"n1\"").contains("belongs to one group"));
+        assert!(bad("heartbeat_ms = 20", "heartbeat_ms = 20\nshards = 4").contains("hold 3"));
     }
 
     #[test]

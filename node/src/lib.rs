@@ -28,6 +28,7 @@
 //! the snapshot's slot.
 
 pub mod config;
+pub mod groups;
 mod machine;
 pub mod rpc;
 
@@ -116,6 +117,9 @@ pub struct NodeOptions {
     /// openraft follower refuses votes for twice its election timeout
     /// after hearing its leader, which must not be shorter.
     pub lease: Duration,
+    /// With several replica groups: the groups and this node's place
+    /// among them (`shards` is then the cluster's shard count).
+    pub layout: Option<groups::Layout>,
     /// Called when this node, having served as leader, is deposed: its
     /// memory may hold transactions that will never be chosen, so it must
     /// stop (a restart recovers it as a follower).
@@ -135,7 +139,9 @@ impl NodeOptions {
         let node = cfg
             .node(name)
             .ok_or_else(|| format!("node {name:?} is not in the cluster config"))?;
-        let group = cfg.group();
+        let group = cfg
+            .group_of(name)
+            .ok_or_else(|| format!("node {name:?} is not a member of any replica group"))?;
         let id_of = |n: &String| cfg.node_id(n).expect("checked by the config");
         let voters: Vec<NodeId> = std::iter::once(&group.leader)
             .chain(&group.followers)
@@ -181,7 +187,25 @@ impl NodeOptions {
             standby,
             members,
             data_dir: cfg.data_dir(node),
-            shards: usize::from(cfg.shards),
+            shards: cfg.shard_count(),
+            layout: (cfg.groups.len() > 1).then(|| groups::Layout {
+                mine: cfg
+                    .groups
+                    .iter()
+                    .position(|g| g.name == group.name)
+                    .expect("its own group"),
+                groups: cfg
+                    .groups
+                    .iter()
+                    .map(|g| groups::GroupInfo {
+                        name: g.name.clone(),
+                        shards: cfg.group_shards(g),
+                        members: g.members().map(id_of).collect(),
+                    })
+                    .collect(),
+                gossip: Duration::from_millis(cfg.watermark_gossip_ms),
+                lock_timeout: Duration::from_millis(cfg.lock_timeout_ms),
+            }),
             sync: cfg.sync.parse()?,
             heartbeat: Duration::from_millis(cfg.heartbeat_ms),
             election,
@@ -208,20 +232,22 @@ impl NodeOptions {
 }
 
 /// The peers of node `name`, with their replication addresses and the
-/// one-way latency toward each.
+/// one-way latency toward each: its group's members, and with several
+/// groups every other node too (participant calls and watermarks).
 pub fn peers(cfg: &ClusterConfig, name: &str) -> Vec<Peer> {
     let Some(me) = cfg.node(name) else {
         return Vec::new();
     };
-    let group = cfg.group();
-    std::iter::once(&group.leader)
-        .chain(&group.followers)
-        .chain(&group.learners)
-        .filter(|n| *n != name)
-        .filter_map(|n| {
-            let node = cfg.node(n)?;
+    let Some(group) = cfg.group_of(name) else {
+        return Vec::new();
+    };
+    cfg.nodes
+        .iter()
+        .filter(|n| n.name != name)
+        .filter(|n| cfg.groups.len() > 1 || group.has_member(&n.name))
+        .filter_map(|node| {
             Some(Peer {
-                id: cfg.node_id(n)?,
+                id: cfg.node_id(&node.name)?,
                 addr: node.repl,
                 latency: cfg.latency(&me.dc, &node.dc),
             })
@@ -378,6 +404,8 @@ pub struct Node {
     replicas: Vec<Replica>,
     streams: Vec<Stream<Token>>,
     raft: Vec<Arc<RaftStream<Token>>>,
+    /// With several groups: the routes to the others.
+    router: Option<Arc<groups::Router>>,
 }
 
 impl Node {
@@ -439,7 +467,38 @@ impl Node {
             persist.clone(),
         ));
         persist.start_replication(Arc::new(Handle(Arc::downgrade(&shared))))?;
-        let db = Db::logged(shards, persist.clone(), recovered.last_txn);
+        let (db, router) = match &opts.layout {
+            None => (
+                Db::logged(shards, persist.clone(), recovered.last_txn),
+                None,
+            ),
+            Some(layout) => {
+                let remote = layout.remote_shards(shards.len());
+                persist.set_remote_shards(&remote)?;
+                let router = Arc::new(groups::Router::new(layout.clone(), shards.len()));
+                let remote_clients = remote
+                    .iter()
+                    .enumerate()
+                    .map(|(s, &r)| {
+                        r.then(|| {
+                            Arc::new(groups::RemoteShard::new(router.clone(), s))
+                                as Arc<dyn txn::ShardClient>
+                        })
+                    })
+                    .collect();
+                let db = Db::grouped(
+                    shards,
+                    persist.clone(),
+                    recovered.last_txn,
+                    txn::Groups {
+                        remote_clients,
+                        remote: router.clone(),
+                        node: opts.id,
+                    },
+                );
+                (db, Some(router))
+            }
+        };
         Ok(Node {
             opts,
             shared,
@@ -449,6 +508,7 @@ impl Node {
             replicas,
             streams: Vec::new(),
             raft: Vec::new(),
+            router,
         })
     }
 
@@ -543,10 +603,20 @@ impl Node {
         // Proposers first: a stream that elects as soon as messages flow
         // finds them (to let the other streams stand).
         *self.shared.proposers() = proposers;
+        let rpc = self
+            .router
+            .clone()
+            .map(|r| self.start_groups(&r, transport.clone()));
         let me = self.opts.id;
         let _ = self.shared.deliver.set(Arc::new(move |from, msg| {
             if from == me {
                 return; // a frame of this node's own (two nodes on one address)
+            }
+            if let paxos::Message::Rpc(bytes) = &msg {
+                if let Some(rpc) = &rpc {
+                    rpc.deliver(from, bytes);
+                }
+                return;
             }
             let (k, msg) = match msg {
                 paxos::Message::Stream { stream, msg } => (usize::from(stream), *msg),
@@ -574,6 +644,122 @@ impl Node {
             });
         }
         Ok(())
+    }
+
+    /// With several groups: starts the participant service, the
+    /// reports of this group's watermarks to the other groups, and the
+    /// thread that takes theirs.
+    fn start_groups(
+        &self,
+        router: &Arc<groups::Router>,
+        transport: Arc<dyn Transport>,
+    ) -> Arc<rpc::Rpc> {
+        let layout = router.layout().clone();
+        let mine = layout.groups[layout.mine].clone();
+        let participants = Arc::new(txn::participant::Participants::new(
+            mine.shards
+                .iter()
+                .map(|&s| self.db.client(s).clone())
+                .collect(),
+            layout.lock_timeout,
+        ));
+        let me = self.opts.id;
+        let weak = Arc::downgrade(&self.shared);
+        let serving: rpc::Serving = Box::new(move || match weak.upgrade() {
+            Some(s) if s.may_serve() => Ok(()),
+            _ => Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("node {me} does not lead its replica group now"),
+            )),
+        });
+        // Other groups' watermarks are applied on a thread of their own
+        // (raising them takes the replay's lock), not on the transport's.
+        let (tx, rx) = std::sync::mpsc::channel::<(NodeId, u32, Vec<(usize, u64)>)>();
+        let on_watermarks: rpc::OnWatermarks = Box::new(move |from, group, marks| {
+            let _ = tx.send((from, group, marks));
+        });
+        let rpc = Arc::new(rpc::Rpc::start(
+            me,
+            transport,
+            Some((participants, serving)),
+            4,
+            (layout.lock_timeout / 4).max(Duration::from_millis(1)),
+            Some(on_watermarks),
+        ));
+        router.set_rpc(rpc.clone());
+        let (r, persist) = (router.clone(), Arc::downgrade(&self.persist));
+        std::thread::Builder::new()
+            .name("watermarks-in".into())
+            .spawn(move || {
+                for (from, group, marks) in rx {
+                    let Some(persist) = persist.upgrade() else {
+                        return;
+                    };
+                    let g = group as usize;
+                    if r.layout().groups.get(g).is_none_or(|i| !i.members.contains(&from)) || g == r.layout().mine {
+                        continue;
+                    }
+                    r.learned_leader(g, from);
+                    for (s, w) in marks {
+                        // Only the sender's group's shards, as it leads them.
+                        if r.holder(s) == Some(g)
+                            && let Err(e) = persist.remote_watermark(s, w)
+                        {
+                            tracing::error!(shard = s, error = %e, "cannot take another group's watermark");
+                        }
+                    }
+                }
+            })
+            .expect("spawn the watermark thread");
+        let others: Vec<NodeId> = layout
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|&(g, _)| g != layout.mine)
+            .flat_map(|(_, info)| info.members.iter().copied())
+            .collect();
+        let (weak, rpc2) = (Arc::downgrade(&self.shared), Arc::downgrade(&rpc));
+        let stores: Vec<(usize, Arc<kv::Shard>)> = mine
+            .shards
+            .iter()
+            .filter_map(|&s| Some((s, self.db.store(s)?.clone())))
+            .collect();
+        let (every, group) = (
+            layout.gossip.max(Duration::from_micros(100)),
+            layout.mine as u32,
+        );
+        std::thread::Builder::new()
+            .name("watermarks-out".into())
+            .spawn(move || {
+                let mut last: Vec<(usize, u64)> = Vec::new();
+                let mut sent = std::time::Instant::now();
+                loop {
+                    std::thread::sleep(every);
+                    let (Some(shared), Some(rpc)) = (weak.upgrade(), rpc2.upgrade()) else {
+                        return;
+                    };
+                    if shared.closing.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if !shared.may_serve() {
+                        continue;
+                    }
+                    let marks: Vec<(usize, u64)> =
+                        stores.iter().map(|(s, st)| (*s, st.watermark())).collect();
+                    // Unchanged marks still go out now and then: they say
+                    // who leads.
+                    if marks == last && sent.elapsed() < Duration::from_millis(100) {
+                        continue;
+                    }
+                    for &n in &others {
+                        rpc.send_watermarks(n, group, marks.clone());
+                    }
+                    last = marks;
+                    sent = std::time::Instant::now();
+                }
+            })
+            .expect("spawn the watermark thread");
+        rpc
     }
 
     /// Stream 0's status (the group's leadership).

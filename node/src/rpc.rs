@@ -43,7 +43,21 @@ enum Frame {
     Call { id: u64, call: Call },
     /// The answer to call `id`.
     Answer { id: u64, answer: Result<Answer> },
+    /// The sender leads replica group `group`, whose shards are durable
+    /// through these clock values (its part of the vector watermark).
+    Watermarks {
+        group: u32,
+        marks: Vec<(usize, u64)>,
+    },
 }
+
+/// What a node does with another group's watermarks: `(sender, group,
+/// (shard, watermark) pairs)`.
+pub type OnWatermarks = Box<dyn Fn(NodeId, u32, Vec<(usize, u64)>) + Send + Sync>;
+
+/// Whether this node may serve participant calls now (it leads its
+/// group); the error says why not.
+pub type Serving = Box<dyn Fn() -> Result<()> + Send + Sync>;
 
 /// Where an answer goes: `(call id, answer)`.
 pub type AnswerTx = Sender<(u64, Result<Answer>)>;
@@ -61,6 +75,8 @@ struct Inner {
     work: Mutex<Option<Sender<Work>>>,
     /// Frames that could not be decoded, or answered nothing awaited.
     refused: AtomicU64,
+    /// Where other groups' watermarks go.
+    on_watermarks: Option<OnWatermarks>,
 }
 
 /// One node's end of the participant RPCs.
@@ -123,14 +139,16 @@ impl Inner {
 
 impl Rpc {
     /// Node `me`'s RPC end over `transport`. With `participants`, it
-    /// serves calls on `workers` threads and sweeps abandoned locks every
-    /// `sweep_every`.
+    /// serves calls on `workers` threads (while `serving` allows) and
+    /// sweeps abandoned locks every `sweep_every`; other groups'
+    /// watermarks go to `on_watermarks`.
     pub fn start(
         me: NodeId,
         transport: Arc<dyn Transport>,
-        participants: Option<Arc<Participants>>,
+        participants: Option<(Arc<Participants>, Serving)>,
         workers: usize,
         sweep_every: Duration,
+        on_watermarks: Option<OnWatermarks>,
     ) -> Rpc {
         let inner = Arc::new(Inner {
             me,
@@ -139,15 +157,18 @@ impl Rpc {
             pending: Mutex::new(HashMap::new()),
             work: Mutex::new(None),
             refused: AtomicU64::new(0),
+            on_watermarks,
         });
-        if let Some(p) = participants {
+        if let Some((p, serving)) = participants {
             let (tx, rx) = mpsc::channel::<Work>();
             let rx = Arc::new(Mutex::new(rx));
+            let serving = Arc::new(serving);
             for i in 0..workers.max(1) {
                 let (rx, p, inner) = (rx.clone(), p.clone(), Arc::downgrade(&inner));
+                let serving = serving.clone();
                 std::thread::Builder::new()
                     .name(format!("participant-{i}"))
-                    .spawn(move || handle_calls(&rx, &p, &inner))
+                    .spawn(move || handle_calls(&rx, &p, &**serving, &inner))
                     .expect("spawn a participant thread");
             }
             let weak = Arc::downgrade(&p);
@@ -170,6 +191,11 @@ impl Rpc {
         match postcard::from_bytes::<Frame>(bytes) {
             Ok(Frame::Call { id, call }) => self.inner.serve(from, id, call),
             Ok(Frame::Answer { id, answer }) => self.inner.complete(id, answer),
+            Ok(Frame::Watermarks { group, marks }) => {
+                if let Some(on) = &self.inner.on_watermarks {
+                    on(from, group, marks);
+                }
+            }
             Err(e) => {
                 self.inner.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(from, error = %e, "dropping an RPC frame that cannot be decoded");
@@ -188,6 +214,12 @@ impl Rpc {
             self.inner.post(to, &Frame::Call { id, call });
         }
         id
+    }
+
+    /// Tells node `to` that this node leads `group`, durable through
+    /// `marks`.
+    pub fn send_watermarks(&self, to: NodeId, group: u32, marks: Vec<(usize, u64)>) {
+        self.inner.post(to, &Frame::Watermarks { group, marks });
     }
 
     /// The caller no longer waits for the answer to `id`.
@@ -225,13 +257,18 @@ impl Drop for Rpc {
     }
 }
 
-fn handle_calls(rx: &Mutex<Receiver<Work>>, p: &Participants, inner: &Weak<Inner>) {
+fn handle_calls(
+    rx: &Mutex<Receiver<Work>>,
+    p: &Participants,
+    serving: &(dyn Fn() -> Result<()> + Send + Sync),
+    inner: &Weak<Inner>,
+) {
     loop {
         let next = lock(rx).recv();
         let Ok((from, id, call)) = next else {
             return;
         };
-        let answer = p.handle(from, call, Instant::now());
+        let answer = serving().and_then(|()| p.handle(from, call, Instant::now()));
         match inner.upgrade() {
             Some(inner) => inner.answer(from, id, answer),
             None => return,
@@ -400,13 +437,17 @@ mod tests {
                 .map(|p| (p, Duration::from_millis(1)))
                 .collect();
             let transport = Arc::new(local.endpoint(id, &peers));
-            let participants = shards.map(|s| Arc::new(Participants::new(s, LOCK_TIMEOUT)));
+            let participants = shards.map(|s| {
+                let serving: Serving = Box::new(|| Ok(()));
+                (Arc::new(Participants::new(s, LOCK_TIMEOUT)), serving)
+            });
             let rpc = Arc::new(Rpc::start(
                 id,
                 transport,
                 participants,
                 2,
                 Duration::from_millis(10),
+                None,
             ));
             let weak = Arc::downgrade(&rpc);
             local.register(

@@ -169,6 +169,7 @@ fn start_group(
             streams,
             initialize: id == 1,
             lease: election * 2 - heartbeat,
+            layout: None,
             on_deposed: Box::new(move |_| flag.store(true, Ordering::SeqCst)),
         };
         let mut node = Node::open(opts).expect("open");

@@ -67,10 +67,10 @@ pub fn run(config: &Path, log_dir: Option<&Path>) -> ExitCode {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let group = cfg.group();
-    let mut members: Vec<Member> = std::iter::once(&group.leader)
-        .chain(&group.followers)
-        .chain(&group.learners)
+    let mut members: Vec<Member> = cfg
+        .groups
+        .iter()
+        .flat_map(|g| g.members())
         .map(|name| Member {
             name: name.clone(),
             log: log_dir.join(format!("{name}.log")),
@@ -89,12 +89,23 @@ pub fn run(config: &Path, log_dir: Option<&Path>) -> ExitCode {
             .stderr(log)
             .spawn()
     };
-    println!("mako local-cluster: group {}", group.name);
+    let names: Vec<&str> = cfg.groups.iter().map(|g| g.name.as_str()).collect();
+    println!(
+        "mako local-cluster: {} ({} shards)",
+        if names.len() == 1 {
+            format!("group {}", names[0])
+        } else {
+            format!("groups {}", names.join(", "))
+        },
+        cfg.shard_count()
+    );
     for m in &members {
         let node = cfg.node(&m.name).expect("checked");
+        let group = cfg.group_of(&m.name).expect("a member");
         println!(
-            "  {:<8} dc={:<8} psql -h {} -p {}   log: {}",
+            "  {:<8} group={:<6} dc={:<8} psql -h {} -p {}   log: {}",
             m.name,
+            group.name,
             node.dc,
             node.listen.ip(),
             node.listen.port(),

@@ -3,6 +3,13 @@
 //! It owns the participant clients (one per shard), routes partitioned keys
 //! to shards, hands out transaction ids and the current epoch, and holds the
 //! durability gate every commit passes through.
+//!
+//! With several replica groups ([`Db::grouped`]), the shards other groups
+//! hold are reached through clients that call their leaders, and a
+//! transaction that touches any of them is certified by a [`Remote`]
+//! (the node layer's RPC driver of [`crate::coord::Coordinator`]).
+//! Transaction ids are then unique across the cluster: node `n` hands out
+//! ids `k * ID_STRIDE + n`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use kv::log::CommitLog;
 use kv::{Epoch, Shard, ShardId};
 
+use kv::{Result, VectorClock};
+
 use crate::client::{ShardClient, TxnId};
+use crate::coord::{Coordinator, Participant};
 use crate::gate::{CommitGate, InstalledIsDurable, WatermarkGate};
 use crate::local::LocalShard;
 use crate::txn::Txn;
@@ -24,6 +34,32 @@ pub struct Stats {
     pub cross_shard_commits: AtomicU64,
     /// Transactions aborted by certification.
     pub aborts: AtomicU64,
+    /// Committed transactions that touched shards of other replica
+    /// groups.
+    pub cross_group_commits: AtomicU64,
+}
+
+/// With several replica groups, node `n` hands out transaction ids
+/// `k * ID_STRIDE + n` (so node ids stay below it).
+pub const ID_STRIDE: u64 = 1024;
+
+/// Certifies transactions that touch shards of other replica groups.
+pub trait Remote: Send + Sync {
+    /// Who answers for `shard`: its group.
+    fn participant(&self, shard: ShardId) -> Participant;
+    /// Runs the coordinator to its outcome (blocking the calling thread).
+    fn commit(&self, coord: Coordinator) -> Result<VectorClock>;
+}
+
+/// The other replica groups, as [`Db::grouped`] takes them.
+pub struct Groups {
+    /// Per shard: the client of a shard another group holds (`None`: a
+    /// shard of this node).
+    pub remote_clients: Vec<Option<Arc<dyn ShardClient>>>,
+    /// The certification of transactions that touch them.
+    pub remote: Arc<dyn Remote>,
+    /// This node's id (below [`ID_STRIDE`]).
+    pub node: u32,
 }
 
 /// A node's view of the cluster's shards.
@@ -36,8 +72,15 @@ pub struct Db {
     epoch: AtomicU64,
     /// Where commit replies wait for durability.
     gate: Arc<dyn CommitGate>,
-    /// The next transaction id.
+    /// The next transaction id's counter (ids are `k * id_stride +
+    /// id_offset`).
     next_txn: AtomicU64,
+    id_stride: u64,
+    id_offset: u64,
+    /// Per shard: held by this node (not another replica group).
+    local: Vec<bool>,
+    /// Certification with other replica groups, if there are any.
+    remote: Option<Arc<dyn Remote>>,
     /// What an acknowledged commit survives, for people.
     durability: String,
     /// The log, when commits are logged (for its replication status).
@@ -61,6 +104,10 @@ impl Db {
             epoch: AtomicU64::new(1),
             gate: Arc::new(InstalledIsDurable),
             next_txn: AtomicU64::new(1),
+            id_stride: 1,
+            id_offset: 0,
+            local: vec![true; shards],
+            remote: None,
             durability: "off (in memory only: everything is lost when the process stops)".into(),
             log: None,
             stats: Stats::default(),
@@ -85,10 +132,80 @@ impl Db {
             epoch: AtomicU64::new(1),
             gate: Arc::new(WatermarkGate::new(shards)),
             next_txn: AtomicU64::new(last_txn + 1),
+            id_stride: 1,
+            id_offset: 0,
+            local: vec![true; n],
+            remote: None,
             durability: log.durability(),
             log: Some(log.clone()),
             stats: Stats::default(),
         })
+    }
+
+    /// A node of one replica group among several: `shards` are every
+    /// shard of the cluster as this node's data directory has them
+    /// (logged; another group's are empty copies whose watermark follows
+    /// that group's), the node's own commits go to `log`, and `groups`
+    /// reaches the others.
+    pub fn grouped(
+        shards: Vec<Arc<Shard>>,
+        log: Arc<dyn CommitLog>,
+        last_txn: TxnId,
+        groups: Groups,
+    ) -> Arc<Db> {
+        assert!(!shards.is_empty(), "a cluster has at least one shard");
+        assert!(
+            u64::from(groups.node) < ID_STRIDE,
+            "node ids stay below ID_STRIDE"
+        );
+        let n = shards.len();
+        let local: Vec<bool> = (0..n)
+            .map(|s| groups.remote_clients.get(s).is_none_or(Option::is_none))
+            .collect();
+        let clients = shards
+            .iter()
+            .enumerate()
+            .map(
+                |(i, s)| match groups.remote_clients.get(i).cloned().flatten() {
+                    Some(remote) => remote,
+                    None => Arc::new(LocalShard::logged(s.clone(), n, log.clone()))
+                        as Arc<dyn ShardClient>,
+                },
+            )
+            .collect();
+        Arc::new(Db {
+            shards: clients,
+            stores: shards.clone(),
+            epoch: AtomicU64::new(1),
+            gate: Arc::new(WatermarkGate::new(shards)),
+            next_txn: AtomicU64::new(last_txn / ID_STRIDE + 1),
+            id_stride: ID_STRIDE,
+            id_offset: u64::from(groups.node),
+            local,
+            remote: Some(groups.remote),
+            durability: log.durability(),
+            log: Some(log.clone()),
+            stats: Stats::default(),
+        })
+    }
+
+    /// True when this node holds `shard` (not another replica group).
+    pub fn is_local(&self, shard: ShardId) -> bool {
+        self.local.get(shard).copied().unwrap_or(false)
+    }
+
+    /// The first shard this node holds: where replicated data (the
+    /// catalog) is read when a transaction has no home shard yet.
+    pub fn first_local(&self) -> ShardId {
+        self.local.iter().position(|&l| l).unwrap_or(0)
+    }
+
+    /// The certification with other replica groups, when the transaction
+    /// touches `shards` and some are theirs.
+    pub(crate) fn remote_for(&self, shards: &[ShardId]) -> Option<&Arc<dyn Remote>> {
+        self.remote
+            .as_ref()
+            .filter(|_| shards.iter().any(|&s| !self.is_local(s)))
     }
 
     /// What an acknowledged commit survives (`SHOW mako.durability`).
@@ -106,8 +223,8 @@ impl Db {
 
     /// Starts a transaction.
     pub fn begin(self: &Arc<Self>) -> Txn {
-        let id = self.next_txn.fetch_add(1, Ordering::Relaxed);
-        Txn::new(self.clone(), id)
+        let k = self.next_txn.fetch_add(1, Ordering::Relaxed);
+        Txn::new(self.clone(), k * self.id_stride + self.id_offset)
     }
 
     /// The number of shards.
@@ -143,11 +260,12 @@ impl Db {
     /// Transaction ids continue after `last` (a replica taking over the
     /// leadership continues after the ids it has applied).
     pub fn advance_txn_ids(&self, last: TxnId) {
-        self.next_txn.fetch_max(last + 1, Ordering::AcqRel);
+        self.next_txn
+            .fetch_max(last / self.id_stride + 1, Ordering::AcqRel);
     }
 
     /// A transaction id (exposed for callers that log them).
     pub fn peek_next_txn_id(&self) -> TxnId {
-        self.next_txn.load(Ordering::Relaxed)
+        self.next_txn.load(Ordering::Relaxed) * self.id_stride + self.id_offset
     }
 }

@@ -221,7 +221,7 @@ impl Txn {
                 self.home.get_or_insert(s);
                 s
             }
-            Placement::Replicated => self.home.unwrap_or(0),
+            Placement::Replicated => self.home.unwrap_or_else(|| self.db.first_local()),
         }
     }
 
@@ -456,7 +456,7 @@ impl Txn {
         }
         if !self.replicated_points.is_empty() || !self.replicated_scans.is_empty() {
             let current = involved(writes, &checks);
-            let home = self.home.unwrap_or(0);
+            let home = self.home.unwrap_or_else(|| self.db.first_local());
             let anchor = if current.is_empty() || current.contains(&home) {
                 home
             } else {
@@ -494,6 +494,19 @@ impl Txn {
         let checks = self.reads_by_shard(&writes);
         let participants = involved(&writes, &checks);
         let epoch = db.epoch();
+        if let Some(remote) = db.remote_for(&participants) {
+            let coord =
+                Coordinator::new(self.id, epoch, writes, checks, self.read_vc.clone(), |s| {
+                    remote.participant(s)
+                });
+            let vc = remote.commit(coord)?;
+            db.stats.cross_group_commits.fetch_add(1, Ordering::Relaxed);
+            return Ok(CommitInfo {
+                txn: self.id,
+                vc,
+                participants: participants.len(),
+            });
+        }
         let vc = match participants.as_slice() {
             [] => self.read_vc.build(),
             [only] => db.client(*only).commit_local(LocalCommit {

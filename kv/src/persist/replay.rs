@@ -43,6 +43,10 @@ pub(super) struct Replay {
     /// The last close processed: every entry after it (in its stream, at
     /// or beyond its `through`) has a clock value above its `clock_max`.
     last_close: Option<Close>,
+    /// Per shard: held by another replica group. Its watermark is that
+    /// group's, as it reports it ([`Replay::raise`]); this group's closes
+    /// never move it (a close knows nothing of another group's clocks).
+    remote: Vec<bool>,
 }
 
 /// One shard's replay.
@@ -128,7 +132,30 @@ impl Replay {
                 .collect(),
             closes: VecDeque::new(),
             last_close: None,
+            remote: vec![false; done.len()],
         }
+    }
+
+    /// Marks the shards another replica group holds (see `remote`).
+    pub fn set_remote(&mut self, remote: &[bool]) {
+        for (r, &is) in self.remote.iter_mut().zip(remote) {
+            *r = is;
+        }
+    }
+
+    /// Another group reports that every clock value of its shard `shard`
+    /// up to `w` is durable there: entries depending on them become
+    /// stable here.
+    pub fn raise(&mut self, shard: usize, w: u64) -> Ready {
+        if let Some(sh) = self.shards.get_mut(shard)
+            && self.remote[shard]
+            && w > sh.accounted
+        {
+            sh.accounted = w;
+            sh.seen = sh.seen.split_off(&(w + 1));
+            sh.done = sh.done.max(w);
+        }
+        self.ready()
     }
 
     /// Per shard: every entry up to this clock value is applied or dropped.
@@ -299,7 +326,8 @@ impl Replay {
                 .named()
                 .iter()
                 .zip(clocks)
-                .map(|(&n, &c)| n.max(c))
+                .zip(&self.remote)
+                .map(|((&n, &c), &remote)| if remote { 0 } else { n.max(c) })
                 .collect(),
         }
     }
@@ -361,6 +389,9 @@ impl Replay {
     fn process_close(&mut self, close: &Close, ready: &mut Ready) {
         let through = |stream: usize| close.through.get(stream).copied().unwrap_or(0);
         for (s, sh) in self.shards.iter_mut().enumerate() {
+            if self.remote[s] {
+                continue;
+            }
             let doomed: Vec<u64> = sh
                 .waiting
                 .iter()
@@ -426,6 +457,33 @@ mod tests {
             .unwrap();
         assert_eq!(applied(&out), vec![vec![1, 2]]);
         assert_eq!((r.done(), r.positions()), (vec![2], vec![3]));
+    }
+
+    /// Shard 1 is another group's: an entry naming its clock 5 waits for
+    /// that group's watermark to reach 5, and this group's close leaves
+    /// shard 1's watermark where that group put it.
+    #[test]
+    fn a_remote_shards_watermark_comes_from_its_group_only() {
+        let mut r = Replay::new(&[0, 0], &[1]);
+        r.set_remote(&[false, true]);
+        let out = r
+            .deliver(0, 1, batch(vec![entry(1, 0, &[1, 5], "a")]), false)
+            .unwrap();
+        assert_eq!(applied(&out), vec![vec![], vec![]]);
+        assert_eq!(applied(&r.raise(1, 4)), vec![vec![], vec![]]);
+        assert_eq!(applied(&r.raise(1, 5)), vec![vec![1], vec![]]);
+        assert_eq!(r.watermark(), vec![1, 5]);
+        // A local shard's watermark does not move by report.
+        r.raise(0, 9);
+        assert_eq!(r.watermark(), vec![1, 5]);
+        let close = r.close(1, 2, vec![2], &[1, 7]);
+        assert_eq!(close.clock_max, vec![1, 0]);
+        assert_eq!(close.fvw, vec![1, 5]);
+        let out = r
+            .deliver(0, 2, Some(StreamValue::Close(close)), false)
+            .unwrap();
+        assert_eq!(out.jumps, vec![0, 0]);
+        assert_eq!(r.watermark(), vec![1, 5]);
     }
 
     #[test]

@@ -85,6 +85,59 @@ impl Persist {
         }
         let ready = replay.deliver(stream, slot, value, own)?;
         self.last_txn.fetch_max(last_txn, Ordering::AcqRel);
+        self.carry_out(replay, ready, settled);
+        Ok(())
+    }
+
+    /// Marks the shards another replica group holds: their watermarks
+    /// come from that group ([`Persist::remote_watermark`]), and this
+    /// group's closes leave them alone.
+    pub fn set_remote_shards(&self, remote: &[bool]) -> Result<()> {
+        match lock(&self.replay).as_mut() {
+            Some(replay) => {
+                replay.set_remote(remote);
+                Ok(())
+            }
+            None => Err(Error::internal(
+                "remote shards on a directory that is not a replica's",
+            )),
+        }
+    }
+
+    /// The group holding shard `shard` (another group's) reports its
+    /// durable watermark `w`: this node's copy of that shard's watermark
+    /// follows (commit replies waiting for it go out), and chosen
+    /// entries that depended on it are applied.
+    pub fn remote_watermark(&self, shard: usize, w: u64) -> Result<()> {
+        let Some(s) = self.shards.get(shard) else {
+            return Err(Error::internal(format!(
+                "a watermark for unknown shard {shard}"
+            )));
+        };
+        if w <= s.watermark() {
+            return Ok(());
+        }
+        let mut guard = lock(&self.replay);
+        let Some(replay) = guard.as_mut() else {
+            s.advance_clock(w);
+            s.wake_waiters();
+            return Ok(());
+        };
+        let mut ready = replay.raise(shard, w);
+        ready.jumps[shard] = ready.jumps[shard].max(w);
+        self.carry_out(replay, ready, Vec::new());
+        Ok(())
+    }
+
+    /// Carries out what the replay made ready: settles the clock values
+    /// of this node's own entries, moves watermarks, installs the entries
+    /// others proposed, and hands the applied ones to the checkpoint.
+    fn carry_out(
+        &self,
+        replay: &mut super::replay::Replay,
+        ready: super::replay::Ready,
+        settled: Vec<(usize, u64)>,
+    ) {
         let mut touched = vec![false; self.shards.len()];
         for (s, c) in settled {
             self.shards[s].clock_durable(c);
@@ -128,7 +181,6 @@ impl Persist {
             last_txn: self.last_txn.load(Ordering::Acquire),
         };
         self.notify_checkpoint(ToCheckpoint::Replayed(applied, progress));
-        Ok(())
     }
 
     /// A batch that stream `stream`'s log thread proposed was chosen, or
