@@ -138,6 +138,21 @@ impl Cluster {
     /// Writes the cluster file (with `extra` settings, and a learner n4 in
     /// n1's datacenter if `learner`); starts nothing.
     fn configured(consensus: &str, extra: &str, learner: bool) -> Cluster {
+        Cluster::configured_groups(consensus, extra, learner, 1)
+    }
+
+    /// Two replica groups of three, each spread over the three
+    /// datacenters: g1 (shards 0 and 1) led by n1 in a, g2 (shards 2 and
+    /// 3) led by n5 in b. Starts every node.
+    fn two_groups() -> Cluster {
+        let mut c = Cluster::configured_groups("paxos", "", false, 2);
+        for i in 0..c.nodes.len() {
+            c.start(i);
+        }
+        c
+    }
+
+    fn configured_groups(consensus: &str, extra: &str, learner: bool, groups: usize) -> Cluster {
         let dir = common::temp_data_dir("cluster");
         std::fs::create_dir_all(&dir).unwrap();
         let mut text = format!("consensus = \"{consensus}\"\n{extra}\n");
@@ -149,11 +164,11 @@ impl Cluster {
              [[latency]]\nbetween = [\"b\", \"c\"]\nms = 10\n",
         );
         let mut nodes = Vec::new();
-        let ports = free_ports(8);
-        let dcs: &[&str] = if learner {
-            &["a", "b", "c", "a"]
-        } else {
-            &["a", "b", "c"]
+        let ports = free_ports(12);
+        let dcs: &[&str] = match (learner, groups) {
+            (true, _) => &["a", "b", "c", "a"],
+            (false, 1) => &["a", "b", "c"],
+            _ => &["a", "b", "c", "a", "b", "c"],
         };
         for (i, dc) in dcs.iter().enumerate() {
             let name = format!("n{}", i + 1);
@@ -173,6 +188,12 @@ impl Cluster {
         text.push_str("[[group]]\nname = \"g1\"\nleader = \"n1\"\nfollowers = [\"n2\", \"n3\"]\n");
         if learner {
             text.push_str("learners = [\"n4\"]\n");
+        }
+        if groups == 2 {
+            text.push_str(
+                "shards = [0, 1]\n[[group]]\nname = \"g2\"\nshards = [2, 3]\nleader = \"n5\"\n\
+                 followers = [\"n4\", \"n6\"]\n",
+            );
         }
         let config = dir.join("cluster.toml");
         std::fs::write(&config, text).unwrap();
@@ -516,16 +537,158 @@ async fn failover_with(consensus: &str, streams: usize, learner: bool) {
     stop_and_compare(&mut cluster, consensus, streams);
 }
 
-/// Waits until every node runs and all have chosen the same slots.
+/// Two replica groups of three replicas over three datacenters: bank
+/// transfers between accounts on both groups, from clients of both
+/// leaders, while a follower of each group is killed and restarted.
+/// The total holds, every acknowledged transfer is there and none in
+/// part (as both leaders see it), and each group's replicas end equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfers_across_two_groups_survive_follower_restarts() {
+    let mut cluster = Cluster::two_groups();
+    let (l1, l2) = (0, 4); // n1 leads g1, n5 g2
+    let leaders = async {
+        for i in [l1, l2] {
+            loop {
+                let st = cluster.statuses().await;
+                if st.get(&i).is_some_and(|s| s.contains(" role=leader ")) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), leaders)
+        .await
+        .unwrap_or_else(|_| panic!("the preferred leaders did not serve; {}", cluster.logs()));
+    let c1 = connect(cluster.nodes[l1].port).await.unwrap();
+    create_bank(&c1).await;
+    // The other group's leader serves the new table at once.
+    let c2 = connect(cluster.nodes[l2].port).await.unwrap();
+    let n: i64 = query(&c2, "SELECT count(*) FROM accounts").await[0].get(0);
+    assert_eq!(n, ACCOUNTS);
+
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let next_id = Arc::new(AtomicI64::new(1));
+    let mut tasks = Vec::new();
+    for k in 0..CLIENTS {
+        let port = cluster.nodes[if k % 2 == 0 { l1 } else { l2 }].port;
+        let (acked, stop, next_id) = (acked.clone(), stop.clone(), next_id.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = connect(port).await.unwrap();
+            let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ (k as u64 + 1);
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let from = (rng % ACCOUNTS as u64) as i64;
+                let to = ((rng >> 20) % ACCOUNTS as u64) as i64;
+                let amount = ((rng >> 40) % 50) as i64 + 1;
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                match transfer(&c, id, from, to, amount).await {
+                    Ok(()) => {
+                        acked.lock().unwrap().insert(id);
+                    }
+                    // A conflict, or the leader not serving for a moment
+                    // (its lease renewed late on a loaded machine): a
+                    // client retries.
+                    Err(e) if e.starts_with("40001") || e.starts_with("57P03") => {}
+                    Err(e) => failures.push(e),
+                }
+            }
+            failures
+        }));
+    }
+    let wait_for = |n: usize, what: &'static str| {
+        let acked = acked.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while acked.lock().unwrap().len() < n {
+                assert!(Instant::now() < deadline, "{what}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_for(20, "no transfer was acknowledged across the groups").await;
+    // A follower of each group goes down; each group keeps a majority.
+    cluster.kill(1);
+    cluster.kill(5);
+    let before = acked.lock().unwrap().len();
+    wait_for(
+        before + 20,
+        "transfers stopped while a follower of each group was down",
+    )
+    .await;
+    cluster.start(1);
+    cluster.start(5);
+    let before = acked.lock().unwrap().len();
+    wait_for(
+        before + 20,
+        "transfers stopped after the followers came back",
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let failures = t.await.unwrap();
+        assert!(failures.is_empty(), "transfers failed: {failures:?}");
+    }
+    let acked = acked.lock().unwrap().clone();
+    for c in [&c1, &c2] {
+        let events = query(c, "SELECT id, src, dst, amount FROM events").await;
+        let present: HashSet<i64> = events.iter().map(|r| r.get(0)).collect();
+        let missing = acked.iter().filter(|id| !present.contains(id)).count();
+        assert_eq!(missing, 0, "acknowledged transfers are missing");
+        let mut expect = vec![INITIAL; ACCOUNTS as usize];
+        for r in &events {
+            let (src, dst, amount): (i64, i64, i64) = (r.get(1), r.get(2), r.get(3));
+            expect[src as usize] -= amount;
+            expect[dst as usize] += amount;
+        }
+        let rows = query(c, "SELECT id, balance FROM accounts ORDER BY id").await;
+        let stored: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
+        assert_eq!(stored, expect, "balances do not match the events");
+    }
+    eprintln!("two groups: {} transfers acknowledged", acked.len());
+    converge(&cluster, Duration::from_secs(30)).await;
+    cluster.stop_all();
+    for (group, members) in [("g1", [0, 1, 2]), ("g2", [4, 3, 5])] {
+        let dumps: Vec<_> = members
+            .iter()
+            .map(|&i| common::dump(&cluster.dir.join(&cluster.nodes[i].name), group, 1))
+            .collect();
+        assert!(!dumps[0].is_empty());
+        for (d, &i) in dumps.iter().zip(&members).skip(1) {
+            assert!(
+                d == &dumps[0],
+                "{group}: replica n{} holds {} rows, its leader {}; they differ",
+                i + 1,
+                d.len(),
+                dumps[0].len()
+            );
+        }
+    }
+}
+
+/// Waits until every node runs and, in each replica group, all have
+/// chosen the same slots.
 async fn converge(cluster: &Cluster, within: Duration) {
     let deadline = Instant::now() + within;
+    let field = |s: &str, name: &str| -> String {
+        s.split(&format!("{name}="))
+            .nth(1)
+            .and_then(|v| v.split(' ').next())
+            .unwrap_or_default()
+            .to_string()
+    };
     loop {
         let st = cluster.statuses().await;
-        let chosen: HashSet<&str> = st
+        let chosen: HashSet<(String, String)> = st
             .values()
-            .filter_map(|s| s.split(" chosen=").nth(1)?.split(' ').next())
+            .map(|s| (field(s, "group"), field(s, "chosen")))
             .collect();
-        if st.len() == cluster.nodes.len() && chosen.len() == 1 {
+        let groups: HashSet<String> = st.values().map(|s| field(s, "group")).collect();
+        if st.len() == cluster.nodes.len() && chosen.len() == groups.len() {
             return;
         }
         assert!(

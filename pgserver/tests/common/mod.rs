@@ -292,7 +292,10 @@ pub async fn transfer(
         Err(e) => {
             // A conflict rolls back; a dead server fails the rollback too.
             let _ = c.batch_execute("ROLLBACK").await;
-            Err(e.to_string())
+            Err(match e.as_db_error() {
+                Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                None => e.to_string(),
+            })
         }
     }
 }
