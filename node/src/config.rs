@@ -665,6 +665,21 @@ mod tests {
         assert!(bad("heartbeat_ms = 20", "heartbeat_ms = 20\nshards = 4").contains("hold 3"));
     }
 
+    /// The cluster files in testdata/clusters stay valid: 3 replicas per
+    /// group over 3 datacenters 25 ms apart.
+    #[test]
+    fn the_sample_cluster_files_parse() {
+        for (text, groups) in [
+            (include_str!("../../testdata/clusters/two-groups.toml"), 2),
+            (include_str!("../../testdata/clusters/three-groups.toml"), 3),
+        ] {
+            let c = ClusterConfig::parse(text).unwrap();
+            assert_eq!((c.groups.len(), c.shard_count()), (groups, 2 * groups));
+            assert!(c.groups.iter().all(|g| g.members().count() == 3));
+            assert_eq!(c.latency("a", "c"), Duration::from_millis(25));
+        }
+    }
+
     #[test]
     fn mistakes_are_explained() {
         let bad = |from: &str, to: &str| {

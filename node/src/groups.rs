@@ -272,6 +272,16 @@ impl ShardClient for RemoteShard {
         }
     }
 
+    fn read_many(&self, keys: &[Vec<u8>]) -> Result<Vec<ReadResult>> {
+        match self.call(Call::ReadMany {
+            shard: self.shard,
+            keys: keys.to_vec(),
+        })? {
+            Answer::Reads(r) if r.len() == keys.len() => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     fn scan(&self, range: &KeyRange, limit: Option<usize>, reverse: bool) -> Result<ScanResult> {
         match self.call(Call::Scan {
             shard: self.shard,

@@ -566,6 +566,26 @@ async fn transfers_across_two_groups_survive_follower_restarts() {
     let c2 = connect(cluster.nodes[l2].port).await.unwrap();
     let n: i64 = query(&c2, "SELECT count(*) FROM accounts").await[0].get(0);
     assert_eq!(n, ACCOUNTS);
+    // A multi-row INSERT checks keys of both groups (fetched together):
+    // an existing one fails it whole, new ones go in.
+    let values: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, 0)")).collect();
+    let e = c2
+        .batch_execute(&format!(
+            "INSERT INTO accounts VALUES {}",
+            values.join(", ")
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("23505"), "{e:?}");
+    let fresh: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, 0, 0, 0)")).collect();
+    setup(
+        &c2,
+        &format!("INSERT INTO events VALUES {}", fresh.join(", ")),
+    )
+    .await;
+    let n: i64 = query(&c1, "SELECT count(*) FROM events").await[0].get(0);
+    assert_eq!(n, ACCOUNTS);
+    setup(&c1, "DELETE FROM events").await;
 
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let stop = Arc::new(AtomicBool::new(false));

@@ -189,6 +189,12 @@ pub trait ShardClient: Send + Sync {
     /// Reads the newest version of `key`.
     fn read(&self, key: &[u8]) -> Result<ReadResult>;
 
+    /// Reads the newest version of each of `keys` (in order): one round
+    /// trip for a shard across the network.
+    fn read_many(&self, keys: &[Vec<u8>]) -> Result<Vec<ReadResult>> {
+        keys.iter().map(|k| self.read(k)).collect()
+    }
+
     /// Scans `range` in key order (descending when `reverse`), stopping
     /// after `limit` present rows.
     fn scan(&self, range: &KeyRange, limit: Option<usize>, reverse: bool) -> Result<ScanResult>;

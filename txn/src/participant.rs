@@ -92,6 +92,8 @@ pub enum Call {
     },
     /// Abort: give back whatever the transaction holds here.
     Release { txn: TxnId },
+    /// Reads the newest version of each of `keys` on `shard`.
+    ReadMany { shard: ShardId, keys: Vec<Vec<u8>> },
 }
 
 /// The answer to a [`Call`] that succeeded.
@@ -105,6 +107,8 @@ pub enum Answer {
     Scan(ScanResult),
     /// GetClock: each shard's clock value.
     Clocks(Vec<(ShardId, u64)>),
+    /// ReadMany, in the order asked.
+    Reads(Vec<ReadResult>),
 }
 
 /// Where a transaction is, here.
@@ -189,6 +193,9 @@ impl Participants {
     pub fn handle(&self, from: NodeId, call: Call, now: Instant) -> Result<Answer> {
         match call {
             Call::Read { shard, key } => self.shard(shard)?.read(&key).map(Answer::Read),
+            Call::ReadMany { shard, keys } => {
+                self.shard(shard)?.read_many(&keys).map(Answer::Reads)
+            }
             Call::Scan {
                 shard,
                 range,
@@ -478,7 +485,7 @@ pub fn reply_of(answer: Answer) -> Result<Reply> {
     match answer {
         Answer::Done => Ok(Reply::Done),
         Answer::Clocks(c) => Ok(Reply::Clocks(c)),
-        Answer::Read(_) | Answer::Scan(_) => Err(Error::internal(
+        Answer::Read(_) | Answer::Scan(_) | Answer::Reads(_) => Err(Error::internal(
             "a participant answered a certification round with rows",
         )),
     }

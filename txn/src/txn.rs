@@ -22,12 +22,12 @@
 //! transaction's *home* shard (the first shard it touched), and are validated
 //! on any one participant by comparing VCs, which are equal on all copies.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use kv::{ClockBuilder, Error, ErrorKind, Result, ShardId, VectorClock};
+use kv::{ClockBuilder, Error, ErrorKind, ReadResult, Result, ShardId, VectorClock};
 
 use crate::client::{KeyRange, LocalCommit, PointCheck, ScanCheck, Seen, TxnId, Validation, Write};
 use crate::coord::{Coordinator, Participant, Ready, Reply, Request, Round};
@@ -164,6 +164,9 @@ pub struct Txn {
     write_bytes: usize,
     /// Max of the VCs of every version read.
     read_vc: ClockBuilder,
+    /// Reads of other replica groups' keys fetched ahead of their use
+    /// ([`Txn::prefetch`]); a `get` takes its key's from here.
+    prefetched: HashMap<Vec<u8>, ReadResult>,
 }
 
 impl Txn {
@@ -180,6 +183,7 @@ impl Txn {
             writes: BTreeMap::new(),
             write_bytes: 0,
             read_vc: ClockBuilder::new(shards),
+            prefetched: HashMap::new(),
         }
     }
 
@@ -237,7 +241,10 @@ impl Txn {
             return Ok(w.value.clone());
         }
         let shard = self.shard_of(placement);
-        let read = self.db.client(shard).read(key)?;
+        let read = match self.prefetched.remove(key) {
+            Some(r) => r,
+            None => self.db.client(shard).read(key)?,
+        };
         self.observe_vc(&read.vc);
         let replicated = placement == Placement::Replicated;
         let check = PointCheck {
@@ -250,6 +257,56 @@ impl Txn {
             self.points.push((shard, check));
         }
         Ok(read.value)
+    }
+
+    /// Fetches the keys that other replica groups hold among `keys`, one
+    /// call per shard and the shards in parallel, for the [`Txn::get`]s
+    /// that will follow (a multi-row INSERT checks each row's key): a
+    /// read across the network costs a round trip, and one per row would
+    /// bound a statement by the latency. Nothing enters the read set
+    /// until `get` takes the read (its version is what validation checks,
+    /// as if read then). Keys of this node's shards are left to `get`.
+    pub fn prefetch(&mut self, keys: &[(Vec<u8>, Placement)]) -> Result<()> {
+        let mut by_shard: BTreeMap<ShardId, Vec<Vec<u8>>> = BTreeMap::new();
+        for (key, placement) in keys {
+            let Placement::Partitioned(h) = *placement else {
+                continue; // replicated keys are read on a local copy
+            };
+            let shard = self.db.shard_for(h);
+            if self.db.is_local(shard)
+                || self.writes.contains_key(key)
+                || self.prefetched.contains_key(key)
+            {
+                continue;
+            }
+            by_shard.entry(shard).or_default().push(key.clone());
+        }
+        if by_shard.is_empty() {
+            return Ok(());
+        }
+        let db = &self.db;
+        let results: Vec<Result<Vec<(Vec<u8>, ReadResult)>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = by_shard
+                .into_iter()
+                .map(|(shard, keys)| {
+                    scope.spawn(move || {
+                        let reads = db.client(shard).read_many(&keys)?;
+                        Ok(keys.into_iter().zip(reads).collect())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::internal("a prefetch thread panicked")))
+                })
+                .collect()
+        });
+        for r in results {
+            self.prefetched.extend(r?);
+        }
+        Ok(())
     }
 
     /// Returns the present rows in `range` in key order, seeing this

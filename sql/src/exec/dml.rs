@@ -324,9 +324,31 @@ impl ExecCtx<'_> {
         // Rows this statement inserted or updated: DO UPDATE may not touch
         // one of them again (PostgreSQL's 21000).
         let mut touched: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        // The rows as they will be stored, up to the first that does not
+        // conform (its error comes in its turn, after the rows before it).
+        let mut rows: Vec<Result<Row>> = Vec::with_capacity(candidates.len());
         for (i, values) in candidates.into_iter().enumerate() {
             self.check_interrupt_at(i)?;
-            let row = self.conform(table, values)?;
+            let row = self.conform(table, values);
+            let failed = row.is_err();
+            rows.push(row);
+            if failed {
+                break;
+            }
+        }
+        if rows.len() > 1 && !table.primary_key.is_empty() {
+            // Each row's key is read to check it is new: fetch those that
+            // other replica groups hold at once, not a round trip a row.
+            let keys: Vec<_> = rows
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .map(|r| table.key_of_row(r))
+                .collect();
+            self.with_txn(|t| t.prefetch(&keys))?;
+        }
+        for (i, row) in rows.into_iter().enumerate() {
+            self.check_interrupt_at(i)?;
+            let row = row?;
             if let Some(c) = conflict {
                 let target = match c {
                     Conflict::Nothing { target } => target.clone(),

@@ -69,10 +69,27 @@ impl<'a> Inserter<'a> {
             return Ok(());
         }
         let sql = format!("{}{}", self.head, self.rows.join(","));
-        self.client
-            .batch_execute(&sql)
-            .await
-            .map_err(|e| describe(&e))?;
+        // A batch is retried where any client would retry: a conflict
+        // (40001), or a server that does not serve for a moment (57P03: a
+        // replica group's leader whose lease lapsed on a loaded machine,
+        // or an election). Nothing was written then; a retry that finds
+        // its rows (23505) after an unknown outcome (40003) was applied.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut unknown = false;
+        loop {
+            let Err(e) = self.client.batch_execute(&sql).await else {
+                break;
+            };
+            let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
+            match code.as_str() {
+                "23505" if unknown => break,
+                "40001" | "57P03" | "40003" if std::time::Instant::now() < deadline => {
+                    unknown |= code == "40003";
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                _ => return Err(describe(&e)),
+            }
+        }
         self.sent += self.rows.len();
         self.progress.inc(self.rows.len() as u64);
         self.rows.clear();
