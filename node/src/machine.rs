@@ -632,6 +632,14 @@ impl NodeMachine {
             }
             return;
         }
+        // Entries of earlier leaders still held back by the replay (they
+        // wait for another group's watermark) are transactions that may
+        // have been acknowledged: a new leader serves only once they are
+        // applied.
+        // (A leader that kept its leadership installed its own.)
+        if !kept && persist.replay_waiting() > 0 {
+            return;
+        }
         self.db.advance_txn_ids(persist.last_txn());
         shared.served.store(true, Ordering::Release);
         shared.serving.store(true, Ordering::Release);

@@ -285,7 +285,8 @@ impl Txn {
             return Ok(());
         }
         let db = &self.db;
-        let results: Vec<Result<Vec<(Vec<u8>, ReadResult)>>> = std::thread::scope(|scope| {
+        type Fetched = Result<Vec<(Vec<u8>, ReadResult)>>;
+        let results: Vec<Fetched> = std::thread::scope(|scope| {
             let handles: Vec<_> = by_shard
                 .into_iter()
                 .map(|(shard, keys)| {

@@ -158,6 +158,12 @@ impl Replay {
         self.ready()
     }
 
+    /// Delivered entries not applied yet (they wait for what they depend
+    /// on: earlier clock values, or another group's watermark).
+    pub fn waiting(&self) -> usize {
+        self.shards.iter().map(|s| s.waiting.len()).sum()
+    }
+
     /// Per shard: every entry up to this clock value is applied or dropped.
     pub fn done(&self) -> Vec<u64> {
         self.shards.iter().map(|s| s.done).collect()
@@ -321,7 +327,14 @@ impl Replay {
             leader,
             ballot,
             through,
-            fvw: self.watermark(),
+            // Another group's clock values say nothing of this group's
+            // lost commits: only this group's shards can doom an entry.
+            fvw: self
+                .watermark()
+                .iter()
+                .zip(&self.remote)
+                .map(|(&w, &remote)| if remote { u64::MAX } else { w })
+                .collect(),
             clock_max: self
                 .named()
                 .iter()
@@ -478,7 +491,7 @@ mod tests {
         assert_eq!(r.watermark(), vec![1, 5]);
         let close = r.close(1, 2, vec![2], &[1, 7]);
         assert_eq!(close.clock_max, vec![1, 0]);
-        assert_eq!(close.fvw, vec![1, 5]);
+        assert_eq!(close.fvw, vec![1, u64::MAX]);
         let out = r
             .deliver(0, 2, Some(StreamValue::Close(close)), false)
             .unwrap();

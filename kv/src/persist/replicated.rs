@@ -89,6 +89,14 @@ impl Persist {
         Ok(())
     }
 
+    /// Chosen entries the replay holds back (see `Replay::waiting`): a
+    /// new leader serves only once there are none, so that it never
+    /// serves without an acknowledged transaction that waited for
+    /// another group's watermark.
+    pub fn replay_waiting(&self) -> usize {
+        lock(&self.replay).as_ref().map_or(0, |r| r.waiting())
+    }
+
     /// Marks the shards another replica group holds: their watermarks
     /// come from that group ([`Persist::remote_watermark`]), and this
     /// group's closes leave them alone.
