@@ -28,7 +28,11 @@
 //!   deadline passed) fails.
 //! - **Install** installs the writes locked with the commit's clock and
 //!   ends the transaction. It is idempotent: a repeated or late Install
-//!   of a transaction already installed answers Done.
+//!   of a transaction installed here answers Done (finished transactions
+//!   are remembered for at least 30 s). An Install for a transaction
+//!   that holds nothing here fails: this node may have taken over the
+//!   group after another locked for it, and answering Done would
+//!   acknowledge writes nobody installs.
 //! - **Release** gives back the locks and clock values and ends the
 //!   transaction; releasing one that holds nothing here answers Done. It
 //!   releases only what *this* transaction took: the keys come from the
@@ -118,7 +122,9 @@ enum Phase {
     Locked,
     /// Validated: only the coordinator's decision ends it.
     Validated,
-    /// Installed or released.
+    /// Installed.
+    Installed,
+    /// Released (or its Lock or Validate failed).
     Finished,
 }
 
@@ -142,10 +148,16 @@ struct State {
 struct Table {
     live: HashMap<TxnId, Arc<Mutex<State>>>,
     /// Transactions that ended here (released, installed, or failed
-    /// validation), until this instant: a late Lock for one is refused,
-    /// so it cannot lock keys nobody will release before the deadline.
-    finished: HashMap<TxnId, Instant>,
+    /// validation), until this instant, and whether installed: a late
+    /// Lock for one is refused, so it cannot lock keys nobody will
+    /// release before the deadline, and a repeated Install of an
+    /// installed one answers Done.
+    finished: HashMap<TxnId, (Instant, bool)>,
 }
+
+/// How long a participant remembers a finished transaction at least
+/// (longer than a coordinator repeats an Install).
+const REMEMBER: Duration = Duration::from_secs(30);
 
 /// The participant service of the shards one node leads (see the module
 /// docs).
@@ -212,7 +224,7 @@ impl Participants {
                 checks,
                 locked,
             } => self.validate(txn, &checks, locked, now),
-            Call::Install { txn, vc, epoch } => self.install(txn, &vc, epoch),
+            Call::Install { txn, vc, epoch } => self.install(txn, &vc, epoch, now),
             Call::Release { txn } => {
                 self.release(txn, now);
                 Ok(Answer::Done)
@@ -224,11 +236,14 @@ impl Participants {
         lock(&self.table).live.get(&txn).cloned()
     }
 
-    /// Forgets `txn` (its state says Finished), remembering that it ended.
-    fn finish(&self, txn: TxnId, now: Instant) {
+    /// Forgets `txn` (its state says Finished or Installed), remembering
+    /// that it ended and whether it installed.
+    fn finish(&self, txn: TxnId, now: Instant, installed: bool) {
+        let until = now + (2 * self.lock_timeout).max(REMEMBER);
         let mut t = lock(&self.table);
         t.live.remove(&txn);
-        t.finished.insert(txn, now + 2 * self.lock_timeout);
+        let entry = t.finished.entry(txn).or_insert((until, installed));
+        entry.1 |= installed;
     }
 
     fn lock(
@@ -275,7 +290,7 @@ impl Participants {
                 }
                 st.phase = Phase::Finished;
                 drop(st);
-                self.finish(txn, now);
+                self.finish(txn, now, false);
                 return Err(e);
             }
         }
@@ -286,7 +301,7 @@ impl Participants {
     fn get_clock(&self, txn: TxnId, shards: &[ShardId]) -> Result<Answer> {
         let state = self.state(txn).ok_or_else(|| expired(txn))?;
         let mut st = lock(&state);
-        if st.phase == Phase::Finished {
+        if !matches!(st.phase, Phase::Locked | Phase::Validated) {
             return Err(expired(txn));
         }
         let mut out = Vec::with_capacity(shards.len());
@@ -330,7 +345,7 @@ impl Participants {
             return Ok(Answer::Done);
         };
         let mut st = lock(&state);
-        if st.phase == Phase::Finished {
+        if !matches!(st.phase, Phase::Locked | Phase::Validated) {
             return Err(expired(txn));
         }
         // From here on the deadline no longer applies.
@@ -343,21 +358,38 @@ impl Participants {
             // The transaction cannot commit: give everything back now.
             self.give_back(txn, &mut st);
             drop(st);
-            self.finish(txn, now);
+            self.finish(txn, now, false);
             return Err(e);
         }
         Ok(Answer::Done)
     }
 
-    fn install(&self, txn: TxnId, vc: &VectorClock, epoch: Epoch) -> Result<Answer> {
+    fn install(&self, txn: TxnId, vc: &VectorClock, epoch: Epoch, now: Instant) -> Result<Answer> {
         let Some(state) = self.state(txn) else {
-            // Installed already (a repeated Install), or never locked
-            // here: either way there is nothing to do.
-            return Ok(Answer::Done);
+            // A repeated Install of one installed here is done. Of one
+            // never locked here (this node took over its group after
+            // another locked for it, say), it is not: saying so would
+            // acknowledge writes nobody installs. The coordinator asks
+            // again, and gives up with an unknown outcome.
+            return match lock(&self.table).finished.get(&txn) {
+                Some((_, true)) => Ok(Answer::Done),
+                _ => Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "transaction {txn} holds no locks on this participant (it never locked \
+                         here, or this node took over its group since): nothing to install"
+                    ),
+                )),
+            };
         };
         let mut st = lock(&state);
         match st.phase {
-            Phase::Finished => return Ok(Answer::Done),
+            Phase::Installed => return Ok(Answer::Done),
+            Phase::Finished => {
+                return Err(Error::internal(format!(
+                    "Install of transaction {txn}, which was released on this participant"
+                )));
+            }
             Phase::Locked => {
                 return Err(Error::internal(format!(
                     "Install of transaction {txn} before it validated on this participant"
@@ -368,28 +400,25 @@ impl Participants {
         for (s, w) in &st.writes {
             self.shards[s].install(txn, w, vc, epoch)?;
         }
-        st.phase = Phase::Finished;
+        st.phase = Phase::Installed;
         drop(st);
-        // An Install arriving later finds nothing and answers Done.
-        let mut t = lock(&self.table);
-        t.live.remove(&txn);
+        // An Install arriving later finds it installed.
+        self.finish(txn, now, true);
         Ok(Answer::Done)
     }
 
     fn release(&self, txn: TxnId, now: Instant) {
         let Some(state) = self.state(txn) else {
             // Nothing held; a Lock still on its way must not take anything.
-            lock(&self.table)
-                .finished
-                .insert(txn, now + 2 * self.lock_timeout);
+            self.finish(txn, now, false);
             return;
         };
         let mut st = lock(&state);
-        if st.phase != Phase::Finished {
+        if matches!(st.phase, Phase::Locked | Phase::Validated) {
             self.give_back(txn, &mut st);
         }
         drop(st);
-        self.finish(txn, now);
+        self.finish(txn, now, false);
     }
 
     /// Unlocks the transaction's writes and gives back its clock values.
@@ -409,7 +438,7 @@ impl Participants {
     pub fn sweep(&self, now: Instant) -> usize {
         let candidates: Vec<(TxnId, Arc<Mutex<State>>)> = {
             let mut t = lock(&self.table);
-            t.finished.retain(|_, until| *until > now);
+            t.finished.retain(|_, (until, _)| *until > now);
             t.live.iter().map(|(id, s)| (*id, s.clone())).collect()
         };
         let mut released = 0;
@@ -427,7 +456,7 @@ impl Participants {
                 );
                 self.give_back(txn, &mut st);
                 drop(st);
-                self.finish(txn, now);
+                self.finish(txn, now, false);
                 released += 1;
             }
         }
@@ -634,6 +663,22 @@ mod tests {
         p.handle(9, install, t0).unwrap();
         assert_eq!(w.stores[2].read(b"c").version, version);
         assert_eq!(p.live(), 0);
+    }
+
+    /// An Install for a transaction that never locked here (this node
+    /// took over its group after another locked for it) is not
+    /// acknowledged: the writes would be lost while the coordinator
+    /// reports a commit.
+    #[test]
+    fn an_install_of_a_transaction_unknown_here_is_not_acknowledged() {
+        let w = world();
+        let install = Call::Install {
+            txn: 12,
+            vc: VectorClock::zero(3),
+            epoch: Epoch(1),
+        };
+        let e = w.nodes[0].handle(9, install, Instant::now()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
     }
 
     /// Release frees only what the named transaction locked here; an
