@@ -182,6 +182,9 @@ const DURABILITY: &str = "mako.durability";
 /// The read-only setting that shows this node's replication status.
 const REPLICATION: &str = "mako.replication";
 
+/// The read-only setting that shows this node's commit counters.
+const COMMITS: &str = "mako.commits";
+
 fn default_settings() -> BTreeMap<String, String> {
     [
         ("application_name", ""),
@@ -688,7 +691,7 @@ impl Session {
                         rows: None,
                     });
                 }
-                if name == DURABILITY || name == REPLICATION {
+                if name == DURABILITY || name == REPLICATION || name == COMMITS {
                     bail!(
                         CantChangeRuntimeParam,
                         "parameter \"{name}\" cannot be changed now (it is set by mako start)"
@@ -766,6 +769,14 @@ impl Session {
                         .map(|(k, v)| vec![Value::text(k), Value::text(v)])
                         .collect()
                 },
+                tag: "SHOW",
+            }),
+            Kind::Show(name) if name.eq_ignore_ascii_case(COMMITS) => Ok(Outcome::Rows {
+                columns: vec![OutputColumn {
+                    name: COMMITS.into(),
+                    ty: DataType::Text,
+                }],
+                rows: vec![vec![Value::text(self.db.commit_counts())]],
                 tag: "SHOW",
             }),
             Kind::Show(name) if name.eq_ignore_ascii_case(REPLICATION) => Ok(Outcome::Rows {

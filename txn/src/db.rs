@@ -213,6 +213,21 @@ impl Db {
         &self.durability
     }
 
+    /// This node's commit counters since it started (`SHOW
+    /// mako.commits`): `single_shard=… cross_shard=… cross_group=…
+    /// aborts=…` (cross_group counts the commits, among the others, that
+    /// touched another replica group's shards).
+    pub fn commit_counts(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "single_shard={} cross_shard={} cross_group={} aborts={}",
+            s.single_shard_commits.load(Ordering::Relaxed),
+            s.cross_shard_commits.load(Ordering::Relaxed),
+            s.cross_group_commits.load(Ordering::Relaxed),
+            s.aborts.load(Ordering::Relaxed),
+        )
+    }
+
     /// This node's replication status (`SHOW mako.replication`).
     pub fn replication_status(&self) -> String {
         self.log

@@ -29,7 +29,9 @@ use std::sync::atomic::Ordering;
 
 use kv::{ClockBuilder, Error, ErrorKind, ReadResult, Result, ShardId, VectorClock};
 
-use crate::client::{KeyRange, LocalCommit, PointCheck, ScanCheck, Seen, TxnId, Validation, Write};
+use crate::client::{
+    KeyRange, LocalCommit, PointCheck, ScanCheck, ScanResult, Seen, TxnId, Validation, Write,
+};
 use crate::coord::{Coordinator, Participant, Ready, Reply, Request, Round};
 use crate::db::Db;
 
@@ -347,9 +349,33 @@ impl Txn {
         // Own deletes could hide rows the limit counted; then read it all.
         let shard_limit = if own_writes.is_empty() { limit } else { None };
 
+        // Several shards, some of them other groups': their scans go out
+        // at once (each is a round trip), the results in shard order.
+        let mut fetched: Vec<Option<Result<ScanResult>>> = Vec::new();
+        if shards.len() > 1 && shards.iter().any(|&s| !self.db.is_local(s)) {
+            let db = &self.db;
+            fetched = std::thread::scope(|scope| {
+                let handles: Vec<_> = shards
+                    .iter()
+                    .map(|&s| scope.spawn(move || db.client(s).scan(range, shard_limit, reverse)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        Some(
+                            h.join()
+                                .unwrap_or_else(|_| Err(Error::internal("a scan thread panicked"))),
+                        )
+                    })
+                    .collect()
+            });
+        }
         let mut rows: Vec<Entry> = Vec::new();
-        for shard in shards {
-            let result = self.db.client(shard).scan(range, shard_limit, reverse)?;
+        for (i, shard) in shards.into_iter().enumerate() {
+            let result = match fetched.get_mut(i).and_then(Option::take) {
+                Some(r) => r?,
+                None => self.db.client(shard).scan(range, shard_limit, reverse)?,
+            };
             let mut seen = Vec::with_capacity(result.records.len());
             for (key, read) in result.records {
                 self.observe_vc(&read.vc);

@@ -117,6 +117,31 @@ pub struct Report {
     pub errors: u64,
     /// Per type, in the order of `KINDS`.
     pub kinds: Vec<(String, KindReport)>,
+    /// Mako only: the commits of the node of `--url` during the run, by
+    /// how far they reached (`SHOW mako.commits`: single_shard,
+    /// cross_shard, cross_group, aborts), counted by the server.
+    pub server_commits: Vec<(String, u64)>,
+}
+
+/// `SHOW mako.commits` of the server behind `url` as (name, count)
+/// pairs; nothing when it is not Mako (or too old to say).
+async fn server_commits(url: &str) -> Vec<(String, u64)> {
+    let Ok(c) = connect(url).await else {
+        return Vec::new();
+    };
+    if !is_mako(&c).await.unwrap_or(false) {
+        return Vec::new();
+    }
+    let Ok(row) = c.query_one("SHOW mako.commits", &[]).await else {
+        return Vec::new();
+    };
+    let text: String = row.get(0);
+    text.split_whitespace()
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -187,6 +212,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, String> {
         return Err("--warehouses and --connections must be at least 1".into());
     }
     let (server, durability) = server_description(&opts.url).await;
+    let commits_before = server_commits(&opts.url).await;
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let new_orders = Arc::new(AtomicU64::new(0));
@@ -342,7 +368,19 @@ pub async fn run(opts: RunOptions) -> Result<Report, String> {
             },
         ));
     }
+    let commits_after = server_commits(&opts.url).await;
+    let server_commits = commits_after
+        .iter()
+        .map(|(k, after)| {
+            let before = commits_before
+                .iter()
+                .find(|(b, _)| b == k)
+                .map_or(0, |(_, v)| *v);
+            (k.clone(), after.saturating_sub(before))
+        })
+        .collect();
     let report = Report {
+        server_commits,
         server,
         durability,
         warehouses: opts.warehouses,
@@ -384,6 +422,17 @@ pub fn print_report(r: &Report) {
         r.retry_rate * 100.0
     );
     println!("errors:      {}", r.errors);
+    if !r.server_commits.is_empty() {
+        let parts: Vec<String> = r
+            .server_commits
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!(
+            "commits:     {} (at the node of --url during the run; cross_group: touched another replica group)",
+            parts.join(" ")
+        );
+    }
     println!(
         "{:<13} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9}",
         "transaction", "completed", "rollbacks", "retries", "p50 ms", "p95 ms", "p99 ms"
