@@ -79,7 +79,7 @@ impl Layout {
 pub struct Router {
     layout: Layout,
     /// Per group: the node believed to lead it.
-    leaders: Vec<AtomicU32>,
+    leaders: Arc<[AtomicU32]>,
     /// Per shard: its group.
     group_of: Vec<usize>,
     rpc: OnceLock<Arc<Rpc>>,
@@ -210,7 +210,18 @@ impl txn::Remote for Router {
 
     fn commit(&self, coord: Coordinator) -> Result<VectorClock> {
         let rpc = self.rpc()?;
-        crate::rpc::commit(rpc, coord, |p| self.leader(p as usize), self.timing).map_err(|e| {
+        // The coordinator runs on its own group's serving leader: that
+        // participant is this node, whatever the router last heard.
+        let (leaders, mine, me) = (self.leaders.clone(), self.layout.mine, rpc.me());
+        let node_of: crate::rpc::NodeOf = Arc::new(move |p| {
+            let g = p as usize;
+            if g == mine {
+                me
+            } else {
+                leaders[g].load(Ordering::Acquire)
+            }
+        });
+        crate::rpc::commit(rpc, coord, node_of, self.timing).map_err(|e| {
             if e.kind == ErrorKind::Unavailable {
                 // Aborted before the commit point because a group's
                 // leader did not serve (a leader change, most likely):

@@ -741,7 +741,11 @@ impl Node {
                     if shared.closing.load(Ordering::Acquire) {
                         return;
                     }
-                    if !shared.may_serve() {
+                    // An elected leader that does not serve yet reports too:
+                    // its watermarks come from chosen entries, and other
+                    // groups' new leaders may wait for them before they
+                    // serve (after a restart of the whole cluster, say).
+                    if !shared.may_serve() && shared.status().leader != Some(me) {
                         continue;
                     }
                     let marks: Vec<(usize, u64)> =

@@ -298,71 +298,159 @@ pub struct CommitTiming {
     pub give_up: Duration,
 }
 
+/// Who answers for a participant group: its leader's node.
+pub type NodeOf = Arc<dyn Fn(Participant) -> NodeId + Send + Sync>;
+
 /// Runs `coord` over RPCs: participant `p` is node `node_of(p)` (the
 /// leader of its group). Returns the commit's vector clock once every
-/// participant installed, or why it aborted. A committed transaction
-/// whose Install a participant does not acknowledge within
-/// `timing.give_up` is reported as of unknown outcome (SQLSTATE 40003):
-/// the participants that installed keep it, the silent one still holds
-/// its locks.
+/// participant installed, or why it aborted. A decided transaction whose
+/// Install (or Release) a participant does not acknowledge within
+/// `timing.give_up` is reported to the session (40003 for a commit), and
+/// a thread of its own goes on sending it until every participant has
+/// answered (a validated participant holds its locks and clock value
+/// until then), for up to ten minutes or until the node stops.
 pub fn commit(
-    rpc: &Rpc,
-    mut coord: Coordinator,
-    node_of: impl Fn(Participant) -> NodeId,
+    rpc: &Arc<Rpc>,
+    coord: Coordinator,
+    node_of: NodeOf,
     timing: CommitTiming,
 ) -> Result<VectorClock> {
-    let (tx, rx) = mpsc::channel();
-    let mut inflight: HashMap<u64, (Participant, Round)> = HashMap::new();
-    let mut ready = coord.start();
-    let mut deadline = Instant::now() + timing.round_timeout;
-    let mut decided_at: Option<(Round, Instant)> = None;
-    let result = loop {
-        if let Some(outcome) = ready.outcome.take() {
-            break outcome;
-        }
-        if !ready.requests.is_empty() {
-            deadline = Instant::now() + timing.round_timeout;
-        }
-        let requests = std::mem::take(&mut ready.requests);
-        let calls: Result<Vec<Call>> = requests.iter().map(|r| call_for(&coord, r)).collect();
-        let calls = match calls {
-            Ok(c) => c,
-            Err(e) => break Err(e), // a bug: the coordinator asked for the impossible
-        };
-        for (r, call) in requests.iter().zip(calls) {
-            if matches!(r.round, Round::Install | Round::Release) && decided_at.is_none() {
-                decided_at = Some((r.round, Instant::now()));
+    let mut driver = Driver::new(coord);
+    match driver.run(rpc, &*node_of, timing.round_timeout, Some(timing.give_up)) {
+        Ok(outcome) => outcome,
+        Err(gave_up) => {
+            let rpc = rpc.clone();
+            let spawned = std::thread::Builder::new()
+                .name("commit-resend".into())
+                .spawn(move || {
+                    let txn = driver.coord.txn();
+                    let until = Instant::now() + Duration::from_secs(600);
+                    match driver.finish(&rpc, &*node_of, timing.round_timeout, until) {
+                        Some(_) => {
+                            tracing::info!(txn, "a decided transaction was carried out late")
+                        }
+                        None => tracing::error!(
+                            txn,
+                            "a decided transaction could not be carried out on every participant"
+                        ),
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a thread to finish a decided transaction");
             }
-            let id = rpc.send(node_of(r.to), call, &tx);
-            inflight.insert(id, (r.to, r.round));
+            Err(gave_up)
         }
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok((id, answer)) => {
-                if let Some((p, round)) = inflight.remove(&id) {
-                    ready = coord.on_reply(p, round, answer.and_then(reply_of));
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                for id in inflight.drain().map(|(id, _)| id) {
-                    rpc.forget(id);
-                }
-                if let Some((round, at)) = decided_at
-                    && at.elapsed() >= timing.give_up
-                {
-                    break Err(gave_up(&coord, round, timing.give_up));
-                }
-                ready = coord.timeout();
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                break Err(Error::internal("the commit's answer channel closed"));
-            }
-        }
-    };
-    for id in inflight.into_keys() {
-        rpc.forget(id);
     }
-    result
+}
+
+/// One commit's coordinator with the requests it awaits.
+struct Driver {
+    coord: Coordinator,
+    tx: Sender<(u64, Result<Answer>)>,
+    rx: Receiver<(u64, Result<Answer>)>,
+    inflight: HashMap<u64, (Participant, Round)>,
+    ready: txn::coord::Ready,
+    decided: Option<(Round, Instant)>,
+    started: bool,
+}
+
+impl Driver {
+    fn new(coord: Coordinator) -> Driver {
+        let (tx, rx) = mpsc::channel();
+        Driver {
+            coord,
+            tx,
+            rx,
+            inflight: HashMap::new(),
+            ready: txn::coord::Ready::default(),
+            decided: None,
+            started: false,
+        }
+    }
+
+    /// Runs to the outcome: `Ok(outcome)`, or `Err` once the decision has
+    /// gone unacknowledged for `give_up` (the driver can go on).
+    fn run(
+        &mut self,
+        rpc: &Rpc,
+        node_of: &(dyn Fn(Participant) -> NodeId + Send + Sync),
+        round_timeout: Duration,
+        give_up: Option<Duration>,
+    ) -> std::result::Result<Result<VectorClock>, Error> {
+        if !self.started {
+            self.started = true;
+            self.ready = self.coord.start();
+        }
+        let mut deadline = Instant::now() + round_timeout;
+        let result = loop {
+            if let Some(outcome) = self.ready.outcome.take() {
+                break Ok(outcome);
+            }
+            if !self.ready.requests.is_empty() {
+                deadline = Instant::now() + round_timeout;
+            }
+            let requests = std::mem::take(&mut self.ready.requests);
+            let calls: Result<Vec<Call>> =
+                requests.iter().map(|r| call_for(&self.coord, r)).collect();
+            let calls = match calls {
+                Ok(c) => c,
+                Err(e) => break Ok(Err(e)), // a bug: the coordinator asked for the impossible
+            };
+            for (r, call) in requests.iter().zip(calls) {
+                if matches!(r.round, Round::Install | Round::Release) && self.decided.is_none() {
+                    self.decided = Some((r.round, Instant::now()));
+                }
+                let id = rpc.send(node_of(r.to), call, &self.tx);
+                self.inflight.insert(id, (r.to, r.round));
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok((id, answer)) => {
+                    if let Some((p, round)) = self.inflight.remove(&id) {
+                        self.ready = self.coord.on_reply(p, round, answer.and_then(reply_of));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    for id in self.inflight.drain().map(|(id, _)| id) {
+                        rpc.forget(id);
+                    }
+                    if let (Some((round, at)), Some(limit)) = (self.decided, give_up)
+                        && at.elapsed() >= limit
+                    {
+                        break Err(gave_up(&self.coord, round, limit));
+                    }
+                    self.ready = self.coord.timeout();
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    break Ok(Err(Error::internal("the commit's answer channel closed")));
+                }
+            }
+        };
+        for id in self.inflight.drain().map(|(id, _)| id) {
+            rpc.forget(id);
+        }
+        result
+    }
+
+    /// Goes on after a give-up until the outcome, `until`, or the node
+    /// stops (only this thread still holds its RPC end).
+    fn finish(
+        &mut self,
+        rpc: &Arc<Rpc>,
+        node_of: &(dyn Fn(Participant) -> NodeId + Send + Sync),
+        round_timeout: Duration,
+        until: Instant,
+    ) -> Option<Result<VectorClock>> {
+        while Instant::now() < until && Arc::strong_count(rpc) > 1 {
+            self.ready = self.coord.timeout();
+            self.decided = Some((Round::Install, Instant::now()));
+            match self.run(rpc, node_of, round_timeout, Some(round_timeout * 4)) {
+                Ok(outcome) => return Some(outcome),
+                Err(_) => continue,
+            }
+        }
+        None
+    }
 }
 
 fn gave_up(coord: &Coordinator, round: Round, after: Duration) -> Error {
@@ -488,12 +576,12 @@ mod tests {
     }
 
     /// Participant 0 is node 1, participant 1 node 2.
-    fn node_of(p: Participant) -> NodeId {
-        p + 1
+    fn node_of() -> NodeOf {
+        Arc::new(|p| p + 1)
     }
 
     impl Net {
-        fn rpc(&self, node: NodeId) -> &Rpc {
+        fn rpc(&self, node: NodeId) -> &Arc<Rpc> {
             &self.rpcs[node as usize - 1]
         }
         fn present(&self, shard: usize, key: &str) -> bool {
@@ -510,7 +598,7 @@ mod tests {
         let vc = commit(
             n.rpc(3),
             coordinator(1, [&["a"], &[], &["c"]]),
-            node_of,
+            node_of(),
             TIMING,
         )
         .unwrap();
@@ -532,7 +620,7 @@ mod tests {
         let e = commit(
             n.rpc(3),
             coordinator(2, [&["a"], &[], &["c"]]),
-            node_of,
+            node_of(),
             TIMING,
         )
         .unwrap_err();
@@ -542,7 +630,7 @@ mod tests {
         commit(
             n.rpc(3),
             coordinator(3, [&["a"], &[], &["c"]]),
-            node_of,
+            node_of(),
             TIMING,
         )
         .unwrap();
@@ -586,7 +674,7 @@ mod tests {
                         let (k0, k2) = (format!("{node}-a{i}"), format!("{node}-c{i}"));
                         let txn = (u64::from(node) << 32) | i;
                         let c = coordinator(txn, [&[&k0], &[], &[&k2]]);
-                        commit(n.rpc(node), c, node_of, TIMING).unwrap();
+                        commit(n.rpc(node), c, node_of(), TIMING).unwrap();
                     }
                 })
             })

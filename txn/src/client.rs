@@ -217,6 +217,12 @@ pub trait ShardClient: Send + Sync {
     /// Abort: releases locks taken by `lock`.
     fn release(&self, txn: TxnId, writes: &[Write]) -> Result<()>;
 
+    /// Why the shard's commit log stopped, if it did (its installs are
+    /// then not durable and were not applied).
+    fn log_failure(&self) -> Option<kv::Error> {
+        None
+    }
+
     /// The single-shard short path. Returns the transaction's VC.
     fn commit_local(&self, commit: LocalCommit<'_>) -> Result<VectorClock>;
 }

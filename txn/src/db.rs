@@ -178,7 +178,18 @@ impl Db {
             stores: shards.clone(),
             epoch: AtomicU64::new(1),
             gate: Arc::new(WatermarkGate::new(shards)),
-            next_txn: AtomicU64::new(last_txn / ID_STRIDE + 1),
+            // Past every id this node's group logged, and past what it
+            // may have used before a restart for transactions that left
+            // nothing in its own log (writes on other groups only, aborted
+            // ones): a thousand ids per millisecond of the clock.
+            next_txn: AtomicU64::new(
+                (last_txn / ID_STRIDE + 1).max(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64)
+                        .saturating_mul(1000),
+                ),
+            ),
             id_stride: ID_STRIDE,
             id_offset: u64::from(groups.node),
             local,

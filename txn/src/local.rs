@@ -316,6 +316,10 @@ impl ShardClient for LocalShard {
         Ok(())
     }
 
+    fn log_failure(&self) -> Option<Error> {
+        self.log.as_ref().and_then(|l| l.failure())
+    }
+
     fn commit_local(&self, c: LocalCommit<'_>) -> Result<VectorClock> {
         self.lock(c.txn, c.writes)?;
         // Until the install, a failure or a panic (a bug) must release the

@@ -276,9 +276,20 @@ impl Participants {
                     "could not serialize access: transaction {txn} already ended on this participant"
                 )));
             }
-            if t.live.contains_key(&txn) {
-                // A repeated Lock: the first one's outcome stands.
-                return Ok(Answer::Done);
+            if let Some(other) = t.live.get(&txn) {
+                // A repeated Lock: the first one's outcome stands, if it
+                // is the same transaction (same coordinator and epoch).
+                let same = other
+                    .try_lock()
+                    .map(|o| o.coordinator == from && o.epoch == epoch)
+                    .unwrap_or(true);
+                if same {
+                    return Ok(Answer::Done);
+                }
+                return Err(Error::conflict(format!(
+                    "could not serialize access: transaction id {txn} is in use on this participant \
+                     by another coordinator"
+                )));
             }
             t.live.insert(txn, state.clone());
         }
@@ -399,6 +410,16 @@ impl Participants {
         }
         for (s, w) in &st.writes {
             self.shards[s].install(txn, w, vc, epoch)?;
+        }
+        // A stopped log installs nothing (the shard unlocked the writes):
+        // the coordinator must not hear Done.
+        if let Some(e) = st.writes.keys().find_map(|s| self.shards[s].log_failure()) {
+            st.writes.clear();
+            st.clocks.clear();
+            st.phase = Phase::Finished;
+            drop(st);
+            self.finish(txn, now, false);
+            return Err(e);
         }
         st.phase = Phase::Installed;
         drop(st);
@@ -679,6 +700,24 @@ mod tests {
         };
         let e = w.nodes[0].handle(9, install, Instant::now()).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+    }
+
+    /// A transaction id another coordinator still uses here is refused,
+    /// not taken for a repeated Lock (which would lock nothing).
+    #[test]
+    fn a_lock_with_an_id_in_use_by_another_coordinator_is_refused() {
+        let w = world();
+        let p = &w.nodes[1];
+        let t0 = Instant::now();
+        p.handle(9, lock_call(20, vec![(2, vec![write("c")])]), t0)
+            .unwrap();
+        p.handle(9, lock_call(20, vec![(2, vec![write("c")])]), t0)
+            .unwrap();
+        let e = p
+            .handle(8, lock_call(20, vec![(2, vec![write("d")])]), t0)
+            .unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        assert!(!w.locked(2, "d"));
     }
 
     /// Release frees only what the named transaction locked here; an
