@@ -357,6 +357,41 @@ async fn query(c: &Client, sql: &str) -> Vec<tokio_postgres::Row> {
 
 /// The bank: ACCOUNTS accounts holding INITIAL each, and the events table
 /// the transfers log to.
+/// The next random transfer (from, to, amount) of a xorshift stream.
+fn random_transfer(rng: &mut u64) -> (i64, i64, i64) {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    let from = (*rng % ACCOUNTS as u64) as i64;
+    let to = ((*rng >> 20) % ACCOUNTS as u64) as i64;
+    let amount = ((*rng >> 40) % 50) as i64 + 1;
+    (from, to, amount)
+}
+
+/// Every acknowledged transfer is in `events`, and the balances are
+/// exactly what the events say (nothing in part; the total holds).
+async fn check_bank(c: &Client, acked: &HashSet<i64>) {
+    let events = query(c, "SELECT id, src, dst, amount FROM events").await;
+    let present: HashSet<i64> = events.iter().map(|r| r.get(0)).collect();
+    let missing: Vec<&i64> = acked.iter().filter(|id| !present.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged transfers are missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let mut expect = vec![INITIAL; ACCOUNTS as usize];
+    for r in &events {
+        let (src, dst, amount): (i64, i64, i64) = (r.get(1), r.get(2), r.get(3));
+        expect[src as usize] -= amount;
+        expect[dst as usize] += amount;
+    }
+    let rows = query(c, "SELECT id, balance FROM accounts ORDER BY id").await;
+    let stored: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
+    assert_eq!(stored, expect, "balances do not match the events");
+    assert_eq!(stored.iter().sum::<i64>(), INITIAL * ACCOUNTS);
+}
+
 async fn create_bank(c: &Client) {
     setup(
         c,
@@ -448,12 +483,7 @@ async fn failover_with(consensus: &str, streams: usize, learner: bool) {
                     }
                     continue;
                 };
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let from = (rng % ACCOUNTS as u64) as i64;
-                let to = ((rng >> 20) % ACCOUNTS as u64) as i64;
-                let amount = ((rng >> 40) % 50) as i64 + 1;
+                let (from, to, amount) = random_transfer(&mut rng);
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
                 match transfer(c, id, from, to, amount).await {
                     Ok(()) => {
@@ -511,25 +541,7 @@ async fn failover_with(consensus: &str, streams: usize, learner: bool) {
 
     // Everything acknowledged is there, nothing in part.
     let c = connect(cluster.nodes[second].port).await.unwrap();
-    let events = query(&c, "SELECT id, src, dst, amount FROM events").await;
-    let present: HashSet<i64> = events.iter().map(|r| r.get(0)).collect();
-    let missing: Vec<&i64> = acked.iter().filter(|id| !present.contains(id)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged transfers are missing, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    let mut expect = vec![INITIAL; ACCOUNTS as usize];
-    for r in &events {
-        let (src, dst, amount): (i64, i64, i64) = (r.get(1), r.get(2), r.get(3));
-        expect[src as usize] -= amount;
-        expect[dst as usize] += amount;
-    }
-    let rows = query(&c, "SELECT id, balance FROM accounts ORDER BY id").await;
-    let stored: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
-    assert_eq!(stored, expect, "balances do not match the events");
-    assert_eq!(stored.iter().sum::<i64>(), INITIAL * ACCOUNTS);
+    check_bank(&c, &acked).await;
 
     // The killed node rejoins and catches up.
     cluster.start(first);
@@ -601,12 +613,7 @@ async fn transfers_across_two_groups_survive_follower_restarts_and_a_leader_chan
             let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ (k as u64 + 1);
             let mut failures = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let from = (rng % ACCOUNTS as u64) as i64;
-                let to = ((rng >> 20) % ACCOUNTS as u64) as i64;
-                let amount = ((rng >> 40) % 50) as i64 + 1;
+                let (from, to, amount) = random_transfer(&mut rng);
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
                 match transfer(&c, id, from, to, amount).await {
                     Ok(()) => {
@@ -657,19 +664,7 @@ async fn transfers_across_two_groups_survive_follower_restarts_and_a_leader_chan
     }
     let acked = acked.lock().unwrap().clone();
     for c in [&c1, &c2] {
-        let events = query(c, "SELECT id, src, dst, amount FROM events").await;
-        let present: HashSet<i64> = events.iter().map(|r| r.get(0)).collect();
-        let missing = acked.iter().filter(|id| !present.contains(id)).count();
-        assert_eq!(missing, 0, "acknowledged transfers are missing");
-        let mut expect = vec![INITIAL; ACCOUNTS as usize];
-        for r in &events {
-            let (src, dst, amount): (i64, i64, i64) = (r.get(1), r.get(2), r.get(3));
-            expect[src as usize] -= amount;
-            expect[dst as usize] += amount;
-        }
-        let rows = query(c, "SELECT id, balance FROM accounts ORDER BY id").await;
-        let stored: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
-        assert_eq!(stored, expect, "balances do not match the events");
+        check_bank(c, &acked).await;
     }
     eprintln!("two groups: {} transfers acknowledged", acked.len());
 
