@@ -502,6 +502,55 @@ mod tests {
     }
 
     fn net() -> Net {
+        net_with(None)
+    }
+
+    /// Shard 2's installs fail until `until` (a participant that cannot
+    /// install for a while), the rest as they are.
+    struct Refusing {
+        inner: LocalShard,
+        until: Instant,
+    }
+
+    impl ShardClient for Refusing {
+        fn shard_id(&self) -> usize {
+            self.inner.shard_id()
+        }
+        fn read(&self, key: &[u8]) -> Result<kv::ReadResult> {
+            self.inner.read(key)
+        }
+        fn scan(
+            &self,
+            range: &txn::KeyRange,
+            limit: Option<usize>,
+            reverse: bool,
+        ) -> Result<txn::client::ScanResult> {
+            self.inner.scan(range, limit, reverse)
+        }
+        fn lock(&self, txn: u64, keys: &[Write]) -> Result<()> {
+            self.inner.lock(txn, keys)
+        }
+        fn get_clock(&self, txn: u64) -> Result<u64> {
+            self.inner.get_clock(txn)
+        }
+        fn validate(&self, txn: u64, v: &txn::client::Validation, held: &[Write]) -> Result<()> {
+            self.inner.validate(txn, v, held)
+        }
+        fn install(&self, txn: u64, w: &[Write], vc: &VectorClock, e: Epoch) -> Result<()> {
+            if Instant::now() < self.until {
+                return Err(Error::new(ErrorKind::Io, "cannot install yet (test)"));
+            }
+            self.inner.install(txn, w, vc, e)
+        }
+        fn release(&self, txn: u64, writes: &[Write]) -> Result<()> {
+            self.inner.release(txn, writes)
+        }
+        fn commit_local(&self, c: txn::client::LocalCommit<'_>) -> Result<VectorClock> {
+            self.inner.commit_local(c)
+        }
+    }
+
+    fn net_with(refuse_installs_on_2_until: Option<Instant>) -> Net {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -512,11 +561,14 @@ mod tests {
         let stores: Vec<Arc<Shard>> = (0..3).map(|i| Arc::new(Shard::new(i))).collect();
         let client =
             |s: usize| Arc::new(LocalShard::new(stores[s].clone(), 3)) as Arc<dyn ShardClient>;
-        let serves = [
-            Some(vec![client(0), client(1)]),
-            Some(vec![client(2)]),
-            None,
-        ];
+        let two = match refuse_installs_on_2_until {
+            None => client(2),
+            Some(until) => Arc::new(Refusing {
+                inner: LocalShard::new(stores[2].clone(), 3),
+                until,
+            }),
+        };
+        let serves = [Some(vec![client(0), client(1)]), Some(vec![two]), None];
         let mut rpcs = Vec::new();
         for (i, shards) in serves.into_iter().enumerate() {
             let id = i as NodeId + 1;
@@ -687,6 +739,34 @@ mod tests {
                 assert!(n.present(0, &format!("{node}-a{i}")));
                 assert!(n.present(2, &format!("{node}-c{i}")));
             }
+        }
+    }
+
+    /// A participant that cannot install for longer than the commit
+    /// waits: the session hears 40003, and the decided transaction is
+    /// still carried out by a thread of its own once the participant
+    /// can (its locks and clock value are not left behind).
+    #[test]
+    fn a_decided_commit_is_carried_out_after_the_session_gave_up() {
+        let n = net_with(Some(
+            Instant::now() + TIMING.give_up + Duration::from_secs(1),
+        ));
+        let e = commit(
+            n.rpc(3),
+            coordinator(5, [&["a"], &[], &["c"]]),
+            node_of(),
+            TIMING,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::OutcomeUnknown, "{e}");
+        assert!(n.present(0, "a"), "the other participant installed");
+        let until = Instant::now() + Duration::from_secs(20);
+        while !n.present(2, "c") || n.locked(2, "c") {
+            assert!(
+                Instant::now() < until,
+                "the decided commit was never carried out"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
