@@ -407,6 +407,74 @@ fn a_leader_acknowledges_only_what_the_stream_chose() {
     p.close();
 }
 
+/// Shard 1 is another replica group's. A commit on shard 0 that read
+/// that group's clock value 7 is chosen here, but its reply waits (shard
+/// 1's watermark, which the gate checks, stays below 7) until that group
+/// reports 7 durable; a follower applies the entry only then.
+#[test]
+fn a_commit_naming_another_groups_shard_waits_for_its_reported_watermark() {
+    let grouped = || Options {
+        replica_of: Some("g".into()),
+        streams: 1,
+        parallel_replay: true,
+        ..opts(2, 1)
+    };
+    let dir = TempDir::new("repl-remote-leader");
+    let (p, shards, _) = open(&dir.0, grouped()).unwrap();
+    p.set_remote_shards(&[false, true]).unwrap();
+    let stream = Arc::new(Proposals::default());
+    p.start_replication(stream.clone()).unwrap();
+    let c = shards[0].next_clock();
+    install(&p, &shards[0], 1, &vc(&[c, 7]), &[("a", Some("1"))]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lock(&stream.got).is_empty() {
+        assert!(Instant::now() < deadline, "nothing was proposed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let batch = lock(&stream.got).remove(0).1;
+    p.chosen(1, batch.clone(), true).unwrap();
+    shards[0].wait_watermark(c).unwrap();
+    let remote = shards[1].clone();
+    let waiter = std::thread::spawn(move || remote.wait_watermark(7));
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !waiter.is_finished(),
+        "acknowledged before the other group's watermark"
+    );
+    p.remote_watermark(1, 6).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(
+        !waiter.is_finished(),
+        "acknowledged below the other group's watermark"
+    );
+    p.remote_watermark(1, 7).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !waiter.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the report did not release the reply"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    waiter.join().unwrap().unwrap();
+    p.close();
+
+    // A follower of the group holds the entry back until the report.
+    let dir = TempDir::new("repl-remote-follower");
+    let (f, shards, _) = open(&dir.0, grouped()).unwrap();
+    f.set_remote_shards(&[false, true]).unwrap();
+    f.chosen(1, batch, false).unwrap();
+    assert!(
+        shards[0].read(b"a").value.is_none(),
+        "applied before it was stable"
+    );
+    assert_eq!(f.replay_waiting(), 1);
+    f.remote_watermark(1, 7).unwrap();
+    assert!(shards[0].read(b"a").value.is_some());
+    assert_eq!(f.replay_waiting(), 0);
+    f.close();
+}
+
 #[test]
 fn a_follower_installs_chosen_batches_and_resumes_after_its_checkpoint() {
     let dir = TempDir::new("repl-follower");
