@@ -118,28 +118,7 @@ impl Db {
     /// acknowledged once durable (`shards` must be logged shards, see
     /// [`Shard::logged`]). Transaction ids continue after `last_txn`.
     pub fn logged(shards: Vec<Arc<Shard>>, log: Arc<dyn CommitLog>, last_txn: TxnId) -> Arc<Db> {
-        assert!(!shards.is_empty(), "a cluster has at least one shard");
-        let n = shards.len();
-        let clients = shards
-            .iter()
-            .map(|s| {
-                Arc::new(LocalShard::logged(s.clone(), n, log.clone())) as Arc<dyn ShardClient>
-            })
-            .collect();
-        Arc::new(Db {
-            shards: clients,
-            stores: shards.clone(),
-            epoch: AtomicU64::new(1),
-            gate: Arc::new(WatermarkGate::new(shards)),
-            next_txn: AtomicU64::new(last_txn + 1),
-            id_stride: 1,
-            id_offset: 0,
-            local: vec![true; n],
-            remote: None,
-            durability: log.durability(),
-            log: Some(log.clone()),
-            stats: Stats::default(),
-        })
+        Db::with_log(shards, log, last_txn, None)
     }
 
     /// A node of one replica group among several: `shards` are every
@@ -153,47 +132,65 @@ impl Db {
         last_txn: TxnId,
         groups: Groups,
     ) -> Arc<Db> {
+        Db::with_log(shards, log, last_txn, Some(groups))
+    }
+
+    fn with_log(
+        shards: Vec<Arc<Shard>>,
+        log: Arc<dyn CommitLog>,
+        last_txn: TxnId,
+        groups: Option<Groups>,
+    ) -> Arc<Db> {
         assert!(!shards.is_empty(), "a cluster has at least one shard");
-        assert!(
-            u64::from(groups.node) < ID_STRIDE,
-            "node ids stay below ID_STRIDE"
-        );
         let n = shards.len();
-        let local: Vec<bool> = (0..n)
-            .map(|s| groups.remote_clients.get(s).is_none_or(Option::is_none))
-            .collect();
+        let remote_client = |i: usize| {
+            groups
+                .as_ref()
+                .and_then(|g| g.remote_clients.get(i).cloned().flatten())
+        };
+        let local: Vec<bool> = (0..n).map(|i| remote_client(i).is_none()).collect();
         let clients = shards
             .iter()
             .enumerate()
-            .map(
-                |(i, s)| match groups.remote_clients.get(i).cloned().flatten() {
-                    Some(remote) => remote,
-                    None => Arc::new(LocalShard::logged(s.clone(), n, log.clone()))
-                        as Arc<dyn ShardClient>,
-                },
-            )
+            .map(|(i, s)| {
+                remote_client(i).unwrap_or_else(|| {
+                    Arc::new(LocalShard::logged(s.clone(), n, log.clone())) as Arc<dyn ShardClient>
+                })
+            })
             .collect();
+        let (id_stride, id_offset, first) = match &groups {
+            None => (1, 0, last_txn + 1),
+            Some(g) => {
+                assert!(
+                    u64::from(g.node) < ID_STRIDE,
+                    "node ids stay below ID_STRIDE"
+                );
+                // Past every id this node's group logged, and past what
+                // it may have used before a restart for transactions that
+                // left nothing in its own log (writes on other groups
+                // only, aborted ones): a thousand ids per millisecond of
+                // the clock.
+                let clock = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64)
+                    .saturating_mul(1000);
+                (
+                    ID_STRIDE,
+                    u64::from(g.node),
+                    (last_txn / ID_STRIDE + 1).max(clock),
+                )
+            }
+        };
         Arc::new(Db {
             shards: clients,
             stores: shards.clone(),
             epoch: AtomicU64::new(1),
             gate: Arc::new(WatermarkGate::new(shards)),
-            // Past every id this node's group logged, and past what it
-            // may have used before a restart for transactions that left
-            // nothing in its own log (writes on other groups only, aborted
-            // ones): a thousand ids per millisecond of the clock.
-            next_txn: AtomicU64::new(
-                (last_txn / ID_STRIDE + 1).max(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as u64)
-                        .saturating_mul(1000),
-                ),
-            ),
-            id_stride: ID_STRIDE,
-            id_offset: u64::from(groups.node),
+            next_txn: AtomicU64::new(first),
+            id_stride,
+            id_offset,
             local,
-            remote: Some(groups.remote),
+            remote: groups.map(|g| g.remote),
             durability: log.durability(),
             log: Some(log.clone()),
             stats: Stats::default(),
