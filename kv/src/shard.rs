@@ -33,8 +33,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, ControlFlow};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crossbeam_skiplist::SkipMap;
@@ -98,6 +98,10 @@ struct Durability {
     frozen: AtomicBool,
     /// Why the log stopped, and who waits for which clock value.
     waits: Mutex<Waits>,
+    /// Signalled (with `inflight`) when a clock value settles while
+    /// `settle_waiters` is not 0: for [`Shard::wait_settled`].
+    settled: Condvar,
+    settle_waiters: AtomicUsize,
 }
 
 /// The commits waiting for the watermark.
@@ -225,6 +229,8 @@ impl Shard {
                 marks,
                 frozen: AtomicBool::new(false),
                 waits: Mutex::new(Waits::default()),
+                settled: Condvar::new(),
+                settle_waiters: AtomicUsize::new(0),
             }),
             ..Self::with_stability(id, stable)
         }
@@ -421,6 +427,9 @@ impl Shard {
         };
         let mut inflight = lock(&d.inflight);
         inflight.remove(&c);
+        if d.settle_waiters.load(Ordering::Acquire) > 0 {
+            d.settled.notify_all();
+        }
         if d.frozen.load(Ordering::Acquire) {
             return;
         }
@@ -516,6 +525,41 @@ impl Shard {
                 return Ok(());
             }
         }
+    }
+
+    /// Blocks until the entry (or marker) of clock value `c`, handed out
+    /// by [`Shard::next_clock`], is durable itself, whatever the values
+    /// below it (the watermark waits for those too); fails once the log
+    /// has stopped. Without a log, returns at once. For a commit protocol
+    /// that makes each participant's records durable before it answers
+    /// (two-phase commit over Paxos, the baseline Mako is measured
+    /// against).
+    pub fn wait_settled(&self, c: u64) -> Result<()> {
+        let Some(d) = &self.durability else {
+            return Ok(());
+        };
+        d.settle_waiters.fetch_add(1, Ordering::AcqRel);
+        let result = loop {
+            {
+                let inflight = lock(&d.inflight);
+                if !inflight.contains(&c) {
+                    break Ok(());
+                }
+                // The timeout only bounds how late a stopped log is noticed.
+                let (inflight, _) = d
+                    .settled
+                    .wait_timeout(inflight, Duration::from_millis(50))
+                    .unwrap_or_else(|p| p.into_inner());
+                if !inflight.contains(&c) {
+                    break Ok(());
+                }
+            }
+            if let Some(e) = lock(&d.waits).failed.as_ref() {
+                break Err(e.clone());
+            }
+        };
+        d.settle_waiters.fetch_sub(1, Ordering::AcqRel);
+        result
     }
 
     /// [`Shard::wait_watermark`] for a task: ready once the watermark is

@@ -20,6 +20,9 @@
 //!                              # reports its watermarks to the others
 //! lock_timeout_ms = 5000       # with several groups: locks a coordinator
 //!                              # took and abandoned before Validate go then
+//! commit = "speculative"      # with several groups: Mako's protocol, or
+//!                              # "2pc-paxos" (the baseline it is measured
+//!                              # against; slower, for benchmarks)
 //! secret_file = "c.secret"     # the cluster's shared secret (relative to
 //!                              # the config file; default: the config
 //!                              # file's name with the extension .secret)
@@ -118,6 +121,12 @@ pub struct ClusterConfig {
     /// touch).
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout_ms: u64,
+    /// With several groups: how transactions across groups commit,
+    /// "speculative" (Mako's protocol) or "2pc-paxos" (two-phase commit
+    /// over Paxos, the baseline Mako is measured against; see
+    /// `txn::coord::CommitProtocol`). Every node must say the same.
+    #[serde(default = "default_commit")]
+    pub commit: String,
     /// The file holding the cluster's shared secret, which replication
     /// connections prove they hold (`repl::net::ClusterKey`); relative to
     /// the config file. Default: the config file's path with the
@@ -225,6 +234,10 @@ fn default_gossip() -> u64 {
 
 fn default_lock_timeout() -> u64 {
     5_000
+}
+
+fn default_commit() -> String {
+    "speculative".into()
 }
 
 fn default_true() -> bool {
@@ -346,6 +359,16 @@ impl ClusterConfig {
         Ok(cfg)
     }
 
+    /// How transactions across groups commit (the `commit` setting).
+    pub fn commit_protocol(&self) -> Result<txn::coord::CommitProtocol, String> {
+        txn::coord::CommitProtocol::parse(&self.commit).ok_or_else(|| {
+            format!(
+                "unknown commit protocol {:?} (use \"speculative\" or \"2pc-paxos\")",
+                self.commit
+            )
+        })
+    }
+
     fn check(&self) -> Result<(), String> {
         match self.consensus.as_str() {
             "paxos" | "raft" => {}
@@ -356,6 +379,7 @@ impl ClusterConfig {
             }
         }
         self.sync.parse::<kv::persist::SyncMode>()?;
+        self.commit_protocol()?;
         if !(1..=64).contains(&self.streams) {
             return Err(format!(
                 "streams = {} is out of range (1 to 64)",
@@ -689,6 +713,10 @@ mod tests {
         assert!(bad("followers = [\"n2\"]", "followers = [\"n9\"]").contains("unknown node"));
         assert!(bad("dc = \"b\"", "dc = \"z\"").contains("unknown datacenter"));
         assert!(bad("heartbeat_ms = 20", "consensus = \"zab\"").contains("unknown consensus"));
+        assert!(
+            bad("heartbeat_ms = 20", "heartbeat_ms = 20\ncommit = \"3pc\"")
+                .contains("unknown commit protocol")
+        );
         assert!(
             bad(
                 "heartbeat_ms = 20",

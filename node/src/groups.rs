@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use kv::{Epoch, Error, ErrorKind, ReadResult, Result, ShardId, VectorClock};
 use repl::paxos::NodeId;
 use txn::client::{KeyRange, LocalCommit, ScanResult, Validation, Write};
-use txn::coord::{Coordinator, Participant};
+use txn::coord::{CommitProtocol, Coordinator, Participant};
 use txn::participant::{Answer, Call};
 use txn::{ShardClient, TxnId};
 
@@ -64,6 +64,8 @@ pub struct Layout {
     /// How long a participant holds a transaction's locks before it
     /// validates.
     pub lock_timeout: Duration,
+    /// How transactions across groups commit.
+    pub protocol: txn::coord::CommitProtocol,
 }
 
 impl Layout {
@@ -83,6 +85,9 @@ pub struct Router {
     /// Per shard: its group.
     group_of: Vec<usize>,
     rpc: OnceLock<Arc<Rpc>>,
+    /// With the two-phase-commit-over-Paxos baseline: a shard of this
+    /// node's group, where a coordinator logs its decisions.
+    decisions: OnceLock<Arc<dyn ShardClient>>,
     timing: CommitTiming,
     /// How long a read waits for some member of a group to answer.
     call_timeout: Duration,
@@ -108,6 +113,7 @@ impl Router {
             leaders,
             group_of,
             rpc: OnceLock::new(),
+            decisions: OnceLock::new(),
             timing: CommitTiming {
                 round_timeout: Duration::from_secs(2),
                 give_up: Duration::from_secs(10),
@@ -125,6 +131,12 @@ impl Router {
     /// Connects the router to the node's RPC end (once).
     pub fn set_rpc(&self, rpc: Arc<Rpc>) {
         let _ = self.rpc.set(rpc);
+    }
+
+    /// Where this node's coordinators log their decisions, when the
+    /// layout's protocol does (once).
+    pub fn set_decision_log(&self, shard: Arc<dyn ShardClient>) {
+        let _ = self.decisions.set(shard);
     }
 
     fn rpc(&self) -> Result<&Arc<Rpc>> {
@@ -221,20 +233,29 @@ impl txn::Remote for Router {
                 leaders[g].load(Ordering::Acquire)
             }
         });
-        crate::rpc::commit(rpc, coord, node_of, self.timing).map_err(|e| {
-            if e.kind == ErrorKind::Unavailable {
-                // Aborted before the commit point because a group's
-                // leader did not serve (a leader change, most likely):
-                // nothing was committed, and a retry finds the new one.
-                Error::conflict(format!(
-                    "could not serialize access: the transaction was aborted because a replica \
+        let decision_log: Option<crate::rpc::DecisionLog> = match self.layout.protocol {
+            CommitProtocol::Speculative => None,
+            CommitProtocol::TwoPhaseOverPaxos => self.decisions.get().map(|shard| {
+                let shard = shard.clone();
+                Arc::new(move |txn, epoch| shard.log_prepared(txn, epoch))
+                    as crate::rpc::DecisionLog
+            }),
+        };
+        crate::rpc::commit_with_decision_log(rpc, coord, node_of, self.timing, decision_log)
+            .map_err(|e| {
+                if e.kind == ErrorKind::Unavailable {
+                    // Aborted before the commit point because a group's
+                    // leader did not serve (a leader change, most likely):
+                    // nothing was committed, and a retry finds the new one.
+                    Error::conflict(format!(
+                        "could not serialize access: the transaction was aborted because a replica \
                      group's leader did not answer ({}); retry it",
-                    e.message
-                ))
-            } else {
-                e
-            }
-        })
+                        e.message
+                    ))
+                } else {
+                    e
+                }
+            })
     }
 }
 

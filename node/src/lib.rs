@@ -179,6 +179,7 @@ impl NodeOptions {
                 (i, (n.name.clone(), n.listen))
             })
             .collect();
+        let protocol = cfg.commit_protocol()?;
         Ok(NodeOptions {
             group: group.name.clone(),
             id,
@@ -205,6 +206,7 @@ impl NodeOptions {
                     .collect(),
                 gossip: Duration::from_millis(cfg.watermark_gossip_ms),
                 lock_timeout: Duration::from_millis(cfg.lock_timeout_ms),
+                protocol,
             }),
             sync: cfg.sync.parse()?,
             heartbeat: Duration::from_millis(cfg.heartbeat_ms),
@@ -656,13 +658,27 @@ impl Node {
     ) -> Arc<rpc::Rpc> {
         let layout = router.layout().clone();
         let mine = layout.groups[layout.mine].clone();
-        let participants = Arc::new(txn::participant::Participants::new(
-            mine.shards
-                .iter()
-                .map(|&s| self.db.client(s).clone())
-                .collect(),
-            layout.lock_timeout,
-        ));
+        let participants = Arc::new(
+            txn::participant::Participants::new(
+                mine.shards
+                    .iter()
+                    .map(|&s| self.db.client(s).clone())
+                    .collect(),
+                layout.lock_timeout,
+            )
+            .with_protocol(layout.protocol),
+        );
+        if let Some(&first) = mine.shards.first() {
+            router.set_decision_log(self.db.client(first).clone());
+        }
+        // A handler thread waits for nothing in Mako's protocol; in the
+        // two-phase-commit baseline it waits for a replication round in
+        // Validate and Install, so that one needs a thread per call in
+        // flight (about one per client).
+        let workers = match layout.protocol {
+            txn::coord::CommitProtocol::Speculative => 4,
+            txn::coord::CommitProtocol::TwoPhaseOverPaxos => 128,
+        };
         let me = self.opts.id;
         let weak = Arc::downgrade(&self.shared);
         let serving: rpc::Serving = Box::new(move || match weak.upgrade() {
@@ -682,7 +698,7 @@ impl Node {
             me,
             transport,
             Some((participants, serving)),
-            4,
+            workers,
             (layout.lock_timeout / 4).max(Duration::from_millis(1)),
             Some(on_watermarks),
         ));

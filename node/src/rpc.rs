@@ -315,7 +315,27 @@ pub fn commit(
     node_of: NodeOf,
     timing: CommitTiming,
 ) -> Result<VectorClock> {
+    commit_with_decision_log(rpc, coord, node_of, timing, None)
+}
+
+/// Makes the coordinator's decision to commit durable before Install goes
+/// out (for the two-phase-commit-over-Paxos baseline): given the
+/// transaction and its epoch, returns once a record of it is replicated
+/// in the coordinator's group.
+pub type DecisionLog = Arc<dyn Fn(txn::TxnId, kv::Epoch) -> Result<()> + Send + Sync>;
+
+/// [`commit`], calling `decision_log` (if any) between the commit point
+/// and the first Install. Its failure is logged and the commit goes on:
+/// the decision was taken already, and Install is idempotent.
+pub fn commit_with_decision_log(
+    rpc: &Arc<Rpc>,
+    coord: Coordinator,
+    node_of: NodeOf,
+    timing: CommitTiming,
+    decision_log: Option<DecisionLog>,
+) -> Result<VectorClock> {
     let mut driver = Driver::new(coord);
+    driver.decision_log = decision_log;
     match driver.run(rpc, &*node_of, timing.round_timeout, Some(timing.give_up)) {
         Ok(outcome) => outcome,
         Err(gave_up) => {
@@ -352,6 +372,7 @@ struct Driver {
     ready: txn::coord::Ready,
     decided: Option<(Round, Instant)>,
     started: bool,
+    decision_log: Option<DecisionLog>,
 }
 
 impl Driver {
@@ -365,6 +386,7 @@ impl Driver {
             ready: txn::coord::Ready::default(),
             decided: None,
             started: false,
+            decision_log: None,
         }
     }
 
@@ -398,6 +420,12 @@ impl Driver {
             };
             for (r, call) in requests.iter().zip(calls) {
                 if matches!(r.round, Round::Install | Round::Release) && self.decided.is_none() {
+                    if r.round == Round::Install
+                        && let Some(log) = self.decision_log.take()
+                        && let Err(e) = log(self.coord.txn(), self.coord.epoch())
+                    {
+                        tracing::warn!(txn = self.coord.txn(), error = %e, "cannot log the commit decision");
+                    }
                     self.decided = Some((r.round, Instant::now()));
                 }
                 let id = rpc.send(node_of(r.to), call, &self.tx);

@@ -150,9 +150,13 @@ enum TpccCommand {
     /// retries. Each connection is a terminal bound to a home warehouse;
     /// serialization failures (40001) are retried and counted.
     Run {
-        /// The server.
-        #[arg(long)]
-        url: String,
+        /// The server. Give it several times for a Mako cluster of several
+        /// replica groups (one URL per group's leader): each terminal then
+        /// connects to a node whose group holds its home warehouse (asked
+        /// of the servers before the run; nothing else may run then), and
+        /// the commit counts of all of them are reported.
+        #[arg(long, required = true)]
+        url: Vec<String>,
         /// Number of warehouses loaded.
         #[arg(long)]
         warehouses: i32,
@@ -539,7 +543,7 @@ fn tpcc(cmd: TpccCommand) -> std::process::ExitCode {
                 json,
             } => {
                 let opts = tools::tpcc::run::RunOptions {
-                    url,
+                    urls: url,
                     warehouses,
                     connections,
                     duration: std::time::Duration::from_secs(duration),

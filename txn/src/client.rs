@@ -223,6 +223,21 @@ pub trait ShardClient: Send + Sync {
         None
     }
 
+    /// Two-phase commit over Paxos (the baseline Mako is measured
+    /// against, not its protocol): logs a record that `txn` prepared here
+    /// and returns once that record is durable (replicated, on a
+    /// replicated node). Without a log there is nothing to wait for.
+    fn log_prepared(&self, _txn: TxnId, _epoch: Epoch) -> Result<()> {
+        Ok(())
+    }
+
+    /// Returns once the log entry of the commit installed here with clock
+    /// value `clock` is durable itself (for the same baseline, whose
+    /// participants answer Install only then).
+    fn wait_installed_durable(&self, _clock: u64) -> Result<()> {
+        Ok(())
+    }
+
     /// The single-shard short path. Returns the transaction's VC.
     fn commit_local(&self, commit: LocalCommit<'_>) -> Result<VectorClock>;
 }

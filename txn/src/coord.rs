@@ -49,6 +49,45 @@ use crate::client::{TxnId, Validation, Write};
 /// Whoever answers one request for a set of shards.
 pub type Participant = u32;
 
+/// How a transaction across replica groups commits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CommitProtocol {
+    /// Mako's: the four rounds replicate nothing; each group replicates
+    /// its installs in the background, and the commit is acknowledged
+    /// once its vector clock is covered by the vector watermark.
+    #[default]
+    Speculative,
+    /// The baseline Mako is measured against, two-phase commit over
+    /// Paxos: a participant answers Validate (its prepare vote) only once
+    /// a prepare record is replicated in its group, the coordinator
+    /// replicates its decision in its own group before Install, and a
+    /// participant answers Install only once the installed entry is
+    /// replicated. Locks are held across the first two replications (the
+    /// installed versions are visible before the third, which is kinder
+    /// to the baseline than holding them longer).
+    TwoPhaseOverPaxos,
+}
+
+impl CommitProtocol {
+    /// The name used in cluster files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            CommitProtocol::Speculative => "speculative",
+            CommitProtocol::TwoPhaseOverPaxos => "2pc-paxos",
+        }
+    }
+
+    /// The protocol of `name` (see [`CommitProtocol::name`]).
+    pub fn parse(name: &str) -> Option<CommitProtocol> {
+        [
+            CommitProtocol::Speculative,
+            CommitProtocol::TwoPhaseOverPaxos,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+    }
+}
+
 /// A certification round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Round {

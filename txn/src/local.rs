@@ -94,19 +94,31 @@ impl LocalShard {
         match &self.log {
             None => self.shard.abandon_clock(clock),
             Some(log) => {
-                let mut vc = ClockBuilder::new(self.shards);
-                vc.observe(self.shard.id(), clock);
                 // If the log has stopped, the watermark never passes this
                 // value again anyway.
-                let _ = log.append(LogEntry {
-                    txn,
-                    shard: self.shard.id(),
-                    vc: vc.build(),
-                    epoch: Epoch(0),
-                    writes: Vec::new(),
-                });
+                let _ = self.append_marker(log, txn, clock, Epoch(0));
             }
         }
+    }
+
+    /// Appends a marker (an entry without writes) for clock value `clock`:
+    /// once durable, it settles the value.
+    fn append_marker(
+        &self,
+        log: &Arc<dyn CommitLog>,
+        txn: TxnId,
+        clock: u64,
+        epoch: Epoch,
+    ) -> Result<()> {
+        let mut vc = ClockBuilder::new(self.shards);
+        vc.observe(self.shard.id(), clock);
+        log.append(LogEntry {
+            txn,
+            shard: self.shard.id(),
+            vc: vc.build(),
+            epoch,
+            writes: Vec::new(),
+        })
     }
 
     /// The store behind this client.
@@ -318,6 +330,24 @@ impl ShardClient for LocalShard {
 
     fn log_failure(&self) -> Option<Error> {
         self.log.as_ref().and_then(|l| l.failure())
+    }
+
+    fn log_prepared(&self, txn: TxnId, epoch: Epoch) -> Result<()> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        // The record is a marker with a clock value of its own: durable,
+        // it settles that value like an abandoned commit's.
+        let clock = self.shard.next_clock();
+        if let Err(e) = self.append_marker(log, txn, clock, epoch) {
+            // The log has stopped: the watermark never moves again anyway.
+            return Err(e);
+        }
+        self.shard.wait_settled(clock)
+    }
+
+    fn wait_installed_durable(&self, clock: u64) -> Result<()> {
+        self.shard.wait_settled(clock)
     }
 
     fn commit_local(&self, c: LocalCommit<'_>) -> Result<VectorClock> {

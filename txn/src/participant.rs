@@ -56,7 +56,7 @@ use kv::{Epoch, Error, ErrorKind, ReadResult, Result, ShardId, VectorClock};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{KeyRange, ScanResult, ShardClient, TxnId, Validation, Write};
-use crate::coord::{Coordinator, Reply, Request, Round};
+use crate::coord::{CommitProtocol, Coordinator, Reply, Request, Round};
 
 /// A node's identity (the coordinator of a transaction is a node).
 pub type NodeId = u32;
@@ -166,6 +166,9 @@ pub struct Participants {
     table: Mutex<Table>,
     /// How long a transaction may hold locks here before it validates.
     lock_timeout: Duration,
+    /// Speculative, or the two-phase-commit-over-Paxos baseline (which
+    /// makes Validate and Install wait for replicated records).
+    protocol: CommitProtocol,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -188,7 +191,14 @@ impl Participants {
             shards: shards.into_iter().map(|c| (c.shard_id(), c)).collect(),
             table: Mutex::new(Table::default()),
             lock_timeout,
+            protocol: CommitProtocol::Speculative,
         }
+    }
+
+    /// The same, answering as `protocol` asks (see [`CommitProtocol`]).
+    pub fn with_protocol(mut self, protocol: CommitProtocol) -> Participants {
+        self.protocol = protocol;
+        self
     }
 
     /// The client of `shard`, if this participant holds it.
@@ -365,6 +375,15 @@ impl Participants {
             let held = st.writes.get(s).map_or(&[][..], Vec::as_slice);
             self.shards[s].validate(txn, v, held)
         });
+        // The baseline's prepare record: the vote counts once replicated.
+        let result = result.and_then(|()| match self.protocol {
+            CommitProtocol::Speculative => Ok(()),
+            CommitProtocol::TwoPhaseOverPaxos => st
+                .writes
+                .iter()
+                .filter(|(_, w)| !w.is_empty())
+                .try_for_each(|(s, _)| self.shards[s].log_prepared(txn, st.epoch)),
+        });
         if let Err(e) = result {
             // The transaction cannot commit: give everything back now.
             self.give_back(txn, &mut st);
@@ -422,9 +441,18 @@ impl Participants {
             return Err(e);
         }
         st.phase = Phase::Installed;
+        let clocks = st.clocks.clone();
         drop(st);
         // An Install arriving later finds it installed.
         self.finish(txn, now, true);
+        if self.protocol == CommitProtocol::TwoPhaseOverPaxos {
+            // The baseline answers once the installed entries are
+            // replicated (a repeated Install answers at once: the first
+            // is still waiting or has answered).
+            for (s, c) in &clocks {
+                self.shards[s].wait_installed_durable(*c)?;
+            }
+        }
         Ok(Answer::Done)
     }
 
@@ -684,6 +712,144 @@ mod tests {
         p.handle(9, install, t0).unwrap();
         assert_eq!(w.stores[2].read(b"c").version, version);
         assert_eq!(p.live(), 0);
+    }
+
+    /// A commit log whose entries become durable only when the test says.
+    struct HeldLog {
+        shard: Arc<Shard>,
+        queued: Mutex<Vec<kv::log::LogEntry>>,
+    }
+
+    impl kv::log::CommitLog for HeldLog {
+        fn append(&self, entry: kv::log::LogEntry) -> Result<()> {
+            lock(&self.queued).push(entry);
+            Ok(())
+        }
+        fn failure(&self) -> Option<Error> {
+            None
+        }
+        fn durability(&self) -> String {
+            "held by the test".into()
+        }
+    }
+
+    impl HeldLog {
+        /// The entries queued: (writes, clock value).
+        fn queued(&self) -> Vec<(usize, u64)> {
+            lock(&self.queued)
+                .iter()
+                .map(|e| (e.writes.len(), e.clock()))
+                .collect()
+        }
+        /// Makes every queued entry durable.
+        fn flush(&self) {
+            for e in std::mem::take(&mut *lock(&self.queued)) {
+                self.shard.clock_durable(e.clock());
+            }
+            self.shard.wake_waiters();
+        }
+        /// Waits (at most 10 s) until `n` entries are queued.
+        fn wait_for(&self, n: usize) {
+            let until = Instant::now() + Duration::from_secs(10);
+            while lock(&self.queued).len() < n {
+                assert!(Instant::now() < until, "no log entry came");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Under the two-phase-commit-over-Paxos baseline a participant votes
+    /// (answers Validate) only once its prepare record is durable, and
+    /// answers Install only once the installed entry is; under Mako's
+    /// protocol neither waits for the log.
+    #[test]
+    fn two_phase_commit_over_paxos_answers_only_once_its_records_are_durable() {
+        for protocol in [
+            CommitProtocol::Speculative,
+            CommitProtocol::TwoPhaseOverPaxos,
+        ] {
+            let store = Arc::new(Shard::logged(0, Arc::new(kv::shard::Watermarks::new(1))));
+            let log = Arc::new(HeldLog {
+                shard: store.clone(),
+                queued: Mutex::new(Vec::new()),
+            });
+            let client = Arc::new(LocalShard::logged(store.clone(), 1, log.clone()));
+            let p = Arc::new(
+                Participants::new(vec![client as Arc<dyn ShardClient>], TIMEOUT * 100)
+                    .with_protocol(protocol),
+            );
+            let t0 = Instant::now();
+            p.handle(9, lock_call(7, vec![(0, vec![write("a")])]), t0)
+                .unwrap();
+            let Answer::Clocks(c) = p
+                .handle(
+                    9,
+                    Call::GetClock {
+                        txn: 7,
+                        shards: vec![0],
+                    },
+                    t0,
+                )
+                .unwrap()
+            else {
+                panic!("no clocks");
+            };
+            let call = |call: Call| {
+                let (p, (tx, rx)) = (p.clone(), std::sync::mpsc::channel());
+                std::thread::spawn(move || tx.send(p.handle(9, call, t0)));
+                rx
+            };
+            let answer = |rx: &std::sync::mpsc::Receiver<Result<Answer>>| {
+                rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap()
+            };
+            let validate = call(Call::Validate {
+                txn: 7,
+                checks: Vec::new(),
+                locked: true,
+            });
+            if protocol == CommitProtocol::TwoPhaseOverPaxos {
+                // The prepare record: a marker with a clock value of its own.
+                log.wait_for(1);
+                let queued = log.queued();
+                assert_eq!(queued.len(), 1);
+                assert_eq!(queued[0].0, 0);
+                assert!(queued[0].1 > c[0].1);
+                assert!(
+                    validate.try_recv().is_err(),
+                    "voted before its record was durable"
+                );
+                log.flush();
+            }
+            answer(&validate);
+            assert!(store.is_locked(b"a"));
+            let mut vc = ClockBuilder::new(1);
+            vc.observe(0, c[0].1);
+            let install = call(Call::Install {
+                txn: 7,
+                vc: vc.build(),
+                epoch: Epoch(1),
+            });
+            if protocol == CommitProtocol::TwoPhaseOverPaxos {
+                log.wait_for(1);
+                assert_eq!(log.queued(), vec![(1, c[0].1)]);
+                // Installed (visible, unlocked) but not acknowledged.
+                while store.is_locked(b"a") {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                assert!(store.read(b"a").value.is_some());
+                assert!(
+                    install.try_recv().is_err(),
+                    "acknowledged before it was durable"
+                );
+                log.flush();
+            }
+            answer(&install);
+            assert!(store.read(b"a").value.is_some());
+            if protocol == CommitProtocol::Speculative {
+                // Nothing waited: the installed entry is still queued.
+                assert_eq!(log.queued(), vec![(1, c[0].1)]);
+            }
+        }
     }
 
     /// An Install for a transaction that never locked here (this node

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::random::Random;
@@ -61,8 +62,10 @@ impl std::str::FromStr for Mix {
 /// What `run` was asked to do.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// Server URL.
-    pub url: String,
+    /// Server URLs (one is enough; with several, say the leaders of a
+    /// Mako cluster's replica groups, each terminal connects to one whose
+    /// node holds its home warehouse: see [`home_urls`]).
+    pub urls: Vec<String>,
     /// Warehouses loaded.
     pub warehouses: i32,
     /// Terminals (connections).
@@ -117,9 +120,9 @@ pub struct Report {
     pub errors: u64,
     /// Per type, in the order of `KINDS`.
     pub kinds: Vec<(String, KindReport)>,
-    /// Mako only: the commits of the node of `--url` during the run, by
-    /// how far they reached (`SHOW mako.commits`: single_shard,
-    /// cross_shard, cross_group, aborts), counted by the server.
+    /// Mako only: the commits of the nodes of `--url` during the run (added
+    /// up), by how far they reached (`SHOW mako.commits`: single_shard,
+    /// cross_shard, cross_group, aborts), counted by the servers.
     pub server_commits: Vec<(String, u64)>,
 }
 
@@ -132,6 +135,10 @@ async fn server_commits(url: &str) -> Vec<(String, u64)> {
     if !is_mako(&c).await.unwrap_or(false) {
         return Vec::new();
     }
+    commit_counts(&c).await
+}
+
+async fn commit_counts(c: &Client) -> Vec<(String, u64)> {
     let Ok(row) = c.query_one("SHOW mako.commits", &[]).await else {
         return Vec::new();
     };
@@ -142,6 +149,70 @@ async fn server_commits(url: &str) -> Vec<(String, u64)> {
             Some((k.to_string(), v.parse().ok()?))
         })
         .collect()
+}
+
+/// The commit counts of every server of `urls`, added up by name.
+async fn all_commits(urls: &[String]) -> Vec<(String, u64)> {
+    let mut sum: Vec<(String, u64)> = Vec::new();
+    for url in urls {
+        for (k, v) in server_commits(url).await {
+            match sum.iter_mut().find(|(name, _)| *name == k) {
+                Some((_, total)) => *total += v,
+                None => sum.push((k, v)),
+            }
+        }
+    }
+    sum
+}
+
+/// Which of `urls` each warehouse's terminals connect to (index by
+/// warehouse - 1). With one URL, that one. With several, a warehouse goes
+/// to the first Mako server among them that reads its `warehouse` row
+/// without leaving its replica group (a read that leaves it counts as a
+/// cross_group commit in `SHOW mako.commits`, asked before and after, so
+/// nothing else may be running); a warehouse no server holds (or servers
+/// that are not Mako) go to the URLs in turn.
+pub async fn home_urls(urls: &[String], warehouses: i32) -> Result<Vec<usize>, String> {
+    let n = warehouses.max(0) as usize;
+    let mut home: Vec<Option<usize>> = vec![None; n];
+    if urls.len() > 1 {
+        for (u, url) in urls.iter().enumerate() {
+            let c = connect(url)
+                .await
+                .map_err(|e| format!("cannot connect to {url}: {}", describe(&e)))?;
+            if !is_mako(&c).await.unwrap_or(false) {
+                continue;
+            }
+            let probe = c
+                .prepare("SELECT w_tax FROM warehouse WHERE w_id = $1")
+                .await
+                .map_err(|e| format!("{url}: {}", describe(&e)))?;
+            for (w, slot) in home.iter_mut().enumerate() {
+                if slot.is_some() {
+                    continue;
+                }
+                let cross = |counts: Vec<(String, u64)>| {
+                    counts
+                        .into_iter()
+                        .find(|(k, _)| k == "cross_group")
+                        .map(|(_, v)| v)
+                };
+                let before = cross(commit_counts(&c).await);
+                c.query(&probe, &[&(w as i32 + 1)])
+                    .await
+                    .map_err(|e| format!("{url}: {}", describe(&e)))?;
+                let after = cross(commit_counts(&c).await);
+                if before.is_some() && before == after {
+                    *slot = Some(u);
+                }
+            }
+        }
+    }
+    Ok(home
+        .iter()
+        .enumerate()
+        .map(|(w, h)| h.unwrap_or(w % urls.len()))
+        .collect())
 }
 
 #[derive(Default)]
@@ -211,8 +282,28 @@ pub async fn run(opts: RunOptions) -> Result<Report, String> {
     if opts.warehouses < 1 || opts.connections < 1 {
         return Err("--warehouses and --connections must be at least 1".into());
     }
-    let (server, durability) = server_description(&opts.url).await;
-    let commits_before = server_commits(&opts.url).await;
+    if opts.urls.is_empty() {
+        return Err("no --url given".into());
+    }
+    let (server, durability) = server_description(&opts.urls[0]).await;
+    let homes = Arc::new(home_urls(&opts.urls, opts.warehouses).await?);
+    if opts.urls.len() > 1 {
+        for (u, url) in opts.urls.iter().enumerate() {
+            let ws: Vec<String> = (0..homes.len())
+                .filter(|&w| homes[w] == u)
+                .map(|w| (w + 1).to_string())
+                .collect();
+            println!(
+                "warehouses at {url}: {}",
+                if ws.is_empty() {
+                    "none".into()
+                } else {
+                    ws.join(" ")
+                }
+            );
+        }
+    }
+    let commits_before = all_commits(&opts.urls).await;
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let new_orders = Arc::new(AtomicU64::new(0));
@@ -222,10 +313,12 @@ pub async fn run(opts: RunOptions) -> Result<Report, String> {
     for n in 0..opts.connections {
         let opts = opts.clone();
         let (stop, done, new_orders) = (stop.clone(), done.clone(), new_orders.clone());
+        let homes = homes.clone();
         tasks.push(tokio::spawn(async move {
-            let mut client = connect(&opts.url).await.map_err(|e| describe(&e))?;
-            let profiles = Profiles::prepare(&client).await.map_err(|e| describe(&e))?;
             let w = (n as i32 % opts.warehouses) + 1;
+            let url = &opts.urls[homes[w as usize - 1]];
+            let mut client = connect(url).await.map_err(|e| describe(&e))?;
+            let profiles = Profiles::prepare(&client).await.map_err(|e| describe(&e))?;
             let mut term = Terminal {
                 w_id: w,
                 d_id: ((n as i32 / opts.warehouses) % 10) + 1,
@@ -368,7 +461,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, String> {
             },
         ));
     }
-    let commits_after = server_commits(&opts.url).await;
+    let commits_after = all_commits(&opts.urls).await;
     let server_commits = commits_after
         .iter()
         .map(|(k, after)| {
@@ -429,7 +522,7 @@ pub fn print_report(r: &Report) {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         println!(
-            "commits:     {} (at the node of --url during the run; cross_group: touched another replica group)",
+            "commits:     {} (at the nodes of --url during the run; cross_group: touched another replica group)",
             parts.join(" ")
         );
     }
