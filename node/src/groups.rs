@@ -28,6 +28,7 @@
 //! epochs, rollback) is not handled yet; a coordinator takes no clock
 //! value of its own shard.
 
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -284,6 +285,18 @@ impl RemoteShard {
     }
 }
 
+/// Present rows a remote scan reads per call.
+pub const SCAN_PAGE: usize = 10_000;
+
+/// The bound just past a scan page's last key (`Included(k)` becomes
+/// `Excluded(k)`).
+fn excluded(edge: &Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+    match edge {
+        Bound::Included(k) | Bound::Excluded(k) => Bound::Excluded(k.clone()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
 /// A participant answered with something other than what was asked.
 fn unexpected(answer: &Answer) -> Error {
     Error::internal(format!("a participant answered {answer:?} to another call"))
@@ -314,16 +327,85 @@ impl ShardClient for RemoteShard {
         }
     }
 
+    /// In pages of [`SCAN_PAGE`] present rows, each a call of its own (a
+    /// large scan in one call would be one huge message, and would take
+    /// the leader longer than a call is given). The pages are read at
+    /// different times; validation checks every row seen, whichever page
+    /// saw it.
     fn scan(&self, range: &KeyRange, limit: Option<usize>, reverse: bool) -> Result<ScanResult> {
-        match self.call(Call::Scan {
-            shard: self.shard,
-            range: range.clone(),
-            limit,
-            reverse,
-        })? {
-            Answer::Scan(r) => Ok(r),
-            other => Err(unexpected(&other)),
+        let mut pages: Vec<Vec<(Vec<u8>, ReadResult)>> = Vec::new();
+        let mut rest = range.clone();
+        let mut left = limit;
+        let covered = loop {
+            let page = left.map_or(SCAN_PAGE, |l| l.min(SCAN_PAGE));
+            let r = match self.call(Call::Scan {
+                shard: self.shard,
+                range: rest.clone(),
+                limit: Some(page),
+                reverse,
+            })? {
+                Answer::Scan(r) => r,
+                other => return Err(unexpected(&other)),
+            };
+            let present = r.records.iter().filter(|(_, v)| v.value.is_some()).count();
+            pages.push(r.records);
+            let part = r.covered.unwrap_or_else(|| rest.clone());
+            if part == rest {
+                break range.clone(); // the rest of the range was read
+            }
+            // Stopped at a key: the page (or the caller's limit) is full.
+            let stopped_at_key = if reverse {
+                matches!(part.start, Bound::Included(_))
+            } else {
+                matches!(part.end, Bound::Included(_))
+            };
+            if !stopped_at_key {
+                return Err(Error::internal(format!(
+                    "a participant's scan page covered {part:?} of {rest:?}"
+                )));
+            }
+            let (edge, next) = if reverse {
+                let edge = part.start.clone();
+                let next = KeyRange {
+                    start: rest.start.clone(),
+                    end: excluded(&edge),
+                };
+                (edge, next)
+            } else {
+                let edge = part.end.clone();
+                let next = KeyRange {
+                    start: excluded(&edge),
+                    end: rest.end.clone(),
+                };
+                (edge, next)
+            };
+            if let Some(l) = left.as_mut() {
+                *l = l.saturating_sub(present);
+                if *l == 0 {
+                    break if reverse {
+                        KeyRange {
+                            start: edge,
+                            end: range.end.clone(),
+                        }
+                    } else {
+                        KeyRange {
+                            start: range.start.clone(),
+                            end: edge,
+                        }
+                    };
+                }
+            }
+            rest = next;
+        };
+        // Records stay in key order: a reverse scan's later pages hold
+        // smaller keys.
+        if reverse {
+            pages.reverse();
         }
+        Ok(ScanResult {
+            records: pages.into_iter().flatten().collect(),
+            covered: Some(covered),
+        })
     }
 
     fn lock(&self, _txn: TxnId, _keys: &[Write]) -> Result<()> {

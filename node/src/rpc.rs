@@ -298,6 +298,11 @@ pub struct CommitTiming {
     pub give_up: Duration,
 }
 
+/// Time a Validate round is given on top of the round timeout, per read
+/// it checks (generous: a busy participant with a small CPU share checks
+/// a read in a few microseconds).
+const VALIDATE_PER_READ: Duration = Duration::from_micros(10);
+
 /// Who answers for a participant group: its leader's node.
 pub type NodeOf = Arc<dyn Fn(Participant) -> NodeId + Send + Sync>;
 
@@ -409,7 +414,20 @@ impl Driver {
                 break Ok(outcome);
             }
             if !self.ready.requests.is_empty() {
-                deadline = Instant::now() + round_timeout;
+                // A participant validating a large read set (a big scan's
+                // rows are all checked again) is busy, not gone.
+                let validating = self
+                    .ready
+                    .requests
+                    .iter()
+                    .any(|r| r.round == Round::Validate);
+                let extra = if validating {
+                    VALIDATE_PER_READ
+                        * u32::try_from(self.coord.reads_to_validate()).unwrap_or(u32::MAX)
+                } else {
+                    Duration::ZERO
+                };
+                deadline = Instant::now() + round_timeout + extra;
             }
             let requests = std::mem::take(&mut self.ready.requests);
             let calls: Result<Vec<Call>> =
@@ -522,14 +540,14 @@ mod tests {
 
     /// Three shards on three nodes: node 1 leads shards 0 and 1, node 2
     /// shard 2, node 3 none (it only coordinates). 1 ms one way.
-    struct Net {
+    pub(super) struct Net {
         local: Local,
-        stores: Vec<Arc<Shard>>,
-        rpcs: Vec<Arc<Rpc>>,
+        pub(super) stores: Vec<Arc<Shard>>,
+        pub(super) rpcs: Vec<Arc<Rpc>>,
         _rt: tokio::runtime::Runtime,
     }
 
-    fn net() -> Net {
+    pub(super) fn net() -> Net {
         net_with(None)
     }
 
@@ -819,5 +837,101 @@ mod tests {
             TIMING.give_up,
         );
         assert!(matches!(got, Ok(Answer::Read(r)) if r.value.is_none()));
+    }
+}
+
+#[cfg(test)]
+mod remote_scans {
+    use std::ops::Bound;
+    use std::sync::Arc;
+
+    use kv::{ClockBuilder, Epoch};
+    use txn::ShardClient;
+    use txn::client::KeyRange;
+
+    use crate::groups::{GroupInfo, Layout, RemoteShard, Router, SCAN_PAGE};
+
+    /// A scan of another group's shard larger than a page comes back
+    /// whole, in key order, forward and reverse, with and without a
+    /// limit, and says which part of the range it covered.
+    #[test]
+    fn remote_scans_are_read_in_pages_and_come_back_whole() {
+        let net = super::tests::net();
+        let rows = 2 * SCAN_PAGE + 500;
+        let key = |i: usize| format!("k{i:08}").into_bytes();
+        let mut vc = ClockBuilder::new(3);
+        vc.observe(2, 1);
+        for i in 0..rows {
+            let value = (i % 7 != 3).then(|| Arc::from(&b"v"[..]));
+            assert!(net.stores[2].try_lock(&key(i)).is_some());
+            net.stores[2].install(&key(i), value, vc.build(), Epoch(1));
+        }
+        let present = (0..rows).filter(|i| i % 7 != 3).count();
+        let layout = Layout {
+            mine: 2,
+            groups: [(vec![0, 1], 1), (vec![2], 2), (vec![], 3)]
+                .into_iter()
+                .enumerate()
+                .map(|(g, (shards, node))| GroupInfo {
+                    name: format!("g{g}"),
+                    shards,
+                    members: vec![node],
+                })
+                .collect(),
+            gossip: std::time::Duration::from_millis(1),
+            lock_timeout: std::time::Duration::from_secs(1),
+            protocol: txn::coord::CommitProtocol::Speculative,
+        };
+        let router = Arc::new(Router::new(layout, 3));
+        router.set_rpc(net.rpcs[2].clone());
+        let remote = RemoteShard::new(router, 2);
+        let all = KeyRange {
+            start: Bound::Unbounded,
+            end: Bound::Unbounded,
+        };
+        let sorted = |r: &txn::client::ScanResult| r.records.windows(2).all(|w| w[0].0 < w[1].0);
+        for reverse in [false, true] {
+            let whole = remote.scan(&all, None, reverse).unwrap();
+            let seen = whole
+                .records
+                .iter()
+                .filter(|(_, r)| r.value.is_some())
+                .count();
+            assert_eq!(seen, present, "reverse {reverse}");
+            assert!(sorted(&whole));
+            assert_eq!(whole.covered, Some(all.clone()));
+            let limit = SCAN_PAGE + 1234;
+            let part = remote.scan(&all, Some(limit), reverse).unwrap();
+            assert!(sorted(&part));
+            let seen = part
+                .records
+                .iter()
+                .filter(|(_, r)| r.value.is_some())
+                .count();
+            assert_eq!(seen, limit, "reverse {reverse}");
+            let covered = part.covered.unwrap();
+            if reverse {
+                // The smallest key read, up to the end.
+                assert_eq!(covered.start, Bound::Included(part.records[0].0.clone()));
+                assert_eq!(covered.end, Bound::Unbounded);
+                assert_eq!(part.records.last().unwrap().0, key(rows - 1));
+            } else {
+                assert_eq!(covered.start, Bound::Unbounded);
+                assert_eq!(
+                    covered.end,
+                    Bound::Included(part.records.last().unwrap().0.clone())
+                );
+                assert_eq!(part.records[0].0, key(0));
+            }
+        }
+        // A limit larger than what is there reads everything.
+        let more = remote.scan(&all, Some(present + 10), false).unwrap();
+        let seen = more
+            .records
+            .iter()
+            .filter(|(_, r)| r.value.is_some())
+            .count();
+        assert_eq!(seen, present);
+        assert_eq!(more.covered, Some(all));
     }
 }

@@ -224,6 +224,16 @@ impl Coordinator {
         self.vc.as_ref()
     }
 
+    /// How many reads Validate checks, all participants together (point
+    /// reads and rows seen by scans): its work grows with them, and so
+    /// may the time a driver gives it.
+    pub fn reads_to_validate(&self) -> usize {
+        self.checks
+            .iter()
+            .map(|c| c.points.len() + c.scans.iter().map(|s| s.seen.len() + 1).sum::<usize>())
+            .sum()
+    }
+
     /// How many participants take part.
     pub fn participants(&self) -> usize {
         self.participants.len()
