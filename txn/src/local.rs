@@ -339,10 +339,9 @@ impl ShardClient for LocalShard {
         // The record is a marker with a clock value of its own: durable,
         // it settles that value like an abandoned commit's.
         let clock = self.shard.next_clock();
-        if let Err(e) = self.append_marker(log, txn, clock, epoch) {
-            // The log has stopped: the watermark never moves again anyway.
-            return Err(e);
-        }
+        // If the log has stopped, the value stays in flight: the watermark
+        // never moves again anyway.
+        self.append_marker(log, txn, clock, epoch)?;
         self.shard.wait_settled(clock)
     }
 
