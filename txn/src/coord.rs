@@ -163,6 +163,9 @@ pub struct Coordinator {
     holding: BTreeSet<Participant>,
     /// Why the transaction aborts, once something failed.
     error: Option<Error>,
+    /// A shard without writes that takes a clock value all the same (the
+    /// coordinator's own; see [`Coordinator::with_coordinator_clock`]).
+    clock_only: Option<ShardId>,
 }
 
 impl Coordinator {
@@ -195,7 +198,39 @@ impl Coordinator {
             pending: BTreeSet::new(),
             holding: BTreeSet::new(),
             error: None,
+            clock_only: None,
         }
+    }
+
+    /// Makes the commit's vector clock name the coordinator's own
+    /// participant (`home_participant`, answering for shard `home`), as
+    /// Mako's coordinator takes a clock value on its own shard (§4): when
+    /// the transaction writes, and none of its writes are on that
+    /// participant, `home` takes part in Lock (locking nothing), GetClock
+    /// and Install (which logs a marker for the value). The commit is then
+    /// acknowledged only once that marker is durable too, and the
+    /// coordinator's group knows of every commit it coordinated, so a
+    /// failure of that group can doom the commits it had not finished.
+    pub fn with_coordinator_clock(mut self, home: ShardId, home_participant: Participant) -> Self {
+        if self.phase != Phase::Start
+            || self.writers().next().is_none()
+            || self.writer_shards(home_participant).next().is_some()
+            || home >= self.writes.len()
+        {
+            return self;
+        }
+        self.clock_only = Some(home);
+        let shards = self.participants.entry(home_participant).or_default();
+        if let Err(at) = shards.binary_search(&home) {
+            shards.insert(at, home);
+        }
+        self
+    }
+
+    /// Whether `shard` takes a clock value (it has writes, or it is the
+    /// coordinator's own; see [`Coordinator::with_coordinator_clock`]).
+    pub fn takes_clock(&self, shard: ShardId) -> bool {
+        self.writes.get(shard).is_some_and(|w| !w.is_empty()) || self.clock_only == Some(shard)
     }
 
     /// The transaction.
@@ -432,14 +467,15 @@ impl Coordinator {
             .filter(|&p| self.writer_shards(p).next().is_some())
     }
 
-    /// `p`'s shards with writes.
+    /// `p`'s shards that take a clock value: those with writes (and the
+    /// coordinator's own, if it takes one).
     fn writer_shards(&self, p: Participant) -> impl Iterator<Item = ShardId> + '_ {
         self.participants
             .get(&p)
             .into_iter()
             .flatten()
             .copied()
-            .filter(|&s| !self.writes[s].is_empty())
+            .filter(|&s| self.takes_clock(s))
     }
 }
 
@@ -520,6 +556,73 @@ mod tests {
 
     fn conflict() -> Error {
         Error::conflict("row is locked by a committing transaction")
+    }
+
+    /// A coordinator whose own participant has no writes takes a clock
+    /// value on its own shard all the same (Lock, GetClock and Install
+    /// go there too), so the commit's clock names it; one whose
+    /// participant writes, or a read-only transaction, adds nothing.
+    #[test]
+    fn the_coordinators_own_shard_takes_a_clock_value() {
+        // Writes on shard 2 (participant 1) only; the coordinator's own
+        // shard is 1 (participant 0), which only validates a read.
+        let writes = vec![vec![], vec![], vec![write("c")], vec![]];
+        let checks = vec![
+            Validation::default(),
+            check("b"),
+            Validation::default(),
+            Validation::default(),
+        ];
+        let p = |s: ShardId| if s < 2 { 0 } else { 1 };
+        let mut c = Coordinator::new(
+            7,
+            Epoch(1),
+            writes.clone(),
+            checks.clone(),
+            ClockBuilder::new(4),
+            p,
+        )
+        .with_coordinator_clock(1, 0);
+        assert!(c.takes_clock(1) && c.takes_clock(2) && !c.takes_clock(0));
+        let lock = c.start();
+        assert_eq!(
+            to(&lock),
+            vec![(0, Round::Lock, vec![1]), (1, Round::Lock, vec![2])]
+        );
+        let get_clock = answer_all(&mut c, lock);
+        assert_eq!(
+            to(&get_clock),
+            vec![(0, Round::GetClock, vec![1]), (1, Round::GetClock, vec![2])]
+        );
+        c.on_reply(0, Round::GetClock, Ok(Reply::Clocks(vec![(1, 11)])));
+        let validate = c.on_reply(1, Round::GetClock, Ok(clocks(1)));
+        assert_eq!(c.vc().unwrap().entries(), &[0, 11, 20, 0]);
+        let install = answer_all(&mut c, validate);
+        assert_eq!(
+            to(&install),
+            vec![(0, Round::Install, vec![1]), (1, Round::Install, vec![2])]
+        );
+        let done = answer_all(&mut c, install);
+        assert_eq!(done.outcome.unwrap().unwrap().entries(), &[0, 11, 20, 0]);
+
+        // Its participant writes already: nothing is added.
+        let mut writes_home = writes.clone();
+        writes_home[0] = vec![write("a")];
+        let c = Coordinator::new(
+            7,
+            Epoch(1),
+            writes_home,
+            checks.clone(),
+            ClockBuilder::new(4),
+            p,
+        )
+        .with_coordinator_clock(1, 0);
+        assert!(!c.takes_clock(1));
+        // Read-only: nothing to take a clock value for.
+        let none = vec![Vec::new(); 4];
+        let c = Coordinator::new(7, Epoch(1), none, checks, ClockBuilder::new(4), p)
+            .with_coordinator_clock(1, 0);
+        assert!(!c.takes_clock(1));
     }
 
     /// Each round goes to every participant it concerns at once, and the

@@ -305,8 +305,18 @@ impl ShardClient for LocalShard {
     }
 
     fn install(&self, txn: TxnId, writes: &[Write], vc: &VectorClock, epoch: Epoch) -> Result<()> {
-        if self.log.is_some() {
-            self.clocks().remove(&txn);
+        let taken = match &self.log {
+            Some(_) => self.clocks().remove(&txn),
+            None => None,
+        };
+        if writes.is_empty() {
+            // A shard that took a clock value without writing (a
+            // coordinator's own): a marker settles the value, as the
+            // commit's entry would have.
+            if let (Some(log), Some(c)) = (&self.log, taken) {
+                self.append_marker(log, txn, c, epoch)?;
+            }
+            return Ok(());
         }
         if !self.log_writes(txn, writes, vc, epoch) {
             self.unlock_all(writes);

@@ -544,7 +544,7 @@ pub fn call_for(coord: &Coordinator, request: &Request) -> Result<Call> {
                 .filter(|&&s| !coord.validation(s).is_empty())
                 .map(|&s| (s, coord.validation(s).clone()))
                 .collect(),
-            locked: request.shards.iter().any(|&s| !coord.writes(s).is_empty()),
+            locked: request.shards.iter().any(|&s| coord.takes_clock(s)),
         },
         Round::Install => Call::Install {
             txn,
@@ -850,6 +850,54 @@ mod tests {
                 assert_eq!(log.queued(), vec![(1, c[0].1)]);
             }
         }
+    }
+
+    /// A shard that takes a clock value without writing (a coordinator's
+    /// own) settles it at Install with a marker: the watermark passes the
+    /// value once the marker is durable, never before.
+    #[test]
+    fn a_clock_taken_without_writes_is_settled_by_a_marker_at_install() {
+        let store = Arc::new(Shard::logged(0, Arc::new(kv::shard::Watermarks::new(1))));
+        let log = Arc::new(HeldLog {
+            shard: store.clone(),
+            queued: Mutex::new(Vec::new()),
+        });
+        let client = Arc::new(LocalShard::logged(store.clone(), 1, log.clone()));
+        let p = Participants::new(vec![client as Arc<dyn ShardClient>], TIMEOUT * 100);
+        let t0 = Instant::now();
+        p.handle(9, lock_call(8, vec![(0, Vec::new())]), t0)
+            .unwrap();
+        let Answer::Clocks(c) = p
+            .handle(
+                9,
+                Call::GetClock {
+                    txn: 8,
+                    shards: vec![0],
+                },
+                t0,
+            )
+            .unwrap()
+        else {
+            panic!("no clocks");
+        };
+        let validate = Call::Validate {
+            txn: 8,
+            checks: Vec::new(),
+            locked: true,
+        };
+        p.handle(9, validate, t0).unwrap();
+        let mut vc = ClockBuilder::new(1);
+        vc.observe(0, c[0].1);
+        let install = Call::Install {
+            txn: 8,
+            vc: vc.build(),
+            epoch: Epoch(1),
+        };
+        p.handle(9, install, t0).unwrap();
+        assert_eq!(log.queued(), vec![(0, c[0].1)]);
+        assert!(store.watermark() < c[0].1);
+        log.flush();
+        assert_eq!(store.watermark(), c[0].1);
     }
 
     /// An Install for a transaction that never locked here (this node

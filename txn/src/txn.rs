@@ -579,10 +579,12 @@ impl Txn {
         let participants = involved(&writes, &checks);
         let epoch = db.epoch();
         if let Some(remote) = db.remote_for(&participants) {
+            let home = db.first_local();
             let coord =
                 Coordinator::new(self.id, epoch, writes, checks, self.read_vc.clone(), |s| {
                     remote.participant(s)
-                });
+                })
+                .with_coordinator_clock(home, remote.participant(home));
             let vc = remote.commit(coord)?;
             db.stats.cross_group_commits.fetch_add(1, Ordering::Relaxed);
             return Ok(CommitInfo {
