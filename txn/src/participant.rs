@@ -626,6 +626,22 @@ mod tests {
         }
     }
 
+    /// Lock (`writes` on `shard`), then GetClock there: the clock value.
+    fn lock_and_clock(p: &Participants, txn: TxnId, shard: ShardId, writes: Vec<Write>) -> u64 {
+        let t0 = Instant::now();
+        p.handle(9, lock_call(txn, vec![(shard, writes)]), t0)
+            .unwrap();
+        let get_clock = Call::GetClock {
+            txn,
+            shards: vec![shard],
+        };
+        let Answer::Clocks(c) = p.handle(9, get_clock, t0).unwrap() else {
+            panic!("no clocks");
+        };
+        assert_eq!(c.len(), 1);
+        c[0].1
+    }
+
     /// A coordinator that locks and then vanishes before Validate leaves
     /// its locks until the deadline; then they are released, and whatever
     /// of its arrives late is refused.
@@ -733,6 +749,20 @@ mod tests {
         }
     }
 
+    /// One logged shard whose log the test holds, served by one
+    /// participant answering as `protocol` asks.
+    fn held(protocol: CommitProtocol) -> (Arc<Shard>, Arc<HeldLog>, Arc<Participants>) {
+        let store = Arc::new(Shard::logged(0, Arc::new(kv::shard::Watermarks::new(1))));
+        let log = Arc::new(HeldLog {
+            shard: store.clone(),
+            queued: Mutex::new(Vec::new()),
+        });
+        let client = Arc::new(LocalShard::logged(store.clone(), 1, log.clone()));
+        let p = Participants::new(vec![client as Arc<dyn ShardClient>], TIMEOUT * 100)
+            .with_protocol(protocol);
+        (store, log, Arc::new(p))
+    }
+
     impl HeldLog {
         /// The entries queued: (writes, clock value).
         fn queued(&self) -> Vec<(usize, u64)> {
@@ -768,32 +798,9 @@ mod tests {
             CommitProtocol::Speculative,
             CommitProtocol::TwoPhaseOverPaxos,
         ] {
-            let store = Arc::new(Shard::logged(0, Arc::new(kv::shard::Watermarks::new(1))));
-            let log = Arc::new(HeldLog {
-                shard: store.clone(),
-                queued: Mutex::new(Vec::new()),
-            });
-            let client = Arc::new(LocalShard::logged(store.clone(), 1, log.clone()));
-            let p = Arc::new(
-                Participants::new(vec![client as Arc<dyn ShardClient>], TIMEOUT * 100)
-                    .with_protocol(protocol),
-            );
+            let (store, log, p) = held(protocol);
             let t0 = Instant::now();
-            p.handle(9, lock_call(7, vec![(0, vec![write("a")])]), t0)
-                .unwrap();
-            let Answer::Clocks(c) = p
-                .handle(
-                    9,
-                    Call::GetClock {
-                        txn: 7,
-                        shards: vec![0],
-                    },
-                    t0,
-                )
-                .unwrap()
-            else {
-                panic!("no clocks");
-            };
+            let c = lock_and_clock(&p, 7, 0, vec![write("a")]);
             let call = |call: Call| {
                 let (p, (tx, rx)) = (p.clone(), std::sync::mpsc::channel());
                 std::thread::spawn(move || tx.send(p.handle(9, call, t0)));
@@ -813,7 +820,7 @@ mod tests {
                 let queued = log.queued();
                 assert_eq!(queued.len(), 1);
                 assert_eq!(queued[0].0, 0);
-                assert!(queued[0].1 > c[0].1);
+                assert!(queued[0].1 > c);
                 assert!(
                     validate.try_recv().is_err(),
                     "voted before its record was durable"
@@ -823,7 +830,7 @@ mod tests {
             answer(&validate);
             assert!(store.is_locked(b"a"));
             let mut vc = ClockBuilder::new(1);
-            vc.observe(0, c[0].1);
+            vc.observe(0, c);
             let install = call(Call::Install {
                 txn: 7,
                 vc: vc.build(),
@@ -831,7 +838,7 @@ mod tests {
             });
             if protocol == CommitProtocol::TwoPhaseOverPaxos {
                 log.wait_for(1);
-                assert_eq!(log.queued(), vec![(1, c[0].1)]);
+                assert_eq!(log.queued(), vec![(1, c)]);
                 // Installed (visible, unlocked) but not acknowledged.
                 while store.is_locked(b"a") {
                     std::thread::sleep(Duration::from_millis(1));
@@ -847,7 +854,7 @@ mod tests {
             assert!(store.read(b"a").value.is_some());
             if protocol == CommitProtocol::Speculative {
                 // Nothing waited: the installed entry is still queued.
-                assert_eq!(log.queued(), vec![(1, c[0].1)]);
+                assert_eq!(log.queued(), vec![(1, c)]);
             }
         }
     }
@@ -857,29 +864,9 @@ mod tests {
     /// value once the marker is durable, never before.
     #[test]
     fn a_clock_taken_without_writes_is_settled_by_a_marker_at_install() {
-        let store = Arc::new(Shard::logged(0, Arc::new(kv::shard::Watermarks::new(1))));
-        let log = Arc::new(HeldLog {
-            shard: store.clone(),
-            queued: Mutex::new(Vec::new()),
-        });
-        let client = Arc::new(LocalShard::logged(store.clone(), 1, log.clone()));
-        let p = Participants::new(vec![client as Arc<dyn ShardClient>], TIMEOUT * 100);
+        let (store, log, p) = held(CommitProtocol::Speculative);
         let t0 = Instant::now();
-        p.handle(9, lock_call(8, vec![(0, Vec::new())]), t0)
-            .unwrap();
-        let Answer::Clocks(c) = p
-            .handle(
-                9,
-                Call::GetClock {
-                    txn: 8,
-                    shards: vec![0],
-                },
-                t0,
-            )
-            .unwrap()
-        else {
-            panic!("no clocks");
-        };
+        let c = lock_and_clock(&p, 8, 0, Vec::new());
         let validate = Call::Validate {
             txn: 8,
             checks: Vec::new(),
@@ -887,17 +874,17 @@ mod tests {
         };
         p.handle(9, validate, t0).unwrap();
         let mut vc = ClockBuilder::new(1);
-        vc.observe(0, c[0].1);
+        vc.observe(0, c);
         let install = Call::Install {
             txn: 8,
             vc: vc.build(),
             epoch: Epoch(1),
         };
         p.handle(9, install, t0).unwrap();
-        assert_eq!(log.queued(), vec![(0, c[0].1)]);
-        assert!(store.watermark() < c[0].1);
+        assert_eq!(log.queued(), vec![(0, c)]);
+        assert!(store.watermark() < c);
         log.flush();
-        assert_eq!(store.watermark(), c[0].1);
+        assert_eq!(store.watermark(), c);
     }
 
     /// An Install for a transaction that never locked here (this node
