@@ -467,6 +467,7 @@ impl Node {
             streams,
             opts.election,
             persist.clone(),
+            opts.layout.as_ref().map(|l| l.protocol),
         ));
         persist.start_replication(Arc::new(Handle(Arc::downgrade(&shared))))?;
         let (db, router) = match &opts.layout {

@@ -114,6 +114,8 @@ pub(super) struct Shared {
     pub voters: usize,
     pub sync: SyncMode,
     pub members: HashMap<NodeId, (String, SocketAddr)>,
+    /// With several groups: how transactions across them commit.
+    pub across_groups: Option<txn::coord::CommitProtocol>,
     /// This node serves transactions (its leases are checked too).
     pub serving: AtomicBool,
     /// When the node started: leases are kept as microseconds after it.
@@ -157,6 +159,7 @@ impl Shared {
         streams: usize,
         election: Duration,
         persist: Arc<Persist>,
+        across_groups: Option<txn::coord::CommitProtocol>,
     ) -> Shared {
         Shared {
             consensus,
@@ -165,6 +168,7 @@ impl Shared {
             voters,
             sync,
             members,
+            across_groups,
             serving: AtomicBool::new(false),
             started: std::time::Instant::now(),
             served: AtomicBool::new(false),
@@ -356,9 +360,21 @@ impl Replicate for Handle {
         let Ok(sh) = self.shared() else {
             return "replicated (shut down)".into();
         };
+        let across = match sh.across_groups {
+            None => String::new(),
+            Some(p @ txn::coord::CommitProtocol::Speculative) => format!(
+                "; across replica groups: {} (Mako's protocol: acknowledged once every group \
+                 it touched has it durable)",
+                p.name()
+            ),
+            Some(p @ txn::coord::CommitProtocol::TwoPhaseOverPaxos) => format!(
+                "; across replica groups: {} (two-phase commit over Paxos, the baseline)",
+                p.name()
+            ),
+        };
         format!(
             "replicated: a commit is acknowledged once a majority of the {} voting replicas of \
-             group {} has it on disk ({}, sync={})",
+             group {} has it on disk ({}, sync={}){across}",
             sh.voters,
             sh.group,
             sh.consensus.name(),
