@@ -1,7 +1,7 @@
 """psycopg 3's conn.cancel() from another thread, against each URL given:
 the running statement must end within a second with QueryCanceled
 (SQLSTATE 57014), and the connection must serve the next statement.
-Run by scripts/cancel-psycopg against Mako and PostgreSQL 15 alike."""
+Run by scripts/psycopg against Mako and PostgreSQL 15 alike."""
 
 import sys
 import threading

@@ -90,6 +90,14 @@ pub enum ErrorKind {
     CharacterNotInRepertoire,
     /// A datetime value is invalid or out of range.
     DatetimeOutOfRange,
+    /// Several functions or operators match equally well (42725).
+    AmbiguousFunction,
+    /// A datetime's format is invalid (a bad time zone, 22007).
+    InvalidDatetimeFormat,
+    /// A time zone offset beyond ±15 hours (22009).
+    InvalidTimeZoneDisplacement,
+    /// An interval's value does not fit (22015).
+    IntervalFieldOverflow,
     /// A statement arrived while the session's transaction has already failed.
     InFailedTransaction,
     /// `BEGIN` inside a transaction or similar misuse of transaction control.

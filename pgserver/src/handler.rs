@@ -654,6 +654,14 @@ impl StartupHandler for Connection {
         if let PgWireFrontendMessage::Startup(ref startup) = message {
             protocol_negotiation(client, startup).await?;
             save_startup_parameters_to_metadata(client, startup);
+            {
+                let user = startup.parameters.get("user").map_or("", String::as_str);
+                let database = startup
+                    .parameters
+                    .get("database")
+                    .map_or(user, String::as_str);
+                lock(&self.session).set_identity(user, database);
+            }
             if self.over_limit {
                 return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                     "FATAL".to_owned(),

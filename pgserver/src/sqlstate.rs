@@ -30,6 +30,10 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         InvalidTextRepresentation => "22P02",
         CharacterNotInRepertoire => "22021",
         DatetimeOutOfRange => "22008",
+        InvalidDatetimeFormat => "22007",
+        AmbiguousFunction => "42725",
+        InvalidTimeZoneDisplacement => "22009",
+        IntervalFieldOverflow => "22015",
         InvalidParameterValue => "22023",
         CantChangeRuntimeParam => "55P02",
         InvalidRowCount => "2201W",
@@ -49,7 +53,10 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         DiskFull => "53100",
         Protocol => "08P01",
         Io => "58030",
-        Unavailable => "08006",
+        // A peer (another group's leader, the replication stream) did not
+        // answer: the session itself is fine, so not 08006 (which drivers
+        // take as a broken connection); the statement may be retried.
+        Unavailable => "57P03",
         OutcomeUnknown => "40003",
         NotServing => "57P03",
         Internal => "XX000",
@@ -66,5 +73,7 @@ mod tests {
         assert_eq!(sqlstate(ErrorKind::SerializationFailure), "40001");
         assert_eq!(sqlstate(ErrorKind::InFailedTransaction), "25P02");
         assert_eq!(sqlstate(ErrorKind::FeatureNotSupported), "0A000");
+        // A peer that did not answer leaves the session usable.
+        assert_eq!(sqlstate(ErrorKind::Unavailable), "57P03");
     }
 }

@@ -16,6 +16,7 @@ use sql::{DataType, Value};
 
 /// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+const MICROS_PER_DAY: i64 = sql::types::datetime::MICROS_PER_DAY;
 
 /// The wire type of a SQL type.
 pub fn pg_type(ty: DataType) -> Type {
@@ -31,6 +32,9 @@ pub fn pg_type(ty: DataType) -> Type {
         DataType::Varchar(_) => Type::VARCHAR,
         DataType::Char(_) => Type::BPCHAR,
         DataType::Timestamp => Type::TIMESTAMP,
+        DataType::TimestampTz => Type::TIMESTAMPTZ,
+        DataType::Date => Type::DATE,
+        DataType::Interval => Type::INTERVAL,
     }
 }
 
@@ -49,6 +53,9 @@ pub fn declared_type(ty: &Type) -> Result<Option<DataType>> {
         Type::VARCHAR => DataType::Varchar(None),
         Type::BPCHAR => DataType::Text,
         Type::TIMESTAMP => DataType::Timestamp,
+        Type::TIMESTAMPTZ => DataType::TimestampTz,
+        Type::DATE => DataType::Date,
+        Type::INTERVAL => DataType::Interval,
         Type::UNKNOWN => return Ok(None),
         _ if ty.oid() == 0 => return Ok(None),
         _ => {
@@ -99,7 +106,16 @@ impl ToSql for Cell<'_> {
             (Value::Float(f), DataType::Float4) => out.put_f32(*f as f32),
             (Value::Float(f), _) => out.put_f64(*f),
             (Value::Numeric(d), _) => encode_numeric(*d, out),
+            (Value::Timestamp(t), DataType::Date) => {
+                out.put_i32(((t - PG_EPOCH_MICROS).div_euclid(MICROS_PER_DAY)) as i32)
+            }
             (Value::Timestamp(t), _) => out.put_i64(t - PG_EPOCH_MICROS),
+            // Binary interval: microseconds, days, months.
+            (Value::Interval(iv), _) => {
+                out.put_i64(iv.micros);
+                out.put_i32(iv.days);
+                out.put_i32(iv.months);
+            }
             (Value::Text(_), _) => {
                 let s = format_value(self.value, self.ty).unwrap_or_default();
                 out.put_slice(s.as_bytes());
@@ -252,8 +268,20 @@ pub fn decode_binary(b: &[u8], ty: DataType) -> Result<Value> {
         DataType::Float4 => Value::Float(f32::from_be_bytes(fixed(4)?.try_into().unwrap()) as f64),
         DataType::Float8 => Value::Float(f64::from_be_bytes(fixed(8)?.try_into().unwrap())),
         DataType::Numeric(_) => Value::Numeric(decode_numeric(b)?),
-        DataType::Timestamp => {
+        DataType::Timestamp | DataType::TimestampTz => {
             Value::Timestamp(i64::from_be_bytes(fixed(8)?.try_into().unwrap()) + PG_EPOCH_MICROS)
+        }
+        DataType::Date => Value::Timestamp(
+            i32::from_be_bytes(fixed(4)?.try_into().unwrap()) as i64 * MICROS_PER_DAY
+                + PG_EPOCH_MICROS,
+        ),
+        DataType::Interval => {
+            let b = fixed(16)?;
+            Value::Interval(sql::types::datetime::Interval {
+                micros: i64::from_be_bytes(b[..8].try_into().unwrap()),
+                days: i32::from_be_bytes(b[8..12].try_into().unwrap()),
+                months: i32::from_be_bytes(b[12..].try_into().unwrap()),
+            })
         }
         DataType::Text | DataType::Varchar(_) | DataType::Char(_) | DataType::Unknown => {
             Value::Text(Arc::from(utf8_text(b)?))

@@ -210,6 +210,11 @@ pub fn encode_key_value(out: &mut Vec<u8>, v: &Value) {
         Value::Float(f) => keycode::encode_float(out, *f),
         Value::Text(s) => keycode::encode_text(out, s),
         Value::Timestamp(t) => keycode::encode_timestamp(out, *t),
+        // Intervals order (and are equal) by their span, as in PostgreSQL.
+        Value::Interval(iv) => keycode::encode_numeric(
+            out,
+            rust_decimal::Decimal::from_i128_with_scale(iv.span(), 0),
+        ),
     }
 }
 

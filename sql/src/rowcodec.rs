@@ -43,6 +43,10 @@ pub fn encode_row(row: &[Value]) -> Vec<u8> {
                 out.push(7);
                 out.extend_from_slice(&t.to_le_bytes());
             }
+            Value::Interval(iv) => {
+                out.push(8);
+                out.extend_from_slice(&iv.to_bytes());
+            }
         }
     }
     out
@@ -82,6 +86,8 @@ pub enum Cell<'a> {
     Text(&'a str),
     /// A timestamp.
     Timestamp(i64),
+    /// An interval in its 16-byte form.
+    Interval(&'a [u8; 16]),
 }
 
 /// Visits the cells of a stored row without building values (the
@@ -103,6 +109,7 @@ pub fn for_each_cell<'a>(bytes: &'a [u8], mut f: impl FnMut(usize, Cell<'a>)) ->
                 Cell::Text(std::str::from_utf8(take(&mut input, len)?).map_err(|_| corrupt())?)
             }
             7 => Cell::Timestamp(i64::from_le_bytes(arr(&mut input)?)),
+            8 => Cell::Interval(take(&mut input, 16)?.try_into().expect("16 bytes")),
             _ => return Err(corrupt()),
         };
         f(i, cell);
@@ -133,6 +140,9 @@ pub fn decode_row(bytes: &[u8]) -> Result<Vec<Value>> {
                 Value::Text(Arc::from(s))
             }
             7 => Value::Timestamp(i64::from_le_bytes(arr(&mut input)?)),
+            8 => Value::Interval(crate::types::datetime::Interval::from_bytes(&arr(
+                &mut input,
+            )?)),
             _ => return Err(corrupt()),
         });
     }
@@ -156,6 +166,11 @@ mod tests {
             Value::Float(1.5),
             Value::text("héllo"),
             Value::Timestamp(1_700_000_000_000_000),
+            Value::Interval(crate::types::datetime::Interval {
+                months: -14,
+                days: 3,
+                micros: 5_000_001,
+            }),
         ];
         let decoded = decode_row(&encode_row(&row)).unwrap();
         assert_eq!(decoded, row);

@@ -132,6 +132,8 @@ pub struct Session {
     /// The most bytes a transaction's write set may hold (set by the
     /// server).
     write_limit: usize,
+    /// The user and database the client named at startup.
+    identity: Arc<crate::bind::Identity>,
 }
 
 /// What bounds one statement's execution.
@@ -143,6 +145,8 @@ struct Limits<'a> {
     writes: usize,
     /// The session's stop signal.
     interrupt: &'a Interrupt,
+    /// The session's user and database.
+    identity: &'a crate::bind::Identity,
 }
 
 impl<'a> Limits<'a> {
@@ -301,7 +305,19 @@ impl Session {
             interrupt: Arc::new(Interrupt::new()),
             memory_ceiling: crate::exec::DEFAULT_MEMORY_LIMIT,
             write_limit: DEFAULT_WRITE_LIMIT,
+            identity: Arc::new(crate::bind::Identity::default()),
         }
+    }
+
+    /// Sets the user and database the client connected with (what
+    /// `current_user` and `current_database()` answer).
+    pub fn set_identity(&mut self, user: &str, database: &str) {
+        self.identity = Arc::new(crate::bind::Identity {
+            user: user.to_string(),
+            database: database.to_string(),
+        });
+        self.settings
+            .insert("session_authorization".into(), user.to_string());
     }
 
     /// Sets the most bytes a transaction's write set may hold; a write past
@@ -597,7 +613,7 @@ impl Session {
                 &mut scratch
             }
         };
-        let mut binder = Binder::new(txn, declared);
+        let mut binder = Binder::new(txn, declared).with_identity(&self.identity);
         let bound = binder.bind(stmt)?;
         p.param_types = binder.param_types();
         p.deps = binder.deps().to_vec();
@@ -695,6 +711,12 @@ impl Session {
                     bail!(
                         CantChangeRuntimeParam,
                         "parameter \"{name}\" cannot be changed now (it is set by mako start)"
+                    );
+                }
+                if name == "timezone" && !crate::bind::is_utc_zone(value.trim_matches('\'')) {
+                    bail!(
+                        FeatureNotSupported,
+                        "time zone \"{value}\" is not supported: every session runs in UTC"
                     );
                 }
                 let valid = match name.as_str() {
@@ -817,10 +839,12 @@ impl Session {
             );
         }
         let interrupt = self.interrupt.clone();
+        let identity = self.identity.clone();
         let limits = Limits {
             memory: self.memory_limit(),
             writes: self.write_limit,
             interrupt: &interrupt,
+            identity: &identity,
         };
         if let Some(txn) = self.txn.as_mut() {
             return run_in(txn, p, params, limits).map_err(|e| stale_reads_first(txn, e));
@@ -940,7 +964,7 @@ fn run_in(txn: &mut Txn, p: &Prepared, params: &[Value], limits: Limits<'_>) -> 
         (Some(b), false) => b,
         _ => {
             let declared: Vec<Option<DataType>> = p.param_types.iter().map(|t| Some(*t)).collect();
-            let mut binder = Binder::new(txn, &declared);
+            let mut binder = Binder::new(txn, &declared).with_identity(limits.identity);
             rebound = binder.bind(p.ast.as_ref().expect("data statement"))?;
             if binder.param_types() != p.param_types {
                 bail!(

@@ -169,6 +169,9 @@ pub struct Txn {
     /// Reads of other replica groups' keys fetched ahead of their use
     /// ([`Txn::prefetch`]); a `get` takes its key's from here.
     prefetched: HashMap<Vec<u8>, ReadResult>,
+    /// When the transaction began, in microseconds since the Unix epoch
+    /// (SQL's `now()`).
+    started_micros: i64,
 }
 
 impl Txn {
@@ -186,7 +189,16 @@ impl Txn {
             write_bytes: 0,
             read_vc: ClockBuilder::new(shards),
             prefetched: HashMap::new(),
+            started_micros: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64),
         }
+    }
+
+    /// When the transaction began, in microseconds since the Unix epoch
+    /// (the wall clock of the node that began it).
+    pub fn started_micros(&self) -> i64 {
+        self.started_micros
     }
 
     /// This transaction's id.

@@ -140,6 +140,11 @@ pub fn data_type(t: &ast::DataType) -> Result<DataType> {
         A::Timestamp(_, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => {
             DataType::Timestamp
         }
+        A::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => {
+            DataType::TimestampTz
+        }
+        A::Date => DataType::Date,
+        A::Interval { .. } => DataType::Interval,
         A::Custom(name, mods) if mods.is_empty() => match object_name(name)?.as_str() {
             "int2" => DataType::Int2,
             "int4" => DataType::Int4,
@@ -150,6 +155,9 @@ pub fn data_type(t: &ast::DataType) -> Result<DataType> {
             "bpchar" => DataType::Char(1),
             "varchar" => DataType::Varchar(None),
             "string" => DataType::Text,
+            "timestamptz" => DataType::TimestampTz,
+            "date" => DataType::Date,
+            "interval" => DataType::Interval,
             other => bail!(FeatureNotSupported, "type \"{other}\" is not supported"),
         },
         other => bail!(FeatureNotSupported, "type {other} is not supported"),
@@ -212,6 +220,7 @@ pub fn common_type(types: &[DataType], context: &str) -> Result<DataType> {
                     DataType::Text
                 }
             }
+            (r, t) if r.is_datetime() && t.is_datetime() => super::datetime::datetime_common(r, t),
             (r, t) => bail!(
                 DatatypeMismatch,
                 "{context} types {} and {} cannot be matched",
@@ -270,6 +279,7 @@ impl Binder<'_> {
             || (from.is_numeric() && to.is_numeric())
             || to.is_string()
             || (from.is_string() && to.is_string())
+            || (from.is_datetime() && to.is_datetime())
             || from == to.without_modifiers();
         if !allowed {
             bail!(
@@ -588,6 +598,12 @@ impl Binder<'_> {
                 }
                 self.scalar_function(name, args)
             }
+            A::Interval(iv) => self.interval_literal(iv, scope),
+            A::Extract { field, expr, .. } => self.extract(field, expr, scope),
+            A::AtTimeZone {
+                timestamp,
+                time_zone,
+            } => self.at_time_zone(timestamp, time_zone, scope),
             A::Position { expr, r#in } => {
                 let args = vec![self.expr(r#in, scope)?, self.expr(expr, scope)?];
                 self.scalar_function("strpos", args)
@@ -805,6 +821,9 @@ impl Binder<'_> {
                     return number_literal(&format!("-{s}"));
                 }
                 let (inner, ty) = self.expr(e, scope)?;
+                if ty == DataType::Interval {
+                    return Ok(self.negate_interval(inner));
+                }
                 let ty = if ty == DataType::Unknown {
                     DataType::Float8
                 } else {
@@ -924,6 +943,7 @@ impl Binder<'_> {
                 }
             }
             (a, b) if a == b => a,
+            (a, b) if a.is_datetime() && b.is_datetime() => super::datetime::datetime_common(a, b),
             (a, b) => return Err(undefined_operator(a, op, b)),
         })
     }
@@ -978,6 +998,9 @@ impl Binder<'_> {
     ) -> Result<Typed> {
         let a = self.expr(l, scope)?;
         let b = self.expr(r, scope)?;
+        if let Some(done) = self.datetime_arithmetic(op, a.clone(), b.clone())? {
+            return Ok(done);
+        }
         use DataType::Unknown;
         let ty = match (a.1, b.1) {
             (Unknown, Unknown) => {

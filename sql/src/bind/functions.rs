@@ -15,8 +15,29 @@ fn is_int(t: DataType) -> bool {
 }
 
 impl Binder<'_> {
+    /// `current_user`, `current_database()`, `current_schema()` and their
+    /// aliases: constants of the session.
+    fn session_function(&mut self, name: &str, args: &[Typed]) -> Option<Typed> {
+        if !args.is_empty() {
+            return None;
+        }
+        let text = match name {
+            "current_user" | "session_user" | "user" | "current_role" => self.identity.user.clone(),
+            "current_database" | "current_catalog" => self.identity.database.clone(),
+            "current_schema" => "public".into(),
+            _ => return None,
+        };
+        Some((Expr::Const(Value::text(text)), DataType::Text))
+    }
+
     /// Binds `name(args)` for a non-aggregate function.
-    pub(super) fn scalar_function(&mut self, name: &str, args: Vec<Typed>) -> Result<Typed> {
+    pub(super) fn scalar_function(&mut self, name: &str, mut args: Vec<Typed>) -> Result<Typed> {
+        if let Some(done) = self.datetime_function(name, &mut args)? {
+            return Ok(done);
+        }
+        if let Some(done) = self.session_function(name, &args) {
+            return Ok(done);
+        }
         let types: Vec<DataType> = args.iter().map(|a| a.1).collect();
         let no_such = || {
             let names: Vec<&str> = types.iter().map(|t| t.pg_name()).collect();

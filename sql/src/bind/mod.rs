@@ -5,6 +5,8 @@
 //! the definitions a statement used are in its read set: a concurrent DDL
 //! change makes it abort (40001) rather than run against a stale schema.
 
+mod datetime;
+pub use datetime::is_utc as is_utc_zone;
 mod ddl;
 mod dml;
 pub mod expr;
@@ -26,6 +28,24 @@ use crate::expr::{CmpOp, Expr};
 use crate::plan::{Plan, Scan, SetOpKind, SortKey};
 use crate::planner::choose_access;
 use crate::types::DataType;
+
+/// Who a session is, for `current_user` and `current_database()`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    /// The user name the client connected as.
+    pub user: String,
+    /// The database name it asked for (every name reaches the same data).
+    pub database: String,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity {
+            user: "mako".into(),
+            database: "mako".into(),
+        }
+    }
+}
 
 /// A column of a statement's result.
 #[derive(Clone, Debug, PartialEq)]
@@ -227,6 +247,8 @@ pub struct Binder<'t> {
     next_subquery: usize,
     /// Set by `SELECT ... FOR UPDATE`.
     for_update: bool,
+    /// The session's user and database.
+    identity: Identity,
 }
 
 impl<'t> Binder<'t> {
@@ -242,7 +264,14 @@ impl<'t> Binder<'t> {
             correlated: Vec::new(),
             next_subquery: 0,
             for_update: false,
+            identity: Identity::default(),
         }
+    }
+
+    /// The same binder for a session with this identity.
+    pub fn with_identity(mut self, identity: &Identity) -> Self {
+        self.identity = identity.clone();
+        self
     }
 
     /// The parameter types after binding; open ones default to text.

@@ -741,6 +741,10 @@ pub(super) fn column_name(e: &ast::Expr) -> String {
         ast::Expr::Position { .. } => "position".to_string(),
         ast::Expr::Ceil { .. } => "ceil".to_string(),
         ast::Expr::Floor { .. } => "floor".to_string(),
+        ast::Expr::TypedString(ts) => pg_type_column_name(&ts.data_type),
+        ast::Expr::Interval(_) => "interval".to_string(),
+        ast::Expr::Extract { .. } => "extract".to_string(),
+        ast::Expr::AtTimeZone { .. } => "timezone".to_string(),
         _ => "?column?".to_string(),
     }
 }
@@ -758,6 +762,9 @@ fn pg_type_column_name(t: &ast::DataType) -> String {
         Ok(DataType::Varchar(_)) => "varchar",
         Ok(DataType::Char(_)) => "bpchar",
         Ok(DataType::Timestamp) => "timestamp",
+        Ok(DataType::TimestampTz) => "timestamptz",
+        Ok(DataType::Date) => "date",
+        Ok(DataType::Interval) => "interval",
         _ => "?column?",
     }
     .to_string()

@@ -115,12 +115,16 @@ pub struct ExecCtx<'t> {
     interrupt: &'t Interrupt,
     /// The most bytes the transaction's write set may hold.
     write_limit: usize,
+    /// The transaction's start, for `now()`.
+    now: i64,
 }
 
 impl<'t> ExecCtx<'t> {
     /// A context over `txn` with parameter values and a memory limit.
     pub fn new(txn: &'t mut Txn, params: &'t [Value], memory_limit: usize) -> Self {
+        let now = txn.started_micros();
         ExecCtx {
+            now,
             txn: RefCell::new(txn),
             params,
             cache: RefCell::new(HashMap::new()),
@@ -183,6 +187,7 @@ impl<'t> ExecCtx<'t> {
             params: self.params,
             outer,
             runner: Some(self),
+            now: self.now,
         }
     }
 

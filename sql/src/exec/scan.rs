@@ -78,6 +78,9 @@ fn bounded_range(
         },
     };
     let end = match upper {
+        // NULLs sort after every value: a lower bound alone must not
+        // reach them (`b >= 1` is not true of NULL).
+        None if lower.is_some() => KeyBound::Excluded(with(&Value::Null)),
         None => before(key.clone()),
         Some((e, inclusive)) => match key_value(ctx.eval_const(e, outer)?, next_type) {
             KeyValue::Exact(v) if *inclusive => before(with(&v)),

@@ -15,8 +15,8 @@ use arrow_array::builder::{
     StringBuilder,
 };
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeBinaryArray, Float64Array, Int64Array, StringArray,
-    UInt32Array, new_null_array,
+    Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeBinaryArray, Float64Array, Int64Array,
+    StringArray, UInt32Array, new_null_array,
 };
 use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
 use arrow_schema::DataType as ArrowType;
@@ -131,7 +131,13 @@ fn arrow_err(e: arrow_schema::ArrowError) -> Error {
 pub fn arrow_type(ty: DataType) -> ArrowType {
     match ty {
         DataType::Bool => ArrowType::Boolean,
-        DataType::Int2 | DataType::Int4 | DataType::Int8 | DataType::Timestamp => ArrowType::Int64,
+        DataType::Int2
+        | DataType::Int4
+        | DataType::Int8
+        | DataType::Timestamp
+        | DataType::TimestampTz
+        | DataType::Date => ArrowType::Int64,
+        DataType::Interval => ArrowType::Binary,
         DataType::Float4 | DataType::Float8 => ArrowType::Float64,
         DataType::Numeric(_) => ArrowType::FixedSizeBinary(16),
         DataType::Text | DataType::Varchar(_) | DataType::Char(_) | DataType::Unknown => {
@@ -173,6 +179,16 @@ pub fn array_from_values<'a>(values: impl Iterator<Item = &'a Value>, ty: DataTy
             }
             Arc::new(b.finish())
         }
+        ArrowType::Binary => {
+            let mut b = BinaryBuilder::new();
+            for v in values {
+                match v {
+                    Value::Interval(iv) => b.append_value(iv.to_bytes()),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
         ArrowType::FixedSizeBinary(_) => {
             let mut b = FixedSizeBinaryBuilder::new(16);
             for v in values {
@@ -204,7 +220,7 @@ pub fn value_at(a: &ArrayRef, i: usize, ty: DataType) -> Value {
     let any = a.as_any();
     if let Some(x) = any.downcast_ref::<Int64Array>() {
         let v = x.value(i);
-        return if ty == DataType::Timestamp {
+        return if ty.is_datetime() {
             Value::Timestamp(v)
         } else {
             Value::Int(v)
@@ -218,6 +234,12 @@ pub fn value_at(a: &ArrayRef, i: usize, ty: DataType) -> Value {
     }
     if let Some(x) = any.downcast_ref::<BooleanArray>() {
         return Value::Bool(x.value(i));
+    }
+    if let Some(x) = any.downcast_ref::<BinaryArray>() {
+        return match x.value(i).try_into() {
+            Ok(b) => Value::Interval(crate::types::datetime::Interval::from_bytes(b)),
+            Err(_) => Value::Null,
+        };
     }
     if let Some(x) = any.downcast_ref::<FixedSizeBinaryArray>() {
         return Value::Numeric(Decimal::deserialize(
@@ -260,6 +282,7 @@ enum Builder {
     Float(Float64Builder),
     Numeric(FixedSizeBinaryBuilder),
     Text(StringBuilder),
+    Interval(BinaryBuilder),
 }
 
 impl Builder {
@@ -271,6 +294,7 @@ impl Builder {
             ArrowType::FixedSizeBinary(_) => {
                 Builder::Numeric(FixedSizeBinaryBuilder::with_capacity(rows, 16))
             }
+            ArrowType::Binary => Builder::Interval(BinaryBuilder::with_capacity(rows, rows * 16)),
             _ => Builder::Text(StringBuilder::with_capacity(rows, rows * 16)),
         }
     }
@@ -282,6 +306,8 @@ impl Builder {
             (Builder::Float(b), Cell::Float(v)) => b.append_value(v),
             (Builder::Numeric(b), Cell::Numeric(v)) => b.append_value(v).expect("16 bytes"),
             (Builder::Text(b), Cell::Text(v)) => b.append_value(v),
+            (Builder::Interval(b), Cell::Interval(v)) => b.append_value(v),
+            (Builder::Interval(b), _) => b.append_null(),
             (Builder::Bool(b), _) => b.append_null(),
             (Builder::Int(b), _) => b.append_null(),
             (Builder::Float(b), _) => b.append_null(),
@@ -297,6 +323,7 @@ impl Builder {
             Builder::Float(mut b) => Arc::new(b.finish()),
             Builder::Numeric(mut b) => Arc::new(b.finish()),
             Builder::Text(mut b) => Arc::new(b.finish()),
+            Builder::Interval(mut b) => Arc::new(b.finish()),
         }
     }
 }
@@ -367,10 +394,10 @@ pub fn rows_from_batches(batches: &[Batch], types: &[DataType]) -> Vec<Row> {
     rows
 }
 
-/// A sortable form of a sort-key column: numerics (stored as rust_decimal
-/// bytes, which do not sort) become their order-preserving key encoding.
+/// A sortable form of a sort-key column: numerics and intervals (stored as
+/// bytes that do not sort) become their order-preserving key encoding.
 fn sortable(a: &ArrayRef, ty: DataType) -> ArrayRef {
-    if !matches!(ty, DataType::Numeric(_)) {
+    if !matches!(ty, DataType::Numeric(_) | DataType::Interval) {
         return a.clone();
     }
     let mut b = BinaryBuilder::new();

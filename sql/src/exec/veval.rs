@@ -372,6 +372,7 @@ fn natural_type(values: &[Value]) -> DataType {
         Some(Value::Float(_)) => DataType::Float8,
         Some(Value::Text(_)) => DataType::Text,
         Some(Value::Timestamp(_)) => DataType::Timestamp,
+        Some(Value::Interval(_)) => DataType::Interval,
         Some(Value::Null) | None => DataType::Unknown,
     }
 }
@@ -381,7 +382,8 @@ fn natural_type(values: &[Value]) -> DataType {
 fn natural_type_of_array(a: &ArrayRef, expected: DataType) -> DataType {
     use arrow_schema::DataType as A;
     match a.data_type() {
-        A::Int64 if expected == DataType::Timestamp => DataType::Timestamp,
+        A::Int64 if expected.is_datetime() => DataType::Timestamp,
+        A::Binary => DataType::Interval,
         A::Int64 => DataType::Int8,
         A::Float64 => DataType::Float8,
         A::Utf8 => DataType::Text,

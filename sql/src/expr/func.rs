@@ -44,6 +44,46 @@ pub enum Func {
     Strpos,
     /// `version()`
     Version,
+    /// `now()`, `current_timestamp`, `transaction_timestamp()`: the
+    /// transaction's start, as TIMESTAMPTZ (or, as `localtimestamp`,
+    /// TIMESTAMP; as `current_date`, DATE: the result type says which).
+    Now,
+    /// `clock_timestamp()`, `statement_timestamp()`: the wall clock now.
+    ClockTimestamp,
+    /// `date_trunc(unit, t)`
+    DateTrunc,
+    /// `extract(field FROM t)`: numeric; `(field, value, is_date)`.
+    Extract,
+    /// `date_part(field, t)`: double precision.
+    DatePart,
+    /// `age(a, b)`
+    Age,
+    /// `timestamp + interval` (also date + interval, as timestamp).
+    AddInterval,
+    /// `timestamp - interval`
+    SubInterval,
+    /// `timestamp - timestamp`: an interval.
+    TimestampDiff,
+    /// `date + integer`
+    AddDays,
+    /// `date - integer`
+    SubDays,
+    /// `date - date`: an integer.
+    DateDiff,
+    /// `interval + interval`
+    IntervalAdd,
+    /// `interval - interval`
+    IntervalSub,
+    /// `-interval`
+    IntervalNeg,
+    /// `interval * number`
+    IntervalMul,
+    /// `interval / number`
+    IntervalDiv,
+    /// `make_date(year, month, day)`
+    MakeDate,
+    /// `to_timestamp(seconds)`: TIMESTAMPTZ from Unix seconds.
+    ToTimestamp,
 }
 
 impl Func {
@@ -66,12 +106,40 @@ impl Func {
             Func::Replace => "replace",
             Func::Strpos => "strpos",
             Func::Version => "version",
+            Func::Now => "now",
+            Func::ClockTimestamp => "clock_timestamp",
+            Func::DateTrunc => "date_trunc",
+            Func::Extract => "extract",
+            Func::DatePart => "date_part",
+            Func::Age => "age",
+            Func::AddInterval => "timestamp_pl_interval",
+            Func::SubInterval => "timestamp_mi_interval",
+            Func::TimestampDiff => "timestamp_mi",
+            Func::AddDays => "date_pli",
+            Func::SubDays => "date_mii",
+            Func::DateDiff => "date_mi",
+            Func::IntervalAdd => "interval_pl",
+            Func::IntervalSub => "interval_mi",
+            Func::IntervalNeg => "interval_um",
+            Func::IntervalMul => "interval_mul",
+            Func::IntervalDiv => "interval_div",
+            Func::MakeDate => "make_date",
+            Func::ToTimestamp => "to_timestamp",
         }
     }
 
     /// Whether a NULL argument makes the result NULL without calling.
     fn strict(&self) -> bool {
-        !matches!(self, Func::Concat | Func::Version)
+        !matches!(
+            self,
+            Func::Concat | Func::Version | Func::Now | Func::ClockTimestamp
+        )
+    }
+
+    /// True for functions whose value changes between calls with the same
+    /// arguments (the clock): never folded into a constant.
+    pub fn is_volatile(&self) -> bool {
+        matches!(self, Func::Now | Func::ClockTimestamp)
     }
 }
 
@@ -132,10 +200,151 @@ fn round_numeric(d: Decimal, digits: i64) -> Result<Decimal> {
     })
 }
 
+/// The date and time functions and operators.
+fn call_datetime(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
+    use crate::types::datetime as dt;
+    let day = dt::MICROS_PER_DAY;
+    let date_range = |t: i64| -> Result<i64> {
+        if !(-2_147_483_648..=2_147_483_647).contains(&t.div_euclid(day)) {
+            return Err(Error::new(
+                ErrorKind::DatetimeOutOfRange,
+                "date out of range",
+            ));
+        }
+        Ok(t)
+    };
+    Ok(match (f, vals) {
+        (Func::DateTrunc, [Value::Text(unit), Value::Timestamp(t)]) => {
+            Value::Timestamp(dt::date_trunc(unit, *t)?)
+        }
+        (
+            Func::Extract,
+            [
+                Value::Text(field),
+                Value::Timestamp(t),
+                Value::Bool(is_date),
+            ],
+        ) => Value::Numeric(dt::extract_timestamp(field, *t, *is_date)?),
+        (Func::Extract, [Value::Text(field), Value::Interval(iv), _]) => {
+            Value::Numeric(dt::extract_interval(field, iv)?)
+        }
+        (
+            Func::DatePart,
+            [
+                Value::Text(field),
+                Value::Timestamp(t),
+                Value::Bool(is_date),
+            ],
+        ) => {
+            use rust_decimal::prelude::ToPrimitive;
+            Value::Float(
+                dt::extract_timestamp(field, *t, *is_date)?
+                    .to_f64()
+                    .unwrap_or(f64::NAN),
+            )
+        }
+        (Func::DatePart, [Value::Text(field), Value::Interval(iv), _]) => {
+            use rust_decimal::prelude::ToPrimitive;
+            Value::Float(
+                dt::extract_interval(field, iv)?
+                    .to_f64()
+                    .unwrap_or(f64::NAN),
+            )
+        }
+        (Func::Age, [Value::Timestamp(a), Value::Timestamp(b)]) => Value::Interval(dt::age(*a, *b)),
+        (Func::AddInterval, [Value::Timestamp(t), Value::Interval(iv)]) => {
+            Value::Timestamp(dt::add_interval(*t, iv)?)
+        }
+        (Func::SubInterval, [Value::Timestamp(t), Value::Interval(iv)]) => {
+            Value::Timestamp(dt::add_interval(*t, &iv.neg()?)?)
+        }
+        (Func::TimestampDiff, [Value::Timestamp(a), Value::Timestamp(b)]) => {
+            Value::Interval(dt::timestamp_diff(*a, *b)?)
+        }
+        (Func::AddDays | Func::SubDays, [Value::Timestamp(t), Value::Int(n)]) => {
+            let n = if f == Func::SubDays { -*n } else { *n };
+            let moved = n
+                .checked_mul(day)
+                .and_then(|d| t.checked_add(d))
+                .ok_or_else(|| Error::new(ErrorKind::DatetimeOutOfRange, "date out of range"))?;
+            Value::Timestamp(date_range(moved)?)
+        }
+        (Func::DateDiff, [Value::Timestamp(a), Value::Timestamp(b)]) => {
+            Value::Int(a.div_euclid(day) - b.div_euclid(day))
+        }
+        (Func::IntervalAdd, [Value::Interval(a), Value::Interval(b)]) => Value::Interval(a.add(b)?),
+        (Func::IntervalSub, [Value::Interval(a), Value::Interval(b)]) => {
+            Value::Interval(a.add(&b.neg()?)?)
+        }
+        (Func::IntervalNeg, [Value::Interval(a)]) => Value::Interval(a.neg()?),
+        (Func::IntervalMul, [Value::Interval(a), Value::Float(x)]) => Value::Interval(a.mul(*x)?),
+        (Func::IntervalDiv, [Value::Interval(a), Value::Float(x)]) => {
+            if *x == 0.0 {
+                return Err(crate::types::ops::division_by_zero());
+            }
+            Value::Interval(a.mul(1.0 / x)?)
+        }
+        (Func::MakeDate, [Value::Int(y), Value::Int(m), Value::Int(d)]) => {
+            let text = format!("{y:04}-{m:02}-{d:02}");
+            let parsed = if *y > 0 && (1..=12).contains(m) && (1..=31).contains(d) {
+                dt::parse_date(&text).ok()
+            } else {
+                None
+            };
+            Value::Timestamp(parsed.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::DatetimeOutOfRange,
+                    format!("date field value out of range: {y}-{m:02}-{d:02}"),
+                )
+            })?)
+        }
+        (Func::ToTimestamp, [Value::Float(secs)]) => {
+            let micros = (secs * 1e6).round();
+            if !micros.is_finite() || micros.abs() > 9.2e18 {
+                return Err(Error::new(
+                    ErrorKind::DatetimeOutOfRange,
+                    "timestamp out of range",
+                ));
+            }
+            Value::Timestamp(micros as i64)
+        }
+        _ => {
+            let _ = ty;
+            return Err(bad_args(f, vals));
+        }
+    })
+}
+
 /// Calls `f` on argument values; `ty` is the result type.
 pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
     if f.strict() && vals.iter().any(Value::is_null) {
         return Ok(Value::Null);
+    }
+    if matches!(
+        f,
+        Func::DateTrunc
+            | Func::Extract
+            | Func::DatePart
+            | Func::Age
+            | Func::AddInterval
+            | Func::SubInterval
+            | Func::TimestampDiff
+            | Func::AddDays
+            | Func::SubDays
+            | Func::DateDiff
+            | Func::IntervalAdd
+            | Func::IntervalSub
+            | Func::IntervalNeg
+            | Func::IntervalMul
+            | Func::IntervalDiv
+            | Func::MakeDate
+            | Func::ToTimestamp
+    ) {
+        return call_datetime(f, vals, ty);
+    }
+    if matches!(f, Func::Now | Func::ClockTimestamp) {
+        // The evaluator answers these from its environment.
+        return Err(bad_args(f, vals));
     }
     Ok(match (f, vals) {
         (Func::Abs, [Value::Int(i)]) => Value::Int(check_int_range(

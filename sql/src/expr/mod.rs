@@ -230,6 +230,8 @@ pub struct Env<'a> {
     pub outer: &'a [&'a [Value]],
     /// Runs subqueries; `None` where none can appear.
     pub runner: Option<&'a dyn SubqueryRunner>,
+    /// The transaction's start (`now()`), microseconds since 1970.
+    pub now: i64,
 }
 
 impl<'a> Env<'a> {
@@ -255,6 +257,7 @@ impl<'a> Env<'a> {
             params,
             outer: &[],
             runner: None,
+            now: wall_clock_micros(),
         }
     }
 
@@ -262,6 +265,13 @@ impl<'a> Env<'a> {
     pub fn with_row(&self, row: &'a [Value]) -> Env<'a> {
         Env { row, ..*self }
     }
+}
+
+/// The wall clock in microseconds since the Unix epoch.
+pub fn wall_clock_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 fn truth(v: &Value) -> Result<Option<bool>> {
@@ -368,6 +378,14 @@ impl Expr {
                 }
                 _ => Value::Null,
             },
+            Expr::Func(func::Func::Now, _, ty) => Value::Timestamp(match ty {
+                // current_date: today's midnight.
+                DataType::Date => {
+                    env.now - env.now.rem_euclid(crate::types::datetime::MICROS_PER_DAY)
+                }
+                _ => env.now,
+            }),
+            Expr::Func(func::Func::ClockTimestamp, _, _) => Value::Timestamp(wall_clock_micros()),
             Expr::Func(f, args, ty) => {
                 let vals = args
                     .iter()
@@ -677,7 +695,7 @@ impl Expr {
                 Value::Text(t) => {
                     let _ = write!(s, "'{}'", t.replace('\'', "''"));
                 }
-                Value::Timestamp(_) => {
+                Value::Timestamp(_) | Value::Interval(_) => {
                     let _ = write!(
                         s,
                         "'{}'",

@@ -119,7 +119,8 @@ pub fn can_cast(from: DataType, to: DataType) -> bool {
         Int2 | Int4 | Int8 | Numeric(_) | Float4 | Float8 => {
             from.is_numeric() || (from == Bool && to == Int4)
         }
-        Timestamp => from == Timestamp,
+        Timestamp | TimestampTz | Date => from.is_datetime(),
+        Interval => from == Interval,
         _ => false,
     }
 }
@@ -176,7 +177,11 @@ pub fn cast(v: Value, from: DataType, to: DataType, explicit: bool) -> Result<Va
             };
             Value::Float(if to == Float4 { to_float4(f)? } else { f })
         }
-        (Value::Timestamp(t), Timestamp) => Value::Timestamp(t),
+        (Value::Timestamp(t), Timestamp | TimestampTz) => Value::Timestamp(t),
+        (Value::Timestamp(t), Date) => {
+            Value::Timestamp(t - t.rem_euclid(super::datetime::MICROS_PER_DAY))
+        }
+        (Value::Interval(iv), Interval) => Value::Interval(iv),
         _ => return Err(no_cast(from, to)),
     })
 }

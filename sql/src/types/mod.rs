@@ -47,6 +47,12 @@ pub enum DataType {
     Timestamp,
     /// The type of a string literal or `NULL` before context decides it.
     Unknown,
+    /// `DATE`: held as the timestamp of its midnight.
+    Date,
+    /// `TIMESTAMPTZ` (with time zone): an instant, held in UTC.
+    TimestampTz,
+    /// `INTERVAL`: months, days and microseconds.
+    Interval,
 }
 
 impl DataType {
@@ -65,6 +71,9 @@ impl DataType {
             DataType::Char(_) => "character",
             DataType::Timestamp => "timestamp without time zone",
             DataType::Unknown => "unknown",
+            DataType::Date => "date",
+            DataType::TimestampTz => "timestamp with time zone",
+            DataType::Interval => "interval",
         }
     }
 
@@ -98,6 +107,15 @@ impl DataType {
         matches!(
             self,
             DataType::Text | DataType::Varchar(_) | DataType::Char(_)
+        )
+    }
+
+    /// DATE, TIMESTAMP or TIMESTAMPTZ: values held as microseconds since
+    /// 1970-01-01.
+    pub fn is_datetime(&self) -> bool {
+        matches!(
+            self,
+            DataType::Date | DataType::Timestamp | DataType::TimestampTz
         )
     }
 

@@ -38,7 +38,7 @@ impl ArithOp {
     }
 }
 
-fn division_by_zero() -> Error {
+pub fn division_by_zero() -> Error {
     Error::new(ErrorKind::DivisionByZero, "division by zero")
 }
 

@@ -6,7 +6,10 @@ use std::str::FromStr;
 use kv::{Error, ErrorKind, Result};
 use rust_decimal::Decimal;
 
-use super::datetime::{format_timestamp, parse_timestamp};
+use super::datetime::{
+    format_date, format_interval, format_timestamp, format_timestamptz, parse_date, parse_interval,
+    parse_timestamp, parse_timestamptz,
+};
 use super::{DataType, Value};
 
 fn invalid(ty: DataType, s: &str) -> Error {
@@ -154,6 +157,9 @@ pub fn parse_text(s: &str, ty: DataType) -> Result<Value> {
         DataType::Text | DataType::Unknown => Value::text(s),
         DataType::Varchar(_) | DataType::Char(_) => super::cast::fit_string(s, ty, false)?,
         DataType::Timestamp => Value::Timestamp(parse_timestamp(s)?),
+        DataType::TimestampTz => Value::Timestamp(parse_timestamptz(s)?),
+        DataType::Date => Value::Timestamp(parse_date(s)?),
+        DataType::Interval => Value::Interval(parse_interval(s)?),
     })
 }
 
@@ -229,7 +235,12 @@ pub fn format_value(v: &Value, ty: DataType) -> Option<String> {
             }
             _ => s.to_string(),
         },
-        Value::Timestamp(t) => format_timestamp(*t),
+        Value::Timestamp(t) => match ty {
+            DataType::Date => format_date(*t),
+            DataType::TimestampTz => format_timestamptz(*t),
+            _ => format_timestamp(*t),
+        },
+        Value::Interval(iv) => format_interval(iv),
     })
 }
 

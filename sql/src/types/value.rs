@@ -20,8 +20,11 @@ pub enum Value {
     Float(f64),
     /// A string; CHAR(n) values are kept without trailing blanks.
     Text(Arc<str>),
-    /// A timestamp: microseconds since 1970-01-01 00:00:00.
+    /// A date, timestamp or timestamptz: microseconds since 1970-01-01
+    /// 00:00:00 (UTC for timestamptz; midnight for a date).
     Timestamp(i64),
+    /// An interval.
+    Interval(super::datetime::Interval),
 }
 
 impl Value {
@@ -47,6 +50,7 @@ impl Value {
             (Value::Float(a), Value::Float(b)) => cmp_f64(*a, *b),
             (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
             (Value::Timestamp(a), Value::Timestamp(b)) => a.cmp(b),
+            (Value::Interval(a), Value::Interval(b)) => a.span().cmp(&b.span()),
             (a, b) => a.rank().cmp(&b.rank()),
         }
     }
@@ -71,6 +75,7 @@ impl Value {
             Value::Float(_) => 4,
             Value::Text(_) => 5,
             Value::Timestamp(_) => 6,
+            Value::Interval(_) => 7,
         }
     }
 }
