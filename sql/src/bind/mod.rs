@@ -162,23 +162,94 @@ struct ScopeColumn {
     name: String,
     /// Its type.
     ty: DataType,
+    /// The base-table column it reads, if any (for functional
+    /// dependencies on a grouped primary key).
+    origin: Option<Origin>,
+}
+
+/// Where a scope column comes from: column `col` of one occurrence `rel`
+/// of a table in FROM, whose primary key is `key`.
+#[derive(Clone, Debug)]
+struct Origin {
+    rel: usize,
+    col: usize,
+    key: Arc<[usize]>,
 }
 
 impl Scope {
     /// The columns of `table`, qualified by `alias` (or the table name).
     pub fn of_table(table: &Table, alias: Option<String>) -> Scope {
+        static NEXT_REL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let rel = NEXT_REL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key: Arc<[usize]> = table.primary_key.clone().into();
         let q = alias.unwrap_or_else(|| table.name.clone());
         Scope {
             columns: table
                 .columns
                 .iter()
-                .map(|c| ScopeColumn {
+                .enumerate()
+                .map(|(col, c)| ScopeColumn {
                     table: Some(q.clone()),
                     name: c.name.clone(),
                     ty: c.ty,
+                    origin: (!key.is_empty()).then(|| Origin {
+                        rel,
+                        col,
+                        key: key.clone(),
+                    }),
                 })
                 .collect(),
         }
+    }
+
+    /// Columns functionally dependent on the grouped columns, as
+    /// PostgreSQL defines it: every column of a table occurrence whose
+    /// whole primary key is among `grouped` (scope positions), except
+    /// those already grouped; only those named in `wanted` (`None`: all).
+    pub fn dependent_columns(
+        &self,
+        grouped: &[usize],
+        wanted: Option<&std::collections::HashSet<String>>,
+    ) -> Vec<(usize, DataType)> {
+        let mut out = Vec::new();
+        let mut rels: Vec<usize> = grouped
+            .iter()
+            .filter_map(|&g| self.columns.get(g)?.origin.as_ref().map(|o| o.rel))
+            .collect();
+        rels.sort_unstable();
+        rels.dedup();
+        for rel in rels {
+            let of_rel = |c: &ScopeColumn| c.origin.as_ref().is_some_and(|o| o.rel == rel);
+            let Some(key) = self
+                .columns
+                .iter()
+                .find(|c| of_rel(c))
+                .and_then(|c| c.origin.as_ref())
+                .map(|o| o.key.clone())
+            else {
+                continue;
+            };
+            let key_grouped = key.iter().all(|k| {
+                grouped.iter().any(|&g| {
+                    self.columns[g]
+                        .origin
+                        .as_ref()
+                        .is_some_and(|o| o.rel == rel && o.col == *k)
+                })
+            });
+            if !key_grouped {
+                continue;
+            }
+            for (i, c) in self.columns.iter().enumerate() {
+                if of_rel(c)
+                    && !grouped.contains(&i)
+                    && wanted.is_none_or(|w| w.contains(&c.name))
+                {
+                    out.push((i, c.ty));
+                }
+            }
+        }
+        out
     }
 
     /// The columns of several scopes side by side (a join's inputs).

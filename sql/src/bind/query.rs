@@ -41,6 +41,7 @@ pub(super) fn output_scope(columns: &[OutputColumn], qualifier: Option<&str>) ->
                 table: qualifier.map(str::to_string),
                 name: c.name.clone(),
                 ty: c.ty,
+                origin: None,
             })
             .collect(),
     }
@@ -272,6 +273,20 @@ impl Binder<'_> {
                     bail!(Grouping, "aggregate functions are not allowed in GROUP BY");
                 }
                 group_by.push(self.group_key(g, &scope, &s.projection)?);
+            }
+            // Columns of a table whose primary key is grouped may be used
+            // ungrouped (PostgreSQL's functional dependency): they join the
+            // keys, which splits no group. Only the names the query uses.
+            let grouped: Vec<usize> = group_by
+                .iter()
+                .filter_map(|(e, _)| match e {
+                    Expr::Column(i) => Some(*i),
+                    _ => None,
+                })
+                .collect();
+            let wanted = names_used(s, tail);
+            for (i, ty) in scope.dependent_columns(&grouped, wanted.as_ref()) {
+                group_by.push((Expr::Column(i), ty));
             }
             self.agg = Some(AggState {
                 input: scope.clone(),
@@ -705,6 +720,47 @@ pub(super) fn output_type(ty: DataType) -> DataType {
     } else {
         ty
     }
+}
+
+/// The column names a SELECT's list, HAVING and ORDER BY mention; `None`
+/// when a `*` may mention any.
+fn names_used(s: &ast::Select, tail: &Tail<'_>) -> Option<std::collections::HashSet<String>> {
+    use std::ops::ControlFlow;
+    use sqlparser::ast::Visit;
+    struct Names(std::collections::HashSet<String>);
+    impl ast::Visitor for Names {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &ast::Expr) -> ControlFlow<()> {
+            match e {
+                ast::Expr::Identifier(i) => {
+                    self.0.insert(ident(i));
+                }
+                ast::Expr::CompoundIdentifier(parts) => {
+                    if let Some(last) = parts.last() {
+                        self.0.insert(ident(last));
+                    }
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut names = Names(std::collections::HashSet::new());
+    for item in &s.projection {
+        match item {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                let _ = e.visit(&mut names);
+            }
+            _ => return None,
+        }
+    }
+    if let Some(h) = &s.having {
+        let _ = h.visit(&mut names);
+    }
+    for o in &tail.order {
+        let _ = o.expr.visit(&mut names);
+    }
+    Some(names.0)
 }
 
 /// PostgreSQL's default name for a result column.
