@@ -90,6 +90,13 @@ pub enum ErrorKind {
     CharacterNotInRepertoire,
     /// A datetime value is invalid or out of range.
     DatetimeOutOfRange,
+    /// An object is not in the state the operation needs, such as
+    /// `currval` before `nextval` in the session (55000).
+    ObjectNotInPrerequisiteState,
+    /// A sequence reached its bound and does not cycle (2200H).
+    SequenceGeneratorLimitExceeded,
+    /// A value given for a `GENERATED ALWAYS` identity column (428C9).
+    GeneratedAlways,
     /// Several functions or operators match equally well (42725).
     AmbiguousFunction,
     /// A datetime's format is invalid (a bad time zone, 22007).

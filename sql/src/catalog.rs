@@ -35,6 +35,9 @@ pub struct Column {
     pub nullable: bool,
     /// The `DEFAULT` expression as SQL text, evaluated at each insert.
     pub default: Option<String>,
+    /// `GENERATED ALWAYS AS IDENTITY`: an INSERT may not give a value.
+    #[serde(default)]
+    pub identity_always: bool,
 }
 
 /// A table definition.
@@ -81,6 +84,32 @@ pub struct Index {
     pub columns: Vec<usize>,
     /// `UNIQUE`: no two rows with equal, non-NULL indexed values.
     pub unique: bool,
+}
+
+/// A sequence (`CREATE SEQUENCE`, or behind a `SERIAL` / identity column).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sequence {
+    /// An id from the same counter as tables; its value counter is keyed
+    /// by it, so a sequence dropped and created again starts afresh.
+    pub id: TableId,
+    /// The sequence name.
+    pub name: String,
+    /// The first value.
+    pub start: i64,
+    /// The step (not zero; negative counts down).
+    pub increment: i64,
+    /// The smallest value.
+    pub min: i64,
+    /// The largest value.
+    pub max: i64,
+    /// Wrap around at the end instead of failing.
+    pub cycle: bool,
+    /// How many values a node takes at a time (`CACHE`).
+    pub cache: i64,
+    /// The column whose `DEFAULT` uses it (`SERIAL`, identity, `OWNED
+    /// BY`): dropped with that table.
+    #[serde(default)]
+    pub owned_by: Option<(String, String)>,
 }
 
 /// A view: a stored query.
@@ -254,6 +283,19 @@ fn index_name_key(name: &str) -> Vec<u8> {
     k
 }
 
+fn sequence_def_key(name: &str) -> Vec<u8> {
+    let mut k = keys::index_prefix(keys::CATALOG_TABLE, 4);
+    keycode::encode_text(&mut k, name);
+    k
+}
+
+/// The key holding a sequence's next unallocated value.
+pub fn sequence_counter_key(id: TableId) -> Vec<u8> {
+    let mut k = keys::index_prefix(keys::SEQUENCE_TABLE, 2);
+    keycode::encode_int(&mut k, id as i64);
+    k
+}
+
 fn sequence_key(name: &str) -> Vec<u8> {
     let mut k = keys::index_prefix(keys::SEQUENCE_TABLE, 1);
     keycode::encode_text(&mut k, name);
@@ -312,6 +354,7 @@ pub fn list_tables(txn: &mut Txn) -> Result<Vec<Arc<Table>>> {
 fn check_name_free(txn: &mut Txn, name: &str) -> Result<()> {
     let taken = get_table(txn, name)?.is_some()
         || get_view(txn, name)?.is_some()
+        || get_sequence(txn, name)?.is_some()
         || txn
             .get(&index_name_key(name), Placement::Replicated)?
             .is_some();
@@ -372,6 +415,58 @@ pub fn drop_table(txn: &mut Txn, name: &str) -> Result<()> {
     }
     txn.delete(catalog_key(name), Placement::Replicated);
     Ok(())
+}
+
+/// Looks a sequence up by name.
+pub fn get_sequence(txn: &mut Txn, name: &str) -> Result<Option<Sequence>> {
+    match txn.get(&sequence_def_key(name), Placement::Replicated)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("corrupt catalog entry: {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// Looks a sequence up, failing with 42P01 when there is none.
+pub fn require_sequence(txn: &mut Txn, name: &str) -> Result<Sequence> {
+    get_sequence(txn, name)?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::UndefinedTable,
+            format!("relation \"{name}\" does not exist"),
+        )
+    })
+}
+
+/// Creates a sequence, assigning its id. Fails with 42P07 if the name is
+/// taken.
+pub fn create_sequence(txn: &mut Txn, mut seq: Sequence) -> Result<Sequence> {
+    check_name_free(txn, &seq.name)?;
+    seq.id = next_id(txn)?;
+    put_json(txn, sequence_def_key(&seq.name), &seq)?;
+    Ok(seq)
+}
+
+/// Drops a sequence; `false` when there is none.
+pub fn drop_sequence(txn: &mut Txn, name: &str) -> Result<bool> {
+    if get_sequence(txn, name)?.is_none() {
+        return Ok(false);
+    }
+    txn.delete(sequence_def_key(name), Placement::Replicated);
+    Ok(true)
+}
+
+/// The sequences owned by a table's columns.
+pub fn sequences_owned_by(txn: &mut Txn, table: &str) -> Result<Vec<Sequence>> {
+    let range = prefix_range(&keys::index_prefix(keys::CATALOG_TABLE, 4));
+    let mut out = Vec::new();
+    for (_, v) in txn.scan(&range, ScanPlacement::Replicated, None)? {
+        let seq: Sequence = serde_json::from_slice(&v)
+            .map_err(|e| Error::internal(format!("corrupt catalog entry: {e}")))?;
+        if seq.owned_by.as_ref().is_some_and(|(t, _)| t == table) {
+            out.push(seq);
+        }
+    }
+    Ok(out)
 }
 
 /// Looks a view up by name.

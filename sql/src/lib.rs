@@ -31,6 +31,7 @@ pub mod plan;
 pub mod planner;
 pub mod rowcodec;
 pub mod session;
+pub mod sequence;
 pub mod types;
 
 pub use session::{Outcome, Prepared, Session, TxnStatus};

@@ -134,6 +134,8 @@ pub struct Session {
     write_limit: usize,
     /// The user and database the client named at startup.
     identity: Arc<crate::bind::Identity>,
+    /// The sequence values this session took (`currval`, `lastval`).
+    sequences: Arc<std::sync::Mutex<crate::sequence::SessionSequences>>,
 }
 
 /// What bounds one statement's execution.
@@ -147,6 +149,8 @@ struct Limits<'a> {
     interrupt: &'a Interrupt,
     /// The session's user and database.
     identity: &'a crate::bind::Identity,
+    /// The session's sequence values.
+    sequences: &'a std::sync::Mutex<crate::sequence::SessionSequences>,
 }
 
 impl<'a> Limits<'a> {
@@ -155,6 +159,7 @@ impl<'a> Limits<'a> {
         'a: 't,
     {
         ExecCtx::new(txn, params, self.memory)
+            .with_sequences(self.sequences)
             .with_interrupt(self.interrupt)
             .with_write_limit(self.writes)
     }
@@ -306,6 +311,7 @@ impl Session {
             memory_ceiling: crate::exec::DEFAULT_MEMORY_LIMIT,
             write_limit: DEFAULT_WRITE_LIMIT,
             identity: Arc::new(crate::bind::Identity::default()),
+            sequences: Default::default(),
         }
     }
 
@@ -840,7 +846,9 @@ impl Session {
         }
         let interrupt = self.interrupt.clone();
         let identity = self.identity.clone();
+        let sequences = self.sequences.clone();
         let limits = Limits {
+            sequences: &sequences,
             memory: self.memory_limit(),
             writes: self.write_limit,
             interrupt: &interrupt,
@@ -1074,9 +1082,13 @@ fn run_bound(
         Bound::CreateTable {
             table,
             if_not_exists,
+            sequences,
         } => {
             if !(*if_not_exists && catalog::get_table(txn, &table.name)?.is_some()) {
                 catalog::create_table(txn, table.clone())?;
+                for seq in sequences {
+                    catalog::create_sequence(txn, seq.clone())?;
+                }
             }
             Outcome::Command {
                 tag: "CREATE TABLE",
@@ -1086,6 +1098,9 @@ fn run_bound(
         Bound::DropTable { names, if_exists } => {
             for name in names {
                 if catalog::get_table(txn, name)?.is_some() {
+                    for seq in catalog::sequences_owned_by(txn, name)? {
+                        catalog::drop_sequence(txn, &seq.name)?;
+                    }
                     catalog::drop_table(txn, name)?;
                 } else if !if_exists {
                     bail!(UndefinedTable, "table \"{name}\" does not exist");
@@ -1093,6 +1108,29 @@ fn run_bound(
             }
             Outcome::Command {
                 tag: "DROP TABLE",
+                rows: None,
+            }
+        }
+        Bound::CreateSequence {
+            sequence,
+            if_not_exists,
+        } => {
+            if !(*if_not_exists && catalog::get_sequence(txn, &sequence.name)?.is_some()) {
+                catalog::create_sequence(txn, sequence.clone())?;
+            }
+            Outcome::Command {
+                tag: "CREATE SEQUENCE",
+                rows: None,
+            }
+        }
+        Bound::DropSequence { names, if_exists } => {
+            for name in names {
+                if !catalog::drop_sequence(txn, name)? && !if_exists {
+                    bail!(UndefinedTable, "sequence \"{name}\" does not exist");
+                }
+            }
+            Outcome::Command {
+                tag: "DROP SEQUENCE",
                 rows: None,
             }
         }
@@ -1186,6 +1224,12 @@ pub fn explain(bound: &Bound) -> Vec<String> {
         Bound::CreateTable { table, .. } => out.push(format!("Create Table {}", table.name)),
         Bound::DropTable { names, .. } => out.push(format!("Drop Table {}", names.join(", "))),
         Bound::CreateView { view, .. } => out.push(format!("Create View {}", view.name)),
+        Bound::CreateSequence { sequence, .. } => {
+            out.push(format!("Create Sequence {}", sequence.name))
+        }
+        Bound::DropSequence { names, .. } => {
+            out.push(format!("Drop Sequence {}", names.join(", ")))
+        }
         Bound::DropView { names, .. } => out.push(format!("Drop View {}", names.join(", "))),
         Bound::CreateIndex { index, table, .. } => {
             out.push(format!("Create Index {} on {}", index.name, table.name))

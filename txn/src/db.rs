@@ -11,6 +11,7 @@
 //! Transaction ids are then unique across the cluster: node `n` hands out
 //! ids `k * ID_STRIDE + n`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -87,6 +88,10 @@ pub struct Db {
     log: Option<Arc<dyn CommitLog>>,
     /// Counters.
     pub stats: Stats,
+    /// Ranges of counter values this node took (durably) and has not
+    /// handed out yet, by counter: the next value and how many are left.
+    /// SQL sequences draw from here so that a sequence is not a hot key.
+    pub counter_blocks: std::sync::Mutex<HashMap<u64, (i64, i64)>>,
 }
 
 impl Db {
@@ -111,6 +116,7 @@ impl Db {
             durability: "off (in memory only: everything is lost when the process stops)".into(),
             log: None,
             stats: Stats::default(),
+            counter_blocks: Default::default(),
         })
     }
 
@@ -194,6 +200,7 @@ impl Db {
             durability: log.durability(),
             log: Some(log.clone()),
             stats: Stats::default(),
+            counter_blocks: Default::default(),
         })
     }
 

@@ -195,6 +195,11 @@ impl Txn {
         }
     }
 
+    /// The node's database this transaction runs on.
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
     /// When the transaction began, in microseconds since the Unix epoch
     /// (the wall clock of the node that began it).
     pub fn started_micros(&self) -> i64 {

@@ -51,6 +51,7 @@ impl Binder<'_> {
         let name = object_name(&c.name)?;
         let mut columns: Vec<Column> = Vec::new();
         let mut primary_key: Vec<usize> = Vec::new();
+        let mut sequences = Vec::new();
         for def in &c.columns {
             let col_name = ident(&def.name);
             if columns.iter().any(|x| x.name == col_name) {
@@ -59,18 +60,78 @@ impl Binder<'_> {
                     "column \"{col_name}\" specified more than once"
                 );
             }
-            let ty = data_type(&def.data_type)?;
-            let mut column = Column {
-                name: col_name,
-                ty,
-                nullable: true,
-                default: None,
+            // SERIAL and friends: an integer column, NOT NULL, whose
+            // default takes values from a sequence it owns.
+            let serial = match &def.data_type {
+                ast::DataType::Custom(n, mods) if mods.is_empty() => {
+                    match object_name(n)?.as_str() {
+                        "serial" | "serial4" => Some(DataType::Int4),
+                        "bigserial" | "serial8" => Some(DataType::Int8),
+                        "smallserial" | "serial2" => Some(DataType::Int2),
+                        _ => None,
+                    }
+                }
+                _ => None,
             };
+            let ty = match serial {
+                Some(t) => t,
+                None => data_type(&def.data_type)?,
+            };
+            let mut column = Column {
+                name: col_name.clone(),
+                ty,
+                nullable: serial.is_none(),
+                default: None,
+                identity_always: false,
+            };
+            let mut owned_sequence = |options: &[ast::SequenceOptions]| -> Result<String> {
+                let seq_name = format!("{name}_{col_name}_seq");
+                let type_max = match ty {
+                    DataType::Int2 => i16::MAX as i64,
+                    DataType::Int4 => i32::MAX as i64,
+                    DataType::Int8 => i64::MAX,
+                    other => bail!(
+                        InvalidDefinition,
+                        "identity column type must be smallint, integer, or bigint, not {}",
+                        other.pg_name()
+                    ),
+                };
+                let (mut seq, _) = sequence_definition(seq_name.clone(), options, type_max)?;
+                seq.owned_by = Some((name.clone(), col_name.clone()));
+                sequences.push(seq);
+                Ok(format!("nextval('{seq_name}')"))
+            };
+            if serial.is_some() {
+                column.default = Some(owned_sequence(&[])?);
+            }
             for opt in &def.options {
                 match &opt.option {
                     ast::ColumnOption::Null => column.nullable = true,
                     ast::ColumnOption::NotNull => column.nullable = false,
+                    ast::ColumnOption::Default(_) if serial.is_some() => bail!(
+                        Syntax,
+                        "multiple default values specified for column \"{}\" of table \"{name}\"",
+                        column.name
+                    ),
                     ast::ColumnOption::Default(e) => column.default = Some(e.to_string()),
+                    ast::ColumnOption::Generated {
+                        generated_as: how @ (ast::GeneratedAs::Always | ast::GeneratedAs::ByDefault),
+                        sequence_options,
+                        generation_expr: None,
+                        ..
+                    } => {
+                        if column.default.is_some() {
+                            bail!(
+                                Syntax,
+                                "both default and identity specified for column \"{}\" of table \"{name}\"",
+                                column.name
+                            );
+                        }
+                        column.default =
+                            Some(owned_sequence(sequence_options.as_deref().unwrap_or(&[]))?);
+                        column.nullable = false;
+                        column.identity_always = matches!(how, ast::GeneratedAs::Always);
+                    }
                     ast::ColumnOption::PrimaryKey(_) => {
                         if !primary_key.is_empty() {
                             bail!(
@@ -158,7 +219,32 @@ impl Binder<'_> {
         Ok(Bound::CreateTable {
             table,
             if_not_exists: c.if_not_exists,
+            sequences,
         })
+    }
+
+    /// `OWNED BY table.column`: the table and column must exist.
+    pub(super) fn sequence_owner(&mut self, owner: &ast::ObjectName) -> Result<(String, String)> {
+        let parts: Vec<String> = owner
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(ident)
+            .collect();
+        let [table, column] = parts.as_slice() else {
+            bail!(
+                FeatureNotSupported,
+                "OWNED BY takes table.column (or NONE)"
+            );
+        };
+        let t = catalog::require_table(self.txn, table)?;
+        if t.column_index(column).is_none() {
+            bail!(
+                UndefinedColumn,
+                "column \"{column}\" of relation \"{table}\" does not exist"
+            );
+        }
+        Ok((table.clone(), column.clone()))
     }
 
     pub(super) fn create_view(&mut self, v: &ast::CreateView) -> Result<Bound> {
@@ -257,4 +343,64 @@ impl Binder<'_> {
             if_not_exists: c.if_not_exists,
         })
     }
+}
+
+/// A constant integer option of `CREATE SEQUENCE`.
+fn option_int(e: &ast::Expr) -> Result<i64> {
+    let (text, negative) = match e {
+        ast::Expr::Value(v) => (v.value.to_string(), false),
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            ast::Expr::Value(v) => (v.value.to_string(), true),
+            other => bail!(Syntax, "sequence options take integer constants, not {other}"),
+        },
+        other => bail!(Syntax, "sequence options take integer constants, not {other}"),
+    };
+    let v: i64 = text.parse().map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidParameterValue,
+            format!("invalid sequence option value {text}"),
+        )
+    })?;
+    Ok(if negative { -v } else { v })
+}
+
+/// A sequence from `CREATE SEQUENCE`'s (or an identity column's) options,
+/// and its `OWNED BY` target if any (`type_max`: the largest value of the
+/// column's type).
+pub(super) fn sequence_definition(
+    name: String,
+    options: &[ast::SequenceOptions],
+    type_max: i64,
+) -> Result<(catalog::Sequence, Option<ast::ObjectName>)> {
+    let (mut increment, mut min, mut max, mut start, mut cache) = (None, None, None, None, None);
+    let mut cycle = false;
+    let mut owned_by = None;
+    let mut type_max = type_max;
+    for o in options {
+        match o {
+            ast::SequenceOptions::IncrementBy(e, _) => increment = Some(option_int(e)?),
+            ast::SequenceOptions::MinValue(e) => min = e.as_ref().map(option_int).transpose()?,
+            ast::SequenceOptions::MaxValue(e) => max = e.as_ref().map(option_int).transpose()?,
+            ast::SequenceOptions::StartWith(e, _) => start = Some(option_int(e)?),
+            ast::SequenceOptions::Cache(e) => cache = Some(option_int(e)?),
+            ast::SequenceOptions::Cycle(no) => cycle = !*no,
+            ast::SequenceOptions::OwnedBy(o) => owned_by = o.clone(),
+            ast::SequenceOptions::DataType(t) => {
+                type_max = match data_type(t)? {
+                    DataType::Int2 => i16::MAX as i64,
+                    DataType::Int4 => i32::MAX as i64,
+                    DataType::Int8 => i64::MAX,
+                    _ => bail!(
+                        InvalidParameterValue,
+                        "sequence type must be smallint, integer, or bigint"
+                    ),
+                }
+            }
+        }
+    }
+    let seq = crate::sequence::define(name, increment, min, max, start, cache, cycle, type_max)?;
+    Ok((seq, owned_by))
 }

@@ -54,6 +54,9 @@ impl Binder<'_> {
                         bail!(Syntax, "INSERT has more target columns than expressions");
                     }
                     for (c, &t) in columns.iter().zip(&targets) {
+                        if table.columns[t].identity_always {
+                            return Err(generated_always(&table.columns[t]));
+                        }
                         // Checks the assignment is allowed; values are converted per row.
                         self.coerce_assign(
                             (Expr::Const(crate::types::Value::Null), c.ty),
@@ -106,6 +109,8 @@ impl Binder<'_> {
                 let column = &table.columns[col];
                 let bound = if is_default_keyword(e) {
                     self.default_value(column)?
+                } else if column.identity_always {
+                    return Err(generated_always(column));
                 } else {
                     let typed = self.expr(e, &empty)?;
                     (self.coerce_assign(typed, column)?, column.ty)
@@ -401,4 +406,15 @@ impl Binder<'_> {
 
 fn is_default_keyword(e: &ast::Expr) -> bool {
     matches!(e, ast::Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
+}
+
+/// PostgreSQL's refusal of a value for a `GENERATED ALWAYS` identity column.
+fn generated_always(column: &Column) -> Error {
+    Error::new(
+        ErrorKind::GeneratedAlways,
+        format!(
+            "cannot insert a non-DEFAULT value into column \"{}\" (it is an identity column defined as GENERATED ALWAYS)",
+            column.name
+        ),
+    )
 }

@@ -144,6 +144,8 @@ pub fn data_type(t: &ast::DataType) -> Result<DataType> {
             DataType::TimestampTz
         }
         A::Date => DataType::Date,
+        // A relation named by its name (no OIDs here): `nextval('s'::regclass)`.
+        A::Regclass => DataType::Text,
         A::Interval { .. } => DataType::Interval,
         A::Custom(name, mods) if mods.is_empty() => match object_name(name)?.as_str() {
             "int2" => DataType::Int2,

@@ -155,6 +155,21 @@ impl Binder<'_> {
                 (Func::Strpos, vec![T::Text; 2], T::Int4)
             }
             ("version", []) => (Func::Version, vec![], T::Text),
+            ("nextval" | "currval", [t]) if is_text(*t) => {
+                let f = if name == "nextval" {
+                    Func::NextVal
+                } else {
+                    Func::CurrVal
+                };
+                (f, vec![T::Text], T::Int8)
+            }
+            ("setval", [t, v]) if is_text(*t) && is_int(*v) => {
+                (Func::SetVal, vec![T::Text, T::Int8], T::Int8)
+            }
+            ("setval", [t, v, b]) if is_text(*t) && is_int(*v) && matches!(b, T::Bool | T::Unknown) => {
+                (Func::SetVal, vec![T::Text, T::Int8, T::Bool], T::Int8)
+            }
+            ("lastval", []) => (Func::LastVal, vec![], T::Int8),
             _ => return Err(no_such()),
         };
         let mut out = Vec::new();

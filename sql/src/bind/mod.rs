@@ -105,6 +105,22 @@ pub enum Bound {
         table: Table,
         /// `IF NOT EXISTS`.
         if_not_exists: bool,
+        /// Sequences of its `SERIAL` and identity columns.
+        sequences: Vec<catalog::Sequence>,
+    },
+    /// `CREATE SEQUENCE`.
+    CreateSequence {
+        /// The definition (its id is assigned on execution).
+        sequence: catalog::Sequence,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+    },
+    /// `DROP SEQUENCE`.
+    DropSequence {
+        /// The sequences.
+        names: Vec<String>,
+        /// `IF EXISTS`.
+        if_exists: bool,
     },
     /// `DROP TABLE`.
     DropTable {
@@ -398,6 +414,45 @@ impl<'t> Binder<'t> {
                 }
                 let names = names.iter().map(object_name).collect::<Result<_>>()?;
                 Ok(Bound::DropView {
+                    names,
+                    if_exists: *if_exists,
+                })
+            }
+            S::CreateSequence {
+                temporary,
+                if_not_exists,
+                name,
+                sequence_options,
+            } => {
+                if *temporary {
+                    bail!(FeatureNotSupported, "temporary sequences are not supported");
+                }
+                let (sequence, owned_by) =
+                    ddl::sequence_definition(object_name(name)?, sequence_options, i64::MAX)?;
+                let mut sequence = sequence;
+                if let Some(owner) = owned_by {
+                    sequence.owned_by = Some(self.sequence_owner(&owner)?);
+                }
+                Ok(Bound::CreateSequence {
+                    sequence,
+                    if_not_exists: *if_not_exists,
+                })
+            }
+            S::Drop {
+                object_type: ast::ObjectType::Sequence,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => {
+                if *cascade {
+                    bail!(
+                        FeatureNotSupported,
+                        "DROP SEQUENCE ... CASCADE is not supported yet"
+                    );
+                }
+                let names = names.iter().map(object_name).collect::<Result<_>>()?;
+                Ok(Bound::DropSequence {
                     names,
                     if_exists: *if_exists,
                 })

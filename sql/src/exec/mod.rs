@@ -30,7 +30,7 @@ use txn::Txn;
 use std::cmp::Ordering;
 
 use crate::catalog::encode_key_value;
-use crate::expr::{Env, Subquery, SubqueryRunner};
+use crate::expr::{Env, Func, Subquery, SubqueryRunner};
 use crate::interrupt::{self, Interrupt};
 use crate::plan::{Plan, SortKey};
 use crate::types::Value;
@@ -117,6 +117,8 @@ pub struct ExecCtx<'t> {
     write_limit: usize,
     /// The transaction's start, for `now()`.
     now: i64,
+    /// The session's sequence values (`currval`, `lastval`).
+    sequences: Option<&'t std::sync::Mutex<crate::sequence::SessionSequences>>,
 }
 
 impl<'t> ExecCtx<'t> {
@@ -125,6 +127,7 @@ impl<'t> ExecCtx<'t> {
         let now = txn.started_micros();
         ExecCtx {
             now,
+            sequences: None,
             txn: RefCell::new(txn),
             params,
             cache: RefCell::new(HashMap::new()),
@@ -138,6 +141,15 @@ impl<'t> ExecCtx<'t> {
     /// write set past `bytes` (54000).
     pub fn with_write_limit(mut self, bytes: usize) -> Self {
         self.write_limit = bytes;
+        self
+    }
+
+    /// The same context, with the session's sequence values.
+    pub fn with_sequences(
+        mut self,
+        sequences: &'t std::sync::Mutex<crate::sequence::SessionSequences>,
+    ) -> Self {
+        self.sequences = Some(sequences);
         self
     }
 
@@ -227,6 +239,41 @@ impl SubqueryRunner for ExecCtx<'_> {
 
     fn memory_limit(&self) -> usize {
         self.memory.limit
+    }
+
+    fn sequence(&self, f: Func, args: &[Value]) -> Result<Value> {
+        let mut own = crate::sequence::SessionSequences::default();
+        let mut guard = self.sequences.map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+        let session = guard.as_deref_mut().unwrap_or(&mut own);
+        if f == Func::LastVal {
+            return session.lastval().map(Value::Int);
+        }
+        let Some(Value::Text(name)) = args.first() else {
+            return Err(Error::internal("sequence function without a name"));
+        };
+        let name = sequence_name(name);
+        let seq = self.with_txn(|t| crate::catalog::require_sequence(t, &name))?;
+        let db = self.with_txn(|t| t.db().clone());
+        Ok(Value::Int(match (f, &args[1..]) {
+            (Func::NextVal, []) => crate::sequence::nextval(&db, &seq, session)?,
+            (Func::CurrVal, []) => session.currval(&seq.name)?,
+            (Func::SetVal, [Value::Int(v)]) => {
+                crate::sequence::setval(&db, &seq, *v, true, session)?
+            }
+            (Func::SetVal, [Value::Int(v), Value::Bool(called)]) => {
+                crate::sequence::setval(&db, &seq, *v, *called, session)?
+            }
+            _ => return Err(Error::internal(format!("bad arguments to {}", f.name()))),
+        }))
+    }
+}
+
+/// A sequence name as written in `nextval('...')`: folded to lower case
+/// unless double-quoted, as a `regclass` literal is.
+fn sequence_name(text: &str) -> String {
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => text.to_lowercase(),
     }
 }
 

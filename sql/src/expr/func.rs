@@ -84,6 +84,14 @@ pub enum Func {
     MakeDate,
     /// `to_timestamp(seconds)`: TIMESTAMPTZ from Unix seconds.
     ToTimestamp,
+    /// `nextval(sequence)`
+    NextVal,
+    /// `currval(sequence)`
+    CurrVal,
+    /// `setval(sequence, value [, is_called])`
+    SetVal,
+    /// `lastval()`
+    LastVal,
 }
 
 impl Func {
@@ -125,6 +133,10 @@ impl Func {
             Func::IntervalDiv => "interval_div",
             Func::MakeDate => "make_date",
             Func::ToTimestamp => "to_timestamp",
+            Func::NextVal => "nextval",
+            Func::CurrVal => "currval",
+            Func::SetVal => "setval",
+            Func::LastVal => "lastval",
         }
     }
 
@@ -132,14 +144,30 @@ impl Func {
     fn strict(&self) -> bool {
         !matches!(
             self,
-            Func::Concat | Func::Version | Func::Now | Func::ClockTimestamp
+            Func::Concat | Func::Version | Func::Now | Func::ClockTimestamp | Func::LastVal
         )
     }
 
     /// True for functions whose value changes between calls with the same
     /// arguments (the clock): never folded into a constant.
     pub fn is_volatile(&self) -> bool {
-        matches!(self, Func::Now | Func::ClockTimestamp)
+        matches!(
+            self,
+            Func::Now
+                | Func::ClockTimestamp
+                | Func::NextVal
+                | Func::CurrVal
+                | Func::SetVal
+                | Func::LastVal
+        )
+    }
+
+    /// True for the sequence functions, which the executor answers.
+    pub fn is_sequence(&self) -> bool {
+        matches!(
+            self,
+            Func::NextVal | Func::CurrVal | Func::SetVal | Func::LastVal
+        )
     }
 }
 
@@ -342,7 +370,7 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
     ) {
         return call_datetime(f, vals, ty);
     }
-    if matches!(f, Func::Now | Func::ClockTimestamp) {
+    if matches!(f, Func::Now | Func::ClockTimestamp) || f.is_sequence() {
         // The evaluator answers these from its environment.
         return Err(bad_args(f, vals));
     }

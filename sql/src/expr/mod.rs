@@ -217,6 +217,16 @@ pub trait SubqueryRunner {
     fn memory_limit(&self) -> usize {
         usize::MAX
     }
+
+    /// Calls a sequence function (`nextval`, `currval`, `setval`,
+    /// `lastval`), which needs the database and the session.
+    fn sequence(&self, f: Func, args: &[Value]) -> Result<Value> {
+        let _ = args;
+        Err(Error::unsupported(format!(
+            "{}() cannot be called here",
+            f.name()
+        )))
+    }
 }
 
 /// What an expression is evaluated against.
@@ -386,6 +396,24 @@ impl Expr {
                 _ => env.now,
             }),
             Expr::Func(func::Func::ClockTimestamp, _, _) => Value::Timestamp(wall_clock_micros()),
+            Expr::Func(f, args, _) if f.is_sequence() => {
+                let vals = args
+                    .iter()
+                    .map(|a| a.eval(env))
+                    .collect::<Result<Vec<_>>>()?;
+                if *f != func::Func::LastVal && vals.iter().any(Value::is_null) {
+                    return Ok(Value::Null);
+                }
+                match env.runner {
+                    Some(r) => r.sequence(*f, &vals)?,
+                    None => {
+                        return Err(Error::unsupported(format!(
+                            "{}() cannot be called here",
+                            f.name()
+                        )));
+                    }
+                }
+            }
             Expr::Func(f, args, ty) => {
                 let vals = args
                     .iter()
