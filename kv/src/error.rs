@@ -97,6 +97,8 @@ pub enum ErrorKind {
     SequenceGeneratorLimitExceeded,
     /// A value given for a `GENERATED ALWAYS` identity column (428C9).
     GeneratedAlways,
+    /// The same alias twice where names must differ (42712).
+    DuplicateAlias,
     /// Several functions or operators match equally well (42725).
     AmbiguousFunction,
     /// A datetime's format is invalid (a bad time zone, 22007).

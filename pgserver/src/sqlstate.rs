@@ -32,6 +32,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         DatetimeOutOfRange => "22008",
         InvalidDatetimeFormat => "22007",
         AmbiguousFunction => "42725",
+        DuplicateAlias => "42712",
         ObjectNotInPrerequisiteState => "55000",
         SequenceGeneratorLimitExceeded => "2200H",
         GeneratedAlways => "428C9",

@@ -405,6 +405,15 @@ pub fn update_table(txn: &mut Txn, table: &Table) -> Result<()> {
     put_json(txn, catalog_key(&table.name), table)
 }
 
+/// Empties a table by giving it a new id (and so a new, empty keyspace for
+/// its rows and index entries), transactionally: the old rows become
+/// unreachable, as a dropped table's do.
+pub fn truncate_table(txn: &mut Txn, name: &str) -> Result<()> {
+    let mut t = (*require_table(txn, name)?).clone();
+    t.id = next_id(txn)?;
+    update_table(txn, &t)
+}
+
 /// Drops a table's definition and its indexes' names. Its rows become
 /// unreachable (table ids are never reused); their space is reclaimed by
 /// future version GC.

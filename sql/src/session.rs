@@ -167,6 +167,26 @@ impl<'a> Limits<'a> {
 
 /// Parses SQL text into statements; a syntax error is 42601.
 pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
+    // PostgreSQL's `VACUUM [(options)] [ANALYZE] [VERBOSE] [table, ...]`
+    // has forms the parser does not know; it does nothing here, so any
+    // statement of its own that starts with VACUUM is one.
+    let body = sql.trim().trim_end_matches(';').trim_end();
+    if body.len() >= 6
+        && body[..6].eq_ignore_ascii_case("vacuum")
+        && body[6..].chars().next().is_none_or(|c| !c.is_alphanumeric() && c != '_')
+        && !body.contains(';')
+    {
+        return Ok(vec![ast::Statement::Vacuum(ast::VacuumStatement {
+            full: false,
+            sort_only: false,
+            delete_only: false,
+            reindex: false,
+            recluster: false,
+            table_name: None,
+            threshold: None,
+            boost: false,
+        })]);
+    }
     Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
         if let sqlparser::parser::ParserError::RecursionLimitExceeded = e {
             return Error::new(
@@ -1111,6 +1131,30 @@ fn run_bound(
                 rows: None,
             }
         }
+        Bound::Truncate {
+            names,
+            restart_identity,
+        } => {
+            let mut restart = Vec::new();
+            for name in names {
+                catalog::truncate_table(txn, name)?;
+                if *restart_identity {
+                    restart.extend(catalog::sequences_owned_by(txn, name)?);
+                }
+            }
+            // As in PostgreSQL the sequences restart at once, whatever
+            // becomes of the transaction.
+            let db = txn.db().clone();
+            let mut own = crate::sequence::SessionSequences::default();
+            for seq in restart {
+                crate::sequence::setval(&db, &seq, seq.start, false, &mut own)?;
+            }
+            Outcome::Command {
+                tag: "TRUNCATE TABLE",
+                rows: None,
+            }
+        }
+        Bound::Noop { tag } => Outcome::Command { tag, rows: None },
         Bound::CreateSequence {
             sequence,
             if_not_exists,
@@ -1227,6 +1271,8 @@ pub fn explain(bound: &Bound) -> Vec<String> {
         Bound::CreateSequence { sequence, .. } => {
             out.push(format!("Create Sequence {}", sequence.name))
         }
+        Bound::Truncate { names, .. } => out.push(format!("Truncate {}", names.join(", "))),
+        Bound::Noop { tag } => out.push(format!("{tag} (nothing to do)")),
         Bound::DropSequence { names, .. } => {
             out.push(format!("Drop Sequence {}", names.join(", ")))
         }

@@ -259,6 +259,11 @@ impl Binder<'_> {
                 ..
             } => {
                 let n = object_name(name)?;
+                if name.0.len() == 1
+                    && let Some(k) = self.ctes.iter().rposition(|(c, _)| *c == n)
+                {
+                    return self.cte_reference(k, alias.as_ref());
+                }
                 if let Some(table) = catalog::get_table(self.txn, &n)? {
                     self.deps.push((n, table.id));
                     let mut scope = Scope::of_table(&table, alias.as_ref().map(|a| ident(&a.name)));
@@ -325,6 +330,25 @@ impl Binder<'_> {
             }
             other => bail!(FeatureNotSupported, "FROM item not supported yet: {other}"),
         }
+    }
+}
+
+impl Binder<'_> {
+    /// A reference to the `k`th common table expression in scope: its
+    /// query bound here, seeing only the ones defined before it.
+    fn cte_reference(&mut self, k: usize, alias: Option<&ast::TableAlias>) -> Result<Rel> {
+        let (name, cte) = self.ctes[k].clone();
+        let later = self.ctes.split_off(k);
+        let bound = self.subquery_plan(&cte.query, false);
+        self.ctes.extend(later);
+        let (plan, columns) = bound?;
+        let qualifier = alias.map_or(name, |a| ident(&a.name));
+        let mut scope = query::output_scope(&columns, Some(&qualifier));
+        rename_columns(&mut scope, &cte.alias.columns)?;
+        if let Some(a) = alias {
+            rename_columns(&mut scope, &a.columns)?;
+        }
+        Ok(Rel { plan, scope })
     }
 }
 

@@ -108,6 +108,19 @@ pub enum Bound {
         /// Sequences of its `SERIAL` and identity columns.
         sequences: Vec<catalog::Sequence>,
     },
+    /// `TRUNCATE`: each table gets a new, empty keyspace.
+    Truncate {
+        /// The tables.
+        names: Vec<String>,
+        /// `RESTART IDENTITY`: their owned sequences start over.
+        restart_identity: bool,
+    },
+    /// A statement accepted for compatibility that has nothing to do here
+    /// (`VACUUM`, `ANALYZE`): answers with its tag.
+    Noop {
+        /// The command tag.
+        tag: &'static str,
+    },
     /// `CREATE SEQUENCE`.
     CreateSequence {
         /// The definition (its id is assigned on execution).
@@ -336,6 +349,8 @@ pub struct Binder<'t> {
     for_update: bool,
     /// The session's user and database.
     identity: Identity,
+    /// Common table expressions in scope (`WITH`), innermost last.
+    ctes: Vec<(String, ast::Cte)>,
 }
 
 impl<'t> Binder<'t> {
@@ -352,6 +367,7 @@ impl<'t> Binder<'t> {
             next_subquery: 0,
             for_update: false,
             identity: Identity::default(),
+            ctes: Vec::new(),
         }
     }
 
@@ -417,6 +433,34 @@ impl<'t> Binder<'t> {
                     names,
                     if_exists: *if_exists,
                 })
+            }
+            S::Truncate(t) => {
+                if matches!(t.cascade, Some(ast::CascadeOption::Cascade)) {
+                    bail!(FeatureNotSupported, "TRUNCATE ... CASCADE is not supported yet");
+                }
+                let mut names = Vec::new();
+                for target in &t.table_names {
+                    let name = object_name(&target.name)?;
+                    let table = self.table(&target.name)?;
+                    if names.contains(&table.name) {
+                        continue;
+                    }
+                    names.push(name);
+                }
+                Ok(Bound::Truncate {
+                    names,
+                    restart_identity: matches!(
+                        t.identity,
+                        Some(ast::TruncateIdentityOption::Restart)
+                    ),
+                })
+            }
+            S::Vacuum(_) => Ok(Bound::Noop { tag: "VACUUM" }),
+            S::Analyze(a) => {
+                if let Some(t) = &a.table_name {
+                    self.table(t)?;
+                }
+                Ok(Bound::Noop { tag: "ANALYZE" })
             }
             S::CreateSequence {
                 temporary,

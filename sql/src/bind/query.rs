@@ -51,9 +51,45 @@ impl Binder<'_> {
     /// Binds a query to a plan and its result columns.
     pub(super) fn query(&mut self, q: &ast::Query) -> Result<(Plan, Vec<OutputColumn>)> {
         crate::interrupt::check_stack()?;
-        if q.with.is_some() {
-            bail!(FeatureNotSupported, "WITH queries are not supported yet");
+        // WITH: each common table expression is visible to the later ones
+        // and to the body, and is bound where it is referenced (as a view
+        // is), so every reference plans it with the keys it is used with.
+        let visible = self.ctes.len();
+        if let Some(with) = &q.with {
+            if with.recursive {
+                bail!(FeatureNotSupported, "WITH RECURSIVE is not supported yet");
+            }
+            for cte in &with.cte_tables {
+                let name = ident(&cte.alias.name);
+                if self.ctes[visible..].iter().any(|(n, _)| *n == name) {
+                    self.ctes.truncate(visible);
+                    bail!(
+                        DuplicateAlias,
+                        "WITH query name \"{name}\" specified more than once"
+                    );
+                }
+                if !matches!(
+                    cte.query.body.as_ref(),
+                    ast::SetExpr::Select(_)
+                        | ast::SetExpr::Query(_)
+                        | ast::SetExpr::SetOperation { .. }
+                        | ast::SetExpr::Values(_)
+                ) {
+                    self.ctes.truncate(visible);
+                    bail!(
+                        FeatureNotSupported,
+                        "data-modifying statements in WITH are not supported yet"
+                    );
+                }
+                self.ctes.push((name, cte.clone()));
+            }
         }
+        let result = self.query_without_with(q);
+        self.ctes.truncate(visible);
+        result
+    }
+
+    fn query_without_with(&mut self, q: &ast::Query) -> Result<(Plan, Vec<OutputColumn>)> {
         if q.fetch.is_some() {
             bail!(FeatureNotSupported, "FETCH is not supported yet");
         }
