@@ -97,6 +97,8 @@ pub enum ErrorKind {
     SequenceGeneratorLimitExceeded,
     /// A value given for a `GENERATED ALWAYS` identity column (428C9).
     GeneratedAlways,
+    /// A regular expression that does not compile (2201B).
+    InvalidRegularExpression,
     /// The same alias twice where names must differ (42712).
     DuplicateAlias,
     /// Several functions or operators match equally well (42725).

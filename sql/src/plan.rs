@@ -70,6 +70,12 @@ pub enum AggFunc {
     Max,
     /// `avg(x)`
     Avg,
+    /// `string_agg(x, delimiter)`
+    StringAgg,
+    /// `bool_and(x)` / `every(x)`
+    BoolAnd,
+    /// `bool_or(x)`
+    BoolOr,
 }
 
 impl AggFunc {
@@ -81,6 +87,9 @@ impl AggFunc {
             AggFunc::Min => "min",
             AggFunc::Max => "max",
             AggFunc::Avg => "avg",
+            AggFunc::StringAgg => "string_agg",
+            AggFunc::BoolAnd => "bool_and",
+            AggFunc::BoolOr => "bool_or",
         }
     }
 }
@@ -98,6 +107,10 @@ pub struct AggCall {
     pub ty: DataType,
     /// `DISTINCT` inside the call.
     pub distinct: bool,
+    /// `string_agg`'s delimiter (a constant).
+    pub delimiter: Option<String>,
+    /// `ORDER BY` the aggregated value inside the call: `Some(desc)`.
+    pub order: Option<bool>,
 }
 
 /// How a join treats rows without a match.

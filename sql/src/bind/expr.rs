@@ -55,6 +55,9 @@ fn is_aggregate_name(name: &str) -> Option<AggFunc> {
         "min" => AggFunc::Min,
         "max" => AggFunc::Max,
         "avg" => AggFunc::Avg,
+        "string_agg" => AggFunc::StringAgg,
+        "bool_and" | "every" => AggFunc::BoolAnd,
+        "bool_or" => AggFunc::BoolOr,
         _ => return None,
     })
 }
@@ -905,6 +908,29 @@ impl Binder<'_> {
                 };
                 Ok((e, DataType::Bool))
             }
+            B::PGRegexMatch | B::PGRegexIMatch | B::PGRegexNotMatch | B::PGRegexNotIMatch => {
+                let a = self.expr(l, scope)?;
+                let b = self.expr(r, scope)?;
+                let word = op.to_string();
+                if !(a.1.is_string() || a.1 == DataType::Unknown)
+                    || !(b.1.is_string() || b.1 == DataType::Unknown)
+                {
+                    return Err(undefined_operator(a.1, &word, b.1));
+                }
+                let a = self.text_operand(a)?;
+                let b = self.text_operand(b)?;
+                let ci = matches!(op, B::PGRegexIMatch | B::PGRegexNotIMatch);
+                let m = Expr::Func(
+                    crate::expr::Func::RegexMatch,
+                    vec![a, b, Expr::Const(crate::types::Value::Bool(ci))],
+                    DataType::Bool,
+                );
+                let negated = matches!(op, B::PGRegexNotMatch | B::PGRegexNotIMatch);
+                Ok((
+                    if negated { Expr::Not(Box::new(m)) } else { m },
+                    DataType::Bool,
+                ))
+            }
             B::StringConcat => {
                 let a = self.expr(l, scope)?;
                 let b = self.expr(r, scope)?;
@@ -1041,9 +1067,21 @@ impl Binder<'_> {
 
     fn function(&mut self, f: &ast::Function, scope: &Scope) -> Result<Typed> {
         let name = function_name(f);
+        let mut order_by: Option<&ast::OrderByExpr> = None;
         let (args, distinct, star) = match &f.args {
             ast::FunctionArguments::None => (Vec::new(), false, false),
             ast::FunctionArguments::List(list) => {
+                for clause in &list.clauses {
+                    match clause {
+                        ast::FunctionArgumentClause::OrderBy(items) if items.len() == 1 => {
+                            order_by = Some(&items[0]);
+                        }
+                        other => bail!(
+                            FeatureNotSupported,
+                            "{other} inside a function call is not supported yet"
+                        ),
+                    }
+                }
                 let distinct = matches!(
                     list.duplicate_treatment,
                     Some(ast::DuplicateTreatment::Distinct)
@@ -1076,7 +1114,46 @@ impl Binder<'_> {
             );
         }
         if let Some(func) = is_aggregate_name(&name) {
-            return self.aggregate(func, &args, distinct, star, scope);
+            // ORDER BY inside an aggregate matters only to string_agg,
+            // and only by the aggregated value here.
+            let order = match order_by {
+                None => None,
+                Some(o) if func == AggFunc::StringAgg && args.first() == Some(&o.expr) => {
+                    Some(matches!(o.options.sort, Some(ast::OrderBySort::Desc)))
+                }
+                Some(_) if !matches!(func, AggFunc::StringAgg) => None,
+                Some(o) => bail!(
+                    FeatureNotSupported,
+                    "string_agg(... ORDER BY {}) is supported only ordered by the aggregated value",
+                    o.expr
+                ),
+            };
+            let (args, delimiter) = if func == AggFunc::StringAgg {
+                let [value, delim] = args.as_slice() else {
+                    bail!(
+                        UndefinedFunction,
+                        "function string_agg() takes a value and a delimiter"
+                    );
+                };
+                let delimiter = match self.expr(delim, scope)? {
+                    (Expr::Const(crate::types::Value::Text(d)), _) => Some(d.to_string()),
+                    (Expr::Const(crate::types::Value::Null), _) => None,
+                    _ => bail!(
+                        FeatureNotSupported,
+                        "string_agg's delimiter must be a constant here"
+                    ),
+                };
+                (vec![value.clone()], delimiter)
+            } else {
+                (args, None)
+            };
+            return self.aggregate(func, &args, distinct, star, scope, delimiter, order);
+        }
+        if order_by.is_some() {
+            bail!(
+                Syntax,
+                "ORDER BY specified, but {name} is not an aggregate function"
+            );
         }
         if star || distinct {
             bail!(UndefinedFunction, "function {name}(*) does not exist");
@@ -1095,6 +1172,8 @@ impl Binder<'_> {
         distinct: bool,
         star: bool,
         _scope: &Scope,
+        delimiter: Option<String>,
+        order: Option<bool>,
     ) -> Result<Typed> {
         let Some(state) = self.agg.take() else {
             bail!(Grouping, "aggregate functions are not allowed here");
@@ -1126,10 +1205,10 @@ impl Binder<'_> {
         let mut state = state;
         let (arg, arg_ty) = match arg {
             Some((e, DataType::Unknown)) => {
-                let t = if matches!(func, AggFunc::Sum | AggFunc::Avg) {
-                    DataType::Numeric(None)
-                } else {
-                    DataType::Text
+                let t = match func {
+                    AggFunc::Sum | AggFunc::Avg => DataType::Numeric(None),
+                    AggFunc::BoolAnd | AggFunc::BoolOr => DataType::Bool,
+                    _ => DataType::Text,
                 };
                 (Some(self.coerce((e, DataType::Unknown), t)?), t)
             }
@@ -1146,6 +1225,8 @@ impl Binder<'_> {
             }
             (AggFunc::Avg, t) if t.is_float() => DataType::Float8,
             (AggFunc::Min | AggFunc::Max, t) if t != DataType::Bool => t.without_modifiers(),
+            (AggFunc::StringAgg, t) if t.is_string() => DataType::Text,
+            (AggFunc::BoolAnd | AggFunc::BoolOr, DataType::Bool) => DataType::Bool,
             (f, t) => {
                 self.agg = Some(state);
                 bail!(
@@ -1162,6 +1243,8 @@ impl Binder<'_> {
             arg_ty,
             ty,
             distinct,
+            delimiter,
+            order,
         };
         let index = match state.aggs.iter().position(|a| *a == call) {
             Some(i) => i,

@@ -155,6 +155,52 @@ impl Binder<'_> {
                 (Func::Strpos, vec![T::Text; 2], T::Int4)
             }
             ("version", []) => (Func::Version, vec![], T::Text),
+            ("greatest" | "least", ts) if !ts.is_empty() => {
+                let ty = common_type(ts, if name == "greatest" { "GREATEST" } else { "LEAST" })?;
+                let ty = if ty == T::Unknown { T::Text } else { ty };
+                let f = if name == "greatest" {
+                    Func::Greatest
+                } else {
+                    Func::Least
+                };
+                let cmp_ty = query::output_type(ty);
+                let mut out = Vec::new();
+                for a in args {
+                    out.push(self.coerce_text_like(a, cmp_ty)?);
+                }
+                return Ok((Expr::Func(f, out, cmp_ty), cmp_ty));
+            }
+            ("repeat", [s, n]) if is_text(*s) && is_int(*n) => {
+                (Func::Repeat, vec![T::Text, T::Int8], T::Text)
+            }
+            ("lpad" | "rpad", [s, n]) if is_text(*s) && is_int(*n) => {
+                let f = if name == "lpad" { Func::Lpad } else { Func::Rpad };
+                (f, vec![T::Text, T::Int8], T::Text)
+            }
+            ("lpad" | "rpad", [s, n, p]) if is_text(*s) && is_int(*n) && is_text(*p) => {
+                let f = if name == "lpad" { Func::Lpad } else { Func::Rpad };
+                (f, vec![T::Text, T::Int8, T::Text], T::Text)
+            }
+            ("split_part", [s, d, n]) if is_text(*s) && is_text(*d) && is_int(*n) => {
+                (Func::SplitPart, vec![T::Text, T::Text, T::Int8], T::Text)
+            }
+            ("left" | "right", [s, n]) if is_text(*s) && is_int(*n) => {
+                let f = if name == "left" { Func::Left } else { Func::Right };
+                (f, vec![T::Text, T::Int8], T::Text)
+            }
+            ("reverse", [s]) if is_text(*s) => (Func::Reverse, vec![T::Text], T::Text),
+            ("initcap", [s]) if is_text(*s) => (Func::Initcap, vec![T::Text], T::Text),
+            ("chr", [n]) if is_int(*n) => (Func::Chr, vec![T::Int8], T::Text),
+            ("ascii", [s]) if is_text(*s) => (Func::Ascii, vec![T::Text], T::Int4),
+            ("starts_with", [a, b]) if is_text(*a) && is_text(*b) => {
+                (Func::StartsWith, vec![T::Text, T::Text], T::Bool)
+            }
+            ("translate", [a, b, c]) if is_text(*a) && is_text(*b) && is_text(*c) => {
+                (Func::Translate, vec![T::Text; 3], T::Text)
+            }
+            ("regexp_replace", ts) if (3..=4).contains(&ts.len()) && ts.iter().all(|t| is_text(*t)) => {
+                (Func::RegexpReplace, vec![T::Text; ts.len()], T::Text)
+            }
             ("nextval" | "currval", [t]) if is_text(*t) => {
                 let f = if name == "nextval" {
                     Func::NextVal

@@ -33,6 +33,11 @@ pub(super) enum Acc {
     AvgFloat(f64, i64),
     /// Values seen so far, for `DISTINCT` aggregates.
     Distinct(Box<Acc>, HashSet<Vec<u8>>),
+    /// `string_agg`'s values, in arrival order (sorted at the end when the
+    /// call says `ORDER BY`).
+    Strings(Vec<std::sync::Arc<str>>),
+    /// `bool_and` / `bool_or` so far.
+    Bool(Option<bool>),
 }
 
 impl Acc {
@@ -46,6 +51,8 @@ impl Acc {
             (AggFunc::Avg, t) if t.is_float() => Acc::AvgFloat(0.0, 0),
             (AggFunc::Avg, t) if t.is_integer() => Acc::AvgInt(0, 0),
             (AggFunc::Avg, _) => Acc::AvgExact(Decimal::ZERO, 0),
+            (AggFunc::StringAgg, _) => Acc::Strings(Vec::new()),
+            (AggFunc::BoolAnd | AggFunc::BoolOr, _) => Acc::Bool(None),
         };
         if call.distinct {
             Acc::Distinct(Box::new(base), HashSet::new())
@@ -114,6 +121,14 @@ impl Acc {
                 *s += f;
                 *n += 1;
             }
+            (Acc::Strings(v), Value::Text(t)) => v.push(t),
+            (Acc::Bool(b), Value::Bool(x)) => {
+                *b = Some(match (call.func, *b) {
+                    (_, None) => x,
+                    (AggFunc::BoolAnd, Some(y)) => x && y,
+                    (_, Some(y)) => x || y,
+                })
+            }
             (_, v) => {
                 return Err(Error::internal(format!(
                     "aggregate {} got {v:?}",
@@ -160,6 +175,19 @@ impl Acc {
             }
             Acc::AvgExact(s, n) => Value::Numeric(numeric_div(s, Decimal::from(n))?),
             Acc::AvgFloat(s, n) => Value::Float(s / n as f64),
+            Acc::Strings(v) if v.is_empty() => Value::Null,
+            Acc::Strings(mut v) => {
+                match call.order {
+                    Some(false) => v.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes())),
+                    Some(true) => v.sort_by(|a, b| b.as_bytes().cmp(a.as_bytes())),
+                    None => {}
+                }
+                let delimiter = call.delimiter.as_deref().unwrap_or("");
+                let len: usize = v.iter().map(|s| s.len() + delimiter.len()).sum();
+                crate::expr::check_text_len(len)?;
+                Value::text(v.join(delimiter))
+            }
+            Acc::Bool(b) => b.map_or(Value::Null, Value::Bool),
         })
     }
 }

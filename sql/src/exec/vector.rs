@@ -839,7 +839,7 @@ impl ExecCtx<'_> {
                 let arr = self.eval_array(arg, b, outer, call.arg_ty)?;
                 let group_of = |i: usize| if group_by.is_empty() { 0 } else { gids[i] };
                 if let Some(ints) = arr.as_any().downcast_ref::<Int64Array>()
-                    && call.arg_ty != DataType::Timestamp
+                    && !call.arg_ty.is_datetime()
                     && !call.distinct
                 {
                     for i in 0..ints.len() {

@@ -84,6 +84,38 @@ pub enum Func {
     MakeDate,
     /// `to_timestamp(seconds)`: TIMESTAMPTZ from Unix seconds.
     ToTimestamp,
+    /// `greatest(a, ...)`: NULLs ignored.
+    Greatest,
+    /// `least(a, ...)`: NULLs ignored.
+    Least,
+    /// `repeat(s, n)`
+    Repeat,
+    /// `lpad(s, n [, fill])`
+    Lpad,
+    /// `rpad(s, n [, fill])`
+    Rpad,
+    /// `split_part(s, delimiter, n)`
+    SplitPart,
+    /// `left(s, n)`
+    Left,
+    /// `right(s, n)`
+    Right,
+    /// `reverse(s)`
+    Reverse,
+    /// `initcap(s)`
+    Initcap,
+    /// `chr(code)`
+    Chr,
+    /// `ascii(s)`
+    Ascii,
+    /// `starts_with(s, prefix)`
+    StartsWith,
+    /// `translate(s, from, to)`
+    Translate,
+    /// `s ~ pattern` (`~*`: the third argument is true).
+    RegexMatch,
+    /// `regexp_replace(s, pattern, replacement [, flags])`
+    RegexpReplace,
     /// `nextval(sequence)`
     NextVal,
     /// `currval(sequence)`
@@ -133,6 +165,22 @@ impl Func {
             Func::IntervalDiv => "interval_div",
             Func::MakeDate => "make_date",
             Func::ToTimestamp => "to_timestamp",
+            Func::Greatest => "greatest",
+            Func::Least => "least",
+            Func::Repeat => "repeat",
+            Func::Lpad => "lpad",
+            Func::Rpad => "rpad",
+            Func::SplitPart => "split_part",
+            Func::Left => "left",
+            Func::Right => "right",
+            Func::Reverse => "reverse",
+            Func::Initcap => "initcap",
+            Func::Chr => "chr",
+            Func::Ascii => "ascii",
+            Func::StartsWith => "starts_with",
+            Func::Translate => "translate",
+            Func::RegexMatch => "regex_match",
+            Func::RegexpReplace => "regexp_replace",
             Func::NextVal => "nextval",
             Func::CurrVal => "currval",
             Func::SetVal => "setval",
@@ -144,7 +192,13 @@ impl Func {
     fn strict(&self) -> bool {
         !matches!(
             self,
-            Func::Concat | Func::Version | Func::Now | Func::ClockTimestamp | Func::LastVal
+            Func::Concat
+                | Func::Version
+                | Func::Now
+                | Func::ClockTimestamp
+                | Func::LastVal
+                | Func::Greatest
+                | Func::Least
         )
     }
 
@@ -226,6 +280,227 @@ fn round_numeric(d: Decimal, digits: i64) -> Result<Decimal> {
             "value overflows numeric format",
         )
     })
+}
+
+/// A compiled regular expression for a pattern, cached per thread (a
+/// statement usually applies one pattern to many rows).
+fn regex(pattern: &str, case_insensitive: bool) -> Result<std::rc::Rc<regex::Regex>> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static CACHE: RefCell<HashMap<(String, bool), std::rc::Rc<regex::Regex>>> =
+            RefCell::new(HashMap::new());
+    }
+    if let Some(r) = CACHE.with(|c| c.borrow().get(&(pattern.to_string(), case_insensitive)).cloned())
+    {
+        return Ok(r);
+    }
+    let compiled = regex::RegexBuilder::new(pattern)
+        .case_insensitive(case_insensitive)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidRegularExpression,
+                format!("invalid regular expression: {e}"),
+            )
+        })?;
+    let compiled = std::rc::Rc::new(compiled);
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() > 256 {
+            c.clear();
+        }
+        c.insert((pattern.to_string(), case_insensitive), compiled.clone());
+    });
+    Ok(compiled)
+}
+
+/// PostgreSQL's replacement text (`\1`..`\9`, `\&` for the whole match)
+/// in the regex crate's syntax.
+fn replacement(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' => out.push_str("$$"),
+            '\\' => match chars.peek() {
+                Some(d @ '0'..='9') => {
+                    out.push_str(&format!("${{{d}}}"));
+                    chars.next();
+                }
+                Some('&') => {
+                    out.push_str("${0}");
+                    chars.next();
+                }
+                Some('\\') => {
+                    out.push('\\');
+                    chars.next();
+                }
+                _ => out.push('\\'),
+            },
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The string functions added with PostgreSQL's everyday SQL; `None` for
+/// other functions.
+fn call_text(f: Func, vals: &[Value]) -> Result<Option<Value>> {
+    let pad = |s: &str, n: i64, fill: &str, left: bool| -> Result<Value> {
+        let n = n.max(0) as usize;
+        super::check_text_len(n.saturating_mul(4))?;
+        let len = s.chars().count();
+        if len >= n {
+            return Ok(Value::text(s.chars().take(n).collect::<String>()));
+        }
+        if fill.is_empty() {
+            return Ok(Value::text(s));
+        }
+        let padding: String = fill.chars().cycle().take(n - len).collect();
+        Ok(Value::text(if left {
+            format!("{padding}{s}")
+        } else {
+            format!("{s}{padding}")
+        }))
+    };
+    Ok(Some(match (f, vals) {
+        (Func::Greatest | Func::Least, args) => {
+            let mut best: Option<&Value> = None;
+            for v in args.iter().filter(|v| !v.is_null()) {
+                let better = match best {
+                    None => true,
+                    Some(b) => {
+                        let o = v.cmp_non_null(b);
+                        if f == Func::Greatest {
+                            o == std::cmp::Ordering::Greater
+                        } else {
+                            o == std::cmp::Ordering::Less
+                        }
+                    }
+                };
+                if better {
+                    best = Some(v);
+                }
+            }
+            best.cloned().unwrap_or(Value::Null)
+        }
+        (Func::Repeat, [Value::Text(s), Value::Int(n)]) => {
+            let n = (*n).max(0) as usize;
+            super::check_text_len(s.len().saturating_mul(n))?;
+            Value::text(s.repeat(n))
+        }
+        (Func::Lpad | Func::Rpad, [Value::Text(s), Value::Int(n), rest @ ..]) => {
+            let fill = match rest {
+                [Value::Text(f)] => f.to_string(),
+                _ => " ".to_string(),
+            };
+            pad(s, *n, &fill, f == Func::Lpad)?
+        }
+        (Func::SplitPart, [Value::Text(s), Value::Text(d), Value::Int(n)]) => {
+            if *n == 0 {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "field position must not be zero",
+                ));
+            }
+            let parts: Vec<&str> = if d.is_empty() {
+                vec![s]
+            } else {
+                s.split(&**d).collect()
+            };
+            let idx = if *n > 0 {
+                (*n - 1) as usize
+            } else {
+                match parts.len().checked_sub(n.unsigned_abs() as usize) {
+                    Some(i) => i,
+                    None => return Ok(Some(Value::text(""))),
+                }
+            };
+            Value::text(parts.get(idx).copied().unwrap_or(""))
+        }
+        (Func::Left | Func::Right, [Value::Text(s), Value::Int(n)]) => {
+            let len = s.chars().count() as i64;
+            let take = if *n >= 0 { (*n).min(len) } else { (len + n).max(0) };
+            Value::text(if f == Func::Left {
+                s.chars().take(take as usize).collect::<String>()
+            } else {
+                s.chars().skip((len - take) as usize).collect::<String>()
+            })
+        }
+        (Func::Reverse, [Value::Text(s)]) => Value::text(s.chars().rev().collect::<String>()),
+        (Func::Initcap, [Value::Text(s)]) => {
+            let mut out = String::with_capacity(s.len());
+            let mut start = true;
+            for c in s.chars() {
+                if c.is_alphanumeric() {
+                    if start {
+                        out.extend(c.to_uppercase());
+                    } else {
+                        out.extend(c.to_lowercase());
+                    }
+                    start = false;
+                } else {
+                    out.push(c);
+                    start = true;
+                }
+            }
+            Value::text(out)
+        }
+        (Func::Chr, [Value::Int(code)]) => {
+            let c = u32::try_from(*code)
+                .ok()
+                .filter(|c| *c != 0)
+                .and_then(char::from_u32)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::ProgramLimitExceeded,
+                        format!("requested character not valid for encoding: {code}"),
+                    )
+                })?;
+            Value::text(c.to_string())
+        }
+        (Func::Ascii, [Value::Text(s)]) => Value::Int(s.chars().next().map_or(0, |c| c as i64)),
+        (Func::StartsWith, [Value::Text(s), Value::Text(p)]) => Value::Bool(s.starts_with(&**p)),
+        (Func::Translate, [Value::Text(s), Value::Text(from), Value::Text(to)]) => {
+            let from: Vec<char> = from.chars().collect();
+            let to: Vec<char> = to.chars().collect();
+            Value::text(
+                s.chars()
+                    .filter_map(|c| match from.iter().position(|x| *x == c) {
+                        Some(i) => to.get(i).copied(),
+                        None => Some(c),
+                    })
+                    .collect::<String>(),
+            )
+        }
+        (Func::RegexMatch, [Value::Text(s), Value::Text(p), Value::Bool(ci)]) => {
+            Value::Bool(regex(p, *ci)?.is_match(s))
+        }
+        (Func::RegexpReplace, [Value::Text(s), Value::Text(p), Value::Text(r), rest @ ..]) => {
+            let flags = match rest {
+                [Value::Text(fl)] => fl.to_string(),
+                _ => String::new(),
+            };
+            if let Some(bad) = flags.chars().find(|c| !matches!(c, 'g' | 'i' | 'c')) {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!("invalid regular expression option: \"{bad}\""),
+                ));
+            }
+            let re = regex(p, flags.contains('i'))?;
+            let rep = replacement(r);
+            let out = if flags.contains('g') {
+                re.replace_all(s, rep.as_str())
+            } else {
+                re.replace(s, rep.as_str())
+            };
+            super::check_text_len(out.len())?;
+            Value::text(out.into_owned())
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// The date and time functions and operators.
@@ -373,6 +648,9 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
     if matches!(f, Func::Now | Func::ClockTimestamp) || f.is_sequence() {
         // The evaluator answers these from its environment.
         return Err(bad_args(f, vals));
+    }
+    if let Some(v) = call_text(f, vals)? {
+        return Ok(v);
     }
     Ok(match (f, vals) {
         (Func::Abs, [Value::Int(i)]) => Value::Int(check_int_range(
