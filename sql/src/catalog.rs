@@ -405,6 +405,48 @@ pub fn update_table(txn: &mut Txn, table: &Table) -> Result<()> {
     put_json(txn, catalog_key(&table.name), table)
 }
 
+/// Removes an index's name from the catalog (its table's definition is
+/// written by the caller).
+pub fn forget_index_name(txn: &mut Txn, name: &str) {
+    txn.delete(index_name_key(name), Placement::Replicated);
+}
+
+/// Moves a table's definition to a new name (its id, rows and indexes
+/// stay); its indexes and owned sequences follow. Fails with 42P07 when the
+/// name is taken.
+pub fn rename_table(txn: &mut Txn, from: &str, to: &str) -> Result<()> {
+    check_name_free(txn, to)?;
+    let mut t = (*require_table(txn, from)?).clone();
+    t.name = to.to_string();
+    txn.delete(catalog_key(from), Placement::Replicated);
+    put_json(txn, catalog_key(to), &t)?;
+    for index in &t.indexes {
+        txn.put(
+            index_name_key(&index.name),
+            Arc::from(to.as_bytes()),
+            Placement::Replicated,
+        );
+    }
+    for mut seq in sequences_owned_by(txn, from)? {
+        if let Some((_, col)) = seq.owned_by.take() {
+            seq.owned_by = Some((to.to_string(), col));
+        }
+        put_json(txn, sequence_def_key(&seq.name), &seq)?;
+    }
+    Ok(())
+}
+
+/// Follows a column rename in the sequences the column owns.
+pub fn rename_owned_column(txn: &mut Txn, table: &str, from: &str, to: &str) -> Result<()> {
+    for mut seq in sequences_owned_by(txn, table)? {
+        if seq.owned_by.as_ref().is_some_and(|(_, c)| c == from) {
+            seq.owned_by = Some((table.to_string(), to.to_string()));
+            put_json(txn, sequence_def_key(&seq.name), &seq)?;
+        }
+    }
+    Ok(())
+}
+
 /// Empties a table by giving it a new id (and so a new, empty keyspace for
 /// its rows and index entries), transactionally: the old rows become
 /// unreachable, as a dropped table's do.

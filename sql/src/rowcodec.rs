@@ -120,6 +120,18 @@ pub fn for_each_cell<'a>(bytes: &'a [u8], mut f: impl FnMut(usize, Cell<'a>)) ->
     Ok(())
 }
 
+/// Decodes a row of a table with `width` columns: a row stored before
+/// columns were added (`ALTER TABLE … ADD COLUMN` without a default) reads
+/// NULL in them.
+pub fn decode_row_of(bytes: &[u8], width: usize) -> Result<Vec<Value>> {
+    let mut row = decode_row(bytes)?;
+    if row.len() > width {
+        return Err(corrupt());
+    }
+    row.resize(width, Value::Null);
+    Ok(row)
+}
+
 /// Decodes a row.
 pub fn decode_row(bytes: &[u8]) -> Result<Vec<Value>> {
     let mut input = bytes;

@@ -1155,6 +1155,13 @@ fn run_bound(
             }
         }
         Bound::Noop { tag } => Outcome::Command { tag, rows: None },
+        Bound::AlterTable { table, ops } => {
+            limits.ctx(txn, params).alter_table(table, ops)?;
+            Outcome::Command {
+                tag: "ALTER TABLE",
+                rows: None,
+            }
+        }
         Bound::CreateSequence {
             sequence,
             if_not_exists,
@@ -1273,6 +1280,7 @@ pub fn explain(bound: &Bound) -> Vec<String> {
         }
         Bound::Truncate { names, .. } => out.push(format!("Truncate {}", names.join(", "))),
         Bound::Noop { tag } => out.push(format!("{tag} (nothing to do)")),
+        Bound::AlterTable { table, .. } => out.push(format!("Alter Table {}", table.name)),
         Bound::DropSequence { names, .. } => {
             out.push(format!("Drop Sequence {}", names.join(", ")))
         }

@@ -60,92 +60,15 @@ impl Binder<'_> {
                     "column \"{col_name}\" specified more than once"
                 );
             }
-            // SERIAL and friends: an integer column, NOT NULL, whose
-            // default takes values from a sequence it owns.
-            let serial = match &def.data_type {
-                ast::DataType::Custom(n, mods) if mods.is_empty() => {
-                    match object_name(n)?.as_str() {
-                        "serial" | "serial4" => Some(DataType::Int4),
-                        "bigserial" | "serial8" => Some(DataType::Int8),
-                        "smallserial" | "serial2" => Some(DataType::Int2),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
-            let ty = match serial {
-                Some(t) => t,
-                None => data_type(&def.data_type)?,
-            };
-            let mut column = Column {
-                name: col_name.clone(),
-                ty,
-                nullable: serial.is_none(),
-                default: None,
-                identity_always: false,
-            };
-            let mut owned_sequence = |options: &[ast::SequenceOptions]| -> Result<String> {
-                let seq_name = format!("{name}_{col_name}_seq");
-                let type_max = match ty {
-                    DataType::Int2 => i16::MAX as i64,
-                    DataType::Int4 => i32::MAX as i64,
-                    DataType::Int8 => i64::MAX,
-                    other => bail!(
+            let (column, is_key) = self.define_column(&name, def, &mut sequences)?;
+            if is_key {
+                if !primary_key.is_empty() {
+                    bail!(
                         InvalidDefinition,
-                        "identity column type must be smallint, integer, or bigint, not {}",
-                        other.pg_name()
-                    ),
-                };
-                let (mut seq, _) = sequence_definition(seq_name.clone(), options, type_max)?;
-                seq.owned_by = Some((name.clone(), col_name.clone()));
-                sequences.push(seq);
-                Ok(format!("nextval('{seq_name}')"))
-            };
-            if serial.is_some() {
-                column.default = Some(owned_sequence(&[])?);
-            }
-            for opt in &def.options {
-                match &opt.option {
-                    ast::ColumnOption::Null => column.nullable = true,
-                    ast::ColumnOption::NotNull => column.nullable = false,
-                    ast::ColumnOption::Default(_) if serial.is_some() => bail!(
-                        Syntax,
-                        "multiple default values specified for column \"{}\" of table \"{name}\"",
-                        column.name
-                    ),
-                    ast::ColumnOption::Default(e) => column.default = Some(e.to_string()),
-                    ast::ColumnOption::Generated {
-                        generated_as: how @ (ast::GeneratedAs::Always | ast::GeneratedAs::ByDefault),
-                        sequence_options,
-                        generation_expr: None,
-                        ..
-                    } => {
-                        if column.default.is_some() {
-                            bail!(
-                                Syntax,
-                                "both default and identity specified for column \"{}\" of table \"{name}\"",
-                                column.name
-                            );
-                        }
-                        column.default =
-                            Some(owned_sequence(sequence_options.as_deref().unwrap_or(&[]))?);
-                        column.nullable = false;
-                        column.identity_always = matches!(how, ast::GeneratedAs::Always);
-                    }
-                    ast::ColumnOption::PrimaryKey(_) => {
-                        if !primary_key.is_empty() {
-                            bail!(
-                                InvalidDefinition,
-                                "multiple primary keys for table \"{name}\" are not allowed"
-                            );
-                        }
-                        primary_key.push(columns.len());
-                    }
-                    other => bail!(
-                        FeatureNotSupported,
-                        "column constraint not supported yet: {other}"
-                    ),
+                        "multiple primary keys for table \"{name}\" are not allowed"
+                    );
                 }
+                primary_key.push(columns.len());
             }
             columns.push(column);
         }
@@ -221,6 +144,99 @@ impl Binder<'_> {
             if_not_exists: c.if_not_exists,
             sequences,
         })
+    }
+
+    /// One column of `CREATE TABLE` (or `ALTER TABLE … ADD COLUMN`) of
+    /// table `name`: the column, and whether it says `PRIMARY KEY`. The
+    /// sequence of a `SERIAL` or identity column is added to `sequences`.
+    pub(super) fn define_column(
+        &mut self,
+        name: &str,
+        def: &ast::ColumnDef,
+        sequences: &mut Vec<catalog::Sequence>,
+    ) -> Result<(Column, bool)> {
+        let col_name = ident(&def.name);
+        let mut is_key = false;
+        // SERIAL and friends: an integer column, NOT NULL, whose
+        // default takes values from a sequence it owns.
+        let serial = match &def.data_type {
+            ast::DataType::Custom(n, mods) if mods.is_empty() => {
+                match object_name(n)?.as_str() {
+                    "serial" | "serial4" => Some(DataType::Int4),
+                    "bigserial" | "serial8" => Some(DataType::Int8),
+                    "smallserial" | "serial2" => Some(DataType::Int2),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let ty = match serial {
+            Some(t) => t,
+            None => data_type(&def.data_type)?,
+        };
+        let mut column = Column {
+            name: col_name.clone(),
+            ty,
+            nullable: serial.is_none(),
+            default: None,
+            identity_always: false,
+        };
+        let mut owned_sequence = |options: &[ast::SequenceOptions]| -> Result<String> {
+            let seq_name = format!("{name}_{col_name}_seq");
+            let type_max = match ty {
+                DataType::Int2 => i16::MAX as i64,
+                DataType::Int4 => i32::MAX as i64,
+                DataType::Int8 => i64::MAX,
+                other => bail!(
+                    InvalidDefinition,
+                    "identity column type must be smallint, integer, or bigint, not {}",
+                    other.pg_name()
+                ),
+            };
+            let (mut seq, _) = sequence_definition(seq_name.clone(), options, type_max)?;
+            seq.owned_by = Some((name.to_string(), col_name.clone()));
+            sequences.push(seq);
+            Ok(format!("nextval('{seq_name}')"))
+        };
+        if serial.is_some() {
+            column.default = Some(owned_sequence(&[])?);
+        }
+        for opt in &def.options {
+            match &opt.option {
+                ast::ColumnOption::Null => column.nullable = true,
+                ast::ColumnOption::NotNull => column.nullable = false,
+                ast::ColumnOption::Default(_) if serial.is_some() => bail!(
+                    Syntax,
+                    "multiple default values specified for column \"{}\" of table \"{name}\"",
+                    column.name
+                ),
+                ast::ColumnOption::Default(e) => column.default = Some(e.to_string()),
+                ast::ColumnOption::Generated {
+                    generated_as: how @ (ast::GeneratedAs::Always | ast::GeneratedAs::ByDefault),
+                    sequence_options,
+                    generation_expr: None,
+                    ..
+                } => {
+                    if column.default.is_some() {
+                        bail!(
+                            Syntax,
+                            "both default and identity specified for column \"{}\" of table \"{name}\"",
+                            column.name
+                        );
+                    }
+                    column.default =
+                        Some(owned_sequence(sequence_options.as_deref().unwrap_or(&[]))?);
+                    column.nullable = false;
+                    column.identity_always = matches!(how, ast::GeneratedAs::Always);
+                }
+                ast::ColumnOption::PrimaryKey(_) => is_key = true,
+                other => bail!(
+                    FeatureNotSupported,
+                    "column constraint not supported yet: {other}"
+                ),
+            }
+        }
+        Ok((column, is_key))
     }
 
     /// `OWNED BY table.column`: the table and column must exist.

@@ -782,7 +782,7 @@ impl Binder<'_> {
         })
     }
 
-    fn explicit_cast(&mut self, (e, from): Typed, to: DataType) -> Result<Typed> {
+    pub(super) fn explicit_cast(&mut self, (e, from): Typed, to: DataType) -> Result<Typed> {
         if let Expr::Param(i) = e
             && from == DataType::Unknown
         {

@@ -5,7 +5,9 @@
 //! the definitions a statement used are in its read set: a concurrent DDL
 //! change makes it abort (40001) rather than run against a stale schema.
 
+mod alter;
 mod datetime;
+pub use alter::AlterOp;
 pub use datetime::is_utc as is_utc_zone;
 mod ddl;
 mod dml;
@@ -107,6 +109,13 @@ pub enum Bound {
         if_not_exists: bool,
         /// Sequences of its `SERIAL` and identity columns.
         sequences: Vec<catalog::Sequence>,
+    },
+    /// `ALTER TABLE`.
+    AlterTable {
+        /// The table as it was when bound.
+        table: Arc<Table>,
+        /// The changes, in order.
+        ops: Vec<AlterOp>,
     },
     /// `TRUNCATE`: each table gets a new, empty keyspace.
     Truncate {
@@ -434,6 +443,7 @@ impl<'t> Binder<'t> {
                     if_exists: *if_exists,
                 })
             }
+            S::AlterTable(a) => self.alter_table(a),
             S::Truncate(t) => {
                 if matches!(t.cascade, Some(ast::CascadeOption::Cascade)) {
                     bail!(FeatureNotSupported, "TRUNCATE ... CASCADE is not supported yet");

@@ -97,7 +97,7 @@ fn unique_violation(name: &str, table: &Table, columns: &[usize], row: &[Value])
 
 impl ExecCtx<'_> {
     /// Converts computed values to the columns' types and checks NOT NULL.
-    fn conform(&self, table: &Table, values: Vec<(Value, DataType)>) -> Result<Row> {
+    pub(super) fn conform(&self, table: &Table, values: Vec<(Value, DataType)>) -> Result<Row> {
         let mut row = Vec::with_capacity(values.len());
         for ((v, ty), col) in values.into_iter().zip(&table.columns) {
             let v = cast(v, ty, col.ty, false)?;
@@ -151,7 +151,7 @@ impl ExecCtx<'_> {
         Ok(())
     }
 
-    fn delete_index_entries(&self, table: &Table, row: &[Value], key: &[u8]) -> Result<()> {
+    pub(super) fn delete_index_entries(&self, table: &Table, row: &[Value], key: &[u8]) -> Result<()> {
         let placement = table.placement_of_key(key)?;
         for index in &table.indexes {
             let (entry, _, _) = table.index_entry(index, row, key);
@@ -171,7 +171,7 @@ impl ExecCtx<'_> {
     }
 
     /// Stores a new row; fails on a primary-key or unique-index conflict.
-    fn insert_row(&self, table: &Table, row: &Row) -> Result<Vec<u8>> {
+    pub(super) fn insert_row(&self, table: &Table, row: &Row) -> Result<Vec<u8>> {
         let bytes: Arc<[u8]> = Arc::from(encode_row(row));
         let (key, placement) = if table.primary_key.is_empty() {
             loop {
@@ -271,7 +271,10 @@ impl ExecCtx<'_> {
         for key in keys {
             let placement = table.placement_of_key(&key)?;
             if let Some(bytes) = self.with_txn(|t| t.get(&key, placement))? {
-                return Ok(Some((key, crate::rowcodec::decode_row(&bytes)?)));
+                return Ok(Some((
+                    key,
+                    crate::rowcodec::decode_row_of(&bytes, table.columns.len())?,
+                )));
             }
         }
         Ok(None)

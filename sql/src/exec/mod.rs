@@ -14,6 +14,7 @@
 //! row-at-a-time and keep secondary indexes in step with rows.
 
 mod agg;
+mod alter;
 mod dml;
 mod row;
 mod scan;

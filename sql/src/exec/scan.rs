@@ -15,7 +15,7 @@ use super::{ExecCtx, Row};
 use crate::catalog::encode_key_value;
 use crate::expr::Expr;
 use crate::plan::{Access, Scan};
-use crate::rowcodec::decode_row;
+use crate::rowcodec::decode_row_of;
 use crate::types::{DataType, Value};
 
 /// A value converted to a key column's type.
@@ -126,9 +126,10 @@ impl ExecCtx<'_> {
     /// Reads the rows an access path covers, with their keys.
     pub fn scan(&self, scan: &Scan, outer: &[&[Value]]) -> Result<Vec<(Vec<u8>, Row)>> {
         let entries = self.scan_raw(scan, outer)?;
+        let width = scan.table.columns.len();
         let mut out = Vec::with_capacity(entries.len());
         for (k, v) in entries {
-            out.push((k, decode_row(&v)?));
+            out.push((k, decode_row_of(&v, width)?));
         }
         Ok(out)
     }

@@ -342,8 +342,12 @@ fn decode_batch(entries: &[txn::Entry], types: &[DataType]) -> Result<Batch> {
             }
             width = i + 1;
         })?;
-        if width != types.len() {
+        if width > types.len() {
             return Err(Error::internal("stored row does not match its table"));
+        }
+        // Columns added after the row was stored read NULL.
+        for b in &mut builders[width..] {
+            b.push(Cell::Null);
         }
     }
     Ok(Batch {
