@@ -216,6 +216,17 @@ pub enum Plan {
         /// Conditions on the joined row.
         residual: Option<Expr>,
     },
+    /// `generate_series(start, stop [, step])`: one column of `ty`.
+    Series {
+        /// The first value (row-independent).
+        start: Expr,
+        /// The bound.
+        stop: Expr,
+        /// The step (1 when absent; an interval for timestamps).
+        step: Option<Expr>,
+        /// The values' type (integer, bigint, timestamp, timestamptz).
+        ty: DataType,
+    },
     /// `UNION`, `INTERSECT`, `EXCEPT` (with `ALL`: keep duplicates).
     SetOp {
         /// Which operation.
@@ -396,6 +407,7 @@ impl Plan {
             Plan::Unit => Vec::new(),
             Plan::Scan(s) => s.table.columns.iter().map(|c| c.ty).collect(),
             Plan::Values { types, .. } | Plan::Project { types, .. } => types.clone(),
+            Plan::Series { ty, .. } => vec![*ty],
             Plan::Filter { input, .. }
             | Plan::Distinct { input }
             | Plan::Sort { input, .. }
@@ -439,6 +451,7 @@ impl Plan {
             | Plan::Sort { input, .. }
             | Plan::Limit { input, .. } => input.is_point_plan(),
             Plan::Values { .. }
+            | Plan::Series { .. }
             | Plan::Join { .. }
             | Plan::LookupJoin { .. }
             | Plan::SetOp { .. } => false,
@@ -451,6 +464,7 @@ impl Plan {
             Plan::Unit => Vec::new(),
             Plan::Scan(s) => s.column_names(),
             Plan::Values { types, .. } => (1..=types.len()).map(|i| format!("column{i}")).collect(),
+            Plan::Series { .. } => vec!["generate_series".to_string()],
             Plan::Filter { input, .. }
             | Plan::Distinct { input }
             | Plan::Sort { input, .. }
@@ -500,6 +514,9 @@ impl Plan {
             Plan::Sort { .. } => Vec::new(),
             Plan::Filter { predicate, .. } => vec![predicate],
             Plan::Values { rows, .. } => rows.iter().flatten().collect(),
+            Plan::Series {
+                start, stop, step, ..
+            } => [start, stop].into_iter().chain(step).collect(),
             Plan::Project { exprs, .. } => exprs.iter().collect(),
             Plan::Aggregate { group_by, aggs, .. } => group_by
                 .iter()
@@ -524,7 +541,7 @@ impl Plan {
     /// The names of the columns this operator's expressions read.
     fn row_names(&self) -> Vec<String> {
         match self {
-            Plan::Unit | Plan::Scan(_) | Plan::Values { .. } => Vec::new(),
+            Plan::Unit | Plan::Scan(_) | Plan::Values { .. } | Plan::Series { .. } => Vec::new(),
             Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
                 let mut n = left.column_names();
                 n.extend(right.column_names());
@@ -549,6 +566,16 @@ impl Plan {
         let line = match self {
             Plan::Unit => "Result (one row)".to_string(),
             Plan::Values { rows, .. } => format!("Values ({} rows)", rows.len()),
+            Plan::Series {
+                start, stop, step, ..
+            } => {
+                let args: Vec<String> = [start, stop]
+                    .into_iter()
+                    .chain(step)
+                    .map(|e| e.display_in(outer, &[]))
+                    .collect();
+                format!("Function Scan: generate_series({})", args.join(", "))
+            }
             Plan::Join {
                 kind,
                 left,
@@ -703,7 +730,7 @@ impl Plan {
             plan.explain_in(depth + 2, out, &enclosing);
         }
         match self {
-            Plan::Unit | Plan::Scan(_) | Plan::Values { .. } => {}
+            Plan::Unit | Plan::Scan(_) | Plan::Values { .. } | Plan::Series { .. } => {}
             Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
                 left.explain_in(depth + 1, out, outer);
                 right.explain_in(depth + 1, out, outer);

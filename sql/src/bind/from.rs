@@ -41,6 +41,7 @@ fn estimate(plan: &Plan) -> f64 {
         },
         Plan::Filter { input, .. } => estimate(input) * 0.5,
         Plan::Values { rows, .. } => rows.len() as f64,
+        Plan::Series { .. } => 1000.0,
         Plan::Unit => 1.0,
         Plan::Limit { input, .. } => estimate(input).min(100.0),
         Plan::Aggregate {
@@ -298,6 +299,24 @@ impl Binder<'_> {
                 }
                 bail!(UndefinedTable, "relation \"{n}\" does not exist")
             }
+            ast::TableFactor::Table {
+                name,
+                alias,
+                args: Some(args),
+                with_ordinality: false,
+                ..
+            } => {
+                let n = object_name(name)?;
+                if n != "generate_series" {
+                    bail!(UndefinedFunction, "function {n} does not exist");
+                }
+                self.generate_series(&args.args, alias.as_ref())
+            }
+            ast::TableFactor::Function {
+                name, args, alias, ..
+            } if object_name(name)? == "generate_series" => {
+                self.generate_series(args, alias.as_ref())
+            }
             ast::TableFactor::Derived {
                 lateral,
                 subquery,
@@ -334,6 +353,93 @@ impl Binder<'_> {
 }
 
 impl Binder<'_> {
+    /// `FROM generate_series(start, stop [, step]) [AS alias[(column)]]`.
+    fn generate_series(
+        &mut self,
+        args: &[ast::FunctionArg],
+        alias: Option<&ast::TableAlias>,
+    ) -> Result<Rel> {
+        let empty = Scope::default();
+        let mut bound = Vec::new();
+        for a in args {
+            match a {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                    let typed = self.expr(e, &empty).map_err(|e| {
+                        if e.kind == ErrorKind::UndefinedColumn {
+                            Error::unsupported(
+                                "generate_series arguments from other FROM items (LATERAL) are not supported yet",
+                            )
+                        } else {
+                            e
+                        }
+                    })?;
+                    bound.push(typed);
+                }
+                other => bail!(FeatureNotSupported, "argument {other} is not supported"),
+            }
+        }
+        let types: Vec<DataType> = bound.iter().map(|b| b.1).collect();
+        use DataType as T;
+        if types.iter().all(|t| *t == T::Unknown) {
+            let names = vec!["unknown"; types.len()];
+            bail!(
+                AmbiguousFunction,
+                "function generate_series({}) is not unique",
+                names.join(", ")
+            );
+        }
+        let int = |t: T| t.is_integer() || t == T::Unknown;
+        let ty = match types.as_slice() {
+            [a, b] | [a, b, _] if int(*a) && int(*b) && types.iter().all(|t| int(*t)) => {
+                if types.contains(&T::Int8) { T::Int8 } else { T::Int4 }
+            }
+            [a, b, T::Interval | T::Unknown] if a.is_datetime() || b.is_datetime() => {
+                if *a == T::TimestampTz || *b == T::TimestampTz {
+                    T::TimestampTz
+                } else {
+                    T::Timestamp
+                }
+            }
+            _ => {
+                let names: Vec<&str> = types.iter().map(|t| t.pg_name()).collect();
+                bail!(
+                    UndefinedFunction,
+                    "function generate_series({}) does not exist",
+                    names.join(", ")
+                );
+            }
+        };
+        let step_ty = if ty.is_datetime() { T::Interval } else { ty };
+        let mut it = bound.into_iter();
+        let start = self.coerce(it.next().expect("two arguments"), ty)?;
+        let stop = self.coerce(it.next().expect("two arguments"), ty)?;
+        let step = it.next().map(|s| self.coerce(s, step_ty)).transpose()?;
+        let plan = Plan::Series {
+            start,
+            stop,
+            step,
+            ty,
+        };
+        let columns = vec![OutputColumn {
+            name: "generate_series".into(),
+            ty,
+        }];
+        let qualifier = alias.map_or("generate_series".to_string(), |a| ident(&a.name));
+        let mut scope = query::output_scope(&columns, Some(&qualifier));
+        if let Some(a) = alias {
+            // `AS s` alone names the column too, as in PostgreSQL.
+            if a.columns.is_empty() {
+                rename_columns(
+                    &mut scope,
+                    &[ast::TableAliasColumnDef::from_name(a.name.value.clone())],
+                )?;
+            } else {
+                rename_columns(&mut scope, &a.columns)?;
+            }
+        }
+        Ok(Rel { plan, scope })
+    }
+
     /// A reference to the `k`th common table expression in scope: its
     /// query bound here, seeing only the ones defined before it.
     fn cte_reference(&mut self, k: usize, alias: Option<&ast::TableAlias>) -> Result<Rel> {

@@ -77,6 +77,7 @@ impl ExecCtx<'_> {
                 rows.into_iter().skip(skip).take(take).collect()
             }
             Plan::Values { .. }
+            | Plan::Series { .. }
             | Plan::Join { .. }
             | Plan::LookupJoin { .. }
             | Plan::SetOp { .. } => self.query(plan, outer)?,

@@ -501,6 +501,12 @@ impl ExecCtx<'_> {
                     .collect::<Result<_>>()?;
                 batches_from_rows(&values, types)
             }
+            Plan::Series {
+                start,
+                stop,
+                step,
+                ty,
+            } => self.series(start, stop, step.as_ref(), *ty, outer)?,
             Plan::Scan(s) => {
                 let entries = self.scan_raw(s, outer)?;
                 let types = plan.output_types();
@@ -764,6 +770,82 @@ impl ExecCtx<'_> {
         self.memory.release_to(mark);
         self.charge(&out)?;
         Ok(out)
+    }
+
+    /// The rows of `generate_series(start, stop, step)`, in batches.
+    fn series(
+        &self,
+        start: &Expr,
+        stop: &Expr,
+        step: Option<&Expr>,
+        ty: DataType,
+        outer: &[&[Value]],
+    ) -> Result<Vec<Batch>> {
+        let (a, b) = (self.eval_const(start, outer)?, self.eval_const(stop, outer)?);
+        let s = match step {
+            Some(e) => self.eval_const(e, outer)?,
+            None => Value::Int(1),
+        };
+        if a.is_null() || b.is_null() || s.is_null() {
+            return Ok(Vec::new());
+        }
+        let zero_step = || {
+            Error::new(
+                kv::ErrorKind::InvalidParameterValue,
+                "step size cannot equal zero",
+            )
+        };
+        let mut values: Vec<Value> = Vec::new();
+        let mut batches = Vec::new();
+        let flush = |values: &mut Vec<Value>, batches: &mut Vec<Batch>| -> Result<()> {
+            self.check_interrupt()?;
+            let rows: Vec<Row> = values.drain(..).map(|v| vec![v]).collect();
+            let made = batches_from_rows(&rows, &[ty]);
+            self.charge(&made)?;
+            batches.extend(made);
+            Ok(())
+        };
+        match (a, b, s) {
+            (Value::Int(a), Value::Int(b), Value::Int(s)) => {
+                if s == 0 {
+                    return Err(zero_step());
+                }
+                let mut v = a;
+                while (s > 0 && v <= b) || (s < 0 && v >= b) {
+                    values.push(Value::Int(v));
+                    if values.len() == BATCH_ROWS {
+                        flush(&mut values, &mut batches)?;
+                    }
+                    match v.checked_add(s) {
+                        Some(n) => v = n,
+                        None => break,
+                    }
+                }
+            }
+            (Value::Timestamp(a), Value::Timestamp(b), Value::Interval(iv)) => {
+                if iv.span() == 0 {
+                    return Err(zero_step());
+                }
+                let up = iv.span() > 0;
+                let mut v = a;
+                while (up && v <= b) || (!up && v >= b) {
+                    values.push(Value::Timestamp(v));
+                    if values.len() == BATCH_ROWS {
+                        flush(&mut values, &mut batches)?;
+                    }
+                    v = crate::types::datetime::add_interval(v, &iv)?;
+                }
+            }
+            (a, b, s) => {
+                return Err(Error::internal(format!(
+                    "generate_series over {a:?}, {b:?}, {s:?}"
+                )));
+            }
+        }
+        if !values.is_empty() {
+            flush(&mut values, &mut batches)?;
+        }
+        Ok(batches)
     }
 
     fn sort(&self, batches: &[Batch], keys: &[SortKey], types: &[DataType]) -> Result<Batch> {
