@@ -33,6 +33,18 @@ impl Binder<'_> {
                                 ),
                             };
                         }
+                        // PostgreSQL's storage parameters tune its heap
+                        // and vacuum; they mean nothing here.
+                        ast::SqlOption::KeyValue { key, .. }
+                            if {
+                                let k = object_name(key)?;
+                                k == "fillfactor"
+                                    || k == "parallel_workers"
+                                    || k == "toast_tuple_target"
+                                    || k == "user_catalog_table"
+                                    || k.starts_with("autovacuum_")
+                                    || k.starts_with("toast.")
+                            } => {}
                         other => bail!(FeatureNotSupported, "table option not supported: {other}"),
                     }
                 }
