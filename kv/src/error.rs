@@ -99,6 +99,10 @@ pub enum ErrorKind {
     GeneratedAlways,
     /// A regular expression that does not compile (2201B).
     InvalidRegularExpression,
+    /// A row fails a CHECK constraint (23514).
+    CheckViolation,
+    /// An object of that name already exists (42710).
+    DuplicateObject,
     /// The same alias twice where names must differ (42712).
     DuplicateAlias,
     /// Several functions or operators match equally well (42725).

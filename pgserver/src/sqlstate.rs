@@ -33,6 +33,8 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         InvalidDatetimeFormat => "22007",
         AmbiguousFunction => "42725",
         DuplicateAlias => "42712",
+        CheckViolation => "23514",
+        DuplicateObject => "42710",
         InvalidRegularExpression => "2201B",
         ObjectNotInPrerequisiteState => "55000",
         SequenceGeneratorLimitExceeded => "2200H",

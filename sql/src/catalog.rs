@@ -64,6 +64,37 @@ pub struct Table {
     /// never adds a shard to a transaction.
     #[serde(default)]
     pub replicated: bool,
+    /// `CHECK` constraints, checked on every row written.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+}
+
+/// A `CHECK` constraint: a row passes unless the expression is false.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// The constraint name (PostgreSQL's: `t_col_check`, `t_check`).
+    pub name: String,
+    /// The condition as SQL text over the table's columns.
+    pub sql: String,
+}
+
+impl Table {
+    /// A name for a new CHECK constraint not taken by another: `t_col_check`
+    /// for one column, `t_check` otherwise, numbered when taken.
+    pub fn check_name(&self, column: Option<&str>) -> String {
+        let base = match column {
+            Some(c) => format!("{}_{c}_check", self.name),
+            None => format!("{}_check", self.name),
+        };
+        let taken = |n: &str| self.checks.iter().any(|c| c.name == n);
+        if !taken(&base) {
+            return base;
+        }
+        (1..)
+            .map(|i| format!("{base}{i}"))
+            .find(|n| !taken(n))
+            .expect("a free name")
+    }
 }
 
 fn first_secondary_index() -> IndexId {

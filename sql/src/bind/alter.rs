@@ -80,6 +80,11 @@ pub enum AlterOp {
         /// Its columns.
         columns: Vec<String>,
     },
+    /// `ADD [CONSTRAINT name] CHECK (…)`: existing rows must pass.
+    AddCheck {
+        /// The constraint.
+        check: catalog::Check,
+    },
     /// `DROP CONSTRAINT name` (a unique constraint's index).
     DropConstraint {
         /// The constraint.
@@ -257,6 +262,14 @@ impl Binder<'_> {
                         };
                         AlterOp::AddUnique { name, columns }
                     }
+                    ast::TableConstraint::Check(c) => AlterOp::AddCheck {
+                        check: self.check_constraint(
+                            &table,
+                            c.name.as_ref().map(ident),
+                            &c.expr.to_string(),
+                            None,
+                        )?,
+                    },
                     other => bail!(
                         FeatureNotSupported,
                         "ADD CONSTRAINT {other} is not supported yet"
@@ -284,7 +297,15 @@ impl Binder<'_> {
         if_not_exists: bool,
     ) -> Result<AlterOp> {
         let mut sequences = Vec::new();
-        let (column, is_key) = self.define_column(&table.name, def, &mut sequences)?;
+        let mut checks = Vec::new();
+        let (column, is_key) =
+            self.define_column(&table.name, def, &mut sequences, &mut checks)?;
+        if !checks.is_empty() {
+            bail!(
+                FeatureNotSupported,
+                "ADD COLUMN ... CHECK is not supported yet (add the column, then the constraint)"
+            );
+        }
         if is_key {
             bail!(
                 FeatureNotSupported,

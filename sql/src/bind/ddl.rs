@@ -64,6 +64,7 @@ impl Binder<'_> {
         let mut columns: Vec<Column> = Vec::new();
         let mut primary_key: Vec<usize> = Vec::new();
         let mut sequences = Vec::new();
+        let mut checks = Vec::new();
         for def in &c.columns {
             let col_name = ident(&def.name);
             if columns.iter().any(|x| x.name == col_name) {
@@ -72,7 +73,8 @@ impl Binder<'_> {
                     "column \"{col_name}\" specified more than once"
                 );
             }
-            let (column, is_key) = self.define_column(&name, def, &mut sequences)?;
+            let (column, is_key) =
+                self.define_column(&name, def, &mut sequences, &mut checks)?;
             if is_key {
                 if !primary_key.is_empty() {
                     bail!(
@@ -115,6 +117,9 @@ impl Binder<'_> {
                         primary_key.push(i);
                     }
                 }
+                ast::TableConstraint::Check(c) => {
+                    checks.push((c.name.as_ref().map(ident), c.expr.to_string(), None))
+                }
                 other => bail!(
                     FeatureNotSupported,
                     "table constraint not supported yet: {other}"
@@ -138,7 +143,13 @@ impl Binder<'_> {
             indexes: Vec::new(),
             next_index_id: kv::keys::PRIMARY_INDEX + 1,
             replicated,
+            checks: Vec::new(),
         };
+        let mut table = table;
+        for (given, sql, column) in checks {
+            let check = self.check_constraint(&table, given, &sql, column.as_deref())?;
+            table.checks.push(check);
+        }
         // Check every DEFAULT now, so a bad one fails CREATE TABLE.
         for col in table.columns.clone() {
             if col.default.is_some() {
@@ -166,6 +177,7 @@ impl Binder<'_> {
         name: &str,
         def: &ast::ColumnDef,
         sequences: &mut Vec<catalog::Sequence>,
+        checks: &mut Vec<(Option<String>, String, Option<String>)>,
     ) -> Result<(Column, bool)> {
         let col_name = ident(&def.name);
         let mut is_key = false;
@@ -242,6 +254,11 @@ impl Binder<'_> {
                     column.identity_always = matches!(how, ast::GeneratedAs::Always);
                 }
                 ast::ColumnOption::PrimaryKey(_) => is_key = true,
+                ast::ColumnOption::Check(c) => checks.push((
+                    c.name.as_ref().or(opt.name.as_ref()).map(ident),
+                    c.expr.to_string(),
+                    Some(col_name.clone()),
+                )),
                 other => bail!(
                     FeatureNotSupported,
                     "column constraint not supported yet: {other}"
@@ -431,4 +448,56 @@ pub(super) fn sequence_definition(
     }
     let seq = crate::sequence::define(name, increment, min, max, start, cache, cycle, type_max)?;
     Ok((seq, owned_by))
+}
+
+impl Binder<'_> {
+    /// A CHECK constraint of `table`, bound now so that a bad one fails
+    /// the statement: a boolean over the table's columns, without
+    /// subqueries or aggregates. Unnamed ones get PostgreSQL's names
+    /// (`column`: the one column it was written on or reads).
+    pub(super) fn check_constraint(
+        &mut self,
+        table: &Table,
+        given: Option<String>,
+        sql: &str,
+        column: Option<&str>,
+    ) -> Result<catalog::Check> {
+        let parsed = parse_expr(sql)?;
+        if contains_aggregate(&parsed) {
+            bail!(Grouping, "aggregate functions are not allowed in check constraints");
+        }
+        let scope = Scope::of_table(table, None);
+        let bound = self.predicate(&parsed, &scope, "CHECK")?;
+        if bound.has_subquery() {
+            bail!(FeatureNotSupported, "cannot use subquery in check constraint");
+        }
+        let name = match given {
+            Some(n) => {
+                if table.checks.iter().any(|c| c.name == n) {
+                    bail!(
+                        DuplicateObject,
+                        "constraint \"{n}\" for relation \"{}\" already exists",
+                        table.name
+                    );
+                }
+                n
+            }
+            None => {
+                let mut cols = Vec::new();
+                bound.columns_used(&mut cols);
+                cols.sort_unstable();
+                cols.dedup();
+                let only = match (column, cols.as_slice()) {
+                    (Some(c), _) => Some(c.to_string()),
+                    (None, [one]) => Some(table.columns[*one].name.clone()),
+                    _ => None,
+                };
+                table.check_name(only.as_deref())
+            }
+        };
+        Ok(catalog::Check {
+            name,
+            sql: sql.to_string(),
+        })
+    }
 }

@@ -12,6 +12,32 @@ use crate::expr::Expr;
 use crate::plan::{Access, Scan};
 use crate::types::{DataType, Value};
 
+/// A CHECK constraint's SQL with column `from` renamed to `to` (`to:
+/// None`: whether it mentions `from` at all, as `Err(())`).
+fn rename_in_check(sql: &str, from: &str, to: Option<&str>) -> std::result::Result<String, ()> {
+    use sqlparser::ast::{Expr as A, visit_expressions_mut};
+    use std::ops::ControlFlow;
+    let Ok(mut e) = crate::bind::parse_expr(sql) else {
+        return Ok(sql.to_string());
+    };
+    let mut mentioned = false;
+    let _ = visit_expressions_mut(&mut e, |x| {
+        if let A::Identifier(i) = x
+            && crate::bind::expr::ident(i) == from
+        {
+            mentioned = true;
+            if let Some(to) = to {
+                *i = sqlparser::ast::Ident::with_quote('"', to);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    match to {
+        None if mentioned => Err(()),
+        _ => Ok(e.to_string()),
+    }
+}
+
 impl ExecCtx<'_> {
     /// Rewrites every row of `old` as a row of `new` (the same table, its
     /// definition changed): `map` gives each new row's values with their
@@ -150,6 +176,8 @@ impl ExecCtx<'_> {
                     }
                     let mut new = t.clone();
                     new.columns.remove(i);
+                    // As in PostgreSQL, CHECK constraints on the column go.
+                    new.checks.retain(|c| rename_in_check(&c.sql, name, None).is_ok());
                     let shift = |c: &usize| if *c > i { c - 1 } else { *c };
                     new.primary_key = new.primary_key.iter().map(shift).collect();
                     let (gone, kept): (Vec<Index>, Vec<Index>) = new
@@ -187,6 +215,11 @@ impl ExecCtx<'_> {
                         );
                     }
                     t.columns[i].name = to.clone();
+                    for c in &mut t.checks {
+                        if let Ok(sql) = rename_in_check(&c.sql, from, Some(to)) {
+                            c.sql = sql;
+                        }
+                    }
                     self.with_txn(|x| catalog::rename_owned_column(x, &t.name, from, to))?;
                 }
                 AlterOp::RenameTable { to } => {
@@ -260,7 +293,33 @@ impl ExecCtx<'_> {
                     self.build_index(&table, &index)?;
                     t = (*table).clone();
                 }
+                AlterOp::AddCheck { check } => {
+                    let mut new = t.clone();
+                    new.checks.push(check.clone());
+                    let all = Scan {
+                        table: Arc::new(t.clone()),
+                        access: Access::Full,
+                        reverse: false,
+                    };
+                    for (i, (_, row)) in self.scan(&all, &[])?.iter().enumerate() {
+                        self.check_interrupt_at(i)?;
+                        self.check_constraints(&new, row).map_err(|mut e| {
+                            if e.kind == kv::ErrorKind::CheckViolation {
+                                e.message = format!(
+                                    "check constraint \"{}\" of relation \"{}\" is violated by some row",
+                                    check.name, t.name
+                                );
+                            }
+                            e
+                        })?;
+                    }
+                    t = new;
+                }
                 AlterOp::DropConstraint { name, if_exists } => {
+                    if t.checks.iter().any(|c| c.name == *name) {
+                        t.checks.retain(|c| c.name != *name);
+                        continue;
+                    }
                     if *name == t.pkey_name() {
                         bail!(
                             FeatureNotSupported,

@@ -170,8 +170,60 @@ impl ExecCtx<'_> {
         Ok(())
     }
 
+    /// Fails with 23514 when `row` makes one of `table`'s CHECK
+    /// constraints false. Each constraint is bound once per thread and
+    /// table definition.
+    pub(super) fn check_constraints(&self, table: &Table, row: &[Value]) -> Result<()> {
+        use std::cell::RefCell;
+        use std::collections::HashMap;
+        type Bound = (Vec<String>, Expr);
+        thread_local! {
+            static BOUND: RefCell<HashMap<(kv::keys::TableId, String), Bound>> =
+                RefCell::new(HashMap::new());
+        }
+        for check in &table.checks {
+            let key = (table.id, check.sql.clone());
+            let cached = BOUND.with(|b| {
+                b.borrow().get(&key).and_then(|(names, e)| {
+                    (names.len() == table.columns.len()
+                        && names.iter().zip(&table.columns).all(|(n, c)| *n == c.name))
+                    .then(|| e.clone())
+                })
+            });
+            let expr = match cached {
+                Some(e) => e,
+                None => {
+                    let parsed = crate::bind::parse_expr(&check.sql)?;
+                    let scope = crate::bind::Scope::of_table(table, None);
+                    let e = self.with_txn(|t| {
+                        crate::bind::Binder::new(t, &[]).predicate(&parsed, &scope, "CHECK")
+                    })?;
+                    BOUND.with(|b| {
+                        let mut b = b.borrow_mut();
+                        if b.len() > 1024 {
+                            b.clear();
+                        }
+                        let names = table.columns.iter().map(|c| c.name.clone()).collect();
+                        b.insert(key, (names, e.clone()));
+                    });
+                    e
+                }
+            };
+            if expr.eval(&self.env(row, &[]))? == Value::Bool(false) {
+                bail!(
+                    CheckViolation,
+                    "new row for relation \"{}\" violates check constraint \"{}\"",
+                    table.name,
+                    check.name
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Stores a new row; fails on a primary-key or unique-index conflict.
     pub(super) fn insert_row(&self, table: &Table, row: &Row) -> Result<Vec<u8>> {
+        self.check_constraints(table, row)?;
         let bytes: Arc<[u8]> = Arc::from(encode_row(row));
         let (key, placement) = if table.primary_key.is_empty() {
             loop {
@@ -201,6 +253,7 @@ impl ExecCtx<'_> {
     /// Replaces the row at `key` (`old`) with `new`, moving it if its
     /// primary key changed.
     fn replace_row(&self, table: &Table, key: &[u8], old: &Row, new: &Row) -> Result<()> {
+        self.check_constraints(table, new)?;
         let placement = table.placement_of_key(key)?;
         let bytes: Arc<[u8]> = Arc::from(encode_row(new));
         self.delete_index_entries(table, old, key)?;
