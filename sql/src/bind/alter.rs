@@ -287,6 +287,21 @@ impl Binder<'_> {
                 ),
             });
         }
+        // Each change is bound against the table as it was; one that reads
+        // column positions must not follow one that moves them, and a
+        // rename stands alone (as PostgreSQL requires).
+        if ops.len() > 1 {
+            let reshapes = |o: &AlterOp| matches!(o, AlterOp::AddColumn { .. } | AlterOp::DropColumn { .. });
+            for (k, o) in ops.iter().enumerate() {
+                let late = matches!(o, AlterOp::SetType { .. }) && ops[..k].iter().any(reshapes);
+                if late || matches!(o, AlterOp::RenameTable { .. } | AlterOp::RenameColumn { .. }) {
+                    bail!(
+                        FeatureNotSupported,
+                        "run this ALTER TABLE change in a statement of its own (RENAME, or ALTER COLUMN ... TYPE after ADD/DROP COLUMN)"
+                    );
+                }
+            }
+        }
         Ok(Bound::AlterTable { table, ops })
     }
 

@@ -287,7 +287,12 @@ impl Binder<'_> {
                         _ => return Err(Error::internal("a view's definition is not a query")),
                     };
                     let qualifier = alias.as_ref().map_or(n.clone(), |a| ident(&a.name));
-                    let (plan, mut columns) = self.subquery_plan(&q, false)?;
+                    // A view sees tables, never the WITH names of the
+                    // query that uses it.
+                    let ctes = std::mem::take(&mut self.ctes);
+                    let bound = self.subquery_plan(&q, false);
+                    self.ctes = ctes;
+                    let (plan, mut columns) = bound?;
                     for (c, name) in columns.iter_mut().zip(&view.columns) {
                         c.name = name.clone();
                     }

@@ -176,7 +176,7 @@ impl ExecCtx<'_> {
     pub(super) fn check_constraints(&self, table: &Table, row: &[Value]) -> Result<()> {
         use std::cell::RefCell;
         use std::collections::HashMap;
-        type Bound = (Vec<String>, Expr);
+        type Bound = (Vec<(String, DataType)>, Expr);
         thread_local! {
             static BOUND: RefCell<HashMap<(kv::keys::TableId, String), Bound>> =
                 RefCell::new(HashMap::new());
@@ -186,7 +186,10 @@ impl ExecCtx<'_> {
             let cached = BOUND.with(|b| {
                 b.borrow().get(&key).and_then(|(names, e)| {
                     (names.len() == table.columns.len()
-                        && names.iter().zip(&table.columns).all(|(n, c)| *n == c.name))
+                        && names
+                            .iter()
+                            .zip(&table.columns)
+                            .all(|((n, t), c)| *n == c.name && *t == c.ty))
                     .then(|| e.clone())
                 })
             });
@@ -203,7 +206,11 @@ impl ExecCtx<'_> {
                         if b.len() > 1024 {
                             b.clear();
                         }
-                        let names = table.columns.iter().map(|c| c.name.clone()).collect();
+                        let names = table
+                            .columns
+                            .iter()
+                            .map(|c| (c.name.clone(), c.ty))
+                            .collect();
                         b.insert(key, (names, e.clone()));
                     });
                     e

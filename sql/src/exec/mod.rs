@@ -272,6 +272,11 @@ impl SubqueryRunner for ExecCtx<'_> {
 /// A sequence name as written in `nextval('...')`: folded to lower case
 /// unless double-quoted, as a `regclass` literal is.
 fn sequence_name(text: &str) -> String {
+    // Everything lives in schema `public` (pg_dump writes the schema).
+    let text = text
+        .strip_prefix("public.")
+        .or_else(|| text.strip_prefix("\"public\"."))
+        .unwrap_or(text);
     match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
         Some(quoted) => quoted.replace("\"\"", "\""),
         None => text.to_lowercase(),

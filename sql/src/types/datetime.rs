@@ -505,6 +505,9 @@ pub fn parse_interval(input: &str) -> Result<Interval> {
                         i += 1;
                         *u
                     }
+                    // SQL-standard `3 4:05:06`: a bare number before a
+                    // time of day counts days.
+                    Some(next) if next.contains(':') => "day",
                     _ => "second",
                 }
             } else {
@@ -899,6 +902,7 @@ mod tests {
         assert_eq!(p("90 minutes"), "01:30:00");
         assert_eq!(p("P1Y2M3DT4H5M6S"), "1 year 2 mons 3 days 04:05:06");
         assert_eq!(p("2 weeks"), "14 days");
+        assert_eq!(p("3 4:05:06"), "3 days 04:05:06");
         assert!(parse_interval("1 fortnight").is_err());
         assert_eq!(
             parse_interval("1 mon").unwrap().span(),
