@@ -68,7 +68,7 @@ impl Binder<'_> {
             other => {
                 // `INTERVAL $1` and the like: a cast of the expression.
                 let inner = self.expr(other, scope)?;
-                return self.coerce_explicit(inner, DataType::Interval);
+                return self.explicit_cast(inner, DataType::Interval);
             }
         };
         // `INTERVAL '3' DAY`: a bare number takes the unit written after it.
@@ -79,35 +79,6 @@ impl Binder<'_> {
         Ok((
             Expr::Const(Value::Interval(parse_interval(&text)?)),
             DataType::Interval,
-        ))
-    }
-
-    fn coerce_explicit(&mut self, (e, from): Typed, to: DataType) -> Result<Typed> {
-        if from == to {
-            return Ok((e, to));
-        }
-        if let Expr::Param(i) = e
-            && from == DataType::Unknown
-        {
-            self.params[i] = Some(to);
-            return Ok((Expr::Param(i), to));
-        }
-        if !crate::types::cast::can_cast(from, to) {
-            bail!(
-                CannotCoerce,
-                "cannot cast type {} to {}",
-                from.pg_name(),
-                to.pg_name()
-            );
-        }
-        Ok((
-            Expr::Cast {
-                expr: Box::new(e),
-                from,
-                to,
-                explicit: true,
-            },
-            to,
         ))
     }
 

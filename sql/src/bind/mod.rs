@@ -424,25 +424,6 @@ impl<'t> Binder<'t> {
             S::CreateTable(c) => self.create_table(c),
             S::CreateView(v) => self.create_view(v),
             S::CreateIndex(i) => self.create_index(i),
-            S::Drop {
-                object_type: ast::ObjectType::View,
-                if_exists,
-                names,
-                cascade,
-                ..
-            } => {
-                if *cascade {
-                    bail!(
-                        FeatureNotSupported,
-                        "DROP VIEW ... CASCADE is not supported yet"
-                    );
-                }
-                let names = names.iter().map(object_name).collect::<Result<_>>()?;
-                Ok(Bound::DropView {
-                    names,
-                    if_exists: *if_exists,
-                })
-            }
             S::AlterTable(a) => self.alter_table(a),
             S::Truncate(t) => {
                 if matches!(t.cascade, Some(ast::CascadeOption::Cascade)) {
@@ -493,60 +474,32 @@ impl<'t> Binder<'t> {
                 })
             }
             S::Drop {
-                object_type: ast::ObjectType::Sequence,
+                object_type,
                 if_exists,
                 names,
                 cascade,
                 ..
-            } => {
+            } if matches!(
+                object_type,
+                ast::ObjectType::View
+                    | ast::ObjectType::Sequence
+                    | ast::ObjectType::Index
+                    | ast::ObjectType::Table
+            ) =>
+            {
                 if *cascade {
                     bail!(
                         FeatureNotSupported,
-                        "DROP SEQUENCE ... CASCADE is not supported yet"
+                        "DROP {object_type} ... CASCADE is not supported yet"
                     );
                 }
                 let names = names.iter().map(object_name).collect::<Result<_>>()?;
-                Ok(Bound::DropSequence {
-                    names,
-                    if_exists: *if_exists,
-                })
-            }
-            S::Drop {
-                object_type: ast::ObjectType::Index,
-                if_exists,
-                names,
-                cascade,
-                ..
-            } => {
-                if *cascade {
-                    bail!(
-                        FeatureNotSupported,
-                        "DROP INDEX ... CASCADE is not supported yet"
-                    );
-                }
-                let names = names.iter().map(object_name).collect::<Result<_>>()?;
-                Ok(Bound::DropIndex {
-                    names,
-                    if_exists: *if_exists,
-                })
-            }
-            S::Drop {
-                object_type: ast::ObjectType::Table,
-                if_exists,
-                names,
-                cascade,
-                ..
-            } => {
-                if *cascade {
-                    bail!(
-                        FeatureNotSupported,
-                        "DROP TABLE ... CASCADE is not supported yet"
-                    );
-                }
-                let names = names.iter().map(object_name).collect::<Result<_>>()?;
-                Ok(Bound::DropTable {
-                    names,
-                    if_exists: *if_exists,
+                let if_exists = *if_exists;
+                Ok(match object_type {
+                    ast::ObjectType::View => Bound::DropView { names, if_exists },
+                    ast::ObjectType::Sequence => Bound::DropSequence { names, if_exists },
+                    ast::ObjectType::Index => Bound::DropIndex { names, if_exists },
+                    _ => Bound::DropTable { names, if_exists },
                 })
             }
             S::Explain {
