@@ -185,7 +185,10 @@ async fn errors_carry_sqlstate_and_keep_the_connection() {
         ),
         ("SELECT 'x'::int", SqlState::INVALID_TEXT_REPRESENTATION),
         ("SELECT 1; SELECT 2", SqlState::SYNTAX_ERROR),
-        ("CREATE TYPE mood AS ENUM ('a', 'b')", SqlState::FEATURE_NOT_SUPPORTED),
+        (
+            "CREATE TYPE mood AS ENUM ('a', 'b')",
+            SqlState::FEATURE_NOT_SUPPORTED,
+        ),
     ];
     for (sql, want) in cases {
         // Extended protocol (prepare + execute)...

@@ -30,8 +30,8 @@ pub mod interrupt;
 pub mod plan;
 pub mod planner;
 pub mod rowcodec;
-pub mod session;
 pub mod sequence;
+pub mod session;
 pub mod types;
 
 pub use session::{Outcome, Prepared, Session, TxnStatus};

@@ -128,11 +128,7 @@ fn take_block(db: &Arc<Db>, seq: &Sequence) -> Result<(i64, i64)> {
         };
         let count = room.min(seq.cache.max(1) as i128);
         let after = next + inc * count;
-        t.put(
-            key.clone(),
-            Arc::from(&after.to_be_bytes()[..]),
-            placement,
-        );
+        t.put(key.clone(), Arc::from(&after.to_be_bytes()[..]), placement);
         Ok((next as i64, count as i64))
     })
 }
@@ -268,8 +264,17 @@ mod tests {
     use super::*;
 
     fn seq(cache: i64, max: i64, cycle: bool) -> Sequence {
-        let mut s = define("s".into(), None, None, Some(max), None, Some(cache), cycle, i64::MAX)
-            .unwrap();
+        let mut s = define(
+            "s".into(),
+            None,
+            None,
+            Some(max),
+            None,
+            Some(cache),
+            cycle,
+            i64::MAX,
+        )
+        .unwrap();
         s.id = 7;
         s
     }

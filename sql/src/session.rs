@@ -173,7 +173,10 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
     let body = sql.trim().trim_end_matches(';').trim_end();
     if body.len() >= 6
         && body[..6].eq_ignore_ascii_case("vacuum")
-        && body[6..].chars().next().is_none_or(|c| !c.is_alphanumeric() && c != '_')
+        && body[6..]
+            .chars()
+            .next()
+            .is_none_or(|c| !c.is_alphanumeric() && c != '_')
         && !body.contains(';')
     {
         return Ok(vec![ast::Statement::Vacuum(ast::VacuumStatement {

@@ -16,7 +16,11 @@ fn run(s: &mut Session, sql: &str) -> Result<Outcome, kv::Error> {
 fn concurrent_serial_inserts_do_not_conflict() {
     let db = Db::in_process(4);
     let mut setup = Session::new(db.clone());
-    run(&mut setup, "CREATE TABLE t (id BIGSERIAL PRIMARY KEY, w INT)").unwrap();
+    run(
+        &mut setup,
+        "CREATE TABLE t (id BIGSERIAL PRIMARY KEY, w INT)",
+    )
+    .unwrap();
     const THREADS: usize = 4;
     const EACH: usize = 200;
     let conflicts = Arc::new(std::sync::atomic::AtomicUsize::new(0));

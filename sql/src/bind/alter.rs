@@ -112,9 +112,7 @@ impl Binder<'_> {
         let name = object_name(&a.name)?;
         let Some(table) = catalog::get_table(self.txn, &name)? else {
             if a.if_exists {
-                return Ok(Bound::Noop {
-                    tag: "ALTER TABLE",
-                });
+                return Ok(Bound::Noop { tag: "ALTER TABLE" });
             }
             bail!(UndefinedTable, "relation \"{name}\" does not exist");
         };
@@ -291,10 +289,16 @@ impl Binder<'_> {
         // column positions must not follow one that moves them, and a
         // rename stands alone (as PostgreSQL requires).
         if ops.len() > 1 {
-            let reshapes = |o: &AlterOp| matches!(o, AlterOp::AddColumn { .. } | AlterOp::DropColumn { .. });
+            let reshapes =
+                |o: &AlterOp| matches!(o, AlterOp::AddColumn { .. } | AlterOp::DropColumn { .. });
             for (k, o) in ops.iter().enumerate() {
                 let late = matches!(o, AlterOp::SetType { .. }) && ops[..k].iter().any(reshapes);
-                if late || matches!(o, AlterOp::RenameTable { .. } | AlterOp::RenameColumn { .. }) {
+                if late
+                    || matches!(
+                        o,
+                        AlterOp::RenameTable { .. } | AlterOp::RenameColumn { .. }
+                    )
+                {
                     bail!(
                         FeatureNotSupported,
                         "run this ALTER TABLE change in a statement of its own (RENAME, or ALTER COLUMN ... TYPE after ADD/DROP COLUMN)"
@@ -313,8 +317,7 @@ impl Binder<'_> {
     ) -> Result<AlterOp> {
         let mut sequences = Vec::new();
         let mut checks = Vec::new();
-        let (column, is_key) =
-            self.define_column(&table.name, def, &mut sequences, &mut checks)?;
+        let (column, is_key) = self.define_column(&table.name, def, &mut sequences, &mut checks)?;
         if !checks.is_empty() {
             bail!(
                 FeatureNotSupported,

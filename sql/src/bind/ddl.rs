@@ -73,8 +73,7 @@ impl Binder<'_> {
                     "column \"{col_name}\" specified more than once"
                 );
             }
-            let (column, is_key) =
-                self.define_column(&name, def, &mut sequences, &mut checks)?;
+            let (column, is_key) = self.define_column(&name, def, &mut sequences, &mut checks)?;
             if is_key {
                 if !primary_key.is_empty() {
                     bail!(
@@ -184,14 +183,12 @@ impl Binder<'_> {
         // SERIAL and friends: an integer column, NOT NULL, whose
         // default takes values from a sequence it owns.
         let serial = match &def.data_type {
-            ast::DataType::Custom(n, mods) if mods.is_empty() => {
-                match object_name(n)?.as_str() {
-                    "serial" | "serial4" => Some(DataType::Int4),
-                    "bigserial" | "serial8" => Some(DataType::Int8),
-                    "smallserial" | "serial2" => Some(DataType::Int2),
-                    _ => None,
-                }
-            }
+            ast::DataType::Custom(n, mods) if mods.is_empty() => match object_name(n)?.as_str() {
+                "serial" | "serial4" => Some(DataType::Int4),
+                "bigserial" | "serial8" => Some(DataType::Int8),
+                "smallserial" | "serial2" => Some(DataType::Int2),
+                _ => None,
+            },
             _ => None,
         };
         let ty = match serial {
@@ -277,10 +274,7 @@ impl Binder<'_> {
             .map(ident)
             .collect();
         let [table, column] = parts.as_slice() else {
-            bail!(
-                FeatureNotSupported,
-                "OWNED BY takes table.column (or NONE)"
-            );
+            bail!(FeatureNotSupported, "OWNED BY takes table.column (or NONE)");
         };
         let t = catalog::require_table(self.txn, table)?;
         if t.column_index(column).is_none() {
@@ -399,9 +393,15 @@ fn option_int(e: &ast::Expr) -> Result<i64> {
             expr,
         } => match expr.as_ref() {
             ast::Expr::Value(v) => (v.value.to_string(), true),
-            other => bail!(Syntax, "sequence options take integer constants, not {other}"),
+            other => bail!(
+                Syntax,
+                "sequence options take integer constants, not {other}"
+            ),
         },
-        other => bail!(Syntax, "sequence options take integer constants, not {other}"),
+        other => bail!(
+            Syntax,
+            "sequence options take integer constants, not {other}"
+        ),
     };
     let v: i64 = text.parse().map_err(|_| {
         Error::new(
@@ -464,12 +464,18 @@ impl Binder<'_> {
     ) -> Result<catalog::Check> {
         let parsed = parse_expr(sql)?;
         if contains_aggregate(&parsed) {
-            bail!(Grouping, "aggregate functions are not allowed in check constraints");
+            bail!(
+                Grouping,
+                "aggregate functions are not allowed in check constraints"
+            );
         }
         let scope = Scope::of_table(table, None);
         let bound = self.predicate(&parsed, &scope, "CHECK")?;
         if bound.has_subquery() {
-            bail!(FeatureNotSupported, "cannot use subquery in check constraint");
+            bail!(
+                FeatureNotSupported,
+                "cannot use subquery in check constraint"
+            );
         }
         let name = match given {
             Some(n) => {

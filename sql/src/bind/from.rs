@@ -396,7 +396,11 @@ impl Binder<'_> {
         let int = |t: T| t.is_integer() || t == T::Unknown;
         let ty = match types.as_slice() {
             [a, b] | [a, b, _] if int(*a) && int(*b) && types.iter().all(|t| int(*t)) => {
-                if types.contains(&T::Int8) { T::Int8 } else { T::Int4 }
+                if types.contains(&T::Int8) {
+                    T::Int8
+                } else {
+                    T::Int4
+                }
             }
             [a, b, T::Interval | T::Unknown] if a.is_datetime() || b.is_datetime() => {
                 if *a == T::TimestampTz || *b == T::TimestampTz {

@@ -156,7 +156,14 @@ impl Binder<'_> {
             }
             ("version", []) => (Func::Version, vec![], T::Text),
             ("greatest" | "least", ts) if !ts.is_empty() => {
-                let ty = common_type(ts, if name == "greatest" { "GREATEST" } else { "LEAST" })?;
+                let ty = common_type(
+                    ts,
+                    if name == "greatest" {
+                        "GREATEST"
+                    } else {
+                        "LEAST"
+                    },
+                )?;
                 let ty = if ty == T::Unknown { T::Text } else { ty };
                 let f = if name == "greatest" {
                     Func::Greatest
@@ -174,18 +181,30 @@ impl Binder<'_> {
                 (Func::Repeat, vec![T::Text, T::Int8], T::Text)
             }
             ("lpad" | "rpad", [s, n]) if is_text(*s) && is_int(*n) => {
-                let f = if name == "lpad" { Func::Lpad } else { Func::Rpad };
+                let f = if name == "lpad" {
+                    Func::Lpad
+                } else {
+                    Func::Rpad
+                };
                 (f, vec![T::Text, T::Int8], T::Text)
             }
             ("lpad" | "rpad", [s, n, p]) if is_text(*s) && is_int(*n) && is_text(*p) => {
-                let f = if name == "lpad" { Func::Lpad } else { Func::Rpad };
+                let f = if name == "lpad" {
+                    Func::Lpad
+                } else {
+                    Func::Rpad
+                };
                 (f, vec![T::Text, T::Int8, T::Text], T::Text)
             }
             ("split_part", [s, d, n]) if is_text(*s) && is_text(*d) && is_int(*n) => {
                 (Func::SplitPart, vec![T::Text, T::Text, T::Int8], T::Text)
             }
             ("left" | "right", [s, n]) if is_text(*s) && is_int(*n) => {
-                let f = if name == "left" { Func::Left } else { Func::Right };
+                let f = if name == "left" {
+                    Func::Left
+                } else {
+                    Func::Right
+                };
                 (f, vec![T::Text, T::Int8], T::Text)
             }
             ("reverse", [s]) if is_text(*s) => (Func::Reverse, vec![T::Text], T::Text),
@@ -198,7 +217,9 @@ impl Binder<'_> {
             ("translate", [a, b, c]) if is_text(*a) && is_text(*b) && is_text(*c) => {
                 (Func::Translate, vec![T::Text; 3], T::Text)
             }
-            ("regexp_replace", ts) if (3..=4).contains(&ts.len()) && ts.iter().all(|t| is_text(*t)) => {
+            ("regexp_replace", ts)
+                if (3..=4).contains(&ts.len()) && ts.iter().all(|t| is_text(*t)) =>
+            {
                 (Func::RegexpReplace, vec![T::Text; ts.len()], T::Text)
             }
             ("nextval" | "currval", [t]) if is_text(*t) => {
@@ -212,7 +233,9 @@ impl Binder<'_> {
             ("setval", [t, v]) if is_text(*t) && is_int(*v) => {
                 (Func::SetVal, vec![T::Text, T::Int8], T::Int8)
             }
-            ("setval", [t, v, b]) if is_text(*t) && is_int(*v) && matches!(b, T::Bool | T::Unknown) => {
+            ("setval", [t, v, b])
+                if is_text(*t) && is_int(*v) && matches!(b, T::Bool | T::Unknown) =>
+            {
                 (Func::SetVal, vec![T::Text, T::Int8, T::Bool], T::Int8)
             }
             ("lastval", []) => (Func::LastVal, vec![], T::Int8),

@@ -279,9 +279,7 @@ impl Scope {
                 continue;
             }
             for (i, c) in self.columns.iter().enumerate() {
-                if of_rel(c)
-                    && !grouped.contains(&i)
-                    && wanted.is_none_or(|w| w.contains(&c.name))
+                if of_rel(c) && !grouped.contains(&i) && wanted.is_none_or(|w| w.contains(&c.name))
                 {
                     out.push((i, c.ty));
                 }
@@ -427,7 +425,10 @@ impl<'t> Binder<'t> {
             S::AlterTable(a) => self.alter_table(a),
             S::Truncate(t) => {
                 if matches!(t.cascade, Some(ast::CascadeOption::Cascade)) {
-                    bail!(FeatureNotSupported, "TRUNCATE ... CASCADE is not supported yet");
+                    bail!(
+                        FeatureNotSupported,
+                        "TRUNCATE ... CASCADE is not supported yet"
+                    );
                 }
                 let mut names = Vec::new();
                 for target in &t.table_names {

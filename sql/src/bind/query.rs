@@ -761,8 +761,8 @@ pub(super) fn output_type(ty: DataType) -> DataType {
 /// The column names a SELECT's list, HAVING and ORDER BY mention; `None`
 /// when a `*` may mention any.
 fn names_used(s: &ast::Select, tail: &Tail<'_>) -> Option<std::collections::HashSet<String>> {
-    use std::ops::ControlFlow;
     use sqlparser::ast::Visit;
+    use std::ops::ControlFlow;
     struct Names(std::collections::HashSet<String>);
     impl ast::Visitor for Names {
         type Break = ();

@@ -106,7 +106,10 @@ impl ExecCtx<'_> {
         let contains_null = |t: &Table, c: &str| {
             kv::Error::new(
                 kv::ErrorKind::NotNullViolation,
-                format!("column \"{c}\" of relation \"{}\" contains null values", t.name),
+                format!(
+                    "column \"{c}\" of relation \"{}\" contains null values",
+                    t.name
+                ),
             )
         };
         for op in ops {
@@ -177,7 +180,8 @@ impl ExecCtx<'_> {
                     let mut new = t.clone();
                     new.columns.remove(i);
                     // As in PostgreSQL, CHECK constraints on the column go.
-                    new.checks.retain(|c| rename_in_check(&c.sql, name, None).is_ok());
+                    new.checks
+                        .retain(|c| rename_in_check(&c.sql, name, None).is_ok());
                     let shift = |c: &usize| if *c > i { c - 1 } else { *c };
                     new.primary_key = new.primary_key.iter().map(shift).collect();
                     let (gone, kept): (Vec<Index>, Vec<Index>) = new

@@ -151,7 +151,12 @@ impl ExecCtx<'_> {
         Ok(())
     }
 
-    pub(super) fn delete_index_entries(&self, table: &Table, row: &[Value], key: &[u8]) -> Result<()> {
+    pub(super) fn delete_index_entries(
+        &self,
+        table: &Table,
+        row: &[Value],
+        key: &[u8],
+    ) -> Result<()> {
         let placement = table.placement_of_key(key)?;
         for index in &table.indexes {
             let (entry, _, _) = table.index_entry(index, row, key);

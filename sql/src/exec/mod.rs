@@ -244,7 +244,9 @@ impl SubqueryRunner for ExecCtx<'_> {
 
     fn sequence(&self, f: Func, args: &[Value]) -> Result<Value> {
         let mut own = crate::sequence::SessionSequences::default();
-        let mut guard = self.sequences.map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut guard = self
+            .sequences
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
         let session = guard.as_deref_mut().unwrap_or(&mut own);
         if f == Func::LastVal {
             return session.lastval().map(Value::Int);

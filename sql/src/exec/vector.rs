@@ -781,7 +781,10 @@ impl ExecCtx<'_> {
         ty: DataType,
         outer: &[&[Value]],
     ) -> Result<Vec<Batch>> {
-        let (a, b) = (self.eval_const(start, outer)?, self.eval_const(stop, outer)?);
+        let (a, b) = (
+            self.eval_const(start, outer)?,
+            self.eval_const(stop, outer)?,
+        );
         let s = match step {
             Some(e) => self.eval_const(e, outer)?,
             None => Value::Int(1),

@@ -291,8 +291,11 @@ fn regex(pattern: &str, case_insensitive: bool) -> Result<std::rc::Rc<regex::Reg
         static CACHE: RefCell<HashMap<(String, bool), std::rc::Rc<regex::Regex>>> =
             RefCell::new(HashMap::new());
     }
-    if let Some(r) = CACHE.with(|c| c.borrow().get(&(pattern.to_string(), case_insensitive)).cloned())
-    {
+    if let Some(r) = CACHE.with(|c| {
+        c.borrow()
+            .get(&(pattern.to_string(), case_insensitive))
+            .cloned()
+    }) {
         return Ok(r);
     }
     let compiled = regex::RegexBuilder::new(pattern)
@@ -422,7 +425,11 @@ fn call_text(f: Func, vals: &[Value]) -> Result<Option<Value>> {
         }
         (Func::Left | Func::Right, [Value::Text(s), Value::Int(n)]) => {
             let len = s.chars().count() as i64;
-            let take = if *n >= 0 { (*n).min(len) } else { (len + n).max(0) };
+            let take = if *n >= 0 {
+                (*n).min(len)
+            } else {
+                (len + n).max(0)
+            };
             Value::text(if f == Func::Left {
                 s.chars().take(take as usize).collect::<String>()
             } else {
