@@ -201,19 +201,35 @@ pub fn setval(
     Ok(value)
 }
 
+/// What `CREATE SEQUENCE` says (absent: PostgreSQL's default).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `INCREMENT BY`.
+    pub increment: Option<i64>,
+    /// `MINVALUE`.
+    pub min: Option<i64>,
+    /// `MAXVALUE`.
+    pub max: Option<i64>,
+    /// `START WITH`.
+    pub start: Option<i64>,
+    /// `CACHE`.
+    pub cache: Option<i64>,
+    /// `CYCLE`.
+    pub cycle: bool,
+}
+
 /// Checks and completes a sequence definition from `CREATE SEQUENCE`'s
 /// options (PostgreSQL's defaults: ascending from 1 up to the type's
 /// maximum, descending from -1 down to its minimum).
-pub fn define(
-    name: String,
-    increment: Option<i64>,
-    min: Option<i64>,
-    max: Option<i64>,
-    start: Option<i64>,
-    cache: Option<i64>,
-    cycle: bool,
-    type_max: i64,
-) -> Result<Sequence> {
+pub fn define(name: String, options: Options, type_max: i64) -> Result<Sequence> {
+    let Options {
+        increment,
+        min,
+        max,
+        start,
+        cache,
+        cycle,
+    } = options;
     let increment = increment.unwrap_or(1);
     if increment == 0 {
         bail!(InvalidParameterValue, "INCREMENT must not be zero");
@@ -264,17 +280,13 @@ mod tests {
     use super::*;
 
     fn seq(cache: i64, max: i64, cycle: bool) -> Sequence {
-        let mut s = define(
-            "s".into(),
-            None,
-            None,
-            Some(max),
-            None,
-            Some(cache),
+        let options = Options {
+            max: Some(max),
+            cache: Some(cache),
             cycle,
-            i64::MAX,
-        )
-        .unwrap();
+            ..Options::default()
+        };
+        let mut s = define("s".into(), options, i64::MAX).unwrap();
         s.id = 7;
         s
     }

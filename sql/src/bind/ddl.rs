@@ -446,7 +446,15 @@ pub(super) fn sequence_definition(
             }
         }
     }
-    let seq = crate::sequence::define(name, increment, min, max, start, cache, cycle, type_max)?;
+    let options = crate::sequence::Options {
+        increment,
+        min,
+        max,
+        start,
+        cache,
+        cycle,
+    };
+    let seq = crate::sequence::define(name, options, type_max)?;
     Ok((seq, owned_by))
 }
 

@@ -1147,7 +1147,7 @@ impl Binder<'_> {
             } else {
                 (args, None)
             };
-            return self.aggregate(func, &args, distinct, star, scope, delimiter, order);
+            return self.aggregate(func, &args, (distinct, star), scope, (delimiter, order));
         }
         if order_by.is_some() {
             bail!(
@@ -1169,11 +1169,10 @@ impl Binder<'_> {
         &mut self,
         func: AggFunc,
         args: &[ast::Expr],
-        distinct: bool,
-        star: bool,
+        (distinct, star): (bool, bool),
         _scope: &Scope,
-        delimiter: Option<String>,
-        order: Option<bool>,
+        // string_agg's delimiter, and ORDER BY the value (descending?).
+        (delimiter, order): (Option<String>, Option<bool>),
     ) -> Result<Typed> {
         let Some(state) = self.agg.take() else {
             bail!(Grouping, "aggregate functions are not allowed here");
