@@ -101,6 +101,14 @@ pub enum ErrorKind {
     InvalidRegularExpression,
     /// A row fails a CHECK constraint (23514).
     CheckViolation,
+    /// A row references a missing row, or a referenced row is deleted or
+    /// rekeyed while still referenced (23503).
+    ForeignKeyViolation,
+    /// A foreign key's referenced columns have no unique constraint, or
+    /// do not match its columns (42830).
+    InvalidForeignKey,
+    /// `DROP` of an object others depend on, without `CASCADE` (2BP01).
+    DependentObjectsStillExist,
     /// An object of that name already exists (42710).
     DuplicateObject,
     /// The same alias twice where names must differ (42712).

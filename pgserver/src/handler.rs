@@ -83,10 +83,10 @@ pub struct StatementParser {
     session: Arc<Mutex<Session>>,
 }
 
-fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the session is a bug; the session's state is
     // still consistent enough to report errors, so keep serving.
-    session.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn schema(columns: &[OutputColumn], format: Option<&Format>) -> Vec<FieldInfo> {
@@ -295,6 +295,9 @@ pub struct Connection {
     over_limit: bool,
     /// Idle time inside a transaction block, for the watchdog.
     idle: Arc<Idle>,
+    /// Names of the statements the client prepared (Parse), so that
+    /// `DEALLOCATE ALL` / `DISCARD ALL` can forget them all.
+    prepared_names: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl Connection {
@@ -322,6 +325,7 @@ impl Connection {
             registration,
             over_limit,
             idle: Arc::new(Idle::new()),
+            prepared_names: Default::default(),
         }
     }
 
@@ -477,7 +481,7 @@ impl SimpleQueryHandler for Connection {
         send_ready_for_query(client, status).await
     }
 
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -489,6 +493,7 @@ impl SimpleQueryHandler for Connection {
             .run(move |session| {
                 let results = session.execute_script(&query);
                 let commits = session.take_deferred();
+                let dropped = session.take_deallocated();
                 // Rows are encoded here too: a large result is work.
                 let responses: Vec<PgWireResult<Response>> = results
                     .into_iter()
@@ -497,13 +502,14 @@ impl SimpleQueryHandler for Connection {
                         Err(e) => Ok(Response::Error(Box::new(error_info(&e)))),
                     })
                     .collect();
-                Ok((responses, commits))
+                Ok((responses, commits, dropped))
             })
             .await;
-        let (mut responses, commits) = match ran {
+        let (mut responses, commits, dropped) = match ran {
             Ok(r) => r,
             Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
         };
+        self.forget_statements(client, dropped);
         if let Err(e) = durable(commits).await
             && let Some(last) = responses.last_mut()
         {
@@ -526,7 +532,7 @@ impl ExtendedQueryHandler for Connection {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Statement>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -548,13 +554,16 @@ impl ExtendedQueryHandler for Connection {
                     session.mark_failed();
                 }
                 let commits = session.take_deferred();
+                let dropped = session.take_deallocated();
                 Ok((
                     result.map(|o| to_response(o, Some(&result_format))),
                     commits,
+                    dropped,
                 ))
             })
             .await;
-        let (result, commits) = ran.map_err(|e| user_error(&e))?;
+        let (result, commits, dropped) = ran.map_err(|e| user_error(&e))?;
+        self.forget_statements(client, dropped);
         durable(commits).await.map_err(|e| user_error(&e))?;
         match result {
             Ok(response) => response,
@@ -571,6 +580,9 @@ impl ExtendedQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if let Some(name) = message.name.as_deref().filter(|n| !n.is_empty()) {
+            lock(&self.prepared_names).insert(name.to_string());
+        }
         Deferred(self).on_parse(&mut NoFlush(client), message).await
     }
 
@@ -710,6 +722,29 @@ impl PgWireServerHandlers for Connection {
 }
 
 impl Connection {
+    /// Forgets the prepared statements `DEALLOCATE` / `DISCARD ALL` named
+    /// (`None`: every one).
+    fn forget_statements<C>(&self, client: &C, names: Vec<Option<String>>)
+    where
+        C: ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        for name in names {
+            let mut known = lock(&self.prepared_names);
+            match name {
+                Some(n) => {
+                    client.portal_store().rm_statement(&n);
+                    known.remove(&n);
+                }
+                None => {
+                    for n in std::mem::take(&mut *known) {
+                        client.portal_store().rm_statement(&n);
+                    }
+                }
+            }
+        }
+    }
+
     fn clone_handle(&self) -> Connection {
         Connection {
             session: self.session.clone(),
@@ -718,6 +753,7 @@ impl Connection {
             registration: self.registration.clone(),
             over_limit: self.over_limit,
             idle: self.idle.clone(),
+            prepared_names: self.prepared_names.clone(),
         }
     }
 }

@@ -67,6 +67,67 @@ pub struct Table {
     /// `CHECK` constraints, checked on every row written.
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// `FOREIGN KEY` constraints of this (referencing) table.
+    #[serde(default)]
+    pub foreign_keys: Vec<ForeignKey>,
+    /// The tables whose foreign keys reference this one (by name, each
+    /// once; this table itself when it references itself).
+    #[serde(default)]
+    pub referenced_by: Vec<String>,
+    /// Bumped by every change of the definition, so that a statement bound
+    /// against an older one is bound again.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// What a foreign key does to the referencing rows when the row they
+/// reference is deleted or its key changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FkAction {
+    /// Fail at the end of the statement if references remain (the default).
+    NoAction,
+    /// Fail at once if references remain.
+    Restrict,
+    /// Delete the referencing rows, or give them the new key.
+    Cascade,
+    /// Set the referencing columns to NULL.
+    SetNull,
+    /// Set the referencing columns to their defaults.
+    SetDefault,
+}
+
+impl FkAction {
+    /// The SQL words.
+    pub fn sql(self) -> &'static str {
+        match self {
+            FkAction::NoAction => "NO ACTION",
+            FkAction::Restrict => "RESTRICT",
+            FkAction::Cascade => "CASCADE",
+            FkAction::SetNull => "SET NULL",
+            FkAction::SetDefault => "SET DEFAULT",
+        }
+    }
+}
+
+/// A `FOREIGN KEY` constraint, stored with the referencing table: a row
+/// whose key columns are all non-NULL must match a row of `parent` on
+/// `parent_columns` (its primary key or a unique constraint). Checked in
+/// the writing transaction, so the referenced row is in its read set and
+/// certification keeps the constraint across shards and replica groups.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    /// The constraint name (PostgreSQL's default: `t_a_b_fkey`).
+    pub name: String,
+    /// The referencing columns of this table.
+    pub columns: Vec<usize>,
+    /// The referenced table.
+    pub parent: String,
+    /// The referenced columns, one per referencing column.
+    pub parent_columns: Vec<usize>,
+    /// `ON DELETE`.
+    pub on_delete: FkAction,
+    /// `ON UPDATE`.
+    pub on_update: FkAction,
 }
 
 /// A `CHECK` constraint: a row passes unless the expression is false.
@@ -431,9 +492,65 @@ pub fn create_table(txn: &mut Txn, mut table: Table) -> Result<Arc<Table>> {
     Ok(Arc::new(table))
 }
 
-/// Stores a changed definition of an existing table (new or dropped index).
+/// Stores a changed definition of an existing table, with a version newer
+/// than the stored one's.
 pub fn update_table(txn: &mut Txn, table: &Table) -> Result<()> {
-    put_json(txn, catalog_key(&table.name), table)
+    let stored = get_table(txn, &table.name)?.map_or(0, |t| t.version);
+    let mut t = table.clone();
+    t.version = stored.max(table.version) + 1;
+    put_json(txn, catalog_key(&table.name), &t)
+}
+
+/// A name for a new foreign key of `table` on `columns` not taken by
+/// another constraint: PostgreSQL's `t_a_b_fkey`, numbered when taken.
+pub fn foreign_key_name(table: &Table, columns: &[usize]) -> String {
+    let cols: Vec<&str> = columns
+        .iter()
+        .map(|&c| table.columns[c].name.as_str())
+        .collect();
+    let base = format!("{}_{}_fkey", table.name, cols.join("_"));
+    let taken = |n: &str| {
+        table.foreign_keys.iter().any(|f| f.name == n)
+            || table.checks.iter().any(|c| c.name == n)
+            || table.indexes.iter().any(|i| i.name == n)
+    };
+    if !taken(&base) {
+        return base;
+    }
+    (1..)
+        .map(|i| format!("{base}{i}"))
+        .find(|n| !taken(n))
+        .expect("a free name")
+}
+
+/// Records that `child` references `parent` (the caller stores `child`'s
+/// own definition with its new foreign key).
+pub fn add_reference(txn: &mut Txn, parent: &str, child: &str) -> Result<()> {
+    let mut p = (*require_table(txn, parent)?).clone();
+    if !p.referenced_by.iter().any(|c| c == child) {
+        p.referenced_by.push(child.to_string());
+        update_table(txn, &p)?;
+    }
+    Ok(())
+}
+
+/// Forgets that `child` references `parent`, unless another of `child`'s
+/// foreign keys (`remaining`) still does.
+pub fn remove_reference(
+    txn: &mut Txn,
+    parent: &str,
+    child: &str,
+    remaining: &[ForeignKey],
+) -> Result<()> {
+    if remaining.iter().any(|f| f.parent == parent) {
+        return Ok(());
+    }
+    if let Some(p) = get_table(txn, parent)? {
+        let mut p = (*p).clone();
+        p.referenced_by.retain(|c| c != child);
+        update_table(txn, &p)?;
+    }
+    Ok(())
 }
 
 /// Removes an index's name from the catalog (its table's definition is
@@ -449,8 +566,44 @@ pub fn rename_table(txn: &mut Txn, from: &str, to: &str) -> Result<()> {
     check_name_free(txn, to)?;
     let mut t = (*require_table(txn, from)?).clone();
     t.name = to.to_string();
+    t.version += 1;
+    // References from and to the table follow the new name.
+    for fk in &mut t.foreign_keys {
+        if fk.parent == from {
+            fk.parent = to.to_string();
+        }
+    }
+    for c in &mut t.referenced_by {
+        if c == from {
+            *c = to.to_string();
+        }
+    }
     txn.delete(catalog_key(from), Placement::Replicated);
     put_json(txn, catalog_key(to), &t)?;
+    for child in t.referenced_by.iter().filter(|c| *c != to) {
+        let mut c = (*require_table(txn, child)?).clone();
+        for fk in &mut c.foreign_keys {
+            if fk.parent == from {
+                fk.parent = to.to_string();
+            }
+        }
+        update_table(txn, &c)?;
+    }
+    let parents: std::collections::BTreeSet<&String> = t
+        .foreign_keys
+        .iter()
+        .map(|f| &f.parent)
+        .filter(|p| *p != to)
+        .collect();
+    for parent in parents {
+        let mut p = (*require_table(txn, parent)?).clone();
+        for c in &mut p.referenced_by {
+            if c == from {
+                *c = to.to_string();
+            }
+        }
+        update_table(txn, &p)?;
+    }
     for index in &t.indexes {
         txn.put(
             index_name_key(&index.name),
@@ -561,12 +714,13 @@ pub fn get_view(txn: &mut Txn, name: &str) -> Result<Option<View>> {
     }
 }
 
-/// The id of the table or view called `name`.
-pub fn relation_id(txn: &mut Txn, name: &str) -> Result<Option<TableId>> {
+/// The id and definition version of the table or view called `name`:
+/// what a bound statement depends on.
+pub fn relation_version(txn: &mut Txn, name: &str) -> Result<Option<(TableId, u64)>> {
     if let Some(t) = get_table(txn, name)? {
-        return Ok(Some(t.id));
+        return Ok(Some((t.id, t.version)));
     }
-    Ok(get_view(txn, name)?.map(|v| v.id))
+    Ok(get_view(txn, name)?.map(|v| (v.id, 0)))
 }
 
 /// Creates (or replaces) a view.

@@ -91,6 +91,10 @@ enum Kind {
     ShowAll,
     /// `RESET name` (`None`: `RESET ALL`).
     Reset(Option<String>),
+    /// `DEALLOCATE [PREPARE] name` (`None`: `ALL`).
+    Deallocate(Option<String>),
+    /// `DISCARD ALL | PLANS | SEQUENCES | TEMP`.
+    Discard(ast::DiscardObject),
     /// Anything bound and executed in a transaction.
     Data,
     Empty,
@@ -104,7 +108,7 @@ pub struct Prepared {
     /// The bound form, valid while the tables it used are unchanged.
     bound: Option<Bound>,
     /// Tables the bound form depends on.
-    deps: Vec<(String, kv::keys::TableId)>,
+    deps: Vec<(String, (kv::keys::TableId, u64))>,
     /// Parameter types (declared or inferred).
     pub param_types: Vec<DataType>,
     /// Result columns, for statements that return rows.
@@ -138,6 +142,9 @@ pub struct Session {
     identity: Arc<crate::bind::Identity>,
     /// The sequence values this session took (`currval`, `lastval`).
     sequences: Arc<std::sync::Mutex<crate::sequence::SessionSequences>>,
+    /// Prepared statements `DEALLOCATE` or `DISCARD` asked to forget
+    /// (`None`: all), for the wire protocol's statement store.
+    deallocated: Vec<Option<String>>,
 }
 
 /// What bounds one statement's execution.
@@ -296,6 +303,11 @@ fn classify(stmt: &ast::Statement) -> Result<Kind> {
                 _ => Kind::Show(words.join(".")),
             }
         }
+        S::Deallocate { name, .. } => Kind::Deallocate(
+            (!(name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all")))
+                .then(|| name.value.clone()),
+        ),
+        S::Discard { object_type } => Kind::Discard(*object_type),
         S::Reset(r) => match &r.reset {
             ast::Reset::ALL => Kind::Reset(None),
             ast::Reset::ConfigurationParameter(name) => Kind::Reset(Some(
@@ -337,7 +349,15 @@ impl Session {
             write_limit: DEFAULT_WRITE_LIMIT,
             identity: Arc::new(crate::bind::Identity::default()),
             sequences: Default::default(),
+            deallocated: Vec::new(),
         }
+    }
+
+    /// The prepared statements `DEALLOCATE` or `DISCARD ALL` dropped since
+    /// the last call (`None`: all of them); the protocol layer, which
+    /// holds them, forgets them.
+    pub fn take_deallocated(&mut self) -> Vec<Option<String>> {
+        std::mem::take(&mut self.deallocated)
     }
 
     /// Sets the user and database the client connected with (what
@@ -778,6 +798,42 @@ impl Session {
                     rows: None,
                 })
             }
+            Kind::Deallocate(name) => {
+                let tag = if name.is_some() {
+                    "DEALLOCATE"
+                } else {
+                    "DEALLOCATE ALL"
+                };
+                self.deallocated.push(name.clone());
+                Ok(Outcome::Command { tag, rows: None })
+            }
+            Kind::Discard(what) => {
+                use ast::DiscardObject as D;
+                if self.txn.is_some() && matches!(what, D::ALL) {
+                    bail!(
+                        ActiveTransaction,
+                        "DISCARD ALL cannot run inside a transaction block"
+                    );
+                }
+                if matches!(what, D::ALL) {
+                    self.deallocated.push(None);
+                }
+                if matches!(what, D::ALL | D::SEQUENCES) {
+                    *self.sequences.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
+                }
+                if matches!(what, D::ALL) {
+                    self.settings = self.defaults();
+                }
+                Ok(Outcome::Command {
+                    tag: match what {
+                        D::ALL => "DISCARD ALL",
+                        D::PLANS => "DISCARD PLANS",
+                        D::SEQUENCES => "DISCARD SEQUENCES",
+                        D::TEMP => "DISCARD TEMP",
+                    },
+                    rows: None,
+                })
+            }
             Kind::Reset(name) => {
                 let defaults = self.defaults();
                 match name {
@@ -988,7 +1044,7 @@ fn in_failed_transaction() -> Error {
 fn run_in(txn: &mut Txn, p: &Prepared, params: &[Value], limits: Limits<'_>) -> Result<Outcome> {
     let mut stale = false;
     for (name, id) in &p.deps {
-        if catalog::relation_id(txn, name)? != Some(*id) {
+        if catalog::relation_version(txn, name)? != Some(*id) {
             stale = true;
         }
     }

@@ -85,6 +85,13 @@ pub enum AlterOp {
         /// The constraint.
         check: catalog::Check,
     },
+    /// `ADD [CONSTRAINT name] FOREIGN KEY (…) REFERENCES …`: existing
+    /// rows must reference existing rows.
+    AddForeignKey {
+        /// The constraint, by names (resolved against the table as the
+        /// changes before it left it).
+        def: FkDef,
+    },
     /// `DROP CONSTRAINT name` (a unique constraint's index).
     DropConstraint {
         /// The constraint.
@@ -94,7 +101,7 @@ pub enum AlterOp {
     },
 }
 
-fn column_list(columns: &[ast::IndexColumn]) -> Result<Vec<String>> {
+pub(super) fn column_list(columns: &[ast::IndexColumn]) -> Result<Vec<String>> {
     columns
         .iter()
         .map(|c| match &c.column.expr {
@@ -126,7 +133,12 @@ impl Binder<'_> {
                     column_def,
                     column_position: None,
                     ..
-                } => self.add_column(&table, column_def, *if_not_exists)?,
+                } => {
+                    let (add, constraints) = self.add_column(&table, column_def, *if_not_exists)?;
+                    ops.push(add);
+                    ops.extend(constraints);
+                    continue;
+                }
                 O::DropColumn {
                     column_names,
                     if_exists,
@@ -260,6 +272,9 @@ impl Binder<'_> {
                         };
                         AlterOp::AddUnique { name, columns }
                     }
+                    ast::TableConstraint::ForeignKey(fk) => AlterOp::AddForeignKey {
+                        def: FkDef::from_ast(fk, None)?,
+                    },
                     ast::TableConstraint::Check(c) => AlterOp::AddCheck {
                         check: self.check_constraint(
                             &table,
@@ -309,16 +324,26 @@ impl Binder<'_> {
         Ok(Bound::AlterTable { table, ops })
     }
 
+    /// `ADD COLUMN`, and the changes that add its UNIQUE and REFERENCES
+    /// constraints.
     fn add_column(
         &mut self,
         table: &Table,
         def: &ast::ColumnDef,
         if_not_exists: bool,
-    ) -> Result<AlterOp> {
+    ) -> Result<(AlterOp, Vec<AlterOp>)> {
         let mut sequences = Vec::new();
-        let mut checks = Vec::new();
-        let (column, is_key) = self.define_column(&table.name, def, &mut sequences, &mut checks)?;
-        if !checks.is_empty() {
+        let mut extras = super::ddl::Constraints::default();
+        let (column, is_key) = self.define_column(&table.name, def, &mut sequences, &mut extras)?;
+        let mut constraints = Vec::new();
+        for (name, columns) in extras.uniques {
+            let name = name.unwrap_or_else(|| format!("{}_{}_key", table.name, columns.join("_")));
+            constraints.push(AlterOp::AddUnique { name, columns });
+        }
+        for def in extras.foreign_keys {
+            constraints.push(AlterOp::AddForeignKey { def });
+        }
+        if !extras.checks.is_empty() {
             bail!(
                 FeatureNotSupported,
                 "ADD COLUMN ... CHECK is not supported yet (add the column, then the constraint)"
@@ -337,12 +362,15 @@ impl Binder<'_> {
             }
             None => None,
         };
-        Ok(AlterOp::AddColumn {
-            column,
-            if_not_exists,
-            fill,
-            sequence: sequences.pop(),
-        })
+        Ok((
+            AlterOp::AddColumn {
+                column,
+                if_not_exists,
+                fill,
+                sequence: sequences.pop(),
+            },
+            constraints,
+        ))
     }
 }
 

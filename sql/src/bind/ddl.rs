@@ -2,6 +2,18 @@
 
 use super::*;
 
+/// Constraints a table definition declares besides its columns and
+/// primary key, by names.
+#[derive(Default)]
+pub(super) struct Constraints {
+    /// `CHECK`: given name, SQL, and the column of a column constraint.
+    pub checks: Vec<(Option<String>, String, Option<String>)>,
+    /// `UNIQUE`: given name and columns.
+    pub uniques: Vec<(Option<String>, Vec<String>)>,
+    /// `FOREIGN KEY` / `REFERENCES`.
+    pub foreign_keys: Vec<fkey::FkDef>,
+}
+
 impl Binder<'_> {
     pub(super) fn create_table(&mut self, c: &ast::CreateTable) -> Result<Bound> {
         if c.query.is_some() {
@@ -64,7 +76,7 @@ impl Binder<'_> {
         let mut columns: Vec<Column> = Vec::new();
         let mut primary_key: Vec<usize> = Vec::new();
         let mut sequences = Vec::new();
-        let mut checks = Vec::new();
+        let mut extras = Constraints::default();
         for def in &c.columns {
             let col_name = ident(&def.name);
             if columns.iter().any(|x| x.name == col_name) {
@@ -73,7 +85,7 @@ impl Binder<'_> {
                     "column \"{col_name}\" specified more than once"
                 );
             }
-            let (column, is_key) = self.define_column(&name, def, &mut sequences, &mut checks)?;
+            let (column, is_key) = self.define_column(&name, def, &mut sequences, &mut extras)?;
             if is_key {
                 if !primary_key.is_empty() {
                     bail!(
@@ -117,7 +129,15 @@ impl Binder<'_> {
                     }
                 }
                 ast::TableConstraint::Check(c) => {
-                    checks.push((c.name.as_ref().map(ident), c.expr.to_string(), None))
+                    extras
+                        .checks
+                        .push((c.name.as_ref().map(ident), c.expr.to_string(), None))
+                }
+                ast::TableConstraint::Unique(u) => extras
+                    .uniques
+                    .push((u.name.as_ref().map(ident), alter::column_list(&u.columns)?)),
+                ast::TableConstraint::ForeignKey(fk) => {
+                    extras.foreign_keys.push(fkey::FkDef::from_ast(fk, None)?)
                 }
                 other => bail!(
                     FeatureNotSupported,
@@ -143,11 +163,64 @@ impl Binder<'_> {
             next_index_id: kv::keys::PRIMARY_INDEX + 1,
             replicated,
             checks: Vec::new(),
+            foreign_keys: Vec::new(),
+            referenced_by: Vec::new(),
+            version: 0,
         };
         let mut table = table;
-        for (given, sql, column) in checks {
+        for (given, sql, column) in extras.checks {
             let check = self.check_constraint(&table, given, &sql, column.as_deref())?;
             table.checks.push(check);
+        }
+        let mut uniques: Vec<catalog::Index> = Vec::new();
+        for (given, names) in extras.uniques {
+            let mut columns = Vec::new();
+            for n in &names {
+                let i = table.column_index(n).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::UndefinedColumn,
+                        format!("column \"{n}\" named in key does not exist"),
+                    )
+                })?;
+                columns.push(i);
+            }
+            // A constraint that repeats the primary key or another one is
+            // the same constraint (PostgreSQL makes one index).
+            let same = |a: &[usize]| a == columns.as_slice();
+            if same(&table.primary_key) || uniques.iter().any(|u| same(&u.columns)) {
+                continue;
+            }
+            let name = given.unwrap_or_else(|| {
+                let base = format!("{}_{}_key", table.name, names.join("_"));
+                let taken = |n: &str| uniques.iter().any(|u| u.name == n);
+                if !taken(&base) {
+                    return base;
+                }
+                (1..)
+                    .map(|i| format!("{base}{i}"))
+                    .find(|n| !taken(n))
+                    .expect("a free name")
+            });
+            uniques.push(catalog::Index {
+                id: 0,
+                name,
+                columns,
+                unique: true,
+            });
+        }
+        let unique_sets: Vec<Vec<usize>> = uniques.iter().map(|u| u.columns.clone()).collect();
+        for def in &extras.foreign_keys {
+            let fk = def.resolve(self.txn, &table, &unique_sets)?;
+            if fk.parent != table.name {
+                // The referenced table is read in this transaction: a
+                // concurrent change of it conflicts with this one.
+                let parent = catalog::require_table(self.txn, &fk.parent)?;
+                self.deps
+                    .push((parent.name.clone(), (parent.id, parent.version)));
+            } else if !table.referenced_by.contains(&table.name) {
+                table.referenced_by.push(table.name.clone());
+            }
+            table.foreign_keys.push(fk);
         }
         // Check every DEFAULT now, so a bad one fails CREATE TABLE.
         for col in table.columns.clone() {
@@ -165,6 +238,7 @@ impl Binder<'_> {
             table,
             if_not_exists: c.if_not_exists,
             sequences,
+            uniques,
         })
     }
 
@@ -176,7 +250,7 @@ impl Binder<'_> {
         name: &str,
         def: &ast::ColumnDef,
         sequences: &mut Vec<catalog::Sequence>,
-        checks: &mut Vec<(Option<String>, String, Option<String>)>,
+        extras: &mut Constraints,
     ) -> Result<(Column, bool)> {
         let col_name = ident(&def.name);
         let mut is_key = false;
@@ -251,11 +325,21 @@ impl Binder<'_> {
                     column.identity_always = matches!(how, ast::GeneratedAs::Always);
                 }
                 ast::ColumnOption::PrimaryKey(_) => is_key = true,
-                ast::ColumnOption::Check(c) => checks.push((
+                ast::ColumnOption::Check(c) => extras.checks.push((
                     c.name.as_ref().or(opt.name.as_ref()).map(ident),
                     c.expr.to_string(),
                     Some(col_name.clone()),
                 )),
+                ast::ColumnOption::Unique(_) => extras
+                    .uniques
+                    .push((opt.name.as_ref().map(ident), vec![col_name.clone()])),
+                ast::ColumnOption::ForeignKey(fk) => {
+                    let mut def = fkey::FkDef::from_ast(fk, Some(&col_name))?;
+                    if def.name.is_none() {
+                        def.name = opt.name.as_ref().map(ident);
+                    }
+                    extras.foreign_keys.push(def);
+                }
                 other => bail!(
                     FeatureNotSupported,
                     "column constraint not supported yet: {other}"

@@ -11,7 +11,7 @@ impl Binder<'_> {
         };
         let table = self.table(name)?;
         let alias = ins.table_alias.as_ref().map(|a| ident(&a.alias));
-        let targets: Vec<usize> = if ins.columns.is_empty() {
+        let mut targets: Vec<usize> = if ins.columns.is_empty() {
             (0..table.columns.len()).collect()
         } else {
             let mut v = Vec::new();
@@ -43,10 +43,21 @@ impl Binder<'_> {
                 ast::SetExpr::Values(values)
                     if q.order_by.is_none() && q.limit_clause.is_none() =>
                 {
+                    // Without a column list, fewer values fill the first
+                    // columns and the rest take their defaults.
+                    if let Some(first) = values.rows.first()
+                        && ins.columns.is_empty()
+                        && first.len() < targets.len()
+                    {
+                        targets.truncate(first.len());
+                    }
                     InsertSource::Rows(self.insert_values(&table, &targets, values)?)
                 }
                 _ => {
                     let (plan, columns) = self.subquery_plan(q, false)?;
+                    if ins.columns.is_empty() && columns.len() < targets.len() {
+                        targets.truncate(columns.len());
+                    }
                     if columns.len() > targets.len() {
                         bail!(Syntax, "INSERT has more expressions than target columns");
                     }
@@ -98,6 +109,9 @@ impl Binder<'_> {
         let mut rows = Vec::new();
         let empty = Scope::default();
         for row in &values.rows {
+            if row.len() != values.rows[0].len() {
+                bail!(Syntax, "VALUES lists must all be the same length");
+            }
             if row.len() > targets.len() {
                 bail!(Syntax, "INSERT has more expressions than target columns");
             }

@@ -266,7 +266,7 @@ impl Binder<'_> {
                     return self.cte_reference(k, alias.as_ref());
                 }
                 if let Some(table) = catalog::get_table(self.txn, &n)? {
-                    self.deps.push((n, table.id));
+                    self.deps.push((n, (table.id, table.version)));
                     let mut scope = Scope::of_table(&table, alias.as_ref().map(|a| ident(&a.name)));
                     if let Some(a) = alias {
                         rename_columns(&mut scope, &a.columns)?;
@@ -281,7 +281,7 @@ impl Binder<'_> {
                     });
                 }
                 if let Some(view) = catalog::get_view(self.txn, &n)? {
-                    self.deps.push((n.clone(), view.id));
+                    self.deps.push((n.clone(), (view.id, 0)));
                     let q = match parse_statement(&view.sql)? {
                         ast::Statement::Query(q) => q,
                         _ => return Err(Error::internal("a view's definition is not a query")),

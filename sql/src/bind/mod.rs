@@ -9,9 +9,11 @@ mod alter;
 mod datetime;
 pub use alter::AlterOp;
 pub use datetime::is_utc as is_utc_zone;
+pub use fkey::FkDef;
 mod ddl;
 mod dml;
 pub mod expr;
+mod fkey;
 mod from;
 mod functions;
 mod query;
@@ -109,6 +111,8 @@ pub enum Bound {
         if_not_exists: bool,
         /// Sequences of its `SERIAL` and identity columns.
         sequences: Vec<catalog::Sequence>,
+        /// Indexes of its `UNIQUE` constraints.
+        uniques: Vec<catalog::Index>,
     },
     /// `ALTER TABLE`.
     AlterTable {
@@ -123,6 +127,8 @@ pub enum Bound {
         names: Vec<String>,
         /// `RESTART IDENTITY`: their owned sequences start over.
         restart_identity: bool,
+        /// `CASCADE`: tables whose foreign keys reference them too.
+        cascade: bool,
     },
     /// A statement accepted for compatibility that has nothing to do here
     /// (`VACUUM`, `ANALYZE`): answers with its tag.
@@ -150,6 +156,8 @@ pub enum Bound {
         names: Vec<String>,
         /// `IF EXISTS`.
         if_exists: bool,
+        /// `CASCADE`: foreign keys of other tables that reference them go.
+        cascade: bool,
     },
     /// `CREATE VIEW`.
     CreateView {
@@ -343,7 +351,7 @@ pub struct Binder<'t> {
     agg: Option<AggState>,
     /// Tables and views the statement depends on, to revalidate a cached
     /// plan.
-    deps: Vec<(String, TableId)>,
+    deps: Vec<(String, (TableId, u64))>,
     /// Scopes of the queries enclosing the one being bound (for correlated
     /// subqueries), innermost last.
     outer_scopes: Vec<Scope>,
@@ -393,14 +401,14 @@ impl<'t> Binder<'t> {
     }
 
     /// The tables the statement depends on.
-    pub fn deps(&self) -> &[(String, TableId)] {
+    pub fn deps(&self) -> &[(String, (TableId, u64))] {
         &self.deps
     }
 
     fn table(&mut self, name: &ast::ObjectName) -> Result<Arc<Table>> {
         let name = object_name(name)?;
         let t = catalog::require_table(self.txn, &name)?;
-        self.deps.push((name, t.id));
+        self.deps.push((name, (t.id, t.version)));
         Ok(t)
     }
 
@@ -424,12 +432,6 @@ impl<'t> Binder<'t> {
             S::CreateIndex(i) => self.create_index(i),
             S::AlterTable(a) => self.alter_table(a),
             S::Truncate(t) => {
-                if matches!(t.cascade, Some(ast::CascadeOption::Cascade)) {
-                    bail!(
-                        FeatureNotSupported,
-                        "TRUNCATE ... CASCADE is not supported yet"
-                    );
-                }
                 let mut names = Vec::new();
                 for target in &t.table_names {
                     let name = object_name(&target.name)?;
@@ -441,6 +443,7 @@ impl<'t> Binder<'t> {
                 }
                 Ok(Bound::Truncate {
                     names,
+                    cascade: matches!(t.cascade, Some(ast::CascadeOption::Cascade)),
                     restart_identity: matches!(
                         t.identity,
                         Some(ast::TruncateIdentityOption::Restart)
@@ -488,7 +491,7 @@ impl<'t> Binder<'t> {
                     | ast::ObjectType::Table
             ) =>
             {
-                if *cascade {
+                if *cascade && *object_type != ast::ObjectType::Table {
                     bail!(
                         FeatureNotSupported,
                         "DROP {object_type} ... CASCADE is not supported yet"
@@ -500,7 +503,11 @@ impl<'t> Binder<'t> {
                     ast::ObjectType::View => Bound::DropView { names, if_exists },
                     ast::ObjectType::Sequence => Bound::DropSequence { names, if_exists },
                     ast::ObjectType::Index => Bound::DropIndex { names, if_exists },
-                    _ => Bound::DropTable { names, if_exists },
+                    _ => Bound::DropTable {
+                        names,
+                        if_exists,
+                        cascade: *cascade,
+                    },
                 })
             }
             S::Explain {
@@ -528,6 +535,11 @@ pub fn parse_statement(sql: &str) -> Result<ast::Statement> {
         1 => Ok(v.pop().expect("one statement")),
         _ => Err(Error::internal("expected one statement")),
     }
+}
+
+/// A column's default for a new row (NULL without one), bound in `txn`.
+pub fn bind_default(txn: &mut Txn, column: &Column) -> Result<(Expr, DataType)> {
+    Binder::new(txn, &[]).default_value(column)
 }
 
 /// Parses one SQL expression (used for stored DEFAULT expressions).

@@ -184,6 +184,7 @@ impl ExecCtx<'_> {
                         .retain(|c| rename_in_check(&c.sql, name, None).is_ok());
                     let shift = |c: &usize| if *c > i { c - 1 } else { *c };
                     new.primary_key = new.primary_key.iter().map(shift).collect();
+                    self.drop_column_references(&t, &mut new, i, &shift)?;
                     let (gone, kept): (Vec<Index>, Vec<Index>) = new
                         .indexes
                         .into_iter()
@@ -319,9 +320,45 @@ impl ExecCtx<'_> {
                     }
                     t = new;
                 }
+                AlterOp::AddForeignKey { def } => {
+                    let fk = self.with_txn(|x| def.resolve(x, &t, &[]))?;
+                    let mut new = t.clone();
+                    new.foreign_keys.push(fk.clone());
+                    if fk.parent == t.name {
+                        if !new.referenced_by.contains(&t.name) {
+                            new.referenced_by.push(t.name.clone());
+                        }
+                    } else {
+                        self.with_txn(|x| catalog::add_reference(x, &fk.parent, &t.name))?;
+                    }
+                    let all = Scan {
+                        table: Arc::new(t.clone()),
+                        access: Access::Full,
+                        reverse: false,
+                    };
+                    let rows = self.scan(&all, &[])?;
+                    let mut only = new.clone();
+                    only.foreign_keys = vec![fk];
+                    self.check_references(&only, rows.iter().map(|(_, r)| r))?;
+                    t = new;
+                }
                 AlterOp::DropConstraint { name, if_exists } => {
                     if t.checks.iter().any(|c| c.name == *name) {
                         t.checks.retain(|c| c.name != *name);
+                        continue;
+                    }
+                    if let Some(k) = t.foreign_keys.iter().position(|f| f.name == *name) {
+                        let fk = t.foreign_keys.remove(k);
+                        if fk.parent == t.name {
+                            if !t.foreign_keys.iter().any(|f| f.parent == t.name) {
+                                let me = t.name.clone();
+                                t.referenced_by.retain(|c| *c != me);
+                            }
+                        } else {
+                            self.with_txn(|x| {
+                                catalog::remove_reference(x, &fk.parent, &t.name, &t.foreign_keys)
+                            })?;
+                        }
                         continue;
                     }
                     if *name == t.pkey_name() {
@@ -332,6 +369,7 @@ impl ExecCtx<'_> {
                     }
                     match t.index(name) {
                         Some(ix) if ix.unique => {
+                            self.refuse_if_referenced(&t, &ix.columns, name)?;
                             let name = ix.name.clone();
                             t.indexes.retain(|x| x.name != name);
                             self.with_txn(|x| catalog::forget_index_name(x, &name));
@@ -357,5 +395,96 @@ impl ExecCtx<'_> {
             reverse: false,
         };
         Ok(!self.scan_raw_limited(&all, &[], Some(1))?.is_empty())
+    }
+
+    /// `DROP COLUMN` of column `i` of `old` (becoming `new`): fails (2BP01)
+    /// when another table's foreign key references the column; this
+    /// table's foreign keys on it go, as in PostgreSQL; the others follow
+    /// the columns' new positions, here and in the tables that reference
+    /// this one.
+    fn drop_column_references(
+        &self,
+        old: &Table,
+        new: &mut Table,
+        i: usize,
+        shift: &dyn Fn(&usize) -> usize,
+    ) -> Result<()> {
+        let column = &old.columns[i].name;
+        for child in &old.referenced_by {
+            let c = self.with_txn(|x| catalog::require_table(x, child))?;
+            let fks = if *child == old.name {
+                &old.foreign_keys
+            } else {
+                &c.foreign_keys
+            };
+            if let Some(fk) = fks
+                .iter()
+                .find(|f| f.parent == old.name && f.parent_columns.contains(&i))
+            {
+                bail!(
+                    DependentObjectsStillExist,
+                    "cannot drop column {column} of table {} because other objects depend on it (constraint {} on table {child} depends on it)",
+                    old.name,
+                    fk.name
+                );
+            }
+        }
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut new.foreign_keys)
+            .into_iter()
+            .partition(|f| f.columns.contains(&i));
+        new.foreign_keys = kept
+            .into_iter()
+            .map(|mut f| {
+                f.columns = f.columns.iter().map(shift).collect();
+                if f.parent == old.name {
+                    f.parent_columns = f.parent_columns.iter().map(shift).collect();
+                }
+                f
+            })
+            .collect();
+        for fk in &gone {
+            if fk.parent == old.name {
+                if !new.foreign_keys.iter().any(|f| f.parent == old.name) {
+                    new.referenced_by.retain(|c| *c != old.name);
+                }
+            } else {
+                let remaining = new.foreign_keys.clone();
+                self.with_txn(|x| catalog::remove_reference(x, &fk.parent, &old.name, &remaining))?;
+            }
+        }
+        for child in old.referenced_by.iter().filter(|c| **c != old.name) {
+            let mut c = (*self.with_txn(|x| catalog::require_table(x, child))?).clone();
+            for f in c.foreign_keys.iter_mut().filter(|f| f.parent == old.name) {
+                f.parent_columns = f.parent_columns.iter().map(shift).collect();
+            }
+            self.with_txn(|x| catalog::update_table(x, &c))?;
+        }
+        Ok(())
+    }
+
+    /// Fails (2BP01) when a foreign key references `table`'s `columns`
+    /// through the unique constraint `name` about to be dropped.
+    fn refuse_if_referenced(&self, table: &Table, columns: &[usize], name: &str) -> Result<()> {
+        for child in &table.referenced_by {
+            let c = self.with_txn(|x| catalog::require_table(x, child))?;
+            let fks = if *child == table.name {
+                &table.foreign_keys
+            } else {
+                &c.foreign_keys
+            };
+            if let Some(fk) = fks.iter().find(|f| {
+                f.parent == table.name
+                    && f.parent_columns.len() == columns.len()
+                    && columns.iter().all(|k| f.parent_columns.contains(k))
+            }) {
+                bail!(
+                    DependentObjectsStillExist,
+                    "cannot drop constraint {name} on table {} because other objects depend on it (constraint {} on table {child} depends on index {name})",
+                    table.name,
+                    fk.name
+                );
+            }
+        }
+        Ok(())
     }
 }

@@ -116,7 +116,7 @@ impl ExecCtx<'_> {
 
     /// The key of the row a unique index entry points to, if any row other
     /// than `except` has these indexed values.
-    fn unique_holder(
+    pub(super) fn unique_holder(
         &self,
         table: &Table,
         index: &Index,
@@ -264,7 +264,13 @@ impl ExecCtx<'_> {
 
     /// Replaces the row at `key` (`old`) with `new`, moving it if its
     /// primary key changed.
-    fn replace_row(&self, table: &Table, key: &[u8], old: &Row, new: &Row) -> Result<()> {
+    pub(super) fn replace_row(
+        &self,
+        table: &Table,
+        key: &[u8],
+        old: &Row,
+        new: &Row,
+    ) -> Result<()> {
         self.check_constraints(table, new)?;
         let placement = table.placement_of_key(key)?;
         let bytes: Arc<[u8]> = Arc::from(encode_row(new));
@@ -392,6 +398,11 @@ impl ExecCtx<'_> {
         // Rows this statement inserted or updated: DO UPDATE may not touch
         // one of them again (PostgreSQL's 21000).
         let mut touched: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        // For the foreign keys, checked once every row is written: the new
+        // rows, and the rows DO UPDATE changed (old, new).
+        let keeps_references = !table.foreign_keys.is_empty() || !table.referenced_by.is_empty();
+        let mut inserted: Vec<Row> = Vec::new();
+        let mut upserted: Vec<(Row, Row)> = Vec::new();
         // The rows as they will be stored, up to the first that does not
         // conform (its error comes in its turn, after the rows before it).
         let mut rows: Vec<Result<Row>> = Vec::with_capacity(candidates.len());
@@ -454,6 +465,9 @@ impl ExecCtx<'_> {
                             table.key_of_row(&new).0
                         });
                         self.returning_row(returning, &new, &mut returned)?;
+                        if keeps_references {
+                            upserted.push((existing, new));
+                        }
                         count += 1;
                     }
                     continue;
@@ -462,12 +476,25 @@ impl ExecCtx<'_> {
             let key = self.insert_row(table, &row)?;
             touched.insert(key);
             self.returning_row(returning, &row, &mut returned)?;
+            if keeps_references {
+                inserted.push(row);
+            }
             count += 1;
+        }
+        if keeps_references {
+            self.check_references(table, &inserted)?;
+            let pairs: Vec<(&Row, Option<&Row>)> =
+                upserted.iter().map(|(o, n)| (o, Some(n))).collect();
+            self.after_updates(table, &pairs)?;
         }
         Ok((count, returned))
     }
 
-    fn matching(&self, scan: &Scan, filter: &Option<Expr>) -> Result<Vec<(Vec<u8>, Row)>> {
+    pub(super) fn matching(
+        &self,
+        scan: &Scan,
+        filter: &Option<Expr>,
+    ) -> Result<Vec<(Vec<u8>, Row)>> {
         let rows = self.scan(scan, &[])?;
         let Some(f) = filter else {
             return Ok(rows);
@@ -494,25 +521,27 @@ impl ExecCtx<'_> {
         // Compute every new row before writing any, so that subqueries in
         // SET see the table as it was when the statement started.
         let mut changes = Vec::with_capacity(rows.len());
-        for (i, (key, old)) in rows.iter().enumerate() {
+        let count = rows.len() as u64;
+        for (i, (key, old)) in rows.into_iter().enumerate() {
             self.check_interrupt_at(i)?;
             let mut values: Vec<(Value, DataType)> = old
                 .iter()
                 .cloned()
                 .zip(table.columns.iter().map(|c| c.ty))
                 .collect();
-            let env = self.env(old, &[]);
+            let env = self.env(&old, &[]);
             for (c, e, ty) in sets {
                 values[*c] = (e.eval(&env)?, *ty);
             }
-            changes.push((key, old, self.conform(&table, values)?));
+            let new = self.conform(&table, values)?;
+            changes.push((key, old, new));
         }
+        self.update_rows(&table, &changes)?;
         let mut returned = Vec::new();
-        for (key, old, new) in &changes {
-            self.replace_row(&table, key, old, new)?;
+        for (_, _, new) in &changes {
             self.returning_row(returning, new, &mut returned)?;
         }
-        Ok((rows.len() as u64, returned))
+        Ok((count, returned))
     }
 
     /// DELETE: returns the number of rows deleted and the RETURNING rows.
@@ -523,12 +552,9 @@ impl ExecCtx<'_> {
         returning: &Option<Returning>,
     ) -> Result<(u64, Vec<Row>)> {
         let rows = self.matching(scan, filter)?;
+        self.delete_rows(&scan.table, &rows)?;
         let mut returned = Vec::new();
-        for (i, (key, row)) in rows.iter().enumerate() {
-            self.check_interrupt_at(i)?;
-            let placement = scan.table.placement_of_key(key)?;
-            self.with_txn(|t| t.delete(key.clone(), placement));
-            self.delete_index_entries(&scan.table, row, key)?;
+        for (_, row) in &rows {
             self.returning_row(returning, row, &mut returned)?;
         }
         Ok((rows.len() as u64, returned))

@@ -16,6 +16,7 @@
 mod agg;
 mod alter;
 mod dml;
+mod fkey;
 mod row;
 mod scan;
 pub mod vector;

@@ -6,7 +6,7 @@ use txn::Txn;
 
 use super::Limits;
 use crate::bind::Bound;
-use crate::catalog;
+use crate::catalog::{self, Table};
 use crate::session::Outcome;
 use crate::types::Value;
 
@@ -22,11 +22,20 @@ pub(super) fn run_ddl(
             table,
             if_not_exists,
             sequences,
+            uniques,
         } => {
             if !(*if_not_exists && catalog::get_table(txn, &table.name)?.is_some()) {
-                catalog::create_table(txn, table.clone())?;
+                let mut created = catalog::create_table(txn, table.clone())?;
+                for index in uniques {
+                    created = catalog::create_index(txn, &created, index.clone())?.0;
+                }
                 for seq in sequences {
                     catalog::create_sequence(txn, seq.clone())?;
+                }
+                let parents: std::collections::BTreeSet<&String> =
+                    table.foreign_keys.iter().map(|f| &f.parent).collect();
+                for parent in parents.into_iter().filter(|p| **p != table.name) {
+                    catalog::add_reference(txn, parent, &table.name)?;
                 }
             }
             Outcome::Command {
@@ -34,9 +43,14 @@ pub(super) fn run_ddl(
                 rows: None,
             }
         }
-        Bound::DropTable { names, if_exists } => {
+        Bound::DropTable {
+            names,
+            if_exists,
+            cascade,
+        } => {
             for name in names {
-                if catalog::get_table(txn, name)?.is_some() {
+                if let Some(table) = catalog::get_table(txn, name)? {
+                    drop_references(txn, &table, names, *cascade)?;
                     for seq in catalog::sequences_owned_by(txn, name)? {
                         catalog::drop_sequence(txn, &seq.name)?;
                     }
@@ -53,9 +67,11 @@ pub(super) fn run_ddl(
         Bound::Truncate {
             names,
             restart_identity,
+            cascade,
         } => {
+            let names = truncated_with_references(txn, names, *cascade)?;
             let mut restart = Vec::new();
-            for name in names {
+            for name in &names {
                 catalog::truncate_table(txn, name)?;
                 if *restart_identity {
                     restart.extend(catalog::sequences_owned_by(txn, name)?);
@@ -156,4 +172,69 @@ pub(super) fn run_ddl(
             )));
         }
     })
+}
+
+/// Before `table` is dropped (with the others in `dropping`): the foreign
+/// keys of other tables that reference it go with `CASCADE` and make the
+/// drop fail (2BP01) without; the tables it references forget it.
+fn drop_references(txn: &mut Txn, table: &Table, dropping: &[String], cascade: bool) -> Result<()> {
+    for child in &table.referenced_by {
+        if dropping.contains(child) {
+            continue;
+        }
+        let mut c = (*catalog::require_table(txn, child)?).clone();
+        if !cascade {
+            let fk = c
+                .foreign_keys
+                .iter()
+                .find(|f| f.parent == table.name)
+                .map_or("?", |f| f.name.as_str());
+            bail!(
+                DependentObjectsStillExist,
+                "cannot drop table {} because other objects depend on it (constraint {fk} on table {child} depends on table {}; use DROP ... CASCADE to drop the dependent objects too)",
+                table.name,
+                table.name
+            );
+        }
+        c.foreign_keys.retain(|f| f.parent != table.name);
+        catalog::update_table(txn, &c)?;
+    }
+    let parents: std::collections::BTreeSet<&String> =
+        table.foreign_keys.iter().map(|f| &f.parent).collect();
+    for parent in parents {
+        if *parent != table.name && !dropping.contains(parent) {
+            catalog::remove_reference(txn, parent, &table.name, &[])?;
+        }
+    }
+    Ok(())
+}
+
+/// The tables a `TRUNCATE` of `names` empties: with `CASCADE`, also every
+/// table whose foreign keys reference one of them (transitively); without,
+/// such a table must be among them (0A000), as in PostgreSQL.
+fn truncated_with_references(
+    txn: &mut Txn,
+    names: &[String],
+    cascade: bool,
+) -> Result<Vec<String>> {
+    let mut all = names.to_vec();
+    let mut k = 0;
+    while k < all.len() {
+        let table = catalog::require_table(txn, &all[k])?;
+        for child in &table.referenced_by {
+            if all.contains(child) {
+                continue;
+            }
+            if !cascade {
+                bail!(
+                    FeatureNotSupported,
+                    "cannot truncate a table referenced in a foreign key constraint (Table \"{child}\" references \"{}\". Truncate table \"{child}\" at the same time, or use TRUNCATE ... CASCADE.)",
+                    table.name
+                );
+            }
+            all.push(child.clone());
+        }
+        k += 1;
+    }
+    Ok(all)
 }
