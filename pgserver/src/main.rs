@@ -145,6 +145,11 @@ enum TpccCommand {
         /// Parallel loading connections.
         #[arg(long, default_value_t = 4)]
         connections: usize,
+        /// After the load, add the schema's foreign keys (clause 1.3) with
+        /// ALTER TABLE, checking the rows loaded; from then on every write
+        /// checks its references.
+        #[arg(long)]
+        foreign_keys: bool,
     },
     /// Run the transaction mix and report tpmC, throughput, latencies and
     /// retries. Each connection is a terminal bound to a home warehouse;
@@ -177,6 +182,12 @@ enum TpccCommand {
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// How the SQL is sent: `prepared` (testdata/tpcc's statements
+        /// prepared once and executed with parameters) or `literal` (SQL
+        /// text with the values written in, simple query protocol, FOR
+        /// UPDATE and now(), as many other TPC-C implementations send it).
+        #[arg(long, default_value = "prepared")]
+        style: tools::tpcc::run::Style,
     },
     /// Check the consistency conditions (clause 3.3.2, 1 to 4).
     Check {
@@ -532,7 +543,8 @@ fn tpcc(cmd: TpccCommand) -> std::process::ExitCode {
                 url,
                 warehouses,
                 connections,
-            } => tools::tpcc::load::load(&url, warehouses, connections).await,
+                foreign_keys,
+            } => tools::tpcc::load::load(&url, warehouses, connections, foreign_keys).await,
             TpccCommand::Run {
                 url,
                 warehouses,
@@ -541,6 +553,7 @@ fn tpcc(cmd: TpccCommand) -> std::process::ExitCode {
                 mix,
                 think_time,
                 json,
+                style,
             } => {
                 let opts = tools::tpcc::run::RunOptions {
                     urls: url,
@@ -550,6 +563,7 @@ fn tpcc(cmd: TpccCommand) -> std::process::ExitCode {
                     mix,
                     think_time,
                     json,
+                    style,
                 };
                 let report = tools::tpcc::run::run(opts).await?;
                 if report.errors > 0 {

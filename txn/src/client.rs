@@ -108,6 +108,11 @@ pub enum Seen {
     /// Every copy of a replicated key is installed by the same transaction
     /// with the same VC, so any copy can validate a read made on another.
     Vc(Option<VectorClock>),
+    /// A key read only to learn that it exists (a foreign key's referenced
+    /// row): the read holds while the key has a value, whatever version;
+    /// another transaction's update of the row does not invalidate it, its
+    /// deletion does.
+    Present,
 }
 
 impl Seen {

@@ -153,6 +153,7 @@ impl LocalShard {
         match seen {
             Seen::Version(v) => current.version == *v,
             Seen::Vc(vc) => current.vc == *vc,
+            Seen::Present => current.value.is_some(),
         }
     }
 

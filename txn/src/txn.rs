@@ -195,6 +195,13 @@ impl Txn {
         }
     }
 
+    /// The first shard this transaction touched, if any: where a new row
+    /// with no natural placement (no primary key) best goes, so that the
+    /// transaction stays on as few shards as it can.
+    pub fn home_shard(&self) -> Option<ShardId> {
+        self.home
+    }
+
     /// The node's database this transaction runs on.
     pub fn db(&self) -> &Arc<Db> {
         &self.db
@@ -256,6 +263,24 @@ impl Txn {
 
     /// Reads `key`, seeing this transaction's own writes.
     pub fn get(&mut self, key: &[u8], placement: Placement) -> Result<Option<Arc<[u8]>>> {
+        self.read_point(key, placement, false)
+    }
+
+    /// Whether `key` has a value, seeing this transaction's own writes.
+    /// When it has, validation only requires it to still have one at
+    /// commit ([`Seen::Present`]): concurrent updates of its value do not
+    /// conflict with this read, its deletion does. When it has not, the
+    /// absence is validated as a [`Txn::get`]'s would be.
+    pub fn exists(&mut self, key: &[u8], placement: Placement) -> Result<bool> {
+        Ok(self.read_point(key, placement, true)?.is_some())
+    }
+
+    fn read_point(
+        &mut self,
+        key: &[u8],
+        placement: Placement,
+        presence: bool,
+    ) -> Result<Option<Arc<[u8]>>> {
         if let Some(w) = self.writes.get(key) {
             return Ok(w.value.clone());
         }
@@ -268,7 +293,11 @@ impl Txn {
         let replicated = placement == Placement::Replicated;
         let check = PointCheck {
             key: key.to_vec(),
-            seen: Seen::of(&read, replicated),
+            seen: if presence && read.value.is_some() {
+                Seen::Present
+            } else {
+                Seen::of(&read, replicated)
+            },
         };
         if replicated {
             self.replicated_points.push(check);

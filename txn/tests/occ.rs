@@ -452,3 +452,37 @@ fn a_read_only_commit_logs_nothing() {
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert!(!entries[0].writes.is_empty());
 }
+
+#[test]
+fn a_presence_read_survives_updates_not_deletes() {
+    let db = setup(2, 3, 100);
+    // Another transaction updates the row after it was read for presence:
+    // the read still holds.
+    let mut t = db.begin();
+    let (k1, p1) = key(1);
+    assert!(t.exists(&k1, p1).unwrap());
+    put(&mut t, 10, 1);
+    let mut u = db.begin();
+    put(&mut u, 1, 5);
+    u.commit().unwrap();
+    t.commit().unwrap();
+    // A deletion of it invalidates the read.
+    let mut t = db.begin();
+    let (k2, p2) = key(2);
+    assert!(t.exists(&k2, p2).unwrap());
+    put(&mut t, 11, 1);
+    let mut d = db.begin();
+    d.delete(k2.clone(), p2);
+    d.commit().unwrap();
+    let e = t.commit().expect_err("the row read as present was deleted");
+    assert!(e.is_retryable(), "{e}");
+    // A key read as absent must stay absent.
+    let mut t = db.begin();
+    let (k9, p9) = key(9);
+    assert!(!t.exists(&k9, p9).unwrap());
+    put(&mut t, 12, 1);
+    let mut i = db.begin();
+    put(&mut i, 9, 1);
+    i.commit().unwrap();
+    assert!(t.commit().is_err());
+}

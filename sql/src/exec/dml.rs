@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use kv::{Error, ErrorKind, Result, bail};
-use txn::prefix_range;
+use txn::{Placement, prefix_range};
 
 use super::{ExecCtx, Row};
 use crate::bind::OutputColumn;
@@ -238,8 +238,21 @@ impl ExecCtx<'_> {
         self.check_constraints(table, row)?;
         let bytes: Arc<[u8]> = Arc::from(encode_row(row));
         let (key, placement) = if table.primary_key.is_empty() {
+            // A row without a primary key goes to the shard the
+            // transaction already uses (a row id is drawn until its hash
+            // lands there), so inserting it does not add a participant.
+            let home = self.with_txn(|t| t.home_shard().map(|s| (s, t.db().clone())));
+            let mut tries = 0;
             loop {
                 let (key, placement) = table.generated_key();
+                tries += 1;
+                let elsewhere = match (&home, placement) {
+                    (Some((s, db)), Placement::Partitioned(h)) => db.shard_for(h) != *s,
+                    _ => false,
+                };
+                if elsewhere && tries < 256 {
+                    continue;
+                }
                 if self.with_txn(|t| t.get(&key, placement))?.is_none() {
                     break (key, placement);
                 }
@@ -274,12 +287,24 @@ impl ExecCtx<'_> {
         self.check_constraints(table, new)?;
         let placement = table.placement_of_key(key)?;
         let bytes: Arc<[u8]> = Arc::from(encode_row(new));
-        self.delete_index_entries(table, old, key)?;
         let new_key = if table.primary_key.is_empty() {
             key.to_vec()
         } else {
             table.key_of_row(new).0
         };
+        // Only the index entries that change are rewritten: an update of
+        // columns no index has leaves the indexes (and whoever scanned
+        // them) alone. The old ones go first, so that the unique checks
+        // below do not find the row's own old entry.
+        let mut moved = Vec::new();
+        for index in &table.indexes {
+            let (old_entry, _, _) = table.index_entry(index, old, key);
+            let (new_entry, _, _) = table.index_entry(index, new, &new_key);
+            if old_entry != new_entry {
+                self.with_txn(|t| t.delete(old_entry, placement));
+                moved.push(new_entry);
+            }
+        }
         if new_key != key {
             self.with_txn(|t| t.delete(key.to_vec(), placement));
             let new_placement = table.placement_of_key(&new_key)?;
@@ -295,7 +320,10 @@ impl ExecCtx<'_> {
         self.check_unique_indexes(table, new, &new_key)?;
         let new_placement = table.placement_of_key(&new_key)?;
         self.with_txn(|t| t.put(new_key.clone(), bytes, new_placement));
-        self.put_index_entries(table, new, &new_key)
+        for entry in moved {
+            self.with_txn(|t| t.put(entry, Arc::from(&[][..]), new_placement));
+        }
+        Ok(())
     }
 
     fn returning_row(

@@ -1,10 +1,13 @@
 //! FOREIGN KEY constraints, kept by the writing transaction.
 //!
 //! A row written to a referencing table reads the row it references (a
-//! point get on the referenced table's primary key, or a probe of its
+//! point read on the referenced table's primary key, or a probe of its
 //! unique index). That read is in the transaction's read set, so a
 //! concurrent delete of the referenced row fails certification instead of
 //! leaving an orphan, whatever shards or replica groups hold the two rows.
+//! A primary-key read validates only that the row still exists
+//! (`txn`'s `Seen::Present`), as PostgreSQL's `KEY SHARE` lock lets other
+//! transactions update the row's other columns meanwhile.
 //! A referenced row that is deleted or rekeyed scans the referencing table
 //! for rows that still point at it (through its primary key or an index on
 //! those columns when one leads with them, else the whole table); that
@@ -98,7 +101,9 @@ impl ExecCtx<'_> {
                 })
                 .collect();
             let (key, placement) = parent.key_for(&key);
-            return Ok(self.with_txn(|t| t.get(&key, placement))?.is_some());
+            // Only the row's existence is validated at commit: updates of
+            // its other columns by concurrent transactions do not conflict.
+            return self.with_txn(|t| t.exists(&key, placement));
         }
         let Some(index) = parent
             .indexes

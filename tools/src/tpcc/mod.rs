@@ -8,6 +8,7 @@
 //! the keying and think times by default.
 
 pub mod check;
+pub mod literal;
 pub mod load;
 pub mod random;
 pub mod run;
@@ -45,6 +46,8 @@ pub mod files {
     pub const STOCK_LEVEL: &str = include_str!("../../../testdata/tpcc/stock_level.sql");
     /// Consistency conditions.
     pub const CHECK: &str = include_str!("../../../testdata/tpcc/check.sql");
+    /// The foreign keys (`load --foreign-keys`).
+    pub const FOREIGN_KEYS: &str = include_str!("../../../testdata/tpcc/foreign_keys.sql");
 }
 
 /// Splits a file into `(name, sql)` by its `-- name: x` lines.
@@ -64,6 +67,20 @@ pub fn named_statements(file: &'static str) -> Vec<(&'static str, String)> {
         *sql = sql.trim().trim_end_matches(';').to_string();
     }
     out
+}
+
+/// The statements of a `;`-separated SQL file, without comments.
+pub fn plain_statements(file: &str) -> Vec<String> {
+    let without_comments: String = file
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// The schema's statements, without comments; for PostgreSQL without

@@ -12,6 +12,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::random::Random;
+use super::literal;
 use super::txns::{self, Ending, Profiles, Terminal};
 use super::{connect, describe, is_mako};
 
@@ -78,6 +79,33 @@ pub struct RunOptions {
     pub think_time: bool,
     /// Where to write the report as JSON.
     pub json: Option<PathBuf>,
+    /// How the transactions' SQL is sent.
+    pub style: Style,
+}
+
+/// How the driver sends the transactions' SQL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Style {
+    /// `testdata/tpcc/`'s statements, prepared once per connection and
+    /// executed with parameters (the extended protocol).
+    #[default]
+    Prepared,
+    /// SQL text with the values written in, sent with the simple query
+    /// protocol, `FOR UPDATE` locks and `now()`, as many TPC-C
+    /// implementations do ([`super::literal`]).
+    Literal,
+}
+
+impl std::str::FromStr for Style {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "prepared" => Ok(Style::Prepared),
+            "literal" => Ok(Style::Literal),
+            _ => Err(format!("unknown style {s:?} (prepared or literal)")),
+        }
+    }
 }
 
 /// Per-type results.
@@ -318,7 +346,10 @@ pub async fn run(opts: RunOptions) -> Result<Report, String> {
             let w = (n as i32 % opts.warehouses) + 1;
             let url = &opts.urls[homes[w as usize - 1]];
             let mut client = connect(url).await.map_err(|e| describe(&e))?;
-            let profiles = Profiles::prepare(&client).await.map_err(|e| describe(&e))?;
+            let profiles = match opts.style {
+                Style::Prepared => Some(Profiles::prepare(&client).await.map_err(|e| describe(&e))?),
+                Style::Literal => None,
+            };
             let mut term = Terminal {
                 w_id: w,
                 d_id: ((n as i32 / opts.warehouses) % 10) + 1,
@@ -352,12 +383,17 @@ pub async fn run(opts: RunOptions) -> Result<Report, String> {
                 loop {
                     h_seq += 1;
                     let h_id = (run_nonce << 34) | ((n as i64 % 1024) << 24) | (h_seq % (1 << 24));
-                    let result = match kind {
-                        0 => txns::new_order(&mut client, &profiles, &mut term).await,
-                        1 => txns::payment(&mut client, &profiles, &mut term, h_id).await,
-                        2 => txns::order_status(&mut client, &profiles, &mut term).await,
-                        3 => txns::delivery(&mut client, &profiles, &mut term).await,
-                        _ => txns::stock_level(&mut client, &profiles, &mut term).await,
+                    let result = match (&profiles, kind) {
+                        (Some(p), 0) => txns::new_order(&mut client, p, &mut term).await,
+                        (Some(p), 1) => txns::payment(&mut client, p, &mut term, h_id).await,
+                        (Some(p), 2) => txns::order_status(&mut client, p, &mut term).await,
+                        (Some(p), 3) => txns::delivery(&mut client, p, &mut term).await,
+                        (Some(p), _) => txns::stock_level(&mut client, p, &mut term).await,
+                        (None, 0) => literal::new_order(&mut client, &mut term).await,
+                        (None, 1) => literal::payment(&mut client, &mut term, h_id).await,
+                        (None, 2) => literal::order_status(&mut client, &mut term).await,
+                        (None, 3) => literal::delivery(&mut client, &mut term).await,
+                        (None, _) => literal::stock_level(&mut client, &mut term).await,
                     };
                     match result {
                         Ok(ending) => {

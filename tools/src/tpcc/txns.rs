@@ -63,7 +63,7 @@ pub struct Terminal {
 }
 
 impl Terminal {
-    fn other_warehouse(&mut self) -> i32 {
+    pub(super) fn other_warehouse(&mut self) -> i32 {
         if self.warehouses == 1 {
             return self.w_id;
         }
@@ -75,7 +75,7 @@ impl Terminal {
         }
     }
 
-    fn customer_id(&mut self) -> i32 {
+    pub(super) fn customer_id(&mut self) -> i32 {
         self.rng.customer_id() as i32
     }
 }
