@@ -109,6 +109,18 @@ pub enum ErrorKind {
     InvalidForeignKey,
     /// `DROP` of an object others depend on, without `CASCADE` (2BP01).
     DependentObjectsStillExist,
+    /// A window function where none is allowed, nested, or a bad window
+    /// clause (42P20).
+    Windowing,
+    /// A window frame offset that is negative (22013).
+    InvalidPrecedingOrFollowingSize,
+    /// `ntile` of zero or fewer buckets (22014).
+    InvalidArgumentForNtile,
+    /// `nth_value` of a position below one (22016).
+    InvalidArgumentForNthValue,
+    /// A function used the wrong way for its kind, such as OVER on a
+    /// plain function (42809).
+    WrongObjectType,
     /// An object of that name already exists (42710).
     DuplicateObject,
     /// The same alias twice where names must differ (42712).

@@ -113,6 +113,107 @@ pub struct AggCall {
     pub order: Option<bool>,
 }
 
+/// A window function: ranking, offset and value functions, or an
+/// aggregate over the window frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowFunc {
+    /// `row_number()`
+    RowNumber,
+    /// `rank()`
+    Rank,
+    /// `dense_rank()`
+    DenseRank,
+    /// `percent_rank()`
+    PercentRank,
+    /// `cume_dist()`
+    CumeDist,
+    /// `ntile(n)`
+    Ntile,
+    /// `lag(x [, offset [, default]])`
+    Lag,
+    /// `lead(x [, offset [, default]])`
+    Lead,
+    /// `first_value(x)`
+    FirstValue,
+    /// `last_value(x)`
+    LastValue,
+    /// `nth_value(x, n)`
+    NthValue,
+    /// An aggregate over the frame.
+    Agg(AggFunc),
+}
+
+impl WindowFunc {
+    /// The SQL name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WindowFunc::RowNumber => "row_number",
+            WindowFunc::Rank => "rank",
+            WindowFunc::DenseRank => "dense_rank",
+            WindowFunc::PercentRank => "percent_rank",
+            WindowFunc::CumeDist => "cume_dist",
+            WindowFunc::Ntile => "ntile",
+            WindowFunc::Lag => "lag",
+            WindowFunc::Lead => "lead",
+            WindowFunc::FirstValue => "first_value",
+            WindowFunc::LastValue => "last_value",
+            WindowFunc::NthValue => "nth_value",
+            WindowFunc::Agg(a) => a.name(),
+        }
+    }
+}
+
+/// One end of a window frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameBound {
+    /// The partition's first row.
+    UnboundedPreceding,
+    /// `n PRECEDING` (ROWS only).
+    Preceding(u64),
+    /// The current row (with RANGE: its first or last peer).
+    CurrentRow,
+    /// `n FOLLOWING` (ROWS only).
+    Following(u64),
+    /// The partition's last row.
+    UnboundedFollowing,
+}
+
+/// The rows of its partition an aggregate (or `first_value` …) sees for
+/// each row. The default, `RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT
+/// ROW`, is the rows up to the current row's last peer in the ORDER BY
+/// (the whole partition without ORDER BY).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// `ROWS` (physical offsets) rather than `RANGE` (peers).
+    pub rows: bool,
+    /// The first row.
+    pub start: FrameBound,
+    /// The last row.
+    pub end: FrameBound,
+}
+
+/// A window function call: `f(args) OVER (PARTITION BY … ORDER BY …
+/// frame)`, over the rows of the plan below it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowCall {
+    /// The function.
+    pub func: WindowFunc,
+    /// Its arguments, over the input row.
+    pub args: Vec<Expr>,
+    /// The first argument's type (`Int8` without one).
+    pub arg_ty: DataType,
+    /// `PARTITION BY`.
+    pub partition: Vec<Expr>,
+    /// `ORDER BY`: expression, descending, NULLs first.
+    pub order: Vec<(Expr, bool, bool)>,
+    /// The frame.
+    pub frame: Frame,
+    /// The result type.
+    pub ty: DataType,
+    /// For aggregates: the call's accumulator settings (`arg` unused).
+    pub agg: Option<AggCall>,
+}
+
 /// How a join treats rows without a match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JoinKind {
@@ -187,6 +288,14 @@ pub enum Plan {
         group_types: Vec<DataType>,
         /// Aggregates.
         aggs: Vec<AggCall>,
+    },
+    /// Window functions: the input rows, each followed by one column per
+    /// call (in the input's order).
+    Window {
+        /// The input.
+        input: Box<Plan>,
+        /// The calls.
+        calls: Vec<WindowCall>,
     },
     /// Joins two inputs; outputs the left columns followed by the right.
     Join {
@@ -419,6 +528,11 @@ impl Plan {
                 .copied()
                 .chain(aggs.iter().map(|a| a.ty))
                 .collect(),
+            Plan::Window { input, calls } => {
+                let mut t = input.output_types();
+                t.extend(calls.iter().map(|c| c.ty));
+                t
+            }
             Plan::Join { left, right, .. } => {
                 let mut t = left.output_types();
                 t.extend(right.output_types());
@@ -452,6 +566,7 @@ impl Plan {
             | Plan::Limit { input, .. } => input.is_point_plan(),
             Plan::Values { .. }
             | Plan::Series { .. }
+            | Plan::Window { .. }
             | Plan::Join { .. }
             | Plan::LookupJoin { .. }
             | Plan::SetOp { .. } => false,
@@ -480,6 +595,15 @@ impl Plan {
                 n
             }
             Plan::SetOp { left, .. } => left.column_names(),
+            Plan::Window { input, calls } => {
+                let names = input.column_names();
+                let mut out = names.clone();
+                out.extend(calls.iter().map(|c| {
+                    let args: Vec<String> = c.args.iter().map(|e| e.display(&names)).collect();
+                    format!("{}({}) OVER (...)", c.func.name(), args.join(", "))
+                }));
+                out
+            }
             Plan::Project { input, exprs, .. } => {
                 let names = input.column_names();
                 exprs.iter().map(|e| e.display(&names)).collect()
@@ -518,6 +642,15 @@ impl Plan {
                 start, stop, step, ..
             } => [start, stop].into_iter().chain(step).collect(),
             Plan::Project { exprs, .. } => exprs.iter().collect(),
+            Plan::Window { calls, .. } => calls
+                .iter()
+                .flat_map(|c| {
+                    c.args
+                        .iter()
+                        .chain(&c.partition)
+                        .chain(c.order.iter().map(|(e, _, _)| e))
+                })
+                .collect(),
             Plan::Aggregate { group_by, aggs, .. } => group_by
                 .iter()
                 .chain(aggs.iter().filter_map(|a| a.arg.as_ref()))
@@ -555,6 +688,7 @@ impl Plan {
             Plan::Filter { input, .. }
             | Plan::Project { input, .. }
             | Plan::Aggregate { input, .. }
+            | Plan::Window { input, .. }
             | Plan::Distinct { input }
             | Plan::Sort { input, .. }
             | Plan::Limit { input, .. } => input.column_names(),
@@ -676,6 +810,46 @@ impl Plan {
                 }
             }
             Plan::Distinct { .. } => "Distinct".to_string(),
+            Plan::Window { input, calls } => {
+                let names = input.column_names();
+                let described: Vec<String> = calls
+                    .iter()
+                    .map(|c| {
+                        let args: Vec<String> =
+                            c.args.iter().map(|e| e.display_in(outer, &names)).collect();
+                        let mut over = Vec::new();
+                        if !c.partition.is_empty() {
+                            let p: Vec<String> = c
+                                .partition
+                                .iter()
+                                .map(|e| e.display_in(outer, &names))
+                                .collect();
+                            over.push(format!("PARTITION BY {}", p.join(", ")));
+                        }
+                        if !c.order.is_empty() {
+                            let o: Vec<String> = c
+                                .order
+                                .iter()
+                                .map(|(e, desc, _)| {
+                                    format!(
+                                        "{}{}",
+                                        e.display_in(outer, &names),
+                                        if *desc { " DESC" } else { "" }
+                                    )
+                                })
+                                .collect();
+                            over.push(format!("ORDER BY {}", o.join(", ")));
+                        }
+                        format!(
+                            "{}({}) OVER ({})",
+                            c.func.name(),
+                            args.join(", "),
+                            over.join(" ")
+                        )
+                    })
+                    .collect();
+                format!("WindowAgg: {}", described.join(", "))
+            }
             Plan::Sort { input, keys } => {
                 let names = input.column_names();
                 let keys: Vec<String> = keys
@@ -738,6 +912,7 @@ impl Plan {
             Plan::LookupJoin { left, .. } => left.explain_in(depth + 1, out, outer),
             Plan::Filter { input, .. }
             | Plan::Project { input, .. }
+            | Plan::Window { input, .. }
             | Plan::Aggregate { input, .. }
             | Plan::Distinct { input }
             | Plan::Sort { input, .. }

@@ -48,7 +48,7 @@ pub fn object_name(n: &ast::ObjectName) -> Result<String> {
     }
 }
 
-fn is_aggregate_name(name: &str) -> Option<AggFunc> {
+pub(super) fn is_aggregate_name(name: &str) -> Option<AggFunc> {
     Some(match name {
         "count" => AggFunc::Count,
         "sum" => AggFunc::Sum,
@@ -88,8 +88,11 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
             ControlFlow::Continue(())
         }
         fn pre_visit_expr(&mut self, x: &ast::Expr) -> ControlFlow<()> {
+            // A window call (`sum(x) OVER …`) is not an aggregate of the
+            // query; its arguments may hold one.
             if self.depth == 0
                 && let ast::Expr::Function(f) = x
+                && f.over.is_none()
                 && is_aggregate_name(&function_name(f)).is_some()
             {
                 return ControlFlow::Break(());
@@ -1107,11 +1110,14 @@ impl Binder<'_> {
                 "subquery arguments are not supported yet"
             ),
         };
-        if f.over.is_some() {
-            bail!(
-                FeatureNotSupported,
-                "window functions are not supported yet"
-            );
+        if let Some(over) = &f.over {
+            if order_by.is_some() {
+                bail!(
+                    FeatureNotSupported,
+                    "ORDER BY inside a window function's arguments is not supported"
+                );
+            }
+            return self.window_call(&name, f, over, &args, (distinct, star), scope);
         }
         if let Some(func) = is_aggregate_name(&name) {
             // ORDER BY inside an aggregate matters only to string_agg,
@@ -1214,27 +1220,14 @@ impl Binder<'_> {
             Some((e, t)) => (Some(e), t),
             None => (None, DataType::Int8),
         };
-        let ty = match (func, arg_ty) {
-            (AggFunc::Count, _) => DataType::Int8,
-            (AggFunc::Sum, DataType::Int2 | DataType::Int4) => DataType::Int8,
-            (AggFunc::Sum, DataType::Int8 | DataType::Numeric(_)) => DataType::Numeric(None),
-            (AggFunc::Sum, t) if t.is_float() => t,
-            (AggFunc::Avg, t) if t.is_integer() || matches!(t, DataType::Numeric(_)) => {
-                DataType::Numeric(None)
-            }
-            (AggFunc::Avg, t) if t.is_float() => DataType::Float8,
-            (AggFunc::Min | AggFunc::Max, t) if t != DataType::Bool => t.without_modifiers(),
-            (AggFunc::StringAgg, t) if t.is_string() => DataType::Text,
-            (AggFunc::BoolAnd | AggFunc::BoolOr, DataType::Bool) => DataType::Bool,
-            (f, t) => {
-                self.agg = Some(state);
-                bail!(
-                    UndefinedFunction,
-                    "function {}({}) does not exist",
-                    f.name(),
-                    t.pg_name()
-                );
-            }
+        let Some(ty) = aggregate_type(func, arg_ty) else {
+            self.agg = Some(state);
+            bail!(
+                UndefinedFunction,
+                "function {}({}) does not exist",
+                func.name(),
+                arg_ty.pg_name()
+            );
         };
         let call = AggCall {
             func,
@@ -1256,6 +1249,25 @@ impl Binder<'_> {
         self.agg = Some(state);
         Ok((Expr::Column(column), ty))
     }
+}
+
+/// The result type of aggregate `func` over `arg_ty`; `None` when there is
+/// no such aggregate.
+pub(super) fn aggregate_type(func: AggFunc, arg_ty: DataType) -> Option<DataType> {
+    Some(match (func, arg_ty) {
+        (AggFunc::Count, _) => DataType::Int8,
+        (AggFunc::Sum, DataType::Int2 | DataType::Int4) => DataType::Int8,
+        (AggFunc::Sum, DataType::Int8 | DataType::Numeric(_)) => DataType::Numeric(None),
+        (AggFunc::Sum, t) if t.is_float() => t,
+        (AggFunc::Avg, t) if t.is_integer() || matches!(t, DataType::Numeric(_)) => {
+            DataType::Numeric(None)
+        }
+        (AggFunc::Avg, t) if t.is_float() => DataType::Float8,
+        (AggFunc::Min | AggFunc::Max, t) if t != DataType::Bool => t.without_modifiers(),
+        (AggFunc::StringAgg, t) if t.is_string() => DataType::Text,
+        (AggFunc::BoolAnd | AggFunc::BoolOr, DataType::Bool) => DataType::Bool,
+        _ => return None,
+    })
 }
 
 /// `a OR b OR …` as a balanced tree: an IN list of n items nests log2(n)

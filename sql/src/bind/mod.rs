@@ -17,6 +17,7 @@ mod fkey;
 mod from;
 mod functions;
 mod query;
+mod window;
 
 use std::sync::Arc;
 
@@ -349,6 +350,9 @@ pub struct Binder<'t> {
     params: Vec<Option<DataType>>,
     /// Set while binding the select list of a grouped query.
     agg: Option<AggState>,
+    /// Set while binding a select list (and its ORDER BY), where window
+    /// functions may be called.
+    windows: Option<window::WindowState>,
     /// Tables and views the statement depends on, to revalidate a cached
     /// plan.
     deps: Vec<(String, (TableId, u64))>,
@@ -376,6 +380,7 @@ impl<'t> Binder<'t> {
             txn,
             params: declared.to_vec(),
             agg: None,
+            windows: None,
             deps: Vec::new(),
             outer_scopes: Vec::new(),
             correlated: Vec::new(),

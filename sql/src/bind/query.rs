@@ -287,6 +287,19 @@ impl Binder<'_> {
         if s.into.is_some() {
             bail!(FeatureNotSupported, "SELECT INTO is not supported");
         }
+        // Window functions belong to the select list and ORDER BY of this
+        // query only (not its FROM, WHERE or GROUP BY).
+        let saved_windows = self.windows.take();
+        let result = self.select_with_windows(s, tail);
+        self.windows = saved_windows;
+        result
+    }
+
+    fn select_with_windows(
+        &mut self,
+        s: &ast::Select,
+        tail: &Tail<'_>,
+    ) -> Result<(Plan, Vec<OutputColumn>)> {
         // FROM and WHERE (with access paths and join order).
         let (plan, scope) = self.bind_from(&s.from, s.selection.as_ref())?;
         let group_exprs: &[ast::Expr] = match &s.group_by {
@@ -330,7 +343,10 @@ impl Binder<'_> {
                 aggs: Vec::new(),
             });
         }
-        let result = self.select_list(s, tail, plan, &scope);
+        self.windows = Some(Default::default());
+        let result = self
+            .define_windows(&s.named_window)
+            .and_then(|()| self.select_list(s, tail, plan, &scope));
         self.agg = saved;
         result
     }
@@ -462,6 +478,24 @@ impl Binder<'_> {
                     predicate: h,
                 };
             }
+        }
+        // Window functions see the rows (or groups) that passed HAVING;
+        // their results follow those rows' columns.
+        let calls = self.windows.take().map(|w| w.calls).unwrap_or_default();
+        if !calls.is_empty() {
+            let width = plan.width();
+            let moved = |c: usize| {
+                if c >= super::window::WINDOW_BASE {
+                    width + c - super::window::WINDOW_BASE
+                } else {
+                    c
+                }
+            };
+            exprs = exprs.iter().map(|e| e.map_columns(&moved)).collect();
+            plan = Plan::Window {
+                input: Box::new(plan),
+                calls,
+            };
         }
         if !is_identity(&exprs, &plan) {
             plan = Plan::Project {

@@ -14,6 +14,7 @@ use crate::types::{DataType, Value};
 use super::row_key;
 
 /// An aggregate's running state.
+#[derive(Clone)]
 pub(super) enum Acc {
     /// Rows counted.
     Count(i64),

@@ -21,6 +21,7 @@ mod row;
 mod scan;
 pub mod vector;
 mod veval;
+mod window;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

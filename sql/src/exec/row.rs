@@ -78,6 +78,7 @@ impl ExecCtx<'_> {
             }
             Plan::Values { .. }
             | Plan::Series { .. }
+            | Plan::Window { .. }
             | Plan::Join { .. }
             | Plan::LookupJoin { .. }
             | Plan::SetOp { .. } => self.query(plan, outer)?,

@@ -585,6 +585,14 @@ impl ExecCtx<'_> {
                 let _ = types;
                 out
             }
+            Plan::Window { input, calls } => {
+                let in_types = input.output_types();
+                let rows = rows_from_batches(&self.query_batches(input, outer)?, &in_types);
+                self.memory
+                    .charge(rows.iter().map(|r| super::row_size(r)).sum())?;
+                let rows = self.window(rows, calls, outer)?;
+                batches_from_rows(&rows, &plan.output_types())
+            }
             Plan::Sort { input, keys } => {
                 let types = plan.output_types();
                 let batches = self.query_batches(input, outer)?;

@@ -11,8 +11,8 @@ use serde::Serialize;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use super::random::Random;
 use super::literal;
+use super::random::Random;
 use super::txns::{self, Ending, Profiles, Terminal};
 use super::{connect, describe, is_mako};
 
