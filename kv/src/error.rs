@@ -114,6 +114,8 @@ pub enum ErrorKind {
     Windowing,
     /// A window frame offset that is negative (22013).
     InvalidPrecedingOrFollowingSize,
+    /// A NULL where the clause needs a value (22004).
+    NullValueNotAllowed,
     /// `ntile` of zero or fewer buckets (22014).
     InvalidArgumentForNtile,
     /// `nth_value` of a position below one (22016).

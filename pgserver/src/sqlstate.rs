@@ -40,6 +40,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         Windowing => "42P20",
         InvalidPrecedingOrFollowingSize => "22013",
         InvalidArgumentForNtile => "22014",
+        NullValueNotAllowed => "22004",
         InvalidArgumentForNthValue => "22016",
         WrongObjectType => "42809",
         DuplicateObject => "42710",

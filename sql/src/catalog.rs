@@ -495,10 +495,21 @@ pub fn create_table(txn: &mut Txn, mut table: Table) -> Result<Arc<Table>> {
 /// Stores a changed definition of an existing table, with a version newer
 /// than the stored one's.
 pub fn update_table(txn: &mut Txn, table: &Table) -> Result<()> {
-    let stored = get_table(txn, &table.name)?.map_or(0, |t| t.version);
     let mut t = table.clone();
-    t.version = stored.max(table.version) + 1;
+    t.version = fresh_version();
     put_json(txn, catalog_key(&table.name), &t)
+}
+
+/// A definition version no other definition has had: not from a
+/// transactional counter, whose values a rolled-back change would hand
+/// out again (and a statement bound against the rolled-back definition
+/// would then pass for current).
+fn fresh_version() -> u64 {
+    // SplitMix64 over a process-unique, time-seeded counter.
+    let mut z = (next_row_id() as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// A name for a new foreign key of `table` on `columns` not taken by
@@ -521,6 +532,43 @@ pub fn foreign_key_name(table: &Table, columns: &[usize]) -> String {
         .map(|i| format!("{base}{i}"))
         .find(|n| !taken(n))
         .expect("a free name")
+}
+
+/// Fails (2BP01) when a foreign key references `table`'s `columns`
+/// through the unique constraint or index `name` about to be dropped.
+pub fn refuse_if_referenced(
+    txn: &mut Txn,
+    table: &Table,
+    columns: &[usize],
+    name: &str,
+) -> Result<()> {
+    let same =
+        |cols: &[usize]| cols.len() == columns.len() && columns.iter().all(|k| cols.contains(k));
+    if same(&table.primary_key) {
+        return Ok(());
+    }
+    for child in &table.referenced_by {
+        let stored;
+        let fks = if *child == table.name {
+            &table.foreign_keys
+        } else {
+            stored = require_table(txn, child)?;
+            &stored.foreign_keys
+        };
+        if let Some(fk) = fks
+            .iter()
+            .find(|f| f.parent == table.name && same(&f.parent_columns))
+        {
+            return Err(Error::new(
+                ErrorKind::DependentObjectsStillExist,
+                format!(
+                    "cannot drop index {name} because constraint {} on table {child} requires it (drop that constraint first)",
+                    fk.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Records that `child` references `parent` (the caller stores `child`'s
@@ -566,7 +614,7 @@ pub fn rename_table(txn: &mut Txn, from: &str, to: &str) -> Result<()> {
     check_name_free(txn, to)?;
     let mut t = (*require_table(txn, from)?).clone();
     t.name = to.to_string();
-    t.version += 1;
+    t.version = fresh_version();
     // References from and to the table follow the new name.
     for fk in &mut t.foreign_keys {
         if fk.parent == from {
@@ -780,6 +828,11 @@ pub fn drop_index(txn: &mut Txn, name: &str) -> Result<bool> {
     };
     let owner = String::from_utf8_lossy(&owner).to_string();
     if let Some(table) = get_table(txn, &owner)? {
+        if let Some(ix) = table.index(name)
+            && ix.unique
+        {
+            refuse_if_referenced(txn, &table, &ix.columns, name)?;
+        }
         let mut t = (*table).clone();
         t.indexes.retain(|i| i.name != name);
         update_table(txn, &t)?;

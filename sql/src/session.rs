@@ -305,7 +305,7 @@ fn classify(stmt: &ast::Statement) -> Result<Kind> {
         }
         S::Deallocate { name, .. } => Kind::Deallocate(
             (!(name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all")))
-                .then(|| name.value.clone()),
+                .then(|| ident(name)),
         ),
         S::Discard { object_type } => Kind::Discard(*object_type),
         S::Reset(r) => match &r.reset {

@@ -1184,11 +1184,20 @@ impl Binder<'_> {
             bail!(Grouping, "aggregate functions are not allowed here");
         };
         // Arguments are bound against the input rows, where nested
-        // aggregates are not allowed.
+        // aggregates (and window functions) are not allowed.
         let arg = match (star, args) {
             (true, []) if func == AggFunc::Count => None,
             (false, [a]) => {
-                let bound = self.expr(a, &state.input);
+                let windows = self.windows.take();
+                let bound = self.expr(a, &state.input).map_err(|mut e| {
+                    if windows.is_some() && e.kind == ErrorKind::Windowing {
+                        e.kind = ErrorKind::Grouping;
+                        e.message =
+                            "aggregate function calls cannot contain window function calls".into();
+                    }
+                    e
+                });
+                self.windows = windows;
                 match bound {
                     Ok(b) => Some(b),
                     Err(e) => {

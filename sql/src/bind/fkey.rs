@@ -23,6 +23,22 @@ pub struct FkDef {
     pub on_update: FkAction,
 }
 
+/// The types a key can be compared across, as PostgreSQL's operator
+/// families group them: a foreign key's columns must be in the family of
+/// the columns they reference (integer to bigint is fine, numeric to
+/// integer is not).
+fn family(t: DataType) -> u8 {
+    match t {
+        DataType::Int2 | DataType::Int4 | DataType::Int8 => 1,
+        DataType::Numeric(_) => 2,
+        DataType::Float4 | DataType::Float8 => 3,
+        DataType::Text | DataType::Varchar(_) | DataType::Char(_) | DataType::Unknown => 4,
+        DataType::Date | DataType::Timestamp | DataType::TimestampTz => 5,
+        DataType::Interval => 6,
+        DataType::Bool => 7,
+    }
+}
+
 fn action(a: &Option<ast::ReferentialAction>) -> FkAction {
     match a {
         None | Some(ast::ReferentialAction::NoAction) => FkAction::NoAction,
@@ -162,7 +178,7 @@ impl FkDef {
         };
         for (&c, &p) in columns.iter().zip(&parent_columns) {
             let (ct, pt) = (table.columns[c].ty, parent.columns[p].ty);
-            if common_type(&[ct, pt], "FOREIGN KEY").is_err() {
+            if family(ct) != family(pt) {
                 bail!(
                     DatatypeMismatch,
                     "foreign key constraint \"{name}\" cannot be implemented (Key columns \"{}\" and \"{}\" are of incompatible types: {} and {}.)",

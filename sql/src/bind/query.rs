@@ -450,10 +450,14 @@ impl Binder<'_> {
                 other => bail!(FeatureNotSupported, "select item not supported: {other}"),
             }
         }
+        // No window functions in HAVING (they run after it).
+        let windows = self.windows.take();
         let having = match &s.having {
-            Some(h) => Some(self.predicate(h, scope, "HAVING")?),
-            None => None,
+            Some(h) => self.predicate(h, scope, "HAVING").map(Some),
+            None => Ok(None),
         };
+        self.windows = windows;
+        let having = having?;
         let visible = exprs.len();
         let keys = self.sort_keys(&tail.order, scope, &columns, &mut exprs, &mut types)?;
         // When the table is read in the requested order anyway, no sort is

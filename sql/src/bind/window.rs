@@ -39,10 +39,6 @@ fn window_func(name: &str) -> Option<WindowFunc> {
     })
 }
 
-fn windowing(message: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Windowing, message)
-}
-
 impl Binder<'_> {
     /// The window spec `over` names, with a named window's partition and
     /// order filled in (`OVER w`, `OVER (w ORDER BY …)`).
@@ -122,16 +118,27 @@ impl Binder<'_> {
                 "window frame offsets must be integer constants here"
             ),
         };
-        match v {
-            crate::types::Value::Int(i) if i >= 0 => Ok(i as u64),
-            crate::types::Value::Text(t) => t.parse().map_err(|_| {
-                windowing("frame starting or ending offset must be a non-negative integer")
-            }),
-            crate::types::Value::Null => Err(windowing("frame offset must not be null")),
-            _ => Err(Error::new(
+        let negative = || {
+            Error::new(
                 ErrorKind::InvalidPrecedingOrFollowingSize,
                 "frame starting or ending offset must not be negative",
+            )
+        };
+        match v {
+            crate::types::Value::Int(i) if i >= 0 => Ok(i as u64),
+            crate::types::Value::Text(t) => match t.trim().parse::<i64>() {
+                Ok(i) if i >= 0 => Ok(i as u64),
+                Ok(_) => Err(negative()),
+                Err(_) => Err(Error::new(
+                    ErrorKind::InvalidTextRepresentation,
+                    format!("invalid input syntax for type bigint: \"{t}\""),
+                )),
+            },
+            crate::types::Value::Null => Err(Error::new(
+                ErrorKind::NullValueNotAllowed,
+                "frame starting or ending offset must not be null",
             )),
+            _ => Err(negative()),
         }
     }
 
@@ -185,6 +192,29 @@ impl Binder<'_> {
         }
         if end == FrameBound::UnboundedPreceding {
             bail!(Windowing, "frame end cannot be UNBOUNDED PRECEDING");
+        }
+        let rank = |b: FrameBound| match b {
+            FrameBound::UnboundedPreceding => 0,
+            FrameBound::Preceding(_) => 1,
+            FrameBound::CurrentRow => 2,
+            FrameBound::Following(_) => 3,
+            FrameBound::UnboundedFollowing => 4,
+        };
+        if rank(start) > rank(end) {
+            bail!(
+                Windowing,
+                "frame starting from {} cannot have {} rows",
+                if rank(start) == 2 {
+                    "current row"
+                } else {
+                    "following row"
+                },
+                if rank(end) == 2 {
+                    "current"
+                } else {
+                    "preceding"
+                }
+            );
         }
         Ok(Frame { rows, start, end })
     }
@@ -261,7 +291,7 @@ impl Binder<'_> {
                 if exprs.len() != 1 {
                     return Err(arity_error());
                 }
-                exprs[0] = self.coerce((exprs[0].clone(), types[0]), DataType::Int8)?;
+                exprs[0] = self.coerce((exprs[0].clone(), types[0]), DataType::Int4)?;
                 (DataType::Int4, None)
             }
             WindowFunc::Lag | WindowFunc::Lead => {
@@ -275,7 +305,7 @@ impl Binder<'_> {
                 };
                 exprs[0] = self.coerce((exprs[0].clone(), types[0]), ty)?;
                 if exprs.len() > 1 {
-                    exprs[1] = self.coerce((exprs[1].clone(), types[1]), DataType::Int8)?;
+                    exprs[1] = self.coerce((exprs[1].clone(), types[1]), DataType::Int4)?;
                 }
                 if exprs.len() > 2 {
                     exprs[2] = self.coerce((exprs[2].clone(), types[2]), ty)?;
@@ -294,7 +324,7 @@ impl Binder<'_> {
                 };
                 exprs[0] = self.coerce((exprs[0].clone(), types[0]), ty)?;
                 if want == 2 {
-                    exprs[1] = self.coerce((exprs[1].clone(), types[1]), DataType::Int8)?;
+                    exprs[1] = self.coerce((exprs[1].clone(), types[1]), DataType::Int4)?;
                 }
                 (ty, None)
             }

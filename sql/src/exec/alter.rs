@@ -228,8 +228,11 @@ impl ExecCtx<'_> {
                     self.with_txn(|x| catalog::rename_owned_column(x, &t.name, from, to))?;
                 }
                 AlterOp::RenameTable { to } => {
+                    // A rename stands alone in its statement: the renamed
+                    // definition (its references to itself renamed too) is
+                    // the one to write back.
                     self.with_txn(|x| catalog::rename_table(x, &t.name, to))?;
-                    t.name = to.clone();
+                    t = (*self.with_txn(|x| catalog::require_table(x, to))?).clone();
                 }
                 AlterOp::SetDefault { column, default } => {
                     let i = column_of(&t, column)?;
@@ -369,7 +372,9 @@ impl ExecCtx<'_> {
                     }
                     match t.index(name) {
                         Some(ix) if ix.unique => {
-                            self.refuse_if_referenced(&t, &ix.columns, name)?;
+                            self.with_txn(|x| {
+                                catalog::refuse_if_referenced(x, &t, &ix.columns, name)
+                            })?;
                             let name = ix.name.clone();
                             t.indexes.retain(|x| x.name != name);
                             self.with_txn(|x| catalog::forget_index_name(x, &name));
@@ -458,32 +463,6 @@ impl ExecCtx<'_> {
                 f.parent_columns = f.parent_columns.iter().map(shift).collect();
             }
             self.with_txn(|x| catalog::update_table(x, &c))?;
-        }
-        Ok(())
-    }
-
-    /// Fails (2BP01) when a foreign key references `table`'s `columns`
-    /// through the unique constraint `name` about to be dropped.
-    fn refuse_if_referenced(&self, table: &Table, columns: &[usize], name: &str) -> Result<()> {
-        for child in &table.referenced_by {
-            let c = self.with_txn(|x| catalog::require_table(x, child))?;
-            let fks = if *child == table.name {
-                &table.foreign_keys
-            } else {
-                &c.foreign_keys
-            };
-            if let Some(fk) = fks.iter().find(|f| {
-                f.parent == table.name
-                    && f.parent_columns.len() == columns.len()
-                    && columns.iter().all(|k| f.parent_columns.contains(k))
-            }) {
-                bail!(
-                    DependentObjectsStillExist,
-                    "cannot drop constraint {name} on table {} because other objects depend on it (constraint {} on table {child} depends on index {name})",
-                    table.name,
-                    fk.name
-                );
-            }
         }
         Ok(())
     }

@@ -27,15 +27,64 @@ use super::{ExecCtx, Row};
 use crate::catalog::{self, FkAction, ForeignKey, Table};
 use crate::expr::{CmpOp, Expr};
 use crate::plan::Scan;
-use crate::types::Value;
 use crate::types::cast::cast;
 use crate::types::text::format_value;
+use crate::types::{DataType, Value};
 
 /// A foreign key of a table with the table it references.
 type Parent = (ForeignKey, Arc<Table>);
 
 /// A foreign key that references a table, with the referencing table.
 type Child = (Arc<Table>, ForeignKey);
+
+/// Rows of a table deleted (`(old, None)`) or changed (`(old, new)`).
+type Changes = Vec<(Row, Option<Row>)>;
+
+/// A `NO ACTION` check left for the end of the statement: (referenced
+/// table, referencing table, foreign key, the key that went).
+type Deferred = (Arc<Table>, Arc<Table>, ForeignKey, Vec<Value>);
+
+/// A row an action rewrote, to check against its parent at the end:
+/// (table, foreign key, referenced table, row).
+type Recheck = (Arc<Table>, ForeignKey, Arc<Table>, Row);
+
+/// 23503 for a key of `table` that rows of `child` still reference.
+fn still_referenced(table: &Table, child: &Table, fk: &ForeignKey, key: &[Value]) -> Error {
+    Error::new(
+        ErrorKind::ForeignKeyViolation,
+        format!(
+            "update or delete on table \"{}\" violates foreign key constraint \"{}\" on table \"{}\" ({} is still referenced from table \"{}\".)",
+            table.name,
+            fk.name,
+            child.name,
+            key_text(table, &fk.parent_columns, key),
+            child.name
+        ),
+    )
+}
+
+/// `v` (of type `from`) as a value of type `to`, when that is exactly the
+/// same value: a reference compares as PostgreSQL compares the two types,
+/// so 1.5 in a numeric column matches no integer key, and a bigint beyond
+/// the integer range matches nothing instead of failing.
+fn exact_cast(v: &Value, from: DataType, to: DataType) -> Option<Value> {
+    let w = cast(v.clone(), from, to, false).ok()?;
+    if from == to || (from.is_string() && to.is_string()) {
+        return Some(w);
+    }
+    let back = cast(w.clone(), to, from, false).ok()?;
+    (back.cmp_non_null(v) == std::cmp::Ordering::Equal).then_some(w)
+}
+
+/// What a row's foreign-key columns refer to.
+enum Refers {
+    /// Nothing: a column is NULL (MATCH SIMPLE).
+    Nothing,
+    /// The referenced row with these values (of the referenced types).
+    Key(Vec<Value>),
+    /// A value no referenced row can hold.
+    Unmatchable(Vec<Value>),
+}
 
 /// `Key (a, b)=(1, 2)` for an error's detail.
 fn key_text(table: &Table, columns: &[usize], values: &[Value]) -> String {
@@ -126,21 +175,27 @@ impl ExecCtx<'_> {
     /// The values `row` of `table` references through `fk`, converted to
     /// the referenced columns' types; `None` when one is NULL (MATCH
     /// SIMPLE: such a row references nothing).
-    fn referenced_values(
-        table: &Table,
-        fk: &ForeignKey,
-        parent: &Table,
-        row: &[Value],
-    ) -> Result<Option<Vec<Value>>> {
+    fn referenced_values(table: &Table, fk: &ForeignKey, parent: &Table, row: &[Value]) -> Refers {
         let mut values = Vec::with_capacity(fk.columns.len());
+        let mut exact = true;
         for (&c, &p) in fk.columns.iter().zip(&fk.parent_columns) {
             let v = row.get(c).cloned().unwrap_or(Value::Null);
             if v.is_null() {
-                return Ok(None);
+                return Refers::Nothing;
             }
-            values.push(cast(v, table.columns[c].ty, parent.columns[p].ty, false)?);
+            match exact_cast(&v, table.columns[c].ty, parent.columns[p].ty) {
+                Some(w) => values.push(w),
+                None => {
+                    exact = false;
+                    values.push(v);
+                }
+            }
         }
-        Ok(Some(values))
+        if exact {
+            Refers::Key(values)
+        } else {
+            Refers::Unmatchable(values)
+        }
     }
 
     /// Fails with 23503 unless `row` (written to `table`) references an
@@ -152,12 +207,16 @@ impl ExecCtx<'_> {
         parent: &Table,
         row: &Row,
     ) -> Result<()> {
-        let Some(values) = Self::referenced_values(table, fk, parent, row)? else {
-            return Ok(());
+        let values = match Self::referenced_values(table, fk, parent, row) {
+            Refers::Nothing => return Ok(()),
+            Refers::Key(values) => {
+                if self.referenced_row_exists(parent, &fk.parent_columns, &values)? {
+                    return Ok(());
+                }
+                values
+            }
+            Refers::Unmatchable(values) => values,
         };
-        if self.referenced_row_exists(parent, &fk.parent_columns, &values)? {
-            return Ok(());
-        }
         Err(Error::new(
             ErrorKind::ForeignKeyViolation,
             format!(
@@ -201,7 +260,10 @@ impl ExecCtx<'_> {
     ) -> Result<Vec<(Vec<u8>, Row)>> {
         let mut parts = Vec::with_capacity(values.len());
         for ((&c, &p), v) in fk.columns.iter().zip(&fk.parent_columns).zip(values) {
-            let v = cast(v.clone(), parent.columns[p].ty, child.columns[c].ty, false)?;
+            let Some(v) = exact_cast(v, parent.columns[p].ty, child.columns[c].ty) else {
+                // No row of the child's type can hold this key.
+                return Ok(Vec::new());
+            };
             parts.push(Expr::Cmp(
                 CmpOp::Eq,
                 Box::new(Expr::Column(c)),
@@ -220,15 +282,20 @@ impl ExecCtx<'_> {
     /// Deletes rows of `table` and their index entries, then applies the
     /// actions of the foreign keys that reference them.
     pub(super) fn delete_rows(&self, table: &Arc<Table>, rows: &[(Vec<u8>, Row)]) -> Result<()> {
+        self.remove_rows(table, rows)?;
+        if table.referenced_by.is_empty() {
+            return Ok(());
+        }
+        let gone = rows.iter().map(|(_, r)| (r.clone(), None)).collect();
+        self.settle_references(vec![(table.clone(), gone)], Vec::new())
+    }
+
+    fn remove_rows(&self, table: &Table, rows: &[(Vec<u8>, Row)]) -> Result<()> {
         for (i, (key, row)) in rows.iter().enumerate() {
             self.check_interrupt_at(i)?;
             let placement = table.placement_of_key(key)?;
             self.with_txn(|t| t.delete(key.clone(), placement));
             self.delete_index_entries(table, row, key)?;
-        }
-        if !table.referenced_by.is_empty() {
-            let gone: Vec<(&Row, Option<&Row>)> = rows.iter().map(|(_, r)| (r, None)).collect();
-            self.referenced_rows_changed(table, &gone)?;
         }
         Ok(())
     }
@@ -271,107 +338,136 @@ impl ExecCtx<'_> {
             }
         }
         if !table.referenced_by.is_empty() {
-            self.referenced_rows_changed(table, pairs)?;
+            let changed = pairs
+                .iter()
+                .filter(|(_, new)| new.is_some())
+                .map(|(old, new)| ((*old).clone(), new.cloned()))
+                .collect();
+            let me = self.with_txn(|t| catalog::require_table(t, &table.name))?;
+            self.settle_references(vec![(me, changed)], Vec::new())?;
         }
         Ok(())
     }
 
-    /// After a statement deleted rows of `table` (`(old, None)`) or changed
-    /// them (`(old, Some(new))`), applies each referencing foreign key's
-    /// action to the rows that referenced a key that is gone.
-    fn referenced_rows_changed(
+    /// Applies the foreign-key actions of a statement's changes, as a
+    /// worklist rather than by recursion (a cascade down a long chain of
+    /// rows must not exhaust the stack): `queue` holds rows of a table
+    /// deleted (`(old, None)`) or changed (`(old, Some(new))`); each
+    /// referencing foreign key's action runs on the rows that referenced
+    /// a key that is gone, and what it changes joins the queue. `NO
+    /// ACTION` is checked once every cascade has run, as PostgreSQL checks
+    /// it at the end of the statement; `RESTRICT` at once. Rows a `SET
+    /// NULL`/`SET DEFAULT`/`ON UPDATE CASCADE` rewrote are checked against
+    /// their parents at the end too.
+    fn settle_references(
         &self,
-        table: &Table,
-        changes: &[(&Row, Option<&Row>)],
+        mut queue: Vec<(Arc<Table>, Changes)>,
+        mut recheck: Vec<Recheck>,
     ) -> Result<()> {
-        let children = self.fk_children(table)?;
-        for (child, fk) in &children {
-            for (i, (old, new)) in changes.iter().enumerate() {
-                self.check_interrupt_at(i)?;
-                let key: Vec<Value> = fk.parent_columns.iter().map(|&p| old[p].clone()).collect();
-                if key.iter().any(Value::is_null) {
-                    continue;
-                }
-                if let Some(new) = new
-                    && fk.parent_columns.iter().all(|&p| old[p] == new[p])
-                {
-                    continue;
-                }
-                let action = if new.is_some() {
-                    fk.on_update
-                } else {
-                    fk.on_delete
-                };
-                // NO ACTION: another row may hold the key by now (a key
-                // swap, or a row deleted and inserted again).
-                if action == FkAction::NoAction
-                    && self.referenced_row_exists(table, &fk.parent_columns, &key)?
-                {
-                    continue;
-                }
-                let refs = self.referencing_rows(child, fk, table, &key)?;
-                if refs.is_empty() {
-                    continue;
-                }
-                match action {
-                    FkAction::NoAction | FkAction::Restrict => {
-                        return Err(Error::new(
-                            ErrorKind::ForeignKeyViolation,
-                            format!(
-                                "update or delete on table \"{}\" violates foreign key constraint \"{}\" on table \"{}\" ({} is still referenced from table \"{}\".)",
-                                table.name,
-                                fk.name,
-                                child.name,
-                                key_text(table, &fk.parent_columns, &key),
-                                child.name
-                            ),
-                        ));
+        let mut deferred: Vec<Deferred> = Vec::new();
+        let mut steps = 0usize;
+        while let Some((table, changes)) = queue.pop() {
+            if table.referenced_by.is_empty() {
+                continue;
+            }
+            let children = self.fk_children(&table)?;
+            for (child, fk) in &children {
+                for (old, new) in &changes {
+                    steps += 1;
+                    self.check_interrupt_at(steps)?;
+                    let key: Vec<Value> =
+                        fk.parent_columns.iter().map(|&p| old[p].clone()).collect();
+                    if key.iter().any(Value::is_null) {
+                        continue;
                     }
-                    FkAction::Cascade if new.is_none() => self.delete_rows(child, &refs)?,
-                    action => {
-                        let replacement: Vec<Value> = match (action, new) {
-                            (FkAction::Cascade, Some(new)) => fk
-                                .columns
-                                .iter()
-                                .zip(&fk.parent_columns)
-                                .map(|(&c, &p)| {
-                                    cast(
-                                        new[p].clone(),
-                                        table.columns[p].ty,
-                                        child.columns[c].ty,
-                                        false,
-                                    )
-                                })
-                                .collect::<Result<_>>()?,
-                            (FkAction::SetNull, _) => vec![Value::Null; fk.columns.len()],
-                            _ => fk
-                                .columns
-                                .iter()
-                                .map(|&c| self.column_default(child, c))
-                                .collect::<Result<_>>()?,
-                        };
-                        let mut changed = Vec::with_capacity(refs.len());
-                        for (k, row) in refs {
-                            let mut new_row = row.clone();
-                            for (&c, v) in fk.columns.iter().zip(&replacement) {
-                                new_row[c] = v.clone();
-                            }
-                            let typed = new_row
-                                .into_iter()
-                                .zip(child.columns.iter().map(|c| c.ty))
-                                .collect();
-                            let new_row = self.conform(child, typed)?;
-                            changed.push((k, row, new_row));
+                    if let Some(new) = new
+                        && fk.parent_columns.iter().all(|&p| old[p] == new[p])
+                    {
+                        continue;
+                    }
+                    let action = if new.is_some() {
+                        fk.on_update
+                    } else {
+                        fk.on_delete
+                    };
+                    if action == FkAction::NoAction {
+                        deferred.push((table.clone(), child.clone(), fk.clone(), key));
+                        continue;
+                    }
+                    let refs = self.referencing_rows(child, fk, &table, &key)?;
+                    if refs.is_empty() {
+                        continue;
+                    }
+                    match action {
+                        FkAction::NoAction | FkAction::Restrict => {
+                            return Err(still_referenced(&table, child, fk, &key));
                         }
-                        self.update_rows(child, &changed)?;
-                        // SET DEFAULT may leave a reference as it was, to
-                        // the row that is gone: the rows are checked again.
-                        for (_, _, new) in &changed {
-                            self.check_reference(child, fk, table, new)?;
+                        FkAction::Cascade if new.is_none() => {
+                            self.remove_rows(child, &refs)?;
+                            let gone = refs.into_iter().map(|(_, r)| (r, None)).collect();
+                            queue.push((child.clone(), gone));
+                        }
+                        action => {
+                            let replacement: Vec<Value> = match (action, new) {
+                                (FkAction::Cascade, Some(new)) => fk
+                                    .columns
+                                    .iter()
+                                    .zip(&fk.parent_columns)
+                                    .map(|(&c, &p)| {
+                                        cast(
+                                            new[p].clone(),
+                                            table.columns[p].ty,
+                                            child.columns[c].ty,
+                                            false,
+                                        )
+                                    })
+                                    .collect::<Result<_>>()?,
+                                (FkAction::SetNull, _) => vec![Value::Null; fk.columns.len()],
+                                _ => fk
+                                    .columns
+                                    .iter()
+                                    .map(|&c| self.column_default(child, c))
+                                    .collect::<Result<_>>()?,
+                            };
+                            let mut changed = Vec::with_capacity(refs.len());
+                            for (k, row) in refs {
+                                let mut new_row = row.clone();
+                                for (&c, v) in fk.columns.iter().zip(&replacement) {
+                                    new_row[c] = v.clone();
+                                }
+                                let typed = new_row
+                                    .into_iter()
+                                    .zip(child.columns.iter().map(|c| c.ty))
+                                    .collect();
+                                let new_row = self.conform(child, typed)?;
+                                self.replace_row(child, &k, &row, &new_row)?;
+                                recheck.push((
+                                    child.clone(),
+                                    fk.clone(),
+                                    table.clone(),
+                                    new_row.clone(),
+                                ));
+                                changed.push((row, Some(new_row)));
+                            }
+                            queue.push((child.clone(), changed));
                         }
                     }
                 }
             }
+        }
+        // NO ACTION: a key still referenced at the end of the statement
+        // fails it, unless another row holds that key by now.
+        for (table, child, fk, key) in deferred {
+            if self.referenced_row_exists(&table, &fk.parent_columns, &key)? {
+                continue;
+            }
+            if !self.referencing_rows(&child, &fk, &table, &key)?.is_empty() {
+                return Err(still_referenced(&table, &child, &fk, &key));
+            }
+        }
+        for (i, (child, fk, parent, row)) in recheck.iter().enumerate() {
+            self.check_interrupt_at(i)?;
+            self.check_reference(child, fk, parent, row)?;
         }
         Ok(())
     }

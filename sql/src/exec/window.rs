@@ -143,20 +143,21 @@ impl ExecCtx<'_> {
             // RANGE without ORDER BY: every row is a peer of every other.
             return (0, n);
         }
+        let k = |k: u64| usize::try_from(k).unwrap_or(usize::MAX);
         let lo = match call.frame.start {
             FrameBound::UnboundedPreceding => 0,
-            FrameBound::Preceding(k) => p.saturating_sub(k as usize),
+            FrameBound::Preceding(o) => p.saturating_sub(k(o)),
             FrameBound::CurrentRow if call.frame.rows => p,
             FrameBound::CurrentRow => part.peer_start[p],
-            FrameBound::Following(k) => (p + k as usize).min(n),
+            FrameBound::Following(o) => p.saturating_add(k(o)).min(n),
             FrameBound::UnboundedFollowing => n,
         };
         let hi = match call.frame.end {
             FrameBound::UnboundedPreceding => 0,
-            FrameBound::Preceding(k) => (p + 1).saturating_sub(k as usize),
+            FrameBound::Preceding(o) => (p + 1).saturating_sub(k(o)),
             FrameBound::CurrentRow if call.frame.rows => p + 1,
             FrameBound::CurrentRow => part.peer_end[p],
-            FrameBound::Following(k) => (p + 1 + k as usize).min(n),
+            FrameBound::Following(o) => (p + 1).saturating_add(k(o)).min(n),
             FrameBound::UnboundedFollowing => n,
         };
         (lo, hi.max(lo))
@@ -182,21 +183,18 @@ impl ExecCtx<'_> {
             }
             _ => None,
         };
+        let mut dense = 0i64;
         for p in 0..n {
+            self.check_interrupt_at(p)?;
             let row = part.rows[p];
             let rank = part.peer_start[p] as i64 + 1;
+            if part.peer_start[p] == p {
+                dense += 1;
+            }
             out[row] = match call.func {
                 WindowFunc::RowNumber => Value::Int(p as i64 + 1),
                 WindowFunc::Rank => Value::Int(rank),
-                WindowFunc::DenseRank => {
-                    let mut groups = 0i64;
-                    let mut q = 0;
-                    while q <= p {
-                        groups += 1;
-                        q = part.peer_end[q];
-                    }
-                    Value::Int(groups)
-                }
+                WindowFunc::DenseRank => Value::Int(dense),
                 WindowFunc::PercentRank => Value::Float(if n > 1 {
                     (rank - 1) as f64 / (n - 1) as f64
                 } else {
@@ -235,12 +233,12 @@ impl ExecCtx<'_> {
                         None => Value::Null,
                         Some(k) => {
                             let target = if call.func == WindowFunc::Lag {
-                                p as i64 - k
+                                (p as i64).checked_sub(k)
                             } else {
-                                p as i64 + k
+                                (p as i64).checked_add(k)
                             };
-                            if (0..n as i64).contains(&target) {
-                                arg(target as usize, 0)
+                            if let Some(t) = target.filter(|t| (0..n as i64).contains(t)) {
+                                arg(t as usize, 0)
                             } else if call.args.len() > 2 {
                                 arg(p, 2)
                             } else {
@@ -255,7 +253,9 @@ impl ExecCtx<'_> {
                         WindowFunc::FirstValue => Some(lo),
                         WindowFunc::LastValue => hi.checked_sub(1),
                         _ => match int(&arg(p, 1)) {
-                            Some(k) if k > 0 => Some(lo + k as usize - 1),
+                            Some(k) if k > 0 => {
+                                usize::try_from(k - 1).ok().and_then(|k| lo.checked_add(k))
+                            }
                             Some(_) => bail!(
                                 InvalidArgumentForNthValue,
                                 "argument of nth_value must be greater than zero"
@@ -307,7 +307,8 @@ impl ExecCtx<'_> {
         hi: usize,
     ) -> Result<Value> {
         let mut acc = Acc::new(agg);
-        for &r in &part.rows[lo..hi] {
+        for (i, &r) in part.rows[lo..hi].iter().enumerate() {
+            self.check_interrupt_at(i)?;
             acc.add(Self::agg_input(&args[r]), agg)?;
         }
         Ok(Self::agg_output(acc.finish(agg)?, agg))
