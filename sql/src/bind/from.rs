@@ -11,6 +11,8 @@
 //! nothing is connected. Outer joins are not reordered: the group to their
 //! left is planned first and becomes one relation.
 
+use std::borrow::Cow;
+
 use super::*;
 use crate::plan::{Access, JoinKind};
 
@@ -63,7 +65,7 @@ impl Binder<'_> {
         selection: Option<&ast::Expr>,
     ) -> Result<(Plan, Scope)> {
         let mut rels = Vec::new();
-        let mut on: Vec<&ast::Expr> = Vec::new();
+        let mut on: Vec<Cow<'_, ast::Expr>> = Vec::new();
         for item in from {
             self.bind_from_item(item, &mut rels, &mut on)?;
         }
@@ -76,7 +78,7 @@ impl Binder<'_> {
         let scope = Scope::concat(rels.iter().map(|r| &r.scope));
         let mut preds = Vec::new();
         for cond in on {
-            let p = self.predicate(cond, &scope, "JOIN/ON")?;
+            let p = self.predicate(&cond, &scope, "JOIN/ON")?;
             preds.extend(p.conjuncts().into_iter().cloned());
         }
         if let Some(w) = selection {
@@ -96,10 +98,10 @@ impl Binder<'_> {
         &mut self,
         item: &'a ast::TableWithJoins,
         rels: &mut Vec<Rel>,
-        on: &mut Vec<&'a ast::Expr>,
+        on: &mut Vec<Cow<'a, ast::Expr>>,
     ) -> Result<()> {
         let mut local = vec![self.factor(&item.relation)?];
-        let mut local_on: Vec<&ast::Expr> = Vec::new();
+        let mut local_on: Vec<Cow<'a, ast::Expr>> = Vec::new();
         for join in &item.joins {
             use ast::JoinOperator as J;
             let (kind, constraint) = match &join.join_operator {
@@ -113,17 +115,57 @@ impl Binder<'_> {
                     "join type not supported yet: {other:?}"
                 ),
             };
-            let cond = match constraint {
-                Some(ast::JoinConstraint::On(e)) => Some(e),
+            let mut right = self.factor(&join.relation)?;
+            let mut merged = Vec::new();
+            let cond: Option<Cow<'a, ast::Expr>> = match constraint {
+                Some(ast::JoinConstraint::On(e)) => Some(Cow::Borrowed(e)),
                 Some(ast::JoinConstraint::None) | None => None,
-                Some(other) => bail!(
+                Some(ast::JoinConstraint::Using(names)) => {
+                    let names = names.iter().map(object_name).collect::<Result<Vec<_>>>()?;
+                    let left = Scope::concat(local.iter().map(|r| &r.scope));
+                    let (c, m) = using_condition(&left, &right.scope, &names)?;
+                    merged = m;
+                    c.map(Cow::Owned)
+                }
+                Some(ast::JoinConstraint::UsingAlias(..)) => bail!(
                     FeatureNotSupported,
-                    "join constraint not supported yet: {other:?}"
+                    "JOIN ... USING (...) AS alias is not supported"
                 ),
+                Some(ast::JoinConstraint::Natural) => {
+                    let left = Scope::concat(local.iter().map(|r| &r.scope));
+                    let mut names: Vec<String> = Vec::new();
+                    for c in left.columns.iter().filter(|c| !c.hidden) {
+                        let in_right = right
+                            .scope
+                            .columns
+                            .iter()
+                            .any(|r| !r.hidden && r.name == c.name);
+                        if in_right && !names.contains(&c.name) {
+                            names.push(c.name.clone());
+                        }
+                    }
+                    let (c, m) = using_condition(&left, &right.scope, &names)?;
+                    merged = m;
+                    c.map(Cow::Owned)
+                }
             };
-            let right = self.factor(&join.relation)?;
+            static LEVEL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+            let level = LEVEL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match kind {
                 None => {
+                    // The left column stands for both; the right one is
+                    // reachable only by its qualified name.
+                    let mut offset = 0;
+                    for (li, ri) in &merged {
+                        right.scope.columns[*ri].hidden = true;
+                        for r in local.iter_mut() {
+                            if *li >= offset && *li < offset + r.scope.columns.len() {
+                                r.scope.columns[li - offset].using_level = level;
+                            }
+                            offset += r.scope.columns.len();
+                        }
+                        offset = 0;
+                    }
                     local.push(right);
                     local_on.extend(cond);
                 }
@@ -135,14 +177,19 @@ impl Binder<'_> {
                     let left_scope = Scope::concat(local.iter().map(|r| &r.scope));
                     let mut left_preds = Vec::new();
                     for c in local_on.drain(..) {
-                        let p = self.predicate(c, &left_scope, "JOIN/ON")?;
+                        let p = self.predicate(&c, &left_scope, "JOIN/ON")?;
                         left_preds.extend(p.conjuncts().into_iter().cloned());
                     }
+                    let n_left = left_scope.columns.len();
                     let left = Rel {
                         plan: plan_group(std::mem::take(&mut local), left_preds)?,
                         scope: left_scope,
                     };
-                    local.push(self.outer_join(kind, swap, left, right, cond)?);
+                    let mut joined = self.outer_join(kind, swap, left, right, &cond)?;
+                    if !merged.is_empty() {
+                        joined = merge_using(joined, kind, swap, n_left, &merged, level)?;
+                    }
+                    local.push(joined);
                 }
             }
         }
@@ -465,6 +512,134 @@ impl Binder<'_> {
         }
         Ok(Rel { plan, scope })
     }
+}
+
+/// `USING (names)` between `left` and `right`: the condition, as the
+/// equalities of the qualified columns, and the pairs (left position,
+/// right position) it merges.
+#[allow(clippy::type_complexity)]
+fn using_condition(
+    left: &Scope,
+    right: &Scope,
+    names: &[String],
+) -> Result<(Option<ast::Expr>, Vec<(usize, usize)>)> {
+    let mut pairs = Vec::new();
+    let mut cond: Option<ast::Expr> = None;
+    for (k, name) in names.iter().enumerate() {
+        if names[..k].contains(name) {
+            bail!(
+                DuplicateColumn,
+                "column \"{name}\" appears more than once in USING clause"
+            );
+        }
+        let side = |scope: &Scope, which: &str| -> Result<usize> {
+            let found: Vec<usize> = (0..scope.columns.len())
+                .filter(|&i| !scope.columns[i].hidden && scope.columns[i].name == *name)
+                .collect();
+            match found.as_slice() {
+                [i] => Ok(*i),
+                [] => bail!(
+                    UndefinedColumn,
+                    "column \"{name}\" specified in USING clause does not exist in {which} table"
+                ),
+                _ => bail!(
+                    AmbiguousColumn,
+                    "common column name \"{name}\" appears more than once in {which} table"
+                ),
+            }
+        };
+        let (li, ri) = (side(left, "left")?, side(right, "right")?);
+        let qualified = |c: &ScopeColumn| -> Result<ast::Expr> {
+            match &c.table {
+                Some(t) => Ok(ast::Expr::CompoundIdentifier(vec![
+                    ast::Ident::with_quote('"', t),
+                    ast::Ident::with_quote('"', &c.name),
+                ])),
+                None => bail!(
+                    FeatureNotSupported,
+                    "USING on the merged column \"{name}\" of an earlier FULL JOIN is not supported"
+                ),
+            }
+        };
+        let eq = ast::Expr::BinaryOp {
+            left: Box::new(qualified(&left.columns[li])?),
+            op: ast::BinaryOperator::Eq,
+            right: Box::new(qualified(&right.columns[ri])?),
+        };
+        cond = Some(match cond {
+            None => eq,
+            Some(c) => ast::Expr::BinaryOp {
+                left: Box::new(c),
+                op: ast::BinaryOperator::And,
+                right: Box::new(eq),
+            },
+        });
+        pairs.push((li, ri));
+    }
+    Ok((cond, pairs))
+}
+
+/// After an outer `JOIN … USING`: the merged columns. LEFT keeps the left
+/// column, RIGHT the right one; FULL adds `COALESCE(left, right)`.
+fn merge_using(
+    mut joined: Rel,
+    kind: JoinKind,
+    swap: bool,
+    n_left: usize,
+    merged: &[(usize, usize)],
+    level: u32,
+) -> Result<Rel> {
+    match (kind, swap) {
+        (JoinKind::Left, false) => {
+            for (li, ri) in merged {
+                joined.scope.columns[n_left + ri].hidden = true;
+                joined.scope.columns[*li].using_level = level;
+            }
+        }
+        (JoinKind::Left, true) => {
+            for (li, ri) in merged {
+                joined.scope.columns[*li].hidden = true;
+                joined.scope.columns[n_left + ri].using_level = level;
+            }
+        }
+        (JoinKind::Full, _) | (JoinKind::Inner, _) => {
+            let mut types = joined.plan.output_types();
+            let width = types.len();
+            let mut exprs: Vec<Expr> = (0..width).map(Expr::Column).collect();
+            for (li, ri) in merged {
+                let (l, r) = (
+                    &joined.scope.columns[*li],
+                    &joined.scope.columns[n_left + ri],
+                );
+                if l.ty != r.ty {
+                    bail!(
+                        FeatureNotSupported,
+                        "FULL JOIN USING on columns of different types ({} and {}) is not supported",
+                        l.ty.pg_name(),
+                        r.ty.pg_name()
+                    );
+                }
+                exprs.push(Expr::Coalesce(vec![
+                    Expr::Column(*li),
+                    Expr::Column(n_left + ri),
+                ]));
+                types.push(l.ty);
+                let mut column = l.clone();
+                column.table = None;
+                column.origin = None;
+                column.using_level = level;
+                joined.scope.columns[*li].hidden = true;
+                joined.scope.columns[n_left + ri].hidden = true;
+                joined.scope.columns.push(column);
+            }
+            joined.plan = Plan::Project {
+                input: Box::new(joined.plan),
+                exprs,
+                types,
+            };
+        }
+    }
+    Ok(joined)
 }
 
 fn rename_columns(scope: &mut Scope, names: &[ast::TableAliasColumnDef]) -> Result<()> {

@@ -212,6 +212,12 @@ struct ScopeColumn {
     /// The base-table column it reads, if any (for functional
     /// dependencies on a grouped primary key).
     origin: Option<Origin>,
+    /// Merged away by `JOIN … USING`/`NATURAL JOIN`: reachable only by its
+    /// qualified name, not by the bare name nor by `*`.
+    hidden: bool,
+    /// A `USING` column of the join numbered this (later joins higher):
+    /// `*` lists those first, the outermost join's first.
+    using_level: u32,
 }
 
 /// Where a scope column comes from: column `col` of one occurrence `rel`
@@ -244,6 +250,8 @@ impl Scope {
                         col,
                         key: key.clone(),
                     }),
+                    hidden: false,
+                    using_level: 0,
                 })
                 .collect(),
         }
@@ -307,6 +315,17 @@ impl Scope {
         }
     }
 
+    /// The columns `SELECT *` lists, in order: the `USING` columns of the
+    /// joins (outermost first), then the others, without those a `USING`
+    /// merged away.
+    pub fn star_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.columns.len())
+            .filter(|&i| !self.columns[i].hidden)
+            .collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.columns[i].using_level));
+        order
+    }
+
     /// The number of columns.
     pub fn len(&self) -> usize {
         self.columns.len()
@@ -321,7 +340,11 @@ impl Scope {
     pub fn resolve(&self, table: Option<&str>, name: &str) -> Result<(usize, DataType)> {
         let mut found = None;
         for (i, c) in self.columns.iter().enumerate() {
-            if c.name == name && table.is_none_or(|t| c.table.as_deref() == Some(t)) {
+            let reachable = match table {
+                None => !c.hidden,
+                Some(t) => c.table.as_deref() == Some(t),
+            };
+            if c.name == name && reachable {
                 if found.is_some() {
                     bail!(AmbiguousColumn, "column reference \"{name}\" is ambiguous");
                 }

@@ -42,6 +42,8 @@ pub(super) fn output_scope(columns: &[OutputColumn], qualifier: Option<&str>) ->
                 name: c.name.clone(),
                 ty: c.ty,
                 origin: None,
+                hidden: false,
+                using_level: 0,
             })
             .collect(),
     }
@@ -405,7 +407,7 @@ impl Binder<'_> {
                     if scope.columns.is_empty() {
                         bail!(Syntax, "SELECT * with no tables specified is not valid");
                     }
-                    for i in 0..scope.columns.len() {
+                    for i in scope.star_order() {
                         self.star_column(i, scope, &mut exprs, &mut types, &mut columns)?;
                     }
                 }
@@ -460,6 +462,30 @@ impl Binder<'_> {
         let having = having?;
         let visible = exprs.len();
         let keys = self.sort_keys(&tail.order, scope, &columns, &mut exprs, &mut types)?;
+        // DISTINCT ON (…): the first row of each group, in the ORDER BY,
+        // which must start with those expressions.
+        let distinct_on = match &s.distinct {
+            Some(ast::Distinct::On(on)) => {
+                let mut cols = Vec::new();
+                for e in on {
+                    let c = self.order_key(e, scope, &columns, &mut exprs, &mut types)?;
+                    if !cols.contains(&c) {
+                        cols.push(c);
+                    }
+                }
+                let leading: Vec<usize> = keys.iter().take(cols.len()).map(|k| k.column).collect();
+                if !keys.is_empty()
+                    && (leading.len() < cols.len() || cols.iter().any(|c| !leading.contains(c)))
+                {
+                    bail!(
+                        InvalidColumnReference,
+                        "SELECT DISTINCT ON expressions must match initial ORDER BY expressions"
+                    );
+                }
+                Some(cols)
+            }
+            _ => None,
+        };
         // When the table is read in the requested order anyway, no sort is
         // needed (and a LIMIT can stop the scan early).
         strip_enforced(&mut plan);
@@ -501,6 +527,39 @@ impl Binder<'_> {
                 calls,
             };
         }
+        if let Some(on) = distinct_on {
+            // The first row of each group: row_number() = 1 over the
+            // groups, ordered as ORDER BY asks.
+            let width = plan.width();
+            let call = crate::plan::WindowCall {
+                func: crate::plan::WindowFunc::RowNumber,
+                args: Vec::new(),
+                arg_ty: DataType::Int8,
+                partition: on.iter().map(|&c| exprs[c].clone()).collect(),
+                order: keys
+                    .iter()
+                    .map(|k| (exprs[k.column].clone(), k.desc, k.nulls_first))
+                    .collect(),
+                frame: crate::plan::Frame {
+                    rows: true,
+                    start: crate::plan::FrameBound::UnboundedPreceding,
+                    end: crate::plan::FrameBound::CurrentRow,
+                },
+                ty: DataType::Int8,
+                agg: None,
+            };
+            plan = Plan::Filter {
+                input: Box::new(Plan::Window {
+                    input: Box::new(plan),
+                    calls: vec![call],
+                }),
+                predicate: Expr::Cmp(
+                    CmpOp::Eq,
+                    Box::new(Expr::Column(width)),
+                    Box::new(Expr::Const(crate::types::Value::Int(1))),
+                ),
+            };
+        }
         if !is_identity(&exprs, &plan) {
             plan = Plan::Project {
                 input: Box::new(plan),
@@ -521,9 +580,7 @@ impl Binder<'_> {
                     input: Box::new(plan),
                 };
             }
-            Some(ast::Distinct::On(_)) => {
-                bail!(FeatureNotSupported, "DISTINCT ON is not supported yet")
-            }
+            Some(ast::Distinct::On(_)) => {}
         }
         if !keys.is_empty() && !presorted {
             plan = Plan::Sort {
