@@ -147,15 +147,20 @@ impl Table {
             Some(c) => format!("{}_{c}_check", self.name),
             None => format!("{}_check", self.name),
         };
-        let taken = |n: &str| self.checks.iter().any(|c| c.name == n);
-        if !taken(&base) {
-            return base;
-        }
-        (1..)
-            .map(|i| format!("{base}{i}"))
-            .find(|n| !taken(n))
-            .expect("a free name")
+        free_name(base, |n| self.checks.iter().any(|c| c.name == n))
     }
+}
+
+/// `base`, or `base1`, `base2`… : the first that `taken` does not claim
+/// (how PostgreSQL numbers the names it makes up for constraints).
+pub fn free_name(base: String, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(&base) {
+        return base;
+    }
+    (1..)
+        .map(|i| format!("{base}{i}"))
+        .find(|n| !taken(n))
+        .expect("a free name")
 }
 
 fn first_secondary_index() -> IndexId {
@@ -520,18 +525,11 @@ pub fn foreign_key_name(table: &Table, columns: &[usize]) -> String {
         .map(|&c| table.columns[c].name.as_str())
         .collect();
     let base = format!("{}_{}_fkey", table.name, cols.join("_"));
-    let taken = |n: &str| {
+    free_name(base, |n| {
         table.foreign_keys.iter().any(|f| f.name == n)
             || table.checks.iter().any(|c| c.name == n)
             || table.indexes.iter().any(|i| i.name == n)
-    };
-    if !taken(&base) {
-        return base;
-    }
-    (1..)
-        .map(|i| format!("{base}{i}"))
-        .find(|n| !taken(n))
-        .expect("a free name")
+    })
 }
 
 /// Fails (2BP01) when a foreign key references `table`'s `columns`

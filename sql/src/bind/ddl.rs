@@ -192,14 +192,7 @@ impl Binder<'_> {
             }
             let name = given.unwrap_or_else(|| {
                 let base = format!("{}_{}_key", table.name, names.join("_"));
-                let taken = |n: &str| uniques.iter().any(|u| u.name == n);
-                if !taken(&base) {
-                    return base;
-                }
-                (1..)
-                    .map(|i| format!("{base}{i}"))
-                    .find(|n| !taken(n))
-                    .expect("a free name")
+                catalog::free_name(base, |n| uniques.iter().any(|u| u.name == n))
             });
             uniques.push(catalog::Index {
                 id: 0,

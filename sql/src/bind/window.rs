@@ -298,12 +298,7 @@ impl Binder<'_> {
                 if exprs.is_empty() || exprs.len() > 3 {
                     return Err(arity_error());
                 }
-                let ty = if types[0] == DataType::Unknown {
-                    DataType::Text
-                } else {
-                    types[0]
-                };
-                exprs[0] = self.coerce((exprs[0].clone(), types[0]), ty)?;
+                let ty = self.value_argument(&mut exprs, &types)?;
                 if exprs.len() > 1 {
                     exprs[1] = self.coerce((exprs[1].clone(), types[1]), DataType::Int4)?;
                 }
@@ -317,12 +312,7 @@ impl Binder<'_> {
                 if exprs.len() != want {
                     return Err(arity_error());
                 }
-                let ty = if types[0] == DataType::Unknown {
-                    DataType::Text
-                } else {
-                    types[0]
-                };
-                exprs[0] = self.coerce((exprs[0].clone(), types[0]), ty)?;
+                let ty = self.value_argument(&mut exprs, &types)?;
                 if want == 2 {
                     exprs[1] = self.coerce((exprs[1].clone(), types[1]), DataType::Int4)?;
                 }
@@ -377,6 +367,18 @@ impl Binder<'_> {
             agg,
         });
         Ok((Expr::Column(WINDOW_BASE + state.calls.len() - 1), ty))
+    }
+
+    /// The type of a value function's first argument (an untyped literal
+    /// is text), with the argument converted to it.
+    fn value_argument(&mut self, exprs: &mut [Expr], types: &[DataType]) -> Result<DataType> {
+        let ty = if types[0] == DataType::Unknown {
+            DataType::Text
+        } else {
+            types[0]
+        };
+        exprs[0] = self.coerce((exprs[0].clone(), types[0]), ty)?;
+        Ok(ty)
     }
 
     #[allow(clippy::type_complexity)]

@@ -12,7 +12,7 @@
 
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
-use super::txns::{Ending, Terminal};
+use super::txns::{Ending, NewOrderInputs, PaymentInputs, Terminal};
 
 type Result<T> = std::result::Result<T, tokio_postgres::Error>;
 
@@ -107,27 +107,13 @@ async fn customer_by_name(
 /// New-Order (clause 2.4).
 pub async fn new_order(client: &mut Client, term: &mut Terminal) -> Result<Ending> {
     let w = term.w_id;
-    let d = term.rng.int(1, 10) as i32;
-    let c = term.customer_id();
-    let lines = term.rng.int(5, 15) as i32;
-    let rollback = term.rng.int(1, 100) == 1;
-    let mut items = Vec::new();
-    let mut all_local = 1;
-    for n in 1..=lines {
-        let mut i_id = term.rng.item_id() as i32;
-        if rollback && n == lines {
-            i_id = 100_001;
-        }
-        let supply = if term.rng.percent(1) {
-            term.other_warehouse()
-        } else {
-            w
-        };
-        if supply != w {
-            all_local = 0;
-        }
-        items.push((i_id, supply, term.rng.int(1, 10) as i32));
-    }
+    let NewOrderInputs {
+        d,
+        c,
+        lines,
+        items,
+        all_local,
+    } = term.new_order_inputs();
     let client = &*client;
     transaction!(client, {
         let cw = rows(
@@ -220,16 +206,15 @@ pub async fn new_order(client: &mut Client, term: &mut Terminal) -> Result<Endin
 /// Payment (clause 2.5).
 pub async fn payment(client: &mut Client, term: &mut Terminal, h_id: i64) -> Result<Ending> {
     let w = term.w_id;
-    let d = term.rng.int(1, 10) as i32;
-    let (c_w, c_d) = if term.rng.percent(85) {
-        (w, d)
-    } else {
-        (term.other_warehouse(), term.rng.int(1, 10) as i32)
-    };
-    let by_name = term.rng.percent(60);
-    let last = term.rng.run_last_name();
-    let c_id = term.customer_id();
-    let cents = term.rng.int(100, 500_000);
+    let PaymentInputs {
+        d,
+        c_w,
+        c_d,
+        by_name,
+        last,
+        c_id,
+        cents,
+    } = term.payment_inputs();
     let amount = format!("{}.{:02}", cents / 100, cents % 100);
     let client = &*client;
     transaction!(client, {

@@ -86,15 +86,8 @@ pub fn plain_statements(file: &str) -> Vec<String> {
 /// The schema's statements, without comments; for PostgreSQL without
 /// Mako's `WITH (replicated = true)`.
 pub fn schema_statements(for_mako: bool) -> Vec<String> {
-    let without_comments: String = files::SCHEMA
-        .lines()
-        .map(|l| l.split("--").next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n");
-    without_comments
-        .split(';')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    plain_statements(files::SCHEMA)
+        .into_iter()
         .map(|s| {
             if for_mako {
                 s

@@ -50,6 +50,38 @@ impl Profiles {
     }
 }
 
+/// New-Order's inputs.
+pub(super) struct NewOrderInputs {
+    /// The district.
+    pub d: i32,
+    /// The customer.
+    pub c: i32,
+    /// The number of lines.
+    pub lines: i32,
+    /// Each line's item, supplying warehouse and quantity.
+    pub items: Vec<(i32, i32, i32)>,
+    /// 1 when every line is supplied by the home warehouse.
+    pub all_local: i32,
+}
+
+/// Payment's inputs.
+pub(super) struct PaymentInputs {
+    /// The district.
+    pub d: i32,
+    /// The customer's warehouse.
+    pub c_w: i32,
+    /// The customer's district.
+    pub c_d: i32,
+    /// Whether the customer is found by last name.
+    pub by_name: bool,
+    /// That last name.
+    pub last: String,
+    /// Otherwise the customer's id.
+    pub c_id: i32,
+    /// The amount, in cents.
+    pub cents: i64,
+}
+
 /// What a terminal needs to pick inputs.
 pub struct Terminal {
     /// The home warehouse.
@@ -72,6 +104,63 @@ impl Terminal {
             if w != self.w_id {
                 return w;
             }
+        }
+    }
+
+    /// Payment's inputs (clause 2.5.1): district, the customer's
+    /// warehouse and district (15% remote), by last name (60%) or id, and
+    /// the amount in cents.
+    pub(super) fn payment_inputs(&mut self) -> PaymentInputs {
+        let w = self.w_id;
+        let d = self.rng.int(1, 10) as i32;
+        let (c_w, c_d) = if self.rng.percent(85) {
+            (w, d)
+        } else {
+            (self.other_warehouse(), self.rng.int(1, 10) as i32)
+        };
+        PaymentInputs {
+            d,
+            c_w,
+            c_d,
+            by_name: self.rng.percent(60),
+            last: self.rng.run_last_name(),
+            c_id: self.customer_id(),
+            cents: self.rng.int(100, 500_000),
+        }
+    }
+
+    /// New-Order's inputs (clause 2.4.1): district, customer, and the
+    /// lines, 1% of orders ending with an unused item, 1% of lines
+    /// supplied by another warehouse.
+    pub(super) fn new_order_inputs(&mut self) -> NewOrderInputs {
+        let w = self.w_id;
+        let d = self.rng.int(1, 10) as i32;
+        let c = self.customer_id();
+        let lines = self.rng.int(5, 15) as i32;
+        let rollback = self.rng.int(1, 100) == 1;
+        let mut items = Vec::new();
+        let mut all_local = 1;
+        for n in 1..=lines {
+            let mut i_id = self.rng.item_id() as i32;
+            if rollback && n == lines {
+                i_id = 100_001; // unused: the order rolls back
+            }
+            let supply = if self.rng.percent(1) {
+                self.other_warehouse()
+            } else {
+                w
+            };
+            if supply != w {
+                all_local = 0;
+            }
+            items.push((i_id, supply, self.rng.int(1, 10) as i32));
+        }
+        NewOrderInputs {
+            d,
+            c,
+            lines,
+            items,
+            all_local,
         }
     }
 
@@ -114,27 +203,13 @@ pub async fn new_order(
 ) -> Result<Ending, tokio_postgres::Error> {
     let s = &p.new_order;
     let w = term.w_id;
-    let d = term.rng.int(1, 10) as i32;
-    let c = term.customer_id();
-    let lines = term.rng.int(5, 15) as i32;
-    let rollback = term.rng.int(1, 100) == 1;
-    let mut items = Vec::new();
-    let mut all_local = 1;
-    for n in 1..=lines {
-        let mut i_id = term.rng.item_id() as i32;
-        if rollback && n == lines {
-            i_id = 100_001; // unused: the order rolls back
-        }
-        let supply = if term.rng.percent(1) {
-            term.other_warehouse()
-        } else {
-            w
-        };
-        if supply != w {
-            all_local = 0;
-        }
-        items.push((i_id, supply, term.rng.int(1, 10) as i32));
-    }
+    let NewOrderInputs {
+        d,
+        c,
+        lines,
+        items,
+        all_local,
+    } = term.new_order_inputs();
     let now = SystemTime::now();
     let t = begin(client).await?;
     let row = t
@@ -200,16 +275,16 @@ pub async fn payment(
 ) -> Result<Ending, tokio_postgres::Error> {
     let s = &p.payment;
     let w = term.w_id;
-    let d = term.rng.int(1, 10) as i32;
-    let (c_w, c_d) = if term.rng.percent(85) {
-        (w, d)
-    } else {
-        (term.other_warehouse(), term.rng.int(1, 10) as i32)
-    };
-    let by_name = term.rng.percent(60);
-    let last = term.rng.run_last_name();
-    let c_id = term.customer_id();
-    let amount = Decimal::new(term.rng.int(100, 500_000), 2);
+    let PaymentInputs {
+        d,
+        c_w,
+        c_d,
+        by_name,
+        last,
+        c_id,
+        cents,
+    } = term.payment_inputs();
+    let amount = Decimal::new(cents, 2);
     let now = SystemTime::now();
     let t = begin(client).await?;
     t.execute(s.get("bump_warehouse_ytd"), &[&amount, &w])
