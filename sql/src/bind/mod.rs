@@ -6,6 +6,7 @@
 //! change makes it abort (40001) rather than run against a stale schema.
 
 mod alter;
+mod calls;
 mod datetime;
 pub use alter::AlterOp;
 pub use datetime::is_utc as is_utc_zone;

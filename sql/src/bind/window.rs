@@ -335,7 +335,7 @@ impl Binder<'_> {
                     };
                     exprs[0] = self.coerce((exprs[0].clone(), DataType::Unknown), arg_ty)?;
                 }
-                let Some(ty) = expr::aggregate_type(a, arg_ty) else {
+                let Some(ty) = calls::aggregate_type(a, arg_ty) else {
                     bail!(
                         UndefinedFunction,
                         "function {}({}) does not exist",
