@@ -141,6 +141,8 @@ pub enum ErrorKind {
     ActiveTransaction,
     /// A statement that needs a transaction block ran outside one.
     NoActiveTransaction,
+    /// `ROLLBACK TO` or `RELEASE` named no open savepoint (3B001).
+    InvalidSavepoint,
     /// Valid PostgreSQL we do not support (yet).
     FeatureNotSupported,
     /// An argument to a function or a clause is invalid (e.g. negative LIMIT).

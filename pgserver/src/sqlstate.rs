@@ -60,6 +60,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         InFailedTransaction => "25P02",
         ActiveTransaction => "25001",
         NoActiveTransaction => "25P01",
+        InvalidSavepoint => "3B001",
         FeatureNotSupported => "0A000",
         OutOfMemory => "53200",
         StackDepth => "54001",

@@ -736,18 +736,34 @@ pub fn drop_sequence(txn: &mut Txn, name: &str) -> Result<bool> {
     Ok(true)
 }
 
+/// Every sequence, by name.
+pub fn list_sequences(txn: &mut Txn) -> Result<Vec<Sequence>> {
+    list_json(txn, 4)
+}
+
+/// Every view, by name.
+pub fn list_views(txn: &mut Txn) -> Result<Vec<View>> {
+    list_json(txn, 2)
+}
+
+/// The definitions stored as JSON under the catalog's index `index`.
+fn list_json<T: serde::de::DeserializeOwned>(txn: &mut Txn, index: keys::IndexId) -> Result<Vec<T>> {
+    let range = prefix_range(&keys::index_prefix(keys::CATALOG_TABLE, index));
+    txn.scan(&range, ScanPlacement::Replicated, None)?
+        .into_iter()
+        .map(|(_, v)| {
+            serde_json::from_slice(&v)
+                .map_err(|e| Error::internal(format!("corrupt catalog entry: {e}")))
+        })
+        .collect()
+}
+
 /// The sequences owned by a table's columns.
 pub fn sequences_owned_by(txn: &mut Txn, table: &str) -> Result<Vec<Sequence>> {
-    let range = prefix_range(&keys::index_prefix(keys::CATALOG_TABLE, 4));
-    let mut out = Vec::new();
-    for (_, v) in txn.scan(&range, ScanPlacement::Replicated, None)? {
-        let seq: Sequence = serde_json::from_slice(&v)
-            .map_err(|e| Error::internal(format!("corrupt catalog entry: {e}")))?;
-        if seq.owned_by.as_ref().is_some_and(|(t, _)| t == table) {
-            out.push(seq);
-        }
-    }
-    Ok(out)
+    Ok(list_sequences(txn)?
+        .into_iter()
+        .filter(|seq| seq.owned_by.as_ref().is_some_and(|(t, _)| t == table))
+        .collect())
 }
 
 /// Looks a view up by name.

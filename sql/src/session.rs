@@ -86,6 +86,12 @@ enum Kind {
     Begin(&'static str),
     Commit,
     Rollback,
+    /// `SAVEPOINT name`.
+    Savepoint(String),
+    /// `RELEASE [SAVEPOINT] name`.
+    Release(String),
+    /// `ROLLBACK TO [SAVEPOINT] name`.
+    RollbackTo(String),
     Set(String, String),
     Show(String),
     ShowAll,
@@ -123,6 +129,8 @@ pub struct Session {
     txn: Option<Txn>,
     /// True after an error inside the explicit transaction.
     failed: bool,
+    /// The explicit transaction's open savepoints, oldest first.
+    savepoints: Vec<(String, txn::Savepoint)>,
     /// `SET` values.
     settings: BTreeMap<String, String>,
     /// Commits installed and not yet known durable, when the caller waits
@@ -261,10 +269,15 @@ fn classify(stmt: &ast::Statement) -> Result<Kind> {
             chain: false,
             savepoint: None,
         } => Kind::Rollback,
-        S::Commit { .. } | S::Rollback { .. } => bail!(
-            FeatureNotSupported,
-            "AND CHAIN and savepoints are not supported yet"
-        ),
+        S::Rollback {
+            chain: false,
+            savepoint: Some(name),
+        } => Kind::RollbackTo(ident(name)),
+        S::Savepoint { name } => Kind::Savepoint(ident(name)),
+        S::ReleaseSavepoint { name } => Kind::Release(ident(name)),
+        S::Commit { .. } | S::Rollback { .. } => {
+            bail!(FeatureNotSupported, "AND CHAIN is not supported yet")
+        }
         S::Set(ast::Set::SingleAssignment {
             variable, values, ..
         }) => {
@@ -342,6 +355,7 @@ impl Session {
             db,
             txn: None,
             failed: false,
+            savepoints: Vec::new(),
             settings: default_settings(),
             deferred: None,
             interrupt: Arc::new(Interrupt::new()),
@@ -721,11 +735,13 @@ impl Session {
                 // (which also warns).
                 if self.txn.is_none() {
                     self.txn = Some(self.db.begin());
+                    self.savepoints.clear();
                 }
                 Ok(Outcome::Command { tag, rows: None })
             }
             Kind::Commit => {
                 let txn = self.txn.take();
+                self.savepoints.clear();
                 if std::mem::take(&mut self.failed) {
                     return Ok(Outcome::Command {
                         tag: "ROLLBACK",
@@ -742,6 +758,21 @@ impl Session {
             }
             Kind::Rollback => {
                 self.txn = None;
+                self.savepoints.clear();
+                self.failed = false;
+                Ok(Outcome::Command {
+                    tag: "ROLLBACK",
+                    rows: None,
+                })
+            }
+            Kind::RollbackTo(name) => {
+                let at = self.open_savepoint(name, "ROLLBACK TO SAVEPOINT")?;
+                let txn = self.txn.as_mut().expect("open_savepoint checked");
+                txn.rollback_to(self.savepoints[at].1);
+                // The later savepoints go; this one stays open.
+                for _ in self.savepoints.drain(at + 1..) {
+                    txn.release();
+                }
                 self.failed = false;
                 Ok(Outcome::Command {
                     tag: "ROLLBACK",
@@ -749,6 +780,31 @@ impl Session {
                 })
             }
             _ if self.failed => Err(in_failed_transaction()),
+            Kind::Savepoint(name) => {
+                let Some(txn) = self.txn.as_mut() else {
+                    bail!(
+                        NoActiveTransaction,
+                        "SAVEPOINT can only be used in transaction blocks"
+                    );
+                };
+                self.savepoints.push((name.clone(), txn.savepoint()));
+                Ok(Outcome::Command {
+                    tag: "SAVEPOINT",
+                    rows: None,
+                })
+            }
+            Kind::Release(name) => {
+                let at = self.open_savepoint(name, "RELEASE SAVEPOINT")?;
+                let txn = self.txn.as_mut().expect("open_savepoint checked");
+                // This savepoint and every later one go; their writes stay.
+                for _ in self.savepoints.drain(at..) {
+                    txn.release();
+                }
+                Ok(Outcome::Command {
+                    tag: "RELEASE",
+                    rows: None,
+                })
+            }
             Kind::Set(name, value) => {
                 let name = name.to_lowercase();
                 if name == "transaction_isolation" || name == "default_transaction_isolation" {
@@ -913,6 +969,21 @@ impl Session {
                 })
             }
             Kind::Data => self.execute_data(p, params),
+        }
+    }
+
+    /// The position of the newest open savepoint called `name`, for the
+    /// statement `what`.
+    fn open_savepoint(&self, name: &str, what: &str) -> Result<usize> {
+        if self.txn.is_none() {
+            bail!(
+                NoActiveTransaction,
+                "{what} can only be used in transaction blocks"
+            );
+        }
+        match self.savepoints.iter().rposition(|(n, _)| n == name) {
+            Some(at) => Ok(at),
+            None => bail!(InvalidSavepoint, "savepoint \"{name}\" does not exist"),
         }
     }
 

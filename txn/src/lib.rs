@@ -39,4 +39,6 @@ pub mod txn;
 pub use client::{KeyRange, ShardClient, TxnId};
 pub use db::{Db, Groups, ID_STRIDE, Remote};
 pub use kv::{Error, ErrorKind, Result};
-pub use txn::{CommitInfo, Durable, Entry, Installed, Placement, ScanPlacement, Txn, prefix_range};
+pub use txn::{
+    CommitInfo, Durable, Entry, Installed, Placement, Savepoint, ScanPlacement, Txn, prefix_range,
+};

@@ -44,6 +44,14 @@ pub enum Placement {
     Replicated,
 }
 
+/// The bytes a buffered write holds: its key, value and a map entry's own
+/// cost.
+fn buffered_bytes(key_len: usize, w: &Buffered) -> usize {
+    /// A map entry's own cost beyond its key and value.
+    const ENTRY: usize = 96;
+    ENTRY + key_len + w.value.as_ref().map_or(0, |v| v.len())
+}
+
 /// Which shards a scan must visit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanPlacement {
@@ -172,7 +180,18 @@ pub struct Txn {
     /// When the transaction began, in microseconds since the Unix epoch
     /// (SQL's `now()`).
     started_micros: i64,
+    /// What each write replaced (`None`: the key had no buffered write),
+    /// oldest first, for [`Txn::rollback_to`]; recorded only while a
+    /// savepoint is open.
+    undo: Vec<(Vec<u8>, Option<Buffered>)>,
+    /// How many savepoints are open.
+    savepoints: usize,
 }
+
+/// A point in a transaction's write set that it can roll back to
+/// (SQL's `SAVEPOINT`); see [`Txn::savepoint`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Savepoint(usize);
 
 impl Txn {
     pub(crate) fn new(db: Arc<Db>, id: TxnId) -> Self {
@@ -192,6 +211,8 @@ impl Txn {
             started_micros: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64),
+            undo: Vec::new(),
+            savepoints: 0,
         }
     }
 
@@ -230,15 +251,59 @@ impl Txn {
 
     /// Buffers `w` at `key`, keeping [`Txn::write_set_bytes`] current.
     fn buffer(&mut self, key: Vec<u8>, w: Buffered) {
-        /// A map entry's own cost beyond its key and value.
-        const ENTRY: usize = 96;
-        let entry = ENTRY + key.len();
-        self.write_bytes += entry + w.value.as_ref().map_or(0, |v| v.len());
-        if let Some(old) = self.writes.insert(key, w) {
-            // The same key: only the value differs.
+        self.write_bytes += buffered_bytes(key.len(), &w);
+        let undo_key = (self.savepoints > 0).then(|| key.clone());
+        let key_len = key.len();
+        let old = self.writes.insert(key, w);
+        if let Some(old) = &old {
             self.write_bytes = self
                 .write_bytes
-                .saturating_sub(entry + old.value.as_ref().map_or(0, |v| v.len()));
+                .saturating_sub(buffered_bytes(key_len, old));
+        }
+        if let Some(key) = undo_key {
+            self.undo.push((key, old));
+        }
+    }
+
+    /// Opens a savepoint: [`Txn::rollback_to`] it undoes every write
+    /// buffered after this call. Reads stay in the read set (what was
+    /// read was read, as in PostgreSQL). Each savepoint is closed by one
+    /// [`Txn::release`], whether or not it was rolled back to.
+    pub fn savepoint(&mut self) -> Savepoint {
+        self.savepoints += 1;
+        Savepoint(self.undo.len())
+    }
+
+    /// Undoes the writes buffered since `sp` was opened; `sp` and the
+    /// savepoints opened before it stay open.
+    pub fn rollback_to(&mut self, sp: Savepoint) {
+        while self.undo.len() > sp.0 {
+            let Some((key, old)) = self.undo.pop() else {
+                break;
+            };
+            if let Some(now) = self.writes.get(&key) {
+                self.write_bytes = self
+                    .write_bytes
+                    .saturating_sub(buffered_bytes(key.len(), now));
+            }
+            match old {
+                Some(w) => {
+                    self.write_bytes += buffered_bytes(key.len(), &w);
+                    self.writes.insert(key, w);
+                }
+                None => {
+                    self.writes.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Closes one savepoint (its writes stay). Once none is open the undo
+    /// records go.
+    pub fn release(&mut self) {
+        self.savepoints = self.savepoints.saturating_sub(1);
+        if self.savepoints == 0 {
+            self.undo = Vec::new();
         }
     }
 

@@ -64,6 +64,40 @@ fn reads_see_own_writes_and_rollback_discards() {
 }
 
 #[test]
+fn rollback_to_a_savepoint_undoes_later_writes_only() {
+    let db = setup(2, 3, 5);
+    let mut t = db.begin();
+    put(&mut t, 0, 6);
+    let empty = t.write_set_bytes();
+    let outer = t.savepoint();
+    put(&mut t, 1, 7);
+    t.delete(key(2).0, key(2).1);
+    let inner = t.savepoint();
+    put(&mut t, 1, 8);
+    put(&mut t, 9, 9);
+    t.rollback_to(inner);
+    assert_eq!(get(&mut t, 1), Some(7));
+    assert_eq!(get(&mut t, 9), None);
+    put(&mut t, 1, 10);
+    t.rollback_to(outer);
+    assert_eq!(get(&mut t, 0), Some(6));
+    assert_eq!(get(&mut t, 1), Some(5));
+    assert_eq!(get(&mut t, 2), Some(5));
+    let rows = t.scan(&table(), ScanPlacement::AllShards, None).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(t.write_set_bytes(), empty);
+    t.release();
+    t.release();
+    put(&mut t, 2, 11);
+    t.commit().unwrap();
+    let mut r = db.begin();
+    assert_eq!(
+        (0..3).map(|i| get(&mut r, i)).collect::<Vec<_>>(),
+        vec![Some(6), Some(5), Some(11)]
+    );
+}
+
+#[test]
 fn lost_update_aborts_one_writer() {
     for shards in [1, 3] {
         let db = setup(shards, 1, 100);
