@@ -143,6 +143,8 @@ pub enum ErrorKind {
     NoActiveTransaction,
     /// `ROLLBACK TO` or `RELEASE` named no open savepoint (3B001).
     InvalidSavepoint,
+    /// A name that cannot be parsed (`to_regclass('a.b.c')`, 42602).
+    InvalidName,
     /// Valid PostgreSQL we do not support (yet).
     FeatureNotSupported,
     /// An argument to a function or a clause is invalid (e.g. negative LIMIT).

@@ -61,6 +61,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         ActiveTransaction => "25001",
         NoActiveTransaction => "25P01",
         InvalidSavepoint => "3B001",
+        InvalidName => "42602",
         FeatureNotSupported => "0A000",
         OutOfMemory => "53200",
         StackDepth => "54001",

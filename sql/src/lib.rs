@@ -32,6 +32,7 @@ pub mod planner;
 pub mod rowcodec;
 pub mod sequence;
 pub mod session;
+pub mod syscat;
 pub mod types;
 
 pub use session::{Outcome, Prepared, Session, TxnStatus};

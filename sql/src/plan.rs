@@ -325,6 +325,15 @@ pub enum Plan {
         /// Conditions on the joined row.
         residual: Option<Expr>,
     },
+    /// `unnest(array)` over an array's text form: one row per element,
+    /// its text as an untyped value (NULL elements are NULL).
+    Unnest {
+        /// The array (row-independent).
+        array: Expr,
+    },
+    /// A system catalog relation (`pg_catalog.pg_class`,
+    /// `information_schema.tables`, …), computed from the catalog when read.
+    System(crate::syscat::SystemTable),
     /// `generate_series(start, stop [, step])`: one column of `ty`.
     Series {
         /// The first value (row-independent).
@@ -517,6 +526,8 @@ impl Plan {
             Plan::Scan(s) => s.table.columns.iter().map(|c| c.ty).collect(),
             Plan::Values { types, .. } | Plan::Project { types, .. } => types.clone(),
             Plan::Series { ty, .. } => vec![*ty],
+            Plan::System(t) => t.columns().into_iter().map(|(_, ty)| ty).collect(),
+            Plan::Unnest { .. } => vec![DataType::Text],
             Plan::Filter { input, .. }
             | Plan::Distinct { input }
             | Plan::Sort { input, .. }
@@ -566,6 +577,8 @@ impl Plan {
             | Plan::Limit { input, .. } => input.is_point_plan(),
             Plan::Values { .. }
             | Plan::Series { .. }
+            | Plan::System(_)
+            | Plan::Unnest { .. }
             | Plan::Window { .. }
             | Plan::Join { .. }
             | Plan::LookupJoin { .. }
@@ -580,6 +593,8 @@ impl Plan {
             Plan::Scan(s) => s.column_names(),
             Plan::Values { types, .. } => (1..=types.len()).map(|i| format!("column{i}")).collect(),
             Plan::Series { .. } => vec!["generate_series".to_string()],
+            Plan::System(t) => t.columns().into_iter().map(|(n, _)| n.to_string()).collect(),
+            Plan::Unnest { .. } => vec!["unnest".to_string()],
             Plan::Filter { input, .. }
             | Plan::Distinct { input }
             | Plan::Sort { input, .. }
@@ -634,10 +649,15 @@ impl Plan {
     /// The expressions this operator evaluates (not its inputs').
     fn expressions(&self) -> Vec<&Expr> {
         match self {
-            Plan::Unit | Plan::Scan(_) | Plan::SetOp { .. } | Plan::Distinct { .. } => Vec::new(),
+            Plan::Unit
+            | Plan::Scan(_)
+            | Plan::System(_)
+            | Plan::SetOp { .. }
+            | Plan::Distinct { .. } => Vec::new(),
             Plan::Sort { .. } => Vec::new(),
             Plan::Filter { predicate, .. } => vec![predicate],
             Plan::Values { rows, .. } => rows.iter().flatten().collect(),
+            Plan::Unnest { array } => vec![array],
             Plan::Series {
                 start, stop, step, ..
             } => [start, stop].into_iter().chain(step).collect(),
@@ -674,7 +694,12 @@ impl Plan {
     /// The names of the columns this operator's expressions read.
     fn row_names(&self) -> Vec<String> {
         match self {
-            Plan::Unit | Plan::Scan(_) | Plan::Values { .. } | Plan::Series { .. } => Vec::new(),
+            Plan::Unit
+            | Plan::Scan(_)
+            | Plan::System(_)
+            | Plan::Unnest { .. }
+            | Plan::Values { .. }
+            | Plan::Series { .. } => Vec::new(),
             Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
                 let mut n = left.column_names();
                 n.extend(right.column_names());
@@ -700,6 +725,10 @@ impl Plan {
         let line = match self {
             Plan::Unit => "Result (one row)".to_string(),
             Plan::Values { rows, .. } => format!("Values ({} rows)", rows.len()),
+            Plan::System(t) => format!("System Scan on {}", t.name()),
+            Plan::Unnest { array } => {
+                format!("Function Scan: unnest({})", array.display_in(outer, &[]))
+            }
             Plan::Series {
                 start, stop, step, ..
             } => {
@@ -904,7 +933,12 @@ impl Plan {
             plan.explain_in(depth + 2, out, &enclosing);
         }
         match self {
-            Plan::Unit | Plan::Scan(_) | Plan::Values { .. } | Plan::Series { .. } => {}
+            Plan::Unit
+            | Plan::Scan(_)
+            | Plan::System(_)
+            | Plan::Unnest { .. }
+            | Plan::Values { .. }
+            | Plan::Series { .. } => {}
             Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
                 left.explain_in(depth + 1, out, outer);
                 right.explain_in(depth + 1, out, outer);

@@ -178,6 +178,7 @@ impl<'a> Limits<'a> {
         ExecCtx::new(txn, params, self.memory)
             .with_sequences(self.sequences)
             .with_interrupt(self.interrupt)
+            .with_identity(self.identity)
             .with_write_limit(self.writes)
     }
 }

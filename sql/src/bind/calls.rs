@@ -4,6 +4,7 @@
 
 use self::expr::{function_name, is_aggregate_name};
 use super::*;
+use crate::expr::SubqueryKind;
 use crate::plan::{AggCall, AggFunc};
 
 impl Binder<'_> {
@@ -43,6 +44,16 @@ impl Binder<'_> {
                     }
                 }
                 (args, distinct, star)
+            }
+            ast::FunctionArguments::Subquery(q) if name == "array" => {
+                let (plan, columns, correlated) = self.expression_subquery(q, scope)?;
+                if columns.len() != 1 {
+                    bail!(Syntax, "subquery must return only one column");
+                }
+                let kind = SubqueryKind::Array {
+                    elem: columns[0].ty,
+                };
+                return Ok((self.subquery_expr(kind, plan, correlated), DataType::Text));
             }
             ast::FunctionArguments::Subquery(_) => bail!(
                 FeatureNotSupported,

@@ -103,6 +103,17 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
     ast::Visit::visit(e, &mut Finder { depth: 0 }).is_break()
 }
 
+/// True for `regclass` (also `pg_catalog.regclass`).
+fn is_regclass(t: &ast::DataType) -> bool {
+    match t {
+        ast::DataType::Regclass => true,
+        ast::DataType::Custom(name, mods) => {
+            mods.is_empty() && object_name(name).is_ok_and(|n| n == "regclass")
+        }
+        _ => false,
+    }
+}
+
 /// Converts a type name from the AST.
 pub fn data_type(t: &ast::DataType) -> Result<DataType> {
     use ast::DataType as A;
@@ -150,9 +161,12 @@ pub fn data_type(t: &ast::DataType) -> Result<DataType> {
             DataType::TimestampTz
         }
         A::Date => DataType::Date,
-        // A relation named by its name (no OIDs here): `nextval('s'::regclass)`.
-        A::Regclass => DataType::Text,
+        // A relation's OID (casts to it look the name up).
+        A::Regclass => DataType::Int8,
         A::Interval { .. } => DataType::Interval,
+        // Arrays are held in their text form (`{1,2}`) for now: the system
+        // catalog's array columns are text.
+        A::Array(_) => DataType::Text,
         A::Custom(name, mods) if mods.is_empty() => match object_name(name)?.as_str() {
             "int2" => DataType::Int2,
             "int4" => DataType::Int4,
@@ -166,6 +180,15 @@ pub fn data_type(t: &ast::DataType) -> Result<DataType> {
             "timestamptz" => DataType::TimestampTz,
             "date" => DataType::Date,
             "interval" => DataType::Interval,
+            "text" => DataType::Text,
+            "numeric" => DataType::Numeric(None),
+            "timestamp" => DataType::Timestamp,
+            // The system catalog's types: OIDs are bigint here, names and
+            // the one-byte "char" text (see `syscat`).
+            "oid" | "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole"
+            | "xid" => DataType::Int8,
+            "regclass" => DataType::Int8,
+            "name" | "char" => DataType::Text,
             other => bail!(FeatureNotSupported, "type \"{other}\" is not supported"),
         },
         other => bail!(FeatureNotSupported, "type {other} is not supported"),
@@ -362,6 +385,26 @@ impl Binder<'_> {
             }
             A::Cast {
                 expr, data_type: t, ..
+            } if is_regclass(t) => {
+                // A relation's OID, from its name (42P01 when there is
+                // none) or a number.
+                let (inner, from) = self.expr(expr, scope)?;
+                if from.is_integer() {
+                    // An OID as regclass prints as the relation's name.
+                    let oid = self.explicit_cast((inner, from), DataType::Int8)?.0;
+                    return Ok((
+                        Expr::Func(crate::expr::Func::RegclassName, vec![oid], DataType::Text),
+                        DataType::Text,
+                    ));
+                }
+                let name = self.text_operand((inner, from))?;
+                Ok((
+                    Expr::Func(crate::expr::Func::Regclass, vec![name], DataType::Int8),
+                    DataType::Int8,
+                ))
+            }
+            A::Cast {
+                expr, data_type: t, ..
             } => {
                 let to = data_type(t)?;
                 let (inner, from) = self.expr(expr, scope)?;
@@ -435,6 +478,111 @@ impl Binder<'_> {
                 ))
             }
             A::Function(f) => self.function(f, scope),
+            A::CompoundFieldAccess { root, access_chain } => {
+                // `a[i]` over an array's text form: the element's text, as
+                // an untyped literal (its context gives it a type).
+                let [ast::AccessExpr::Subscript(ast::Subscript::Index { index })] =
+                    access_chain.as_slice()
+                else {
+                    bail!(FeatureNotSupported, "{e} is not supported yet");
+                };
+                let array = self.expr(root, scope)?;
+                if !(array.1.is_string() || array.1 == DataType::Unknown) {
+                    bail!(
+                        DatatypeMismatch,
+                        "cannot subscript type {} because it does not support subscripting",
+                        array.1.pg_name()
+                    );
+                }
+                let array = self.text_operand(array)?;
+                let index = self.expr(index, scope)?;
+                let index = self.coerce_text_like(index, DataType::Int8)?;
+                Ok((
+                    Expr::Func(
+                        crate::expr::Func::ArrayElement,
+                        vec![array, index],
+                        DataType::Unknown,
+                    ),
+                    DataType::Unknown,
+                ))
+            }
+            A::Collate { expr, collation } => {
+                // Text compares bytewise here (the C collation), which is
+                // what these name.
+                let name = object_name(collation)?;
+                if !matches!(name.as_str(), "default" | "c" | "C" | "posix" | "POSIX" | "ucs_basic") {
+                    bail!(
+                        FeatureNotSupported,
+                        "collation \"{name}\" is not supported: text compares bytewise (the C collation)"
+                    );
+                }
+                let (inner, ty) = self.expr(expr, scope)?;
+                if !(ty.is_string() || ty == DataType::Unknown) {
+                    bail!(
+                        DatatypeMismatch,
+                        "collations are not supported by type {}",
+                        ty.pg_name()
+                    );
+                }
+                Ok((inner, ty))
+            }
+            A::AnyOp {
+                left,
+                compare_op,
+                right,
+                ..
+            }
+            | A::AllOp {
+                left,
+                compare_op,
+                right,
+            } => {
+                // `x op ANY (ARRAY[a, b])`: `x op a OR x op b` (ALL: AND).
+                let all = matches!(e, A::AllOp { .. });
+                let mut items = right.as_ref();
+                while let A::Nested(inner) = items {
+                    items = inner;
+                }
+                if let A::Subquery(q) = items {
+                    // `= ANY (SELECT …)` is IN, `<> ALL (SELECT …)` NOT IN.
+                    let negated = match (compare_op, all) {
+                        (ast::BinaryOperator::Eq, false) => false,
+                        (ast::BinaryOperator::NotEq, true) => true,
+                        _ => bail!(
+                            FeatureNotSupported,
+                            "{compare_op} {} (subquery) is not supported yet",
+                            if all { "ALL" } else { "ANY" }
+                        ),
+                    };
+                    let as_in = A::In {
+                        expr: left.clone(),
+                        target: ast::InTarget::Subquery(q.clone()),
+                        negated,
+                        global: false,
+                    };
+                    return self.expr(&as_in, scope);
+                }
+                let A::Array(array) = items else {
+                    return self.any_of_array_text(left, compare_op, items, all, scope);
+                };
+                let mut terms = Vec::new();
+                for item in &array.elem {
+                    let (t, _) = self.binary(left, compare_op, item, scope)?;
+                    terms.push(t);
+                }
+                let joined = if all {
+                    terms
+                        .into_iter()
+                        .reduce(|a, b| Expr::And(Box::new(a), Box::new(b)))
+                } else {
+                    balanced_or(terms)
+                };
+                // An empty array: ANY is false, ALL is true.
+                Ok((
+                    joined.unwrap_or(Expr::Const(Value::Bool(all))),
+                    DataType::Bool,
+                ))
+            }
             A::Subquery(q) => {
                 let (plan, columns, correlated) = self.expression_subquery(q, scope)?;
                 if columns.len() != 1 {
@@ -700,7 +848,7 @@ impl Binder<'_> {
     /// Binds a subquery used in an expression of a query whose columns are
     /// `scope`; returns its plan, result columns and whether it is
     /// correlated.
-    fn expression_subquery(
+    pub(super) fn expression_subquery(
         &mut self,
         q: &ast::Query,
         scope: &Scope,
@@ -738,7 +886,7 @@ impl Binder<'_> {
         result
     }
 
-    fn subquery_expr(&mut self, kind: SubqueryKind, plan: Plan, correlated: bool) -> Expr {
+    pub(super) fn subquery_expr(&mut self, kind: SubqueryKind, plan: Plan, correlated: bool) -> Expr {
         self.next_subquery += 1;
         Expr::Subquery(Box::new(Subquery {
             id: self.next_subquery,
@@ -941,10 +1089,90 @@ impl Binder<'_> {
                 let b = self.text_operand(b)?;
                 Ok((Expr::Concat(Box::new(a), Box::new(b)), DataType::Text))
             }
+            B::PGCustomBinaryOperator(parts) => {
+                // `OPERATOR(pg_catalog.~)`: a built-in operator by its
+                // qualified name, as psql writes them.
+                let (schema, name) = match parts.as_slice() {
+                    [name] => (None, name),
+                    [schema, name] => (Some(schema.as_str()), name),
+                    _ => bail!(Syntax, "improper qualified name: {op}"),
+                };
+                let plain = match name.as_str() {
+                    "~" => Some(B::PGRegexMatch),
+                    "~*" => Some(B::PGRegexIMatch),
+                    "!~" => Some(B::PGRegexNotMatch),
+                    "!~*" => Some(B::PGRegexNotIMatch),
+                    "=" => Some(B::Eq),
+                    "<>" | "!=" => Some(B::NotEq),
+                    "<" => Some(B::Lt),
+                    "<=" => Some(B::LtEq),
+                    ">" => Some(B::Gt),
+                    ">=" => Some(B::GtEq),
+                    "+" => Some(B::Plus),
+                    "-" => Some(B::Minus),
+                    "*" => Some(B::Multiply),
+                    "/" => Some(B::Divide),
+                    "%" => Some(B::Modulo),
+                    "||" => Some(B::StringConcat),
+                    _ => None,
+                };
+                match plain {
+                    Some(p) if matches!(schema, None | Some("pg_catalog")) => {
+                        self.binary(l, &p, r, scope)
+                    }
+                    _ => bail!(UndefinedFunction, "operator does not exist: {op}"),
+                }
+            }
             other => Err(Error::unsupported(format!(
                 "operator {other} is not supported yet"
             ))),
         }
+    }
+
+    /// `x = ANY (a)` / `x <> ALL (a)` over an array held in its text form
+    /// (the system catalog's array columns, `ARRAY(subquery)`): true when
+    /// an element's text equals `x`'s, with SQL's NULL rules.
+    fn any_of_array_text(
+        &mut self,
+        left: &ast::Expr,
+        op: &ast::BinaryOperator,
+        array: &ast::Expr,
+        all: bool,
+        scope: &Scope,
+    ) -> Result<Typed> {
+        let negated = match (op, all) {
+            (ast::BinaryOperator::Eq, false) => false,
+            (ast::BinaryOperator::NotEq, true) => true,
+            _ => bail!(
+                FeatureNotSupported,
+                "{op} {} over an array value is not supported yet (only = ANY and <> ALL)",
+                if all { "ALL" } else { "ANY" }
+            ),
+        };
+        let a = self.expr(array, scope)?;
+        if !(a.1.is_string() || a.1 == DataType::Unknown) {
+            bail!(
+                FeatureNotSupported,
+                "ANY/ALL over a value of type {} is not supported yet",
+                a.1.pg_name()
+            );
+        }
+        let a = self.text_operand(a)?;
+        let x = self.expr(left, scope)?;
+        let x = self.explicit_cast(x, DataType::Text)?.0;
+        let contains = Expr::Func(
+            crate::expr::Func::ArrayContains,
+            vec![a, x],
+            DataType::Bool,
+        );
+        Ok((
+            if negated {
+                Expr::Not(Box::new(contains))
+            } else {
+                contains
+            },
+            DataType::Bool,
+        ))
     }
 
     pub(super) fn text_operand(&mut self, (e, ty): Typed) -> Result<Expr> {

@@ -44,6 +44,8 @@ fn estimate(plan: &Plan) -> f64 {
         Plan::Filter { input, .. } => estimate(input) * 0.5,
         Plan::Values { rows, .. } => rows.len() as f64,
         Plan::Series { .. } => 1000.0,
+        Plan::System(_) => 100.0,
+        Plan::Unnest { .. } => 10.0,
         Plan::Unit => 1.0,
         Plan::Limit { input, .. } => estimate(input).min(100.0),
         Plan::Aggregate {
@@ -312,6 +314,34 @@ impl Binder<'_> {
                 {
                     return self.cte_reference(k, alias.as_ref());
                 }
+                let schema = match name.0.as_slice() {
+                    [.., ast::ObjectNamePart::Identifier(s), _] => Some(ident(s)),
+                    _ => None,
+                };
+                if let Some(sys) = crate::syscat::SystemTable::lookup(schema.as_deref(), &n) {
+                    let columns: Vec<OutputColumn> = sys
+                        .columns()
+                        .into_iter()
+                        .map(|(name, ty)| OutputColumn {
+                            name: name.to_string(),
+                            ty,
+                        })
+                        .collect();
+                    let qualifier = alias.as_ref().map_or(n.clone(), |a| ident(&a.name));
+                    let mut scope = query::output_scope(&columns, Some(&qualifier));
+                    if let Some(a) = alias {
+                        rename_columns(&mut scope, &a.columns)?;
+                    }
+                    return Ok(Rel {
+                        plan: Plan::System(sys),
+                        scope,
+                    });
+                }
+                if let Some(s) = schema.as_deref()
+                    && s != "public"
+                {
+                    bail!(UndefinedTable, "relation \"{s}.{n}\" does not exist");
+                }
                 if let Some(table) = catalog::get_table(self.txn, &n)? {
                     self.deps.push((n, (table.id, table.version)));
                     let mut scope = Scope::of_table(&table, alias.as_ref().map(|a| ident(&a.name)));
@@ -355,14 +385,59 @@ impl Binder<'_> {
                 name,
                 alias,
                 args: Some(args),
+                with_ordinality,
+                ..
+            } if object_name(name)? == "pg_partition_ancestors" => {
+                // A table that is not partitioned is its own only ancestor
+                // (psql's `\d` asks): one row, its OID [, its depth 1].
+                let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))] =
+                    args.args.as_slice()
+                else {
+                    bail!(UndefinedFunction, "function pg_partition_ancestors takes one argument");
+                };
+                let relid = self.expr(e, &Scope::default())?;
+                let relid = self.coerce(relid, DataType::Int8)?;
+                let mut row = vec![relid];
+                let mut columns = vec![OutputColumn {
+                    name: "relid".into(),
+                    ty: DataType::Int8,
+                }];
+                if *with_ordinality {
+                    row.push(Expr::Const(crate::types::Value::Int(1)));
+                    columns.push(OutputColumn {
+                        name: "ordinality".into(),
+                        ty: DataType::Int8,
+                    });
+                }
+                let types = columns.iter().map(|c| c.ty).collect();
+                let qualifier = alias
+                    .as_ref()
+                    .map_or("pg_partition_ancestors".to_string(), |a| ident(&a.name));
+                let mut scope = query::output_scope(&columns, Some(&qualifier));
+                if let Some(a) = alias {
+                    rename_columns(&mut scope, &a.columns)?;
+                }
+                Ok(Rel {
+                    plan: Plan::Values {
+                        rows: vec![row],
+                        types,
+                    },
+                    scope,
+                })
+            }
+            ast::TableFactor::Table {
+                name,
+                alias,
+                args: Some(args),
                 with_ordinality: false,
                 ..
             } => {
                 let n = object_name(name)?;
-                if n != "generate_series" {
-                    bail!(UndefinedFunction, "function {n} does not exist");
+                match n.as_str() {
+                    "generate_series" => self.generate_series(&args.args, alias.as_ref()),
+                    "unnest" => self.unnest(&args.args, alias.as_ref()),
+                    _ => bail!(UndefinedFunction, "function {n} does not exist"),
                 }
-                self.generate_series(&args.args, alias.as_ref())
             }
             ast::TableFactor::Function {
                 name, args, alias, ..
@@ -494,6 +569,45 @@ impl Binder<'_> {
             }
         }
         Ok(Rel { plan, scope })
+    }
+
+    /// `FROM unnest(array) [AS alias[(column)]]` over an array's text form
+    /// (the system catalog's arrays, `ARRAY(subquery)`).
+    fn unnest(&mut self, args: &[ast::FunctionArg], alias: Option<&ast::TableAlias>) -> Result<Rel> {
+        let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))] = args else {
+            bail!(FeatureNotSupported, "unnest takes one array here");
+        };
+        let (array, ty) = self.expr(e, &Scope::default()).map_err(|e| {
+            if e.kind == ErrorKind::UndefinedColumn {
+                Error::unsupported("unnest arguments from other FROM items (LATERAL) are not supported yet")
+            } else {
+                e
+            }
+        })?;
+        if !(ty.is_string() || ty == DataType::Unknown) {
+            bail!(UndefinedFunction, "function unnest({}) does not exist", ty.pg_name());
+        }
+        let array = self.text_operand((array, ty))?;
+        let columns = vec![OutputColumn {
+            name: "unnest".into(),
+            ty: DataType::Text,
+        }];
+        let qualifier = alias.map_or("unnest".to_string(), |a| ident(&a.name));
+        let mut scope = query::output_scope(&columns, Some(&qualifier));
+        if let Some(a) = alias {
+            if a.columns.is_empty() {
+                rename_columns(
+                    &mut scope,
+                    &[ast::TableAliasColumnDef::from_name(a.name.value.clone())],
+                )?;
+            } else {
+                rename_columns(&mut scope, &a.columns)?;
+            }
+        }
+        Ok(Rel {
+            plan: Plan::Unnest { array },
+            scope,
+        })
     }
 
     /// A reference to the `k`th common table expression in scope: its

@@ -36,6 +36,7 @@ use crate::catalog::encode_key_value;
 use crate::expr::{Env, Func, Subquery, SubqueryRunner};
 use crate::interrupt::{self, Interrupt};
 use crate::plan::{Plan, SortKey};
+use crate::syscat;
 use crate::types::Value;
 
 pub use dml::{Conflict, ConflictTarget, InsertSource, Returning};
@@ -122,6 +123,8 @@ pub struct ExecCtx<'t> {
     now: i64,
     /// The session's sequence values (`currval`, `lastval`).
     sequences: Option<&'t std::sync::Mutex<crate::sequence::SessionSequences>>,
+    /// The session's user and database (the system catalog shows them).
+    identity: Option<&'t crate::bind::Identity>,
 }
 
 impl<'t> ExecCtx<'t> {
@@ -131,6 +134,7 @@ impl<'t> ExecCtx<'t> {
         ExecCtx {
             now,
             sequences: None,
+            identity: None,
             txn: RefCell::new(txn),
             params,
             cache: RefCell::new(HashMap::new()),
@@ -154,6 +158,23 @@ impl<'t> ExecCtx<'t> {
     ) -> Self {
         self.sequences = Some(sequences);
         self
+    }
+
+    /// The same context, for the session of `identity`.
+    pub fn with_identity(mut self, identity: &'t crate::bind::Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// The rows of a system catalog relation, as this transaction sees
+    /// the catalog.
+    pub(crate) fn system_rows(&self, table: syscat::SystemTable) -> Result<Vec<Row>> {
+        let fallback = crate::bind::Identity::default();
+        let who = self.identity.unwrap_or(&fallback);
+        let rows = self.with_txn(|t| table.rows(t, who))?;
+        self.memory
+            .charge(rows.iter().map(|r| 32 * (r.len() + 1)).sum())?;
+        Ok(rows)
     }
 
     /// The same context, stopped by `interrupt`.
@@ -244,7 +265,44 @@ impl SubqueryRunner for ExecCtx<'_> {
         self.memory.limit
     }
 
-    fn sequence(&self, f: Func, args: &[Value]) -> Result<Value> {
+    fn call(&self, f: Func, args: &[Value]) -> Result<Value> {
+        let text = |v: Option<String>| v.map_or(Value::Null, Value::text);
+        match (f, args) {
+            (Func::PgGetIndexdef, [Value::Int(oid), rest @ ..]) => {
+                let column = match rest.first() {
+                    Some(Value::Int(c)) => *c,
+                    _ => 0,
+                };
+                return Ok(text(
+                    self.with_txn(|t| syscat::get_indexdef(t, *oid, column))?,
+                ));
+            }
+            (Func::PgGetConstraintdef, [Value::Int(oid), ..]) => {
+                return Ok(text(self.with_txn(|t| syscat::get_constraintdef(t, *oid))?));
+            }
+            (Func::PgGetViewdef, [Value::Int(oid), ..]) => {
+                return Ok(text(self.with_txn(|t| syscat::get_viewdef(t, *oid))?));
+            }
+            (Func::ToRegclass, [Value::Text(name)]) => {
+                return Ok(self
+                    .with_txn(|t| syscat::regclass(t, name))?
+                    .map_or(Value::Null, Value::Int));
+            }
+            (Func::RegclassName, [Value::Int(oid)]) => {
+                let name = self.with_txn(|t| syscat::relation_name(t, *oid))?;
+                return Ok(Value::text(name.unwrap_or_else(|| oid.to_string())));
+            }
+            (Func::Regclass, [Value::Text(name)]) => {
+                return match self.with_txn(|t| syscat::regclass(t, name))? {
+                    Some(oid) => Ok(Value::Int(oid)),
+                    None => Err(Error::new(
+                        ErrorKind::UndefinedTable,
+                        format!("relation \"{name}\" does not exist"),
+                    )),
+                };
+            }
+            _ => {}
+        }
         let mut own = crate::sequence::SessionSequences::default();
         let mut guard = self
             .sequences

@@ -78,6 +78,8 @@ impl ExecCtx<'_> {
             }
             Plan::Values { .. }
             | Plan::Series { .. }
+            | Plan::System(_)
+            | Plan::Unnest { .. }
             | Plan::Window { .. }
             | Plan::Join { .. }
             | Plan::LookupJoin { .. }

@@ -507,6 +507,25 @@ impl ExecCtx<'_> {
                 step,
                 ty,
             } => self.series(start, stop, step.as_ref(), *ty, outer)?,
+            Plan::System(t) => {
+                let rows = self.system_rows(*t)?;
+                batches_from_rows(&rows, &plan.output_types())
+            }
+            Plan::Unnest { array } => {
+                let rows: Vec<Row> = match self.eval_const(array, outer)? {
+                    Value::Null => Vec::new(),
+                    Value::Text(a) => crate::expr::array_items(&a)?
+                        .into_iter()
+                        .map(|item| vec![item.map_or(Value::Null, Value::text)])
+                        .collect(),
+                    other => {
+                        return Err(Error::internal(format!("unnest of {other:?}")));
+                    }
+                };
+                let made = batches_from_rows(&rows, &[DataType::Text]);
+                self.charge(&made)?;
+                made
+            }
             Plan::Scan(s) => {
                 let entries = self.scan_raw(s, outer)?;
                 let types = plan.output_types();

@@ -124,6 +124,39 @@ pub enum Func {
     SetVal,
     /// `lastval()`
     LastVal,
+    /// `pg_get_indexdef(index oid [, column, pretty])`
+    PgGetIndexdef,
+    /// `pg_get_constraintdef(constraint oid [, pretty])`
+    PgGetConstraintdef,
+    /// `pg_get_viewdef(view oid [, pretty])`
+    PgGetViewdef,
+    /// `to_regclass(name)`: the relation's OID, or NULL.
+    ToRegclass,
+    /// `name::regclass`: the relation's OID (42P01 when there is none).
+    Regclass,
+    /// `oid::regclass`: the relation's name (the number when there is
+    /// none), as a regclass prints.
+    RegclassName,
+    /// `format_type(type oid, typmod)`
+    FormatType,
+    /// `quote_ident(name)`
+    QuoteIdent,
+    /// `array_to_string(array, separator)` over an array's text form (the
+    /// system catalog's array columns).
+    ArrayToString,
+    /// `pg_size_pretty(bytes)`
+    SizePretty,
+    /// `(array text, x text)`: `x = ANY (array)` over an array's text form.
+    ArrayContains,
+    /// `array[i]` over an array's text form (1-based; NULL outside).
+    ArrayElement,
+    /// `array_upper(array, 1)`, `array_length(array, 1)`,
+    /// `cardinality(array)` over a one-dimensional array's text form.
+    ArrayUpper,
+    /// `(x, c)`: NULL when `x` is, else `c` (`pg_table_is_visible`,
+    /// `pg_get_userbyid`, `has_table_privilege`, … over one schema and
+    /// one all-powerful user).
+    UnlessNull,
 }
 
 impl Func {
@@ -185,6 +218,20 @@ impl Func {
             Func::CurrVal => "currval",
             Func::SetVal => "setval",
             Func::LastVal => "lastval",
+            Func::PgGetIndexdef => "pg_get_indexdef",
+            Func::PgGetConstraintdef => "pg_get_constraintdef",
+            Func::PgGetViewdef => "pg_get_viewdef",
+            Func::ToRegclass => "to_regclass",
+            Func::Regclass => "regclass",
+            Func::RegclassName => "regclass_name",
+            Func::FormatType => "format_type",
+            Func::QuoteIdent => "quote_ident",
+            Func::ArrayToString => "array_to_string",
+            Func::SizePretty => "pg_size_pretty",
+            Func::ArrayContains => "array_contains",
+            Func::ArrayElement => "array_element",
+            Func::ArrayUpper => "array_upper",
+            Func::UnlessNull => "unless_null",
         }
     }
 
@@ -199,6 +246,7 @@ impl Func {
                 | Func::LastVal
                 | Func::Greatest
                 | Func::Least
+                | Func::FormatType
         )
     }
 
@@ -213,15 +261,108 @@ impl Func {
                 | Func::CurrVal
                 | Func::SetVal
                 | Func::LastVal
-        )
+        ) || self.is_executor_call()
     }
 
-    /// True for the sequence functions, which the executor answers.
-    pub fn is_sequence(&self) -> bool {
+    /// True for the functions the executor answers: the sequence
+    /// functions (they need the database and the session) and the catalog
+    /// ones (they read the catalog through the transaction).
+    pub fn is_executor_call(&self) -> bool {
         matches!(
             self,
-            Func::NextVal | Func::CurrVal | Func::SetVal | Func::LastVal
+            Func::NextVal
+                | Func::CurrVal
+                | Func::SetVal
+                | Func::LastVal
+                | Func::PgGetIndexdef
+                | Func::PgGetConstraintdef
+                | Func::PgGetViewdef
+                | Func::ToRegclass
+                | Func::Regclass
+                | Func::RegclassName
         )
+    }
+}
+
+/// `pg_size_pretty`, as PostgreSQL 15 computes it: bytes below 10240,
+/// then kB, MB, GB, TB, PB below 20480 of each, rounded half away from
+/// zero (one extra bit is kept for the rounding).
+fn size_pretty(mut n: i64) -> String {
+    if n.abs() <= 10 * 1024 - 1 {
+        return format!("{n} bytes");
+    }
+    n /= 1 << 9;
+    let units = ["kB", "MB", "GB", "TB", "PB"];
+    for (i, unit) in units.iter().enumerate() {
+        if i == units.len() - 1 || n.abs() <= 20 * 1024 - 1 {
+            return format!("{} {unit}", (n + if n < 0 { -1 } else { 1 }) / 2);
+        }
+        n /= 1 << 10;
+    }
+    unreachable!("the last unit returns")
+}
+
+/// The elements of a one-dimensional array's text form (`{a,"b c",NULL}`;
+/// `None` for NULL).
+pub(crate) fn array_items(text: &str) -> Result<Vec<Option<String>>> {
+    let malformed = || {
+        Error::new(
+            ErrorKind::InvalidTextRepresentation,
+            format!("malformed array literal: \"{text}\""),
+        )
+    };
+    let inner = text
+        .trim()
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .ok_or_else(malformed)?;
+    let mut items = Vec::new();
+    if inner.trim().is_empty() {
+        return Ok(items);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut item = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            loop {
+                match chars.next().ok_or_else(malformed)? {
+                    '"' => break,
+                    '\\' => item.push(chars.next().ok_or_else(malformed)?),
+                    c => item.push(c),
+                }
+            }
+        }
+        while let Some(&c) = chars.peek() {
+            if c == ',' {
+                break;
+            }
+            chars.next();
+            if quoted && !c.is_whitespace() {
+                return Err(malformed());
+            }
+            if !quoted {
+                item.push(c);
+            }
+        }
+        let item = if quoted {
+            Some(item)
+        } else {
+            let t = item.trim();
+            if t.eq_ignore_ascii_case("null") {
+                None
+            } else {
+                Some(t.to_string())
+            }
+        };
+        items.push(item);
+        if chars.next().is_none() {
+            return Ok(items);
+        }
     }
 }
 
@@ -652,7 +793,7 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
     ) {
         return call_datetime(f, vals, ty);
     }
-    if matches!(f, Func::Now | Func::ClockTimestamp) || f.is_sequence() {
+    if matches!(f, Func::Now | Func::ClockTimestamp) || f.is_executor_call() {
         // The evaluator answers these from its environment.
         return Err(bad_args(f, vals));
     }
@@ -727,6 +868,51 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
             None => 0,
         }),
         (Func::Version, []) => Value::text(crate::VERSION_STRING),
+        (Func::FormatType, [Value::Null, ..]) => Value::Null,
+        (Func::FormatType, [Value::Int(oid), m]) => {
+            let typmod = if let Value::Int(m) = m { Some(*m) } else { None };
+            Value::text(
+                crate::syscat::format_type(*oid, typmod).unwrap_or_else(|| "???".to_string()),
+            )
+        }
+        (Func::QuoteIdent, [Value::Text(s)]) => Value::text(crate::syscat::quote_ident(s)),
+        (Func::ArrayToString, [Value::Text(a), Value::Text(sep)]) => {
+            let inner = a.strip_prefix('{').and_then(|a| a.strip_suffix('}'));
+            match inner {
+                Some("") => Value::text(""),
+                Some(items) => Value::text(items.split(',').collect::<Vec<_>>().join(sep)),
+                None => Value::Text(a.clone()),
+            }
+        }
+        (Func::SizePretty, [Value::Int(n)]) => Value::text(size_pretty(*n)),
+        (Func::ArrayElement, [Value::Text(a), Value::Int(i)]) => {
+            let items = array_items(a)?;
+            match usize::try_from(*i - 1).ok().and_then(|i| items.get(i)) {
+                Some(Some(item)) => Value::text(item.as_str()),
+                _ => Value::Null,
+            }
+        }
+        (Func::ArrayUpper, [Value::Text(a), rest @ ..]) => {
+            let n = array_items(a)?.len();
+            match rest {
+                [Value::Int(1)] | [] if n > 0 => Value::Int(n as i64),
+                [Value::Int(1)] => Value::Null,
+                [] => Value::Int(0),
+                _ => Value::Null,
+            }
+        }
+        (Func::ArrayContains, [Value::Text(a), Value::Text(x)]) => {
+            let mut found = Some(false);
+            for item in array_items(a)? {
+                match item {
+                    None => found = None,
+                    Some(i) if i == **x => return Ok(Value::Bool(true)),
+                    Some(_) => {}
+                }
+            }
+            found.map_or(Value::Null, Value::Bool)
+        }
+        (Func::UnlessNull, [_, c]) => c.clone(),
         _ => return Err(bad_args(f, vals)),
     })
 }

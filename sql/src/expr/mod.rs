@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use kv::{Error, ErrorKind, Result};
 
 mod func;
+pub(crate) use func::array_items;
 mod like;
 
 /// The longest text value, in bytes: PostgreSQL's limit on any field.
@@ -176,6 +177,12 @@ pub enum SubqueryKind {
     Scalar,
     /// `EXISTS (SELECT ...)`.
     Exists,
+    /// `ARRAY(SELECT x ...)`: the values in PostgreSQL's array text form
+    /// (`{a,b}`), as text, with the values formatted as `elem`.
+    Array {
+        /// The column's type.
+        elem: crate::types::DataType,
+    },
     /// `probe [NOT] IN (SELECT x ...)`, with SQL's NULL rules.
     In {
         /// The value looked for.
@@ -218,9 +225,10 @@ pub trait SubqueryRunner {
         usize::MAX
     }
 
-    /// Calls a sequence function (`nextval`, `currval`, `setval`,
-    /// `lastval`), which needs the database and the session.
-    fn sequence(&self, f: Func, args: &[Value]) -> Result<Value> {
+    /// Calls a function the executor answers (see
+    /// [`Func::is_executor_call`]): the sequence functions, which need the
+    /// database and the session, and the catalog functions.
+    fn call(&self, f: Func, args: &[Value]) -> Result<Value> {
         let _ = args;
         Err(Error::unsupported(format!(
             "{}() cannot be called here",
@@ -396,7 +404,7 @@ impl Expr {
                 _ => env.now,
             }),
             Expr::Func(func::Func::ClockTimestamp, _, _) => Value::Timestamp(wall_clock_micros()),
-            Expr::Func(f, args, _) if f.is_sequence() => {
+            Expr::Func(f, args, _) if f.is_executor_call() => {
                 let vals = args
                     .iter()
                     .map(|a| a.eval(env))
@@ -405,7 +413,7 @@ impl Expr {
                     return Ok(Value::Null);
                 }
                 match env.runner {
-                    Some(r) => r.sequence(*f, &vals)?,
+                    Some(r) => r.call(*f, &vals)?,
                     None => {
                         return Err(Error::unsupported(format!(
                             "{}() cannot be called here",
@@ -854,6 +862,7 @@ impl Expr {
                 let kind = match &sq.kind {
                     SubqueryKind::Scalar => "",
                     SubqueryKind::Exists => "EXISTS ",
+                    SubqueryKind::Array { .. } => "ARRAY",
                     SubqueryKind::In { negated: false, .. } => "IN ",
                     SubqueryKind::In { negated: true, .. } => "NOT IN ",
                 };
@@ -878,6 +887,25 @@ impl Expr {
     }
 }
 
+/// One element of an array's text form: NULL, or the value's text,
+/// double-quoted when it is empty, `NULL`, or holds a delimiter, brace,
+/// quote, backslash or white space.
+fn array_item(v: &Value, ty: crate::types::DataType) -> String {
+    let Some(text) = crate::types::text::format_value(v, ty) else {
+        return "NULL".into();
+    };
+    let plain = !text.is_empty()
+        && !text.eq_ignore_ascii_case("null")
+        && !text
+            .chars()
+            .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
+    if plain {
+        text
+    } else {
+        format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
 fn eval_subquery(sq: &Subquery, env: &Env<'_>) -> Result<Value> {
     let runner = env
         .runner
@@ -887,6 +915,13 @@ fn eval_subquery(sq: &Subquery, env: &Env<'_>) -> Result<Value> {
     let rows = runner.rows(sq, &stack)?;
     Ok(match &sq.kind {
         SubqueryKind::Exists => Value::Bool(!rows.is_empty()),
+        SubqueryKind::Array { elem } => {
+            let items: Vec<String> = rows
+                .iter()
+                .map(|r| array_item(r.first().unwrap_or(&Value::Null), *elem))
+                .collect();
+            Value::text(format!("{{{}}}", items.join(",")))
+        }
         SubqueryKind::Scalar => match rows.len() {
             0 => Value::Null,
             1 => rows[0].first().cloned().unwrap_or(Value::Null),

@@ -1,0 +1,1823 @@
+//! The system catalog as PostgreSQL's tools read it: `pg_catalog` and
+//! `information_schema` relations computed from our catalog when a
+//! statement reads them ([`crate::plan::Plan::System`]), and the functions
+//! psql and drivers call on them (`pg_get_indexdef`, `format_type`, …).
+//!
+//! OIDs are stable and derived from ids that are never reused: a table,
+//! view or sequence with id `n` has OID `16384 + (n - 1000) * 4096`; its
+//! indexes (the primary key's is index 1) add their index id, its foreign
+//! keys `2048 + k` and its CHECK constraints `3072 + k` (the k-th). Built-in
+//! types keep PostgreSQL's OIDs. Columns PostgreSQL types as `oid`, `name`,
+//! `"char"`, `regproc` or arrays are `bigint` and `text` here (their text
+//! forms match; arrays print as PostgreSQL prints them, e.g. `{1,2}`).
+
+use std::sync::Arc;
+
+use kv::keys::{FIRST_USER_TABLE, IndexId, PRIMARY_INDEX, TableId};
+use kv::{Error, ErrorKind, Result, bail};
+use txn::Txn;
+
+use crate::bind::Identity;
+use crate::catalog::{self, Table};
+use crate::exec::Row;
+use crate::types::{DataType, Value};
+
+/// `pg_catalog`'s namespace OID.
+pub const PG_CATALOG_OID: i64 = 11;
+/// `public`'s namespace OID.
+pub const PUBLIC_OID: i64 = 2200;
+/// `information_schema`'s namespace OID.
+pub const INFORMATION_SCHEMA_OID: i64 = 13_000;
+/// The bootstrap superuser's OID (every session's user).
+pub const USER_OID: i64 = 10;
+/// The current database's OID.
+pub const DATABASE_OID: i64 = 5;
+/// `btree`, the access method of every index.
+const BTREE_OID: i64 = 403;
+/// `heap`, the access method of every table.
+const HEAP_OID: i64 = 2;
+
+/// The OID of the table, view or sequence with id `id`.
+pub fn relation_oid(id: TableId) -> i64 {
+    16_384 + (i64::from(id) - i64::from(FIRST_USER_TABLE)) * 4096
+}
+
+/// The OID of a table's index.
+pub fn index_oid(table: &Table, index: IndexId) -> i64 {
+    relation_oid(table.id) + i64::from(index)
+}
+
+fn fkey_oid(table: &Table, k: usize) -> i64 {
+    relation_oid(table.id) + 2048 + k as i64
+}
+
+fn check_oid(table: &Table, k: usize) -> i64 {
+    relation_oid(table.id) + 3072 + k as i64
+}
+
+/// A built-in type: OID, name, length, category, array type OID.
+struct BuiltinType {
+    oid: i64,
+    name: &'static str,
+    len: i64,
+    category: &'static str,
+    array: i64,
+}
+
+const fn ty(
+    oid: i64,
+    name: &'static str,
+    len: i64,
+    category: &'static str,
+    array: i64,
+) -> BuiltinType {
+    BuiltinType {
+        oid,
+        name,
+        len,
+        category,
+        array,
+    }
+}
+
+/// The types a column or an expression can have here, plus the ones the
+/// catalog's own columns stand for.
+const TYPES: &[BuiltinType] = &[
+    ty(16, "bool", 1, "B", 1000),
+    ty(18, "char", 1, "Z", 1002),
+    ty(19, "name", 64, "S", 1003),
+    ty(20, "int8", 8, "N", 1016),
+    ty(21, "int2", 2, "N", 1005),
+    ty(23, "int4", 4, "N", 1007),
+    ty(25, "text", -1, "S", 1009),
+    ty(26, "oid", 4, "N", 1028),
+    ty(700, "float4", 4, "N", 1021),
+    ty(701, "float8", 8, "N", 1022),
+    ty(705, "unknown", -2, "X", 0),
+    ty(1042, "bpchar", -1, "S", 1014),
+    ty(1043, "varchar", -1, "S", 1015),
+    ty(1082, "date", 4, "D", 1182),
+    ty(1114, "timestamp", 8, "D", 1115),
+    ty(1184, "timestamptz", 8, "D", 1185),
+    ty(1186, "interval", 16, "T", 1187),
+    ty(1700, "numeric", -1, "N", 1231),
+];
+
+/// The OID of a type.
+pub fn type_oid(t: DataType) -> i64 {
+    match t {
+        DataType::Bool => 16,
+        DataType::Int2 => 21,
+        DataType::Int4 => 23,
+        DataType::Int8 => 20,
+        DataType::Numeric(_) => 1700,
+        DataType::Float4 => 700,
+        DataType::Float8 => 701,
+        DataType::Text => 25,
+        DataType::Varchar(_) => 1043,
+        DataType::Char(_) => 1042,
+        DataType::Timestamp => 1114,
+        DataType::Unknown => 705,
+        DataType::Date => 1082,
+        DataType::TimestampTz => 1184,
+        DataType::Interval => 1186,
+    }
+}
+
+/// A type's modifier as PostgreSQL stores it (`atttypmod`): -1 for none.
+pub fn type_modifier(t: DataType) -> i64 {
+    match t {
+        DataType::Varchar(Some(n)) | DataType::Char(n) => i64::from(n) + 4,
+        DataType::Numeric(Some((p, s))) => ((i64::from(p) << 16) | i64::from(s)) + 4,
+        _ => -1,
+    }
+}
+
+/// `format_type(oid, typmod)`: the type's SQL name with its modifier.
+pub fn format_type(oid: i64, typmod: Option<i64>) -> Option<String> {
+    let m = typmod.filter(|m| *m >= 4).map(|m| m - 4);
+    Some(match oid {
+        16 => "boolean".into(),
+        18 => "\"char\"".into(),
+        19 => "name".into(),
+        20 => "bigint".into(),
+        21 => "smallint".into(),
+        23 => "integer".into(),
+        25 => "text".into(),
+        26 => "oid".into(),
+        700 => "real".into(),
+        701 => "double precision".into(),
+        705 => "unknown".into(),
+        1042 => match m {
+            Some(n) => format!("character({n})"),
+            None => "bpchar".into(),
+        },
+        1043 => match m {
+            Some(n) => format!("character varying({n})"),
+            None => "character varying".into(),
+        },
+        1082 => "date".into(),
+        1114 => "timestamp without time zone".into(),
+        1184 => "timestamp with time zone".into(),
+        1186 => "interval".into(),
+        1700 => match m {
+            Some(m) => format!("numeric({},{})", m >> 16, m & 0xffff),
+            None => "numeric".into(),
+        },
+        _ => {
+            let t = TYPES.iter().find(|t| t.array == oid)?;
+            format!("{}[]", format_type(t.oid, None)?)
+        }
+    })
+}
+
+/// A system relation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemTable {
+    PgNamespace,
+    PgClass,
+    PgAttribute,
+    PgAttrdef,
+    PgType,
+    PgIndex,
+    PgConstraint,
+    PgDatabase,
+    PgRoles,
+    PgUser,
+    PgAuthMembers,
+    PgAm,
+    PgCollation,
+    PgDescription,
+    PgInherits,
+    PgTables,
+    PgIndexes,
+    PgViews,
+    PgSequences,
+    PgSequence,
+    PgDepend,
+    PgTablespace,
+    PgOperator,
+    PgProc,
+    PgPolicy,
+    PgStatisticExt,
+    PgPublication,
+    PgPublicationNamespace,
+    PgPublicationRel,
+    PgTrigger,
+    PgRewrite,
+    PgExtension,
+    InfoTables,
+    InfoColumns,
+    InfoSchemata,
+    InfoTableConstraints,
+    InfoKeyColumnUsage,
+    InfoViews,
+    InfoSequences,
+}
+
+/// Column codes of [`SystemTable::columns`]: the PostgreSQL type each
+/// stands for and the type it has here.
+fn code_type(code: char) -> DataType {
+    match code {
+        'o' | 'x' | 'l' => DataType::Int8, // oid, xid, int8
+        'i' => DataType::Int4,
+        's' => DataType::Int2,
+        'b' => DataType::Bool,
+        'f' => DataType::Float4,
+        'm' => DataType::TimestampTz,
+        _ => DataType::Text, // name, "char", text, regproc, arrays
+    }
+}
+
+impl SystemTable {
+    /// The relation a (possibly schema-qualified) name means, if any:
+    /// `pg_catalog`'s relations also unqualified (PostgreSQL searches
+    /// `pg_catalog` first), `information_schema`'s only qualified.
+    pub fn lookup(schema: Option<&str>, name: &str) -> Option<SystemTable> {
+        use SystemTable as S;
+        match schema {
+            None | Some("pg_catalog") => Some(match name {
+                "pg_namespace" => S::PgNamespace,
+                "pg_class" => S::PgClass,
+                "pg_attribute" => S::PgAttribute,
+                "pg_attrdef" => S::PgAttrdef,
+                "pg_type" => S::PgType,
+                "pg_index" => S::PgIndex,
+                "pg_constraint" => S::PgConstraint,
+                "pg_database" => S::PgDatabase,
+                "pg_roles" | "pg_authid" => S::PgRoles,
+                "pg_user" => S::PgUser,
+                "pg_auth_members" => S::PgAuthMembers,
+                "pg_am" => S::PgAm,
+                "pg_collation" => S::PgCollation,
+                "pg_description" => S::PgDescription,
+                "pg_inherits" => S::PgInherits,
+                "pg_tables" => S::PgTables,
+                "pg_indexes" => S::PgIndexes,
+                "pg_views" => S::PgViews,
+                "pg_sequences" => S::PgSequences,
+                "pg_sequence" => S::PgSequence,
+                "pg_depend" => S::PgDepend,
+                "pg_tablespace" => S::PgTablespace,
+                "pg_operator" => S::PgOperator,
+                "pg_proc" => S::PgProc,
+                "pg_policy" => S::PgPolicy,
+                "pg_statistic_ext" => S::PgStatisticExt,
+                "pg_publication" => S::PgPublication,
+                "pg_publication_namespace" => S::PgPublicationNamespace,
+                "pg_publication_rel" => S::PgPublicationRel,
+                "pg_trigger" => S::PgTrigger,
+                "pg_rewrite" => S::PgRewrite,
+                "pg_extension" => S::PgExtension,
+                _ => return None,
+            }),
+            Some("information_schema") => Some(match name {
+                "tables" => S::InfoTables,
+                "columns" => S::InfoColumns,
+                "schemata" => S::InfoSchemata,
+                "table_constraints" => S::InfoTableConstraints,
+                "key_column_usage" => S::InfoKeyColumnUsage,
+                "views" => S::InfoViews,
+                "sequences" => S::InfoSequences,
+                _ => return None,
+            }),
+            Some(_) => None,
+        }
+    }
+
+    /// The relation's OID: PostgreSQL 15's for its catalogs, made-up ones
+    /// (below 16384) for its views.
+    pub fn oid(self) -> i64 {
+        use SystemTable as S;
+        match self {
+            S::PgNamespace => 2615,
+            S::PgClass => 1259,
+            S::PgAttribute => 1249,
+            S::PgAttrdef => 2604,
+            S::PgType => 1247,
+            S::PgIndex => 2610,
+            S::PgConstraint => 2606,
+            S::PgDatabase => 1262,
+            S::PgRoles => 12_001,
+            S::PgUser => 12_002,
+            S::PgAuthMembers => 1261,
+            S::PgAm => 2601,
+            S::PgCollation => 3456,
+            S::PgDescription => 2609,
+            S::PgInherits => 2611,
+            S::PgTables => 12_003,
+            S::PgIndexes => 12_004,
+            S::PgViews => 12_005,
+            S::PgSequences => 12_006,
+            S::PgSequence => 2224,
+            S::PgDepend => 2608,
+            S::PgTablespace => 1213,
+            S::PgOperator => 2617,
+            S::PgProc => 1255,
+            S::PgPolicy => 3256,
+            S::PgStatisticExt => 3381,
+            S::PgPublication => 6104,
+            S::PgPublicationNamespace => 6237,
+            S::PgPublicationRel => 6106,
+            S::PgTrigger => 2620,
+            S::PgRewrite => 2618,
+            S::PgExtension => 3079,
+            S::InfoTables => 13_001,
+            S::InfoColumns => 13_002,
+            S::InfoSchemata => 13_003,
+            S::InfoTableConstraints => 13_004,
+            S::InfoKeyColumnUsage => 13_005,
+            S::InfoViews => 13_006,
+            S::InfoSequences => 13_007,
+        }
+    }
+
+    /// The relation's name as written in messages and EXPLAIN.
+    pub fn name(self) -> &'static str {
+        use SystemTable as S;
+        match self {
+            S::PgNamespace => "pg_namespace",
+            S::PgClass => "pg_class",
+            S::PgAttribute => "pg_attribute",
+            S::PgAttrdef => "pg_attrdef",
+            S::PgType => "pg_type",
+            S::PgIndex => "pg_index",
+            S::PgConstraint => "pg_constraint",
+            S::PgDatabase => "pg_database",
+            S::PgRoles => "pg_roles",
+            S::PgUser => "pg_user",
+            S::PgAuthMembers => "pg_auth_members",
+            S::PgAm => "pg_am",
+            S::PgCollation => "pg_collation",
+            S::PgDescription => "pg_description",
+            S::PgInherits => "pg_inherits",
+            S::PgTables => "pg_tables",
+            S::PgIndexes => "pg_indexes",
+            S::PgViews => "pg_views",
+            S::PgSequences => "pg_sequences",
+            S::PgSequence => "pg_sequence",
+            S::PgDepend => "pg_depend",
+            S::PgTablespace => "pg_tablespace",
+            S::PgOperator => "pg_operator",
+            S::PgProc => "pg_proc",
+            S::PgPolicy => "pg_policy",
+            S::PgStatisticExt => "pg_statistic_ext",
+            S::PgPublication => "pg_publication",
+            S::PgPublicationNamespace => "pg_publication_namespace",
+            S::PgPublicationRel => "pg_publication_rel",
+            S::PgTrigger => "pg_trigger",
+            S::PgRewrite => "pg_rewrite",
+            S::PgExtension => "pg_extension",
+            S::InfoTables => "tables",
+            S::InfoColumns => "columns",
+            S::InfoSchemata => "schemata",
+            S::InfoTableConstraints => "table_constraints",
+            S::InfoKeyColumnUsage => "key_column_usage",
+            S::InfoViews => "views",
+            S::InfoSequences => "sequences",
+        }
+    }
+
+    /// `name:code` pairs, PostgreSQL 15's columns in its order (codes: see
+    /// [`code_type`]).
+    fn spec(self) -> &'static str {
+        use SystemTable as S;
+        match self {
+            S::PgNamespace => "oid:o nspname:n nspowner:o nspacl:a",
+            S::PgClass => {
+                "oid:o relname:n relnamespace:o reltype:o reloftype:o relowner:o relam:o \
+                 relfilenode:o reltablespace:o relpages:i reltuples:f relallvisible:i \
+                 reltoastrelid:o relhasindex:b relisshared:b relpersistence:c relkind:c \
+                 relnatts:s relchecks:s relhasrules:b relhastriggers:b relhassubclass:b \
+                 relrowsecurity:b relforcerowsecurity:b relispopulated:b relreplident:c \
+                 relispartition:b relrewrite:o relfrozenxid:x relminmxid:x relacl:a \
+                 reloptions:a relpartbound:t"
+            }
+            S::PgAttribute => {
+                "attrelid:o attname:n atttypid:o attstattarget:i attlen:s attnum:s \
+                 attndims:i attcacheoff:i atttypmod:i attbyval:b attalign:c attstorage:c \
+                 attcompression:c attnotnull:b atthasdef:b atthasmissing:b attidentity:c \
+                 attgenerated:c attisdropped:b attislocal:b attinhcount:i attcollation:o \
+                 attacl:a attoptions:a attfdwoptions:a attmissingval:a"
+            }
+            S::PgAttrdef => "oid:o adrelid:o adnum:s adbin:t",
+            S::PgType => {
+                "oid:o typname:n typnamespace:o typowner:o typlen:s typbyval:b typtype:c \
+                 typcategory:c typispreferred:b typisdefined:b typdelim:c typrelid:o \
+                 typsubscript:g typelem:o typarray:o typinput:g typoutput:g typreceive:g \
+                 typsend:g typmodin:g typmodout:g typanalyze:g typalign:c typstorage:c \
+                 typnotnull:b typbasetype:o typtypmod:i typndims:i typcollation:o \
+                 typdefaultbin:t typdefault:t typacl:a"
+            }
+            S::PgIndex => {
+                "indexrelid:o indrelid:o indnatts:s indnkeyatts:s indisunique:b \
+                 indnullsnotdistinct:b indisprimary:b indisexclusion:b indimmediate:b \
+                 indisclustered:b indisvalid:b indcheckxmin:b indisready:b indislive:b \
+                 indisreplident:b indkey:a indcollation:a indclass:a indoption:a \
+                 indexprs:t indpred:t"
+            }
+            S::PgConstraint => {
+                "oid:o conname:n connamespace:o contype:c condeferrable:b condeferred:b \
+                 convalidated:b conrelid:o contypid:o conindid:o conparentid:o confrelid:o \
+                 confupdtype:c confdeltype:c confmatchtype:c conislocal:b coninhcount:i \
+                 connoinherit:b conkey:a confkey:a conpfeqop:a conppeqop:a conffeqop:a \
+                 confdelsetcols:a conexclop:a conbin:t"
+            }
+            S::PgDatabase => {
+                "oid:o datname:n datdba:o encoding:i datlocprovider:c datistemplate:b \
+                 datallowconn:b datconnlimit:i datfrozenxid:x datminmxid:x dattablespace:o \
+                 datcollate:t datctype:t daticulocale:t datcollversion:t datacl:a"
+            }
+            S::PgRoles => {
+                "rolname:n rolsuper:b rolinherit:b rolcreaterole:b rolcreatedb:b \
+                 rolcanlogin:b rolreplication:b rolconnlimit:i rolpassword:t \
+                 rolvaliduntil:m rolbypassrls:b rolconfig:a oid:o"
+            }
+            S::PgUser => {
+                "usename:n usesysid:o usecreatedb:b usesuper:b userepl:b usebypassrls:b \
+                 passwd:t valuntil:m useconfig:a"
+            }
+            S::PgAuthMembers => "roleid:o member:o grantor:o admin_option:b",
+            S::PgAm => "oid:o amname:n amhandler:g amtype:c",
+            S::PgCollation => {
+                "oid:o collname:n collnamespace:o collowner:o collprovider:c \
+                 collisdeterministic:b collencoding:i collcollate:t collctype:t \
+                 colliculocale:t collversion:t"
+            }
+            S::PgDescription => "objoid:o classoid:o objsubid:i description:t",
+            S::PgInherits => "inhrelid:o inhparent:o inhseqno:i inhdetachpending:b",
+            S::PgTables => {
+                "schemaname:n tablename:n tableowner:n tablespace:n hasindexes:b \
+                 hasrules:b hastriggers:b rowsecurity:b"
+            }
+            S::PgIndexes => "schemaname:n tablename:n indexname:n tablespace:n indexdef:t",
+            S::PgViews => "schemaname:n viewname:n viewowner:n definition:t",
+            S::PgSequences => {
+                "schemaname:n sequencename:n sequenceowner:n data_type:t start_value:l \
+                 min_value:l max_value:l increment_by:l cycle:b cache_size:l last_value:l"
+            }
+            S::PgTablespace => "oid:o spcname:n spcowner:o spcacl:a spcoptions:a",
+            S::PgOperator => {
+                "oid:o oprname:n oprnamespace:o oprowner:o oprkind:c oprcanmerge:b \
+                 oprcanhash:b oprleft:o oprright:o oprresult:o oprcom:o oprnegate:o \
+                 oprcode:g oprrest:g oprjoin:g"
+            }
+            S::PgDepend => {
+                "classid:o objid:o objsubid:i refclassid:o refobjid:o refobjsubid:i deptype:c"
+            }
+            S::PgSequence => {
+                "seqrelid:o seqtypid:o seqstart:l seqincrement:l seqmax:l seqmin:l \
+                 seqcache:l seqcycle:b"
+            }
+            S::PgProc => {
+                "oid:o proname:n pronamespace:o proowner:o prolang:o procost:f \
+                 prorows:f provariadic:o prosupport:g prokind:c prosecdef:b \
+                 proleakproof:b proisstrict:b proretset:b provolatile:c proparallel:c \
+                 pronargs:s pronargdefaults:s prorettype:o proargtypes:a \
+                 proallargtypes:a proargmodes:a proargnames:a proargdefaults:t \
+                 protrftypes:a prosrc:t probin:t prosqlbody:t proconfig:a proacl:a"
+            }
+            S::PgPolicy => {
+                "oid:o polname:n polrelid:o polcmd:c polpermissive:b polroles:a \
+                 polqual:t polwithcheck:t"
+            }
+            S::PgStatisticExt => {
+                "oid:o stxrelid:o stxname:n stxnamespace:o stxowner:o stxstattarget:i \
+                 stxkeys:a stxkind:a stxexprs:t"
+            }
+            S::PgPublication => {
+                "oid:o pubname:n pubowner:o puballtables:b pubinsert:b pubupdate:b \
+                 pubdelete:b pubtruncate:b pubviaroot:b"
+            }
+            S::PgPublicationNamespace => "oid:o pnpubid:o pnnspid:o",
+            S::PgPublicationRel => "oid:o prpubid:o prrelid:o prqual:t prattrs:a",
+            S::PgTrigger => {
+                "oid:o tgrelid:o tgparentid:o tgname:n tgfoid:o tgtype:s tgenabled:c \
+                 tgisinternal:b tgconstrrelid:o tgconstrindid:o tgconstraint:o \
+                 tgdeferrable:b tginitdeferred:b tgnargs:s tgattr:a tgargs:t tgqual:t \
+                 tgoldtable:n tgnewtable:n"
+            }
+            S::PgRewrite => {
+                "oid:o rulename:n ev_class:o ev_type:c ev_enabled:c is_instead:b \
+                 ev_qual:t ev_action:t"
+            }
+            S::PgExtension => {
+                "oid:o extname:n extowner:o extnamespace:o extrelocatable:b \
+                 extversion:t extconfig:a extcondition:a"
+            }
+            S::InfoTables => {
+                "table_catalog:n table_schema:n table_name:n table_type:t \
+                 self_referencing_column_name:n reference_generation:t \
+                 user_defined_type_catalog:n user_defined_type_schema:n \
+                 user_defined_type_name:n is_insertable_into:t is_typed:t commit_action:t"
+            }
+            S::InfoColumns => {
+                "table_catalog:n table_schema:n table_name:n column_name:n \
+                 ordinal_position:i column_default:t is_nullable:t data_type:t \
+                 character_maximum_length:i character_octet_length:i numeric_precision:i \
+                 numeric_precision_radix:i numeric_scale:i datetime_precision:i \
+                 interval_type:t interval_precision:i character_set_catalog:n \
+                 character_set_schema:n character_set_name:n collation_catalog:n \
+                 collation_schema:n collation_name:n domain_catalog:n domain_schema:n \
+                 domain_name:n udt_catalog:n udt_schema:n udt_name:n scope_catalog:n \
+                 scope_schema:n scope_name:n maximum_cardinality:i dtd_identifier:n \
+                 is_self_referencing:t is_identity:t identity_generation:t \
+                 identity_start:t identity_increment:t identity_maximum:t \
+                 identity_minimum:t identity_cycle:t is_generated:t \
+                 generation_expression:t is_updatable:t"
+            }
+            S::InfoSchemata => {
+                "catalog_name:n schema_name:n schema_owner:n \
+                 default_character_set_catalog:n default_character_set_schema:n \
+                 default_character_set_name:n sql_path:t"
+            }
+            S::InfoTableConstraints => {
+                "constraint_catalog:n constraint_schema:n constraint_name:n \
+                 table_catalog:n table_schema:n table_name:n constraint_type:t \
+                 is_deferrable:t initially_deferred:t enforced:t nulls_distinct:t"
+            }
+            S::InfoKeyColumnUsage => {
+                "constraint_catalog:n constraint_schema:n constraint_name:n \
+                 table_catalog:n table_schema:n table_name:n column_name:n \
+                 ordinal_position:i position_in_unique_constraint:i"
+            }
+            S::InfoViews => {
+                "table_catalog:n table_schema:n table_name:n view_definition:t \
+                 check_option:t is_updatable:t is_insertable_into:t \
+                 is_trigger_updatable:t is_trigger_deletable:t \
+                 is_trigger_insertable_into:t"
+            }
+            S::InfoSequences => {
+                "sequence_catalog:n sequence_schema:n sequence_name:n data_type:t \
+                 numeric_precision:i numeric_precision_radix:i numeric_scale:i \
+                 start_value:t minimum_value:t maximum_value:t increment:t cycle_option:t"
+            }
+        }
+    }
+
+    /// The relation's columns: names and types.
+    pub fn columns(self) -> Vec<(&'static str, DataType)> {
+        self.spec()
+            .split_whitespace()
+            .map(|c| {
+                let (name, code) = c.split_once(':').expect("name:code");
+                (name, code_type(code.chars().next().unwrap_or('t')))
+            })
+            .collect()
+    }
+
+    /// The relation's rows now, as `txn` sees the catalog.
+    pub fn rows(self, txn: &mut Txn, who: &Identity) -> Result<Vec<Row>> {
+        let mut cat = Snapshot::read(txn)?;
+        if self == SystemTable::PgAttribute {
+            cat.view_types = view_types(txn, &cat.views);
+        }
+        let width = self.columns().len();
+        let rows = cat.rows(self, who);
+        if let Some(bad) = rows.iter().find(|r| r.len() != width) {
+            return Err(Error::internal(format!(
+                "{} row has {} values for {width} columns",
+                self.name(),
+                bad.len()
+            )));
+        }
+        Ok(rows)
+    }
+}
+
+/// The user catalog, read once per scan of a system relation.
+struct Snapshot {
+    tables: Vec<Arc<Table>>,
+    views: Vec<catalog::View>,
+    sequences: Vec<catalog::Sequence>,
+    /// Each view's column types (read for `pg_attribute` only).
+    view_types: Vec<Vec<DataType>>,
+}
+
+/// The column types of each view, found by binding `SELECT * FROM` it (a
+/// view that no longer binds shows text columns).
+fn view_types(txn: &mut Txn, views: &[catalog::View]) -> Vec<Vec<DataType>> {
+    views
+        .iter()
+        .map(|v| {
+            let sql = format!("SELECT * FROM {}", quote_ident(&v.name));
+            let bound = crate::session::parse(&sql).ok().and_then(|stmts| {
+                let stmt = stmts.into_iter().next()?;
+                crate::bind::Binder::new(txn, &[]).bind(&stmt).ok()
+            });
+            match bound {
+                Some(crate::bind::Bound::Query { columns, .. }) => {
+                    columns.iter().map(|c| c.ty).collect()
+                }
+                _ => vec![DataType::Text; v.columns.len()],
+            }
+        })
+        .collect()
+}
+
+fn t(s: impl Into<Arc<str>>) -> Value {
+    Value::Text(s.into())
+}
+
+fn o(n: i64) -> Value {
+    Value::Int(n)
+}
+
+fn b(x: bool) -> Value {
+    Value::Bool(x)
+}
+
+const NULL: Value = Value::Null;
+
+/// PostgreSQL's text form of an integer array: `{1,2}`.
+fn int_array(items: impl IntoIterator<Item = i64>) -> Value {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    t(format!("{{{}}}", items.join(",")))
+}
+
+/// An `int2vector`'s text form: `1 2`.
+fn int_vector(items: impl IntoIterator<Item = i64>) -> Value {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    t(items.join(" "))
+}
+
+fn yes_no(x: bool) -> Value {
+    t(if x { "YES" } else { "NO" })
+}
+
+/// PostgreSQL's reserved key words (and those reserved as column names):
+/// a name equal to one is quoted.
+const RESERVED: &[&str] = &[
+    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric",
+    "authorization", "binary", "both", "case", "cast", "check", "collate", "collation",
+    "column", "concurrently", "constraint", "create", "cross", "current_catalog",
+    "current_date", "current_role", "current_schema", "current_time", "current_timestamp",
+    "current_user", "default", "deferrable", "desc", "distinct", "do", "else", "end",
+    "except", "false", "fetch", "for", "foreign", "freeze", "from", "full", "grant", "group",
+    "having", "ilike", "in", "initially", "inner", "intersect", "into", "is", "isnull", "join",
+    "lateral", "leading", "left", "like", "limit", "localtime", "localtimestamp", "natural",
+    "not", "notnull", "null", "offset", "on", "only", "or", "order", "outer", "overlaps",
+    "placing", "primary", "references", "returning", "right", "select", "session_user",
+    "similar", "some", "symmetric", "table", "tablesample", "then", "to", "trailing", "true",
+    "union", "unique", "user", "using", "variadic", "verbose", "when", "where", "window",
+    "with",
+];
+
+/// A name in SQL: quoted when it would not read back as itself.
+pub fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain && !RESERVED.contains(&name) {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// An index or constraint of a table backed by an index: the primary key
+/// (index 1) or a secondary index.
+struct IndexInfo<'a> {
+    id: IndexId,
+    name: String,
+    columns: &'a [usize],
+    unique: bool,
+    primary: bool,
+    /// Made by a `UNIQUE` constraint or the primary key rather than by
+    /// `CREATE INDEX` (named `…_key` / `…_pkey`).
+    constraint: bool,
+}
+
+fn indexes(table: &Table) -> Vec<IndexInfo<'_>> {
+    let mut out = Vec::new();
+    if !table.primary_key.is_empty() {
+        out.push(IndexInfo {
+            id: PRIMARY_INDEX,
+            name: table.pkey_name(),
+            columns: &table.primary_key,
+            unique: true,
+            primary: true,
+            constraint: true,
+        });
+    }
+    for ix in &table.indexes {
+        out.push(IndexInfo {
+            id: ix.id,
+            name: ix.name.clone(),
+            columns: &ix.columns,
+            unique: ix.unique,
+            primary: false,
+            constraint: ix.unique && ix.name.ends_with("_key"),
+        });
+    }
+    out
+}
+
+fn column_list(table: &Table, columns: &[usize]) -> String {
+    columns
+        .iter()
+        .map(|&c| quote_ident(&table.columns[c].name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `pg_get_indexdef`'s text.
+fn index_def(table: &Table, ix: &IndexInfo<'_>) -> String {
+    format!(
+        "CREATE {}INDEX {} ON public.{} USING btree ({})",
+        if ix.unique { "UNIQUE " } else { "" },
+        quote_ident(&ix.name),
+        quote_ident(&table.name),
+        column_list(table, ix.columns)
+    )
+}
+
+/// `pg_get_constraintdef`'s text for a foreign key.
+fn fkey_def(table: &Table, fk: &catalog::ForeignKey, parent: Option<&Table>) -> String {
+    let parent_cols = match parent {
+        Some(p) => column_list(p, &fk.parent_columns),
+        None => String::new(),
+    };
+    let mut s = format!(
+        "FOREIGN KEY ({}) REFERENCES {}({})",
+        column_list(table, &fk.columns),
+        quote_ident(&fk.parent),
+        parent_cols
+    );
+    if fk.on_update != catalog::FkAction::NoAction {
+        s += &format!(" ON UPDATE {}", fk.on_update.sql());
+    }
+    if fk.on_delete != catalog::FkAction::NoAction {
+        s += &format!(" ON DELETE {}", fk.on_delete.sql());
+    }
+    s
+}
+
+fn fk_action_code(a: catalog::FkAction) -> Value {
+    t(match a {
+        catalog::FkAction::NoAction => "a",
+        catalog::FkAction::Restrict => "r",
+        catalog::FkAction::Cascade => "c",
+        catalog::FkAction::SetNull => "n",
+        catalog::FkAction::SetDefault => "d",
+    })
+}
+
+impl Snapshot {
+    fn read(txn: &mut Txn) -> Result<Snapshot> {
+        Ok(Snapshot {
+            tables: catalog::list_tables(txn)?,
+            views: catalog::list_views(txn)?,
+            sequences: catalog::list_sequences(txn)?,
+            view_types: Vec::new(),
+        })
+    }
+
+    fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name).map(|t| &**t)
+    }
+
+    fn rows(&self, which: SystemTable, who: &Identity) -> Vec<Row> {
+        use SystemTable as S;
+        let user = || t(who.user.as_str());
+        let db = || t(who.database.as_str());
+        match which {
+            S::PgNamespace => vec![
+                vec![o(PG_CATALOG_OID), t("pg_catalog"), o(USER_OID), NULL],
+                vec![o(PUBLIC_OID), t("public"), o(USER_OID), NULL],
+                vec![
+                    o(INFORMATION_SCHEMA_OID),
+                    t("information_schema"),
+                    o(USER_OID),
+                    NULL,
+                ],
+            ],
+            S::PgClass => self.pg_class(),
+            S::PgAttribute => self.pg_attribute(),
+            S::PgAttrdef => {
+                let mut out = Vec::new();
+                for table in &self.tables {
+                    for (i, c) in table.columns.iter().enumerate() {
+                        if let Some(d) = &c.default {
+                            out.push(vec![
+                                o(relation_oid(table.id) + 4096 - 1 - i as i64),
+                                o(relation_oid(table.id)),
+                                o(i as i64 + 1),
+                                t(d.as_str()),
+                            ]);
+                        }
+                    }
+                }
+                out
+            }
+            S::PgType => TYPES
+                .iter()
+                .map(|ty| {
+                    let collatable = ty.category == "S";
+                    vec![
+                        o(ty.oid),
+                        t(ty.name),
+                        o(PG_CATALOG_OID),
+                        o(USER_OID),
+                        o(ty.len),
+                        b(ty.len > 0 && ty.len <= 8),
+                        t("b"),
+                        t(ty.category),
+                        b(matches!(ty.name, "bool" | "text" | "float8" | "timestamptz")),
+                        b(true),
+                        t(","),
+                        o(0),
+                        t("-"),
+                        o(0),
+                        o(ty.array),
+                        t(format!("{}in", ty.name)),
+                        t(format!("{}out", ty.name)),
+                        t(format!("{}recv", ty.name)),
+                        t(format!("{}send", ty.name)),
+                        t("-"),
+                        t("-"),
+                        t("-"),
+                        t(if ty.len == 8 || ty.len < 0 { "d" } else { "i" }),
+                        t(if ty.len < 0 { "x" } else { "p" }),
+                        b(false),
+                        o(0),
+                        o(-1),
+                        o(0),
+                        o(if collatable { 100 } else { 0 }),
+                        NULL,
+                        NULL,
+                        NULL,
+                    ]
+                })
+                .collect(),
+            S::PgIndex => {
+                let mut out = Vec::new();
+                for table in &self.tables {
+                    for ix in indexes(table) {
+                        let n = ix.columns.len() as i64;
+                        out.push(vec![
+                            o(index_oid(table, ix.id)),
+                            o(relation_oid(table.id)),
+                            o(n),
+                            o(n),
+                            b(ix.unique),
+                            b(false),
+                            b(ix.primary),
+                            b(false),
+                            b(true),
+                            b(false),
+                            b(true),
+                            b(false),
+                            b(true),
+                            b(true),
+                            b(false),
+                            int_vector(ix.columns.iter().map(|&c| c as i64 + 1)),
+                            int_vector(ix.columns.iter().map(|_| 0)),
+                            int_vector(ix.columns.iter().map(|_| 0)),
+                            int_vector(ix.columns.iter().map(|_| 0)),
+                            NULL,
+                            NULL,
+                        ]);
+                    }
+                }
+                out
+            }
+            S::PgConstraint => self.pg_constraint(),
+            S::PgDatabase => vec![vec![
+                o(DATABASE_OID),
+                db(),
+                o(USER_OID),
+                o(6),
+                t("c"),
+                b(false),
+                b(true),
+                o(-1),
+                o(0),
+                o(1),
+                o(1663),
+                t("C"),
+                t("C"),
+                NULL,
+                NULL,
+                NULL,
+            ]],
+            S::PgRoles => vec![vec![
+                user(),
+                b(true),
+                b(true),
+                b(true),
+                b(true),
+                b(true),
+                b(true),
+                o(-1),
+                t("********"),
+                NULL,
+                b(true),
+                NULL,
+                o(USER_OID),
+            ]],
+            S::PgUser => vec![vec![
+                user(),
+                o(USER_OID),
+                b(true),
+                b(true),
+                b(true),
+                b(true),
+                t("********"),
+                NULL,
+                NULL,
+            ]],
+            S::PgAm => vec![
+                vec![o(HEAP_OID), t("heap"), t("heap_tableam_handler"), t("t")],
+                vec![o(BTREE_OID), t("btree"), t("bthandler"), t("i")],
+            ],
+            S::PgCollation => [(100, "default", "d"), (950, "C", "c"), (951, "POSIX", "c")]
+                .into_iter()
+                .map(|(oid, name, provider)| {
+                    let locale = if provider == "d" { NULL } else { t(name) };
+                    vec![
+                        o(oid),
+                        t(name),
+                        o(PG_CATALOG_OID),
+                        o(USER_OID),
+                        t(provider),
+                        b(true),
+                        o(-1),
+                        locale.clone(),
+                        locale,
+                        NULL,
+                        NULL,
+                    ]
+                })
+                .collect(),
+            S::PgTables => self
+                .tables
+                .iter()
+                .map(|table| {
+                    vec![
+                        t("public"),
+                        t(table.name.as_str()),
+                        user(),
+                        NULL,
+                        b(!indexes(table).is_empty()),
+                        b(false),
+                        b(!table.foreign_keys.is_empty() || !table.referenced_by.is_empty()),
+                        b(false),
+                    ]
+                })
+                .collect(),
+            S::PgIndexes => {
+                let mut out = Vec::new();
+                for table in &self.tables {
+                    for ix in indexes(table) {
+                        out.push(vec![
+                            t("public"),
+                            t(table.name.as_str()),
+                            t(ix.name.as_str()),
+                            NULL,
+                            t(index_def(table, &ix)),
+                        ]);
+                    }
+                }
+                out
+            }
+            S::PgViews => self
+                .views
+                .iter()
+                .map(|v| vec![t("public"), t(v.name.as_str()), user(), t(v.sql.as_str())])
+                .collect(),
+            S::PgSequences => self
+                .sequences
+                .iter()
+                .map(|s| {
+                    vec![
+                        t("public"),
+                        t(s.name.as_str()),
+                        user(),
+                        t("bigint"),
+                        o(s.start),
+                        o(s.min),
+                        o(s.max),
+                        o(s.increment),
+                        b(s.cycle),
+                        o(s.cache),
+                        NULL,
+                    ]
+                })
+                .collect(),
+            S::PgSequence => self
+                .sequences
+                .iter()
+                .map(|s| {
+                    vec![
+                        o(relation_oid(s.id)),
+                        o(20),
+                        o(s.start),
+                        o(s.increment),
+                        o(s.max),
+                        o(s.min),
+                        o(s.cache),
+                        b(s.cycle),
+                    ]
+                })
+                .collect(),
+            S::PgTablespace => vec![
+                vec![o(1663), t("pg_default"), o(USER_OID), NULL, NULL],
+                vec![o(1664), t("pg_global"), o(USER_OID), NULL, NULL],
+            ],
+            S::PgDepend
+            | S::PgOperator
+            | S::PgDescription
+            | S::PgInherits
+            | S::PgAuthMembers
+            | S::PgProc
+            | S::PgPolicy
+            | S::PgStatisticExt
+            | S::PgPublication
+            | S::PgPublicationNamespace
+            | S::PgPublicationRel
+            | S::PgTrigger
+            | S::PgRewrite
+            | S::PgExtension => Vec::new(),
+            S::InfoTables => {
+                let mut out: Vec<Row> = Vec::new();
+                let names = self
+                    .tables
+                    .iter()
+                    .map(|t| (t.name.as_str(), "BASE TABLE"))
+                    .chain(self.views.iter().map(|v| (v.name.as_str(), "VIEW")));
+                for (name, kind) in names {
+                    out.push(vec![
+                        db(),
+                        t("public"),
+                        t(name),
+                        t(kind),
+                        NULL,
+                        NULL,
+                        NULL,
+                        NULL,
+                        NULL,
+                        yes_no(kind == "BASE TABLE"),
+                        t("NO"),
+                        NULL,
+                    ]);
+                }
+                out
+            }
+            S::InfoColumns => self.info_columns(who),
+            S::InfoSchemata => ["pg_catalog", "public", "information_schema"]
+                .into_iter()
+                .map(|s| vec![db(), t(s), user(), NULL, NULL, NULL, NULL])
+                .collect(),
+            S::InfoTableConstraints => self.info_table_constraints(who),
+            S::InfoKeyColumnUsage => self.info_key_column_usage(who),
+            S::InfoViews => self
+                .views
+                .iter()
+                .map(|v| {
+                    vec![
+                        db(),
+                        t("public"),
+                        t(v.name.as_str()),
+                        t(v.sql.as_str()),
+                        t("NONE"),
+                        t("NO"),
+                        t("NO"),
+                        t("NO"),
+                        t("NO"),
+                        t("NO"),
+                    ]
+                })
+                .collect(),
+            S::InfoSequences => self
+                .sequences
+                .iter()
+                .map(|s| {
+                    vec![
+                        db(),
+                        t("public"),
+                        t(s.name.as_str()),
+                        t("bigint"),
+                        o(64),
+                        o(2),
+                        o(0),
+                        t(s.start.to_string()),
+                        t(s.min.to_string()),
+                        t(s.max.to_string()),
+                        t(s.increment.to_string()),
+                        yes_no(s.cycle),
+                    ]
+                })
+                .collect(),
+        }
+    }
+
+    /// A `pg_class` row.
+    #[allow(clippy::too_many_arguments)]
+    fn class_row(
+        oid: i64,
+        name: &str,
+        kind: &str,
+        am: i64,
+        natts: usize,
+        checks: usize,
+        (has_index, has_triggers): (bool, bool),
+        tuples: f64,
+    ) -> Row {
+        vec![
+            o(oid),
+            t(name),
+            o(PUBLIC_OID),
+            o(0),
+            o(0),
+            o(USER_OID),
+            o(am),
+            o(oid),
+            o(0),
+            o(0),
+            Value::Float(tuples),
+            o(0),
+            o(0),
+            b(has_index),
+            b(false),
+            t("p"),
+            t(kind),
+            o(natts as i64),
+            o(checks as i64),
+            b(false),
+            // Foreign keys are triggers in PostgreSQL; psql looks for them
+            // only when this is set.
+            b(has_triggers),
+            b(false),
+            b(false),
+            b(false),
+            b(true),
+            t(if kind == "r" { "d" } else { "n" }),
+            b(false),
+            o(0),
+            o(0),
+            o(0),
+            NULL,
+            NULL,
+            NULL,
+        ]
+    }
+
+    fn pg_class(&self) -> Vec<Row> {
+        let mut out = Vec::new();
+        for table in &self.tables {
+            let ixs = indexes(table);
+            out.push(Self::class_row(
+                relation_oid(table.id),
+                &table.name,
+                "r",
+                HEAP_OID,
+                table.columns.len(),
+                table.checks.len(),
+                (
+                    !ixs.is_empty(),
+                    !table.foreign_keys.is_empty() || !table.referenced_by.is_empty(),
+                ),
+                -1.0,
+            ));
+            for ix in ixs {
+                out.push(Self::class_row(
+                    index_oid(table, ix.id),
+                    &ix.name,
+                    "i",
+                    BTREE_OID,
+                    ix.columns.len(),
+                    0,
+                    (false, false),
+                    0.0,
+                ));
+            }
+        }
+        for v in &self.views {
+            out.push(Self::class_row(
+                relation_oid(v.id),
+                &v.name,
+                "v",
+                0,
+                v.columns.len(),
+                0,
+                (false, false),
+                0.0,
+            ));
+        }
+        for s in &self.sequences {
+            out.push(Self::class_row(
+                relation_oid(s.id),
+                &s.name,
+                "S",
+                0,
+                3,
+                0,
+                (false, false),
+                1.0,
+            ));
+        }
+        out
+    }
+
+    fn pg_attribute(&self) -> Vec<Row> {
+        let mut out = Vec::new();
+        let attr = |rel: i64, num: usize, name: &str, ty: DataType, notnull, hasdef, ident: &str| {
+            let oid = type_oid(ty);
+            let len = TYPES.iter().find(|t| t.oid == oid).map_or(-1, |t| t.len);
+            let collatable = matches!(ty, DataType::Text | DataType::Varchar(_) | DataType::Char(_));
+            vec![
+                o(rel),
+                t(name),
+                o(oid),
+                o(-1),
+                o(len),
+                o(num as i64),
+                o(0),
+                o(-1),
+                o(type_modifier(ty)),
+                b(len > 0 && len <= 8),
+                t(if len == 8 || len < 0 { "d" } else { "i" }),
+                t(match ty {
+                    DataType::Numeric(_) => "m",
+                    _ if len < 0 => "x",
+                    _ => "p",
+                }),
+                t(""),
+                b(notnull),
+                b(hasdef),
+                b(false),
+                t(ident),
+                t(""),
+                b(false),
+                b(true),
+                o(0),
+                o(if collatable { 100 } else { 0 }),
+                NULL,
+                NULL,
+                NULL,
+                NULL,
+            ]
+        };
+        for table in &self.tables {
+            let rel = relation_oid(table.id);
+            for (i, c) in table.columns.iter().enumerate() {
+                let ident = if c.identity_always { "a" } else { "" };
+                out.push(attr(
+                    rel,
+                    i + 1,
+                    &c.name,
+                    c.ty,
+                    !c.nullable,
+                    c.default.is_some(),
+                    ident,
+                ));
+            }
+            for ix in indexes(table) {
+                for (k, &c) in ix.columns.iter().enumerate() {
+                    let col = &table.columns[c];
+                    // An index's columns are named after the table's.
+                    out.push(attr(
+                        index_oid(table, ix.id),
+                        k + 1,
+                        &col.name,
+                        col.ty,
+                        false,
+                        false,
+                        "",
+                    ));
+                }
+            }
+        }
+        for (v, types) in self.views.iter().zip(&self.view_types) {
+            for (i, (name, ty)) in v.columns.iter().zip(types).enumerate() {
+                out.push(attr(relation_oid(v.id), i + 1, name, *ty, false, false, ""));
+            }
+        }
+        out
+    }
+
+    fn pg_constraint(&self) -> Vec<Row> {
+        let mut out = Vec::new();
+        #[allow(clippy::too_many_arguments)]
+        let row = |oid: i64,
+                   name: &str,
+                   kind: &str,
+                   rel: i64,
+                   index: i64,
+                   frel: i64,
+                   upd: Value,
+                   del: Value,
+                   key: Value,
+                   fkey: Value,
+                   bin: Value| {
+            vec![
+                o(oid),
+                t(name),
+                o(PUBLIC_OID),
+                t(kind),
+                b(false),
+                b(false),
+                b(true),
+                o(rel),
+                o(0),
+                o(index),
+                o(0),
+                o(frel),
+                upd,
+                del,
+                t(if kind == "f" { "s" } else { " " }),
+                b(true),
+                o(0),
+                b(false),
+                key,
+                fkey,
+                NULL,
+                NULL,
+                NULL,
+                NULL,
+                NULL,
+                bin,
+            ]
+        };
+        for table in &self.tables {
+            let rel = relation_oid(table.id);
+            for ix in indexes(table).iter().filter(|ix| ix.constraint) {
+                let oid = index_oid(table, ix.id);
+                out.push(row(
+                    oid,
+                    &ix.name,
+                    if ix.primary { "p" } else { "u" },
+                    rel,
+                    oid,
+                    0,
+                    t(" "),
+                    t(" "),
+                    int_array(ix.columns.iter().map(|&c| c as i64 + 1)),
+                    NULL,
+                    NULL,
+                ));
+            }
+            for (k, fk) in table.foreign_keys.iter().enumerate() {
+                let parent = self.table(&fk.parent);
+                let (frel, findex) = match parent {
+                    Some(p) => (
+                        relation_oid(p.id),
+                        indexes(p)
+                            .iter()
+                            .find(|ix| ix.unique && ix.columns == fk.parent_columns.as_slice())
+                            .map_or(0, |ix| index_oid(p, ix.id)),
+                    ),
+                    None => (0, 0),
+                };
+                out.push(row(
+                    fkey_oid(table, k),
+                    &fk.name,
+                    "f",
+                    rel,
+                    findex,
+                    frel,
+                    fk_action_code(fk.on_update),
+                    fk_action_code(fk.on_delete),
+                    int_array(fk.columns.iter().map(|&c| c as i64 + 1)),
+                    int_array(fk.parent_columns.iter().map(|&c| c as i64 + 1)),
+                    NULL,
+                ));
+            }
+            for (k, c) in table.checks.iter().enumerate() {
+                out.push(row(
+                    check_oid(table, k),
+                    &c.name,
+                    "c",
+                    rel,
+                    0,
+                    0,
+                    t(" "),
+                    t(" "),
+                    NULL,
+                    NULL,
+                    t(c.sql.as_str()),
+                ));
+            }
+        }
+        out
+    }
+
+    fn info_columns(&self, who: &Identity) -> Vec<Row> {
+        let mut out = Vec::new();
+        for table in &self.tables {
+            for (i, c) in table.columns.iter().enumerate() {
+                let (precision, radix, scale): (Value, Value, Value) = match c.ty {
+                    DataType::Int2 => (o(16), o(2), o(0)),
+                    DataType::Int4 => (o(32), o(2), o(0)),
+                    DataType::Int8 => (o(64), o(2), o(0)),
+                    DataType::Float4 => (o(24), o(2), NULL),
+                    DataType::Float8 => (o(53), o(2), NULL),
+                    DataType::Numeric(Some((p, s))) => (o(p.into()), o(10), o(s.into())),
+                    DataType::Numeric(None) => (NULL, o(10), NULL),
+                    _ => (NULL, NULL, NULL),
+                };
+                let char_len = match c.ty {
+                    DataType::Varchar(Some(n)) | DataType::Char(n) => o(n.into()),
+                    _ => NULL,
+                };
+                let octet_len = match c.ty {
+                    DataType::Varchar(Some(n)) | DataType::Char(n) => o(i64::from(n) * 4),
+                    DataType::Varchar(None) | DataType::Text => o(1_073_741_824),
+                    _ => NULL,
+                };
+                let datetime = match c.ty {
+                    DataType::Date => o(0),
+                    DataType::Timestamp | DataType::TimestampTz | DataType::Interval => o(6),
+                    _ => NULL,
+                };
+                let udt = TYPES
+                    .iter()
+                    .find(|t| t.oid == type_oid(c.ty))
+                    .map_or("", |t| t.name);
+                let data_type = match c.ty {
+                    DataType::Varchar(_) => "character varying".to_string(),
+                    DataType::Char(_) => "character".to_string(),
+                    other => other.pg_name().to_string(),
+                };
+                out.push(vec![
+                    t(who.database.as_str()),
+                    t("public"),
+                    t(table.name.as_str()),
+                    t(c.name.as_str()),
+                    o(i as i64 + 1),
+                    c.default.as_deref().map_or(NULL, t),
+                    yes_no(c.nullable),
+                    t(data_type),
+                    char_len,
+                    octet_len,
+                    precision,
+                    radix,
+                    scale,
+                    datetime,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    t(who.database.as_str()),
+                    t("pg_catalog"),
+                    t(udt),
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    t((i + 1).to_string()),
+                    t("NO"),
+                    yes_no(c.identity_always),
+                    if c.identity_always { t("ALWAYS") } else { NULL },
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    if c.identity_always { t("NO") } else { NULL },
+                    t("NEVER"),
+                    NULL,
+                    t("YES"),
+                ]);
+            }
+        }
+        out
+    }
+
+    /// Each constraint of each table: (table, name, type, columns,
+    /// referenced unique constraint's columns for foreign keys).
+    fn constraints(&self) -> Vec<(&Table, String, &'static str, Vec<usize>, Option<Vec<usize>>)> {
+        let mut out = Vec::new();
+        for table in &self.tables {
+            for ix in indexes(table).iter().filter(|ix| ix.constraint) {
+                let kind = if ix.primary { "PRIMARY KEY" } else { "UNIQUE" };
+                out.push((&**table, ix.name.clone(), kind, ix.columns.to_vec(), None));
+            }
+            for fk in &table.foreign_keys {
+                out.push((
+                    &**table,
+                    fk.name.clone(),
+                    "FOREIGN KEY",
+                    fk.columns.clone(),
+                    Some(fk.parent_columns.clone()),
+                ));
+            }
+            for c in &table.checks {
+                out.push((&**table, c.name.clone(), "CHECK", Vec::new(), None));
+            }
+        }
+        out
+    }
+
+    fn info_table_constraints(&self, who: &Identity) -> Vec<Row> {
+        let mut out: Vec<Row> = self
+            .constraints()
+            .into_iter()
+            .map(|(table, name, kind, _, _)| {
+                vec![
+                    t(who.database.as_str()),
+                    t("public"),
+                    t(name),
+                    t(who.database.as_str()),
+                    t("public"),
+                    t(table.name.as_str()),
+                    t(kind),
+                    t("NO"),
+                    t("NO"),
+                    t("YES"),
+                    if kind == "UNIQUE" || kind == "PRIMARY KEY" {
+                        t("YES")
+                    } else {
+                        NULL
+                    },
+                ]
+            })
+            .collect();
+        // PostgreSQL also lists each NOT NULL column as a CHECK constraint.
+        for table in &self.tables {
+            for (i, c) in table.columns.iter().enumerate() {
+                if !c.nullable {
+                    out.push(vec![
+                        t(who.database.as_str()),
+                        t("public"),
+                        t(format!(
+                            "{PUBLIC_OID}_{}_{}_not_null",
+                            relation_oid(table.id),
+                            i + 1
+                        )),
+                        t(who.database.as_str()),
+                        t("public"),
+                        t(table.name.as_str()),
+                        t("CHECK"),
+                        t("NO"),
+                        t("NO"),
+                        t("YES"),
+                        NULL,
+                    ]);
+                }
+            }
+        }
+        out
+    }
+
+    fn info_key_column_usage(&self, who: &Identity) -> Vec<Row> {
+        let mut out = Vec::new();
+        for (table, name, _, columns, referenced) in self.constraints() {
+            for (k, &c) in columns.iter().enumerate() {
+                // A foreign key's column's position within the referenced
+                // unique constraint.
+                let position = referenced.as_ref().map_or(NULL, |_| o(k as i64 + 1));
+                out.push(vec![
+                    t(who.database.as_str()),
+                    t("public"),
+                    t(name.as_str()),
+                    t(who.database.as_str()),
+                    t("public"),
+                    t(table.name.as_str()),
+                    t(table.columns[c].name.as_str()),
+                    o(k as i64 + 1),
+                    position,
+                ]);
+            }
+        }
+        out
+    }
+
+    /// The table owning index or constraint `oid`, and which one.
+    fn find_by_oid(&self, oid: i64) -> Option<(&Table, i64)> {
+        let base = oid - 16_384;
+        if base < 0 {
+            return None;
+        }
+        let id = TableId::try_from(base / 4096 + i64::from(FIRST_USER_TABLE)).ok()?;
+        let table = self.tables.iter().find(|t| t.id == id)?;
+        Some((table, base % 4096))
+    }
+}
+
+/// `pg_get_indexdef(index oid [, column])`: the whole definition, or for
+/// a column number above 0 that key column's.
+pub fn get_indexdef(txn: &mut Txn, oid: i64, column: i64) -> Result<Option<String>> {
+    let cat = Snapshot::read(txn)?;
+    let Some((table, sub)) = cat.find_by_oid(oid) else {
+        return Ok(None);
+    };
+    let ixs = indexes(table);
+    let Some(ix) = ixs.iter().find(|ix| i64::from(ix.id) == sub) else {
+        return Ok(None);
+    };
+    if column <= 0 {
+        return Ok(Some(index_def(table, ix)));
+    }
+    Ok(usize::try_from(column - 1)
+        .ok()
+        .and_then(|k| ix.columns.get(k))
+        .map(|&c| quote_ident(&table.columns[c].name)))
+}
+
+/// `pg_get_constraintdef(constraint oid)`.
+pub fn get_constraintdef(txn: &mut Txn, oid: i64) -> Result<Option<String>> {
+    let cat = Snapshot::read(txn)?;
+    let Some((table, sub)) = cat.find_by_oid(oid) else {
+        return Ok(None);
+    };
+    if (2048..3072).contains(&sub) {
+        return Ok(table.foreign_keys.get(sub as usize - 2048).map(|fk| {
+            fkey_def(table, fk, cat.table(&fk.parent))
+        }));
+    }
+    if sub >= 3072 {
+        return Ok(table
+            .checks
+            .get(sub as usize - 3072)
+            .map(|c| format!("CHECK ({})", c.sql)));
+    }
+    Ok(indexes(table)
+        .iter()
+        .find(|ix| i64::from(ix.id) == sub && ix.constraint)
+        .map(|ix| {
+            format!(
+                "{} ({})",
+                if ix.primary { "PRIMARY KEY" } else { "UNIQUE" },
+                column_list(table, ix.columns)
+            )
+        }))
+}
+
+/// The name of the relation (table, index, view, sequence, system
+/// relation) with OID `oid`, quoted where needed.
+pub fn relation_name(txn: &mut Txn, oid: i64) -> Result<Option<String>> {
+    let cat = Snapshot::read(txn)?;
+    let found = cat
+        .tables
+        .iter()
+        .find_map(|t| {
+            if relation_oid(t.id) == oid {
+                return Some(t.name.clone());
+            }
+            indexes(t)
+                .into_iter()
+                .find(|ix| index_oid(t, ix.id) == oid)
+                .map(|ix| ix.name)
+        })
+        .or_else(|| {
+            cat.views
+                .iter()
+                .find(|v| relation_oid(v.id) == oid)
+                .map(|v| v.name.clone())
+        })
+        .or_else(|| {
+            cat.sequences
+                .iter()
+                .find(|s| relation_oid(s.id) == oid)
+                .map(|s| s.name.clone())
+        });
+    Ok(found.map(|n| quote_ident(&n)))
+}
+
+/// `pg_get_viewdef(view oid)`.
+pub fn get_viewdef(txn: &mut Txn, oid: i64) -> Result<Option<String>> {
+    Ok(catalog::list_views(txn)?
+        .into_iter()
+        .find(|v| relation_oid(v.id) == oid)
+        .map(|v| v.sql))
+}
+
+/// The OID of the relation a `regclass` text names (`to_regclass`):
+/// a table, index, view or sequence, optionally `public.`-qualified, or a
+/// number.
+pub fn regclass(txn: &mut Txn, text: &str) -> Result<Option<i64>> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<i64>() {
+        return Ok(Some(n));
+    }
+    let (schema, name) = split_qualified(text)?;
+    if schema.as_deref() != Some("public")
+        && let Some(sys) = SystemTable::lookup(schema.as_deref(), &name)
+    {
+        return Ok(Some(sys.oid()));
+    }
+    if let Some(s) = schema.as_deref()
+        && s != "public"
+    {
+        return Ok(None);
+    }
+    let cat = Snapshot::read(txn)?;
+    for table in &cat.tables {
+        if table.name == name {
+            return Ok(Some(relation_oid(table.id)));
+        }
+        if let Some(ix) = indexes(table).iter().find(|ix| ix.name == name) {
+            return Ok(Some(index_oid(table, ix.id)));
+        }
+    }
+    if let Some(v) = cat.views.iter().find(|v| v.name == name) {
+        return Ok(Some(relation_oid(v.id)));
+    }
+    Ok(cat
+        .sequences
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| relation_oid(s.id)))
+}
+
+/// Splits `a.b` / `"A".b` / `b` into an optional schema and a name,
+/// folding unquoted parts to lower case.
+fn split_qualified(text: &str) -> Result<(Option<String>, String)> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted_part = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted_part = true;
+                loop {
+                    match chars.next() {
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            cur.push('"');
+                        }
+                        Some('"') => break,
+                        Some(c) => cur.push(c),
+                        None => bail!(InvalidName, "invalid name syntax"),
+                    }
+                }
+            }
+            '.' => {
+                parts.push(std::mem::take(&mut cur));
+                quoted_part = false;
+            }
+            c if quoted_part => cur.push(c),
+            c => cur.extend(c.to_lowercase()),
+        }
+    }
+    parts.push(cur);
+    match parts.len() {
+        1 => Ok((None, parts.pop().unwrap_or_default())),
+        2 => {
+            let name = parts.pop().unwrap_or_default();
+            Ok((parts.pop(), name))
+        }
+        _ => Err(Error::new(
+            ErrorKind::InvalidName,
+            format!("improper relation name (too many dotted names): {text}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_relation_has_typed_columns() {
+        for name in ["pg_class", "pg_attribute", "pg_type", "pg_constraint", "pg_index"] {
+            let t = SystemTable::lookup(Some("pg_catalog"), name).unwrap();
+            assert!(t.columns().len() > 5, "{name}");
+        }
+        assert_eq!(SystemTable::lookup(None, "tables"), None);
+        assert_eq!(
+            SystemTable::lookup(Some("information_schema"), "tables"),
+            Some(SystemTable::InfoTables)
+        );
+    }
+
+    #[test]
+    fn types_format_as_postgresql_does() {
+        assert_eq!(format_type(1043, Some(24)).unwrap(), "character varying(20)");
+        assert_eq!(format_type(1700, Some((10 << 16 | 2) + 4)).unwrap(), "numeric(10,2)");
+        assert_eq!(format_type(23, Some(-1)).unwrap(), "integer");
+        assert_eq!(format_type(1007, None).unwrap(), "integer[]");
+        assert_eq!(format_type(99_999, None), None);
+        assert_eq!(
+            type_modifier(DataType::Numeric(Some((10, 2)))),
+            (10 << 16 | 2) + 4
+        );
+    }
+
+    #[test]
+    fn qualified_names_split_and_fold() {
+        assert_eq!(split_qualified("public.T").unwrap(), (Some("public".into()), "t".into()));
+        assert_eq!(split_qualified("\"My.T\"").unwrap(), (None, "My.T".into()));
+        assert!(split_qualified("a.b.c").is_err());
+    }
+
+    #[test]
+    fn names_quote_only_when_needed() {
+        assert_eq!(quote_ident("abc_1"), "abc_1");
+        assert_eq!(quote_ident("Abc"), "\"Abc\"");
+        assert_eq!(quote_ident("select"), "\"select\"");
+    }
+}
