@@ -171,6 +171,42 @@ pub fn format_type(oid: i64, typmod: Option<i64>) -> Option<String> {
     })
 }
 
+/// The OID of the type a `regtype` text names (`integer`, `int4`,
+/// `character varying(20)`, `pg_catalog.text`, `int4[]`), if it is one of
+/// ours.
+pub fn type_by_name(text: &str) -> Option<i64> {
+    let mut name = text.trim().to_lowercase();
+    if let Some(rest) = name.strip_prefix("pg_catalog.") {
+        name = rest.to_string();
+    }
+    let array = name.ends_with("[]");
+    if array {
+        name.truncate(name.len() - 2);
+    }
+    if let Some(open) = name.find('(') {
+        let close = name.rfind(')')?;
+        name = format!("{}{}", &name[..open], &name[close + 1..]);
+    }
+    let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    let canonical = match name.as_str() {
+        "integer" | "int" => "int4",
+        "smallint" => "int2",
+        "bigint" => "int8",
+        "boolean" => "bool",
+        "real" => "float4",
+        "double precision" => "float8",
+        "character varying" => "varchar",
+        "character" | "char" => "bpchar",
+        "\"char\"" => "char",
+        "timestamp without time zone" | "timestamp" => "timestamp",
+        "timestamp with time zone" => "timestamptz",
+        "decimal" => "numeric",
+        other => other,
+    };
+    let t = TYPES.iter().find(|t| t.name == canonical)?;
+    Some(if array { t.array } else { t.oid })
+}
+
 /// A system relation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SystemTable {
@@ -1684,6 +1720,29 @@ pub fn relation_name(txn: &mut Txn, oid: i64) -> Result<Option<String>> {
                 .map(|s| s.name.clone())
         });
     Ok(found.map(|n| quote_ident(&n)))
+}
+
+/// `pg_get_serial_sequence(table, column)`: the sequence a column's
+/// default draws from (SERIAL, identity, `OWNED BY`), schema-qualified.
+pub fn serial_sequence(txn: &mut Txn, table: &str, column: &str) -> Result<Option<String>> {
+    let (schema, table) = split_qualified(table)?;
+    if schema.as_deref().is_some_and(|s| s != "public") {
+        return Ok(None);
+    }
+    let Some(t) = catalog::get_table(txn, &table)? else {
+        bail!(UndefinedTable, "relation \"{table}\" does not exist");
+    };
+    // The column name is taken as written (PostgreSQL does not fold it).
+    if t.column_index(column).is_none() {
+        bail!(
+            UndefinedColumn,
+            "column \"{column}\" of relation \"{table}\" does not exist"
+        );
+    }
+    Ok(catalog::sequences_owned_by(txn, &table)?
+        .into_iter()
+        .find(|s| s.owned_by.as_ref().is_some_and(|(_, c)| c == column))
+        .map(|s| format!("public.{}", quote_ident(&s.name))))
 }
 
 /// `pg_get_viewdef(view oid)`.

@@ -105,11 +105,14 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
 
 /// True for `regclass` (also `pg_catalog.regclass`).
 fn is_regclass(t: &ast::DataType) -> bool {
+    matches!(t, ast::DataType::Regclass) || is_named_type(t, "regclass")
+}
+
+/// True for the type called `name` (or `pg_catalog.name`) without
+/// modifiers.
+fn is_named_type(t: &ast::DataType, name: &str) -> bool {
     match t {
-        ast::DataType::Regclass => true,
-        ast::DataType::Custom(name, mods) => {
-            mods.is_empty() && object_name(name).is_ok_and(|n| n == "regclass")
-        }
+        ast::DataType::Custom(n, mods) => mods.is_empty() && object_name(n).is_ok_and(|n| n == name),
         _ => false,
     }
 }
@@ -381,6 +384,28 @@ impl Binder<'_> {
                 Ok((
                     Expr::Const(cast(Value::text(text), DataType::Unknown, to, true)?),
                     to,
+                ))
+            }
+            A::Cast {
+                expr, data_type: t, ..
+            } if is_named_type(t, "regtype") => {
+                // A type's OID from its name, or an OID's name.
+                let (inner, from) = self.expr(expr, scope)?;
+                if from.is_integer() {
+                    let oid = self.explicit_cast((inner, from), DataType::Int8)?.0;
+                    return Ok((
+                        Expr::Func(
+                            crate::expr::Func::FormatType,
+                            vec![oid, Expr::Const(Value::Null)],
+                            DataType::Text,
+                        ),
+                        DataType::Text,
+                    ));
+                }
+                let name = self.text_operand((inner, from))?;
+                Ok((
+                    Expr::Func(crate::expr::Func::Regtype, vec![name], DataType::Int8),
+                    DataType::Int8,
                 ))
             }
             A::Cast {

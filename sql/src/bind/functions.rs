@@ -360,6 +360,23 @@ impl Binder<'_> {
                 (f, want, T::Text)
             }
             ("to_regclass", [t]) if is_text(*t) => (Func::ToRegclass, vec![T::Text], T::Int8),
+            ("to_regtype", [t]) if is_text(*t) => (Func::ToRegtype, vec![T::Text], T::Int8),
+            ("pg_get_serial_sequence", [a, b]) if is_text(*a) && is_text(*b) => {
+                (Func::PgGetSerialSequence, vec![T::Text, T::Text], T::Text)
+            }
+            ("json_build_object", ts) if ts.len() % 2 == 0 => {
+                let mut out = Vec::new();
+                for (i, a) in args.into_iter().enumerate() {
+                    out.push(if i % 2 == 0 {
+                        self.text_operand(a)?
+                    } else if a.1 == T::Unknown {
+                        self.text_operand(a)?
+                    } else {
+                        a.0
+                    });
+                }
+                return Ok((Expr::Func(Func::JsonBuildObject, out, T::Text), T::Text));
+            }
             ("format_type", [a, b]) if is_int(*a) && is_int(*b) => {
                 (Func::FormatType, vec![T::Int8, T::Int8], T::Text)
             }

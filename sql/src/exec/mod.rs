@@ -292,6 +292,11 @@ impl SubqueryRunner for ExecCtx<'_> {
                 let name = self.with_txn(|t| syscat::relation_name(t, *oid))?;
                 return Ok(Value::text(name.unwrap_or_else(|| oid.to_string())));
             }
+            (Func::PgGetSerialSequence, [Value::Text(table), Value::Text(column)]) => {
+                return Ok(text(
+                    self.with_txn(|t| syscat::serial_sequence(t, table, column))?,
+                ));
+            }
             (Func::Regclass, [Value::Text(name)]) => {
                 return match self.with_txn(|t| syscat::regclass(t, name))? {
                     Some(oid) => Ok(Value::Int(oid)),

@@ -137,6 +137,14 @@ pub enum Func {
     /// `oid::regclass`: the relation's name (the number when there is
     /// none), as a regclass prints.
     RegclassName,
+    /// `name::regtype`: the type's OID (42704 when there is none).
+    Regtype,
+    /// `to_regtype(name)`: the type's OID, or NULL.
+    ToRegtype,
+    /// `pg_get_serial_sequence(table, column)`
+    PgGetSerialSequence,
+    /// `json_build_object(k, v, …)`: JSON text (there is no json type yet).
+    JsonBuildObject,
     /// `format_type(type oid, typmod)`
     FormatType,
     /// `quote_ident(name)`
@@ -224,6 +232,10 @@ impl Func {
             Func::ToRegclass => "to_regclass",
             Func::Regclass => "regclass",
             Func::RegclassName => "regclass_name",
+            Func::Regtype => "regtype",
+            Func::ToRegtype => "to_regtype",
+            Func::PgGetSerialSequence => "pg_get_serial_sequence",
+            Func::JsonBuildObject => "json_build_object",
             Func::FormatType => "format_type",
             Func::QuoteIdent => "quote_ident",
             Func::ArrayToString => "array_to_string",
@@ -247,6 +259,7 @@ impl Func {
                 | Func::Greatest
                 | Func::Least
                 | Func::FormatType
+                | Func::JsonBuildObject
         )
     }
 
@@ -280,8 +293,26 @@ impl Func {
                 | Func::ToRegclass
                 | Func::Regclass
                 | Func::RegclassName
+                | Func::PgGetSerialSequence
         )
     }
+}
+
+/// Appends `s` as a JSON string.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// `pg_size_pretty`, as PostgreSQL 15 computes it: bytes below 10240,
@@ -876,6 +907,18 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
             )
         }
         (Func::QuoteIdent, [Value::Text(s)]) => Value::text(crate::syscat::quote_ident(s)),
+        (Func::ToRegtype, [Value::Text(s)]) => {
+            crate::syscat::type_by_name(s).map_or(Value::Null, Value::Int)
+        }
+        (Func::Regtype, [Value::Text(s)]) => match crate::syscat::type_by_name(s) {
+            Some(oid) => Value::Int(oid),
+            None => {
+                return Err(Error::new(
+                    ErrorKind::UndefinedObject,
+                    format!("type \"{s}\" does not exist"),
+                ));
+            }
+        },
         (Func::ArrayToString, [Value::Text(a), Value::Text(sep)]) => {
             let inner = a.strip_prefix('{').and_then(|a| a.strip_suffix('}'));
             match inner {
@@ -913,6 +956,40 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
             found.map_or(Value::Null, Value::Bool)
         }
         (Func::UnlessNull, [_, c]) => c.clone(),
+        (Func::JsonBuildObject, pairs) => {
+            // Arguments were bound as (text key, value) pairs; values keep
+            // their type.
+            let mut out = String::from("{");
+            for (i, kv) in pairs.chunks(2).enumerate() {
+                let [k, v] = kv else {
+                    return Err(bad_args(f, vals));
+                };
+                let Value::Text(k) = k else {
+                    return Err(Error::new(
+                        ErrorKind::NullValueNotAllowed,
+                        "null value not allowed for object key",
+                    ));
+                };
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                json_string(&mut out, k);
+                out.push_str(" : ");
+                match v {
+                    Value::Null => out.push_str("null"),
+                    Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                    Value::Int(_) | Value::Numeric(_) | Value::Float(_) => {
+                        out.push_str(&format_value(v, DataType::Text).unwrap_or_default())
+                    }
+                    other => json_string(
+                        &mut out,
+                        &format_value(other, DataType::Text).unwrap_or_default(),
+                    ),
+                }
+            }
+            out.push('}');
+            Value::text(out)
+        }
         _ => return Err(bad_args(f, vals)),
     })
 }
