@@ -19,13 +19,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use futures::Sink;
+use futures::{Sink, SinkExt};
 use pgwire::api::portal::Portal;
 use pgwire::api::query::ExtendedQueryHandler;
 use pgwire::api::results::Response;
-use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, SessionExtensions};
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState, SessionExtensions,
+};
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, ProtocolVersion};
@@ -144,5 +148,66 @@ impl ExtendedQueryHandler for Deferred<'_> {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.0.do_query(client, portal, max_rows).await
+    }
+
+    /// Describe, as PostgreSQL answers it: a statement that returns no
+    /// rows (INSERT, UPDATE, DELETE without RETURNING, DDL, …) gets NoData
+    /// — pgwire's default sends an empty RowDescription whenever the
+    /// statement has parameters, and pgjdbc then expects rows.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let fields = match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => match client.portal_store().get_statement(name) {
+                Some(Entry::Value(stmt)) => {
+                    let described = self.do_describe_statement(client, &stmt).await?;
+                    let oids = described.parameters.iter().map(|t| t.oid()).collect();
+                    client
+                        .send(PgWireBackendMessage::ParameterDescription(
+                            ParameterDescription::new(oids),
+                        ))
+                        .await?;
+                    stmt.statement.returns_rows().then_some(described.fields)
+                }
+                Some(Entry::Empty) => {
+                    client
+                        .send(PgWireBackendMessage::ParameterDescription(
+                            ParameterDescription::new(Vec::new()),
+                        ))
+                        .await?;
+                    None
+                }
+                None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+            },
+            TARGET_TYPE_BYTE_PORTAL => match client.portal_store().get_portal(name) {
+                Some(Entry::Value(portal)) => {
+                    let described = self.do_describe_portal(client, &portal).await?;
+                    portal
+                        .statement
+                        .statement
+                        .returns_rows()
+                        .then_some(described.fields)
+                }
+                Some(Entry::Empty) => None,
+                None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+            },
+            other => return Err(PgWireError::InvalidTargetType(other)),
+        };
+        match fields {
+            Some(fields) => {
+                client
+                    .send(PgWireBackendMessage::RowDescription(RowDescription::new(
+                        fields.iter().map(Into::into).collect(),
+                    )))
+                    .await?
+            }
+            None => client.send(PgWireBackendMessage::NoData(NoData::new())).await?,
+        }
+        Ok(())
     }
 }

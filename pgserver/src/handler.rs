@@ -78,6 +78,14 @@ fn status_byte(s: TxnStatus) -> TransactionStatus {
 #[derive(Clone, Debug)]
 pub struct Statement(Arc<Prepared>);
 
+impl Statement {
+    /// Whether the statement returns rows (a query, `RETURNING`, `SHOW`):
+    /// Describe answers RowDescription for it, NoData otherwise.
+    pub fn returns_rows(&self) -> bool {
+        self.0.columns.is_some()
+    }
+}
+
 /// Parses and binds statements for the extended protocol.
 pub struct StatementParser {
     session: Arc<Mutex<Session>>,

@@ -485,3 +485,78 @@ async fn prepared_statement_survives_schema_change() {
     assert_eq!(code(&err), "42P01");
     s.stop().await;
 }
+
+/// A frontend message: type byte, length, body.
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// Reads backend messages until ReadyForQuery; returns their type bytes.
+async fn message_types(sock: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        while buf.len() >= 5 {
+            let len = u32::from_be_bytes(buf[1..5].try_into().unwrap()) as usize;
+            if buf.len() < len + 1 {
+                break;
+            }
+            let kind = buf[0];
+            buf.drain(..len + 1);
+            seen.push(kind);
+            if kind == b'Z' {
+                return seen;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn describe_answers_nodata_for_statements_without_rows() {
+    // pgjdbc reads a RowDescription as "this statement returns rows": an
+    // INSERT with parameters must be described as NoData, as PostgreSQL
+    // does, and a query as its columns.
+    let s = server(1).await;
+    connect(&s)
+        .await
+        .batch_execute("CREATE TABLE nd (a INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let mut sock = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let body = b"\0\x03\0\0user\0test\0database\0test\0\0";
+    let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    startup.extend_from_slice(body);
+    sock.write_all(&startup).await.unwrap();
+    assert_eq!(message_types(&mut sock).await.last(), Some(&b'Z'));
+
+    let mut batch = Vec::new();
+    batch.extend(message(b'P', b"ins\0INSERT INTO nd VALUES ($1)\0\0\x01\0\0\0\x17"));
+    batch.extend(message(b'D', b"Sins\0"));
+    batch.extend(message(b'P', b"sel\0SELECT a FROM nd WHERE a = $1\0\0\0"));
+    batch.extend(message(b'D', b"Ssel\0"));
+    // Bind `ins` to portal `p` with the text parameter '7', describe it.
+    batch.extend(message(b'B', b"p\0ins\0\0\0\0\x01\0\0\0\x017\0\0"));
+    batch.extend(message(b'D', b"Pp\0"));
+    batch.extend(message(b'E', b"p\0\0\0\0\0"));
+    batch.extend(message(b'S', b""));
+    sock.write_all(&batch).await.unwrap();
+    let types = message_types(&mut sock).await;
+    assert_eq!(
+        String::from_utf8(types).unwrap(),
+        // ParseComplete, ParameterDescription, NoData; ParseComplete,
+        // ParameterDescription, RowDescription; BindComplete, NoData,
+        // CommandComplete, ReadyForQuery.
+        "1tn1tT2nCZ"
+    );
+    s.stop().await;
+}
