@@ -30,6 +30,20 @@ pub const PUBLIC_OID: i64 = 2200;
 pub const INFORMATION_SCHEMA_OID: i64 = 13_000;
 /// The bootstrap superuser's OID (every session's user).
 pub const USER_OID: i64 = 10;
+/// `pg_database_owner`, the owner of schema `public` (PostgreSQL 15).
+pub const DATABASE_OWNER_OID: i64 = 6171;
+/// A sequence's type, as far as its bounds tell (the catalog does not keep
+/// it): `integer` and `smallint` sequences end at their type's maximum.
+fn sequence_type(s: &catalog::Sequence) -> &'static str {
+    if s.max == i64::from(i16::MAX) {
+        "smallint"
+    } else if s.max == i64::from(i32::MAX) {
+        "integer"
+    } else {
+        "bigint"
+    }
+}
+
 /// The current database's OID.
 pub const DATABASE_OID: i64 = 5;
 /// `btree`, the access method of every index.
@@ -824,7 +838,7 @@ impl Snapshot {
         match which {
             S::PgNamespace => vec![
                 vec![o(PG_CATALOG_OID), t("pg_catalog"), o(USER_OID), NULL],
-                vec![o(PUBLIC_OID), t("public"), o(USER_OID), NULL],
+                vec![o(PUBLIC_OID), t("public"), o(DATABASE_OWNER_OID), NULL],
                 vec![
                     o(INFORMATION_SCHEMA_OID),
                     t("information_schema"),
@@ -1034,7 +1048,7 @@ impl Snapshot {
                         t("public"),
                         t(s.name.as_str()),
                         user(),
-                        t("bigint"),
+                        t(sequence_type(s)),
                         o(s.start),
                         o(s.min),
                         o(s.max),
@@ -1051,7 +1065,11 @@ impl Snapshot {
                 .map(|s| {
                     vec![
                         o(relation_oid(s.id)),
-                        o(20),
+                        o(match sequence_type(s) {
+                            "smallint" => 21,
+                            "integer" => 23,
+                            _ => 20,
+                        }),
                         o(s.start),
                         o(s.increment),
                         o(s.max),
@@ -1137,8 +1155,12 @@ impl Snapshot {
                         db(),
                         t("public"),
                         t(s.name.as_str()),
-                        t("bigint"),
-                        o(64),
+                        t(sequence_type(s)),
+                        o(match sequence_type(s) {
+                            "smallint" => 16,
+                            "integer" => 32,
+                            _ => 64,
+                        }),
                         o(2),
                         o(0),
                         t(s.start.to_string()),
@@ -1662,8 +1684,8 @@ pub fn get_indexdef(txn: &mut Txn, oid: i64, column: i64) -> Result<Option<Strin
         .map(|&c| quote_ident(&table.columns[c].name)))
 }
 
-/// `pg_get_constraintdef(constraint oid)`.
-pub fn get_constraintdef(txn: &mut Txn, oid: i64) -> Result<Option<String>> {
+/// `pg_get_constraintdef(constraint oid [, pretty])`.
+pub fn get_constraintdef(txn: &mut Txn, oid: i64, pretty: bool) -> Result<Option<String>> {
     let cat = Snapshot::read(txn)?;
     let Some((table, sub)) = cat.find_by_oid(oid) else {
         return Ok(None);
@@ -1677,7 +1699,13 @@ pub fn get_constraintdef(txn: &mut Txn, oid: i64) -> Result<Option<String>> {
         return Ok(table
             .checks
             .get(sub as usize - 3072)
-            .map(|c| format!("CHECK ({})", c.sql)));
+            .map(|c| {
+                if pretty {
+                    format!("CHECK ({})", c.sql)
+                } else {
+                    format!("CHECK (({}))", c.sql)
+                }
+            }));
     }
     Ok(indexes(table)
         .iter()

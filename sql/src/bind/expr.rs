@@ -103,6 +103,19 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
     ast::Visit::visit(e, &mut Finder { depth: 0 }).is_break()
 }
 
+/// True for an expression whose value is a regclass or regtype OID that
+/// PostgreSQL would print as a name: `x::regclass`, `to_regtype(x)`, ….
+fn names_an_oid(e: &ast::Expr) -> bool {
+    match e {
+        ast::Expr::Cast { data_type: t, .. } => is_regclass(t) || is_named_type(t, "regtype"),
+        ast::Expr::Function(f) => {
+            matches!(function_name(f).as_str(), "to_regclass" | "to_regtype")
+        }
+        ast::Expr::Nested(inner) => names_an_oid(inner),
+        _ => false,
+    }
+}
+
 /// True for `regclass` (also `pg_catalog.regclass`).
 fn is_regclass(t: &ast::DataType) -> bool {
     matches!(t, ast::DataType::Regclass) || is_named_type(t, "regclass")
@@ -385,6 +398,28 @@ impl Binder<'_> {
                     Expr::Const(cast(Value::text(text), DataType::Unknown, to, true)?),
                     to,
                 ))
+            }
+            A::Cast {
+                expr: inner,
+                data_type: t,
+                ..
+            } if data_type(t).is_ok_and(|d| d.is_string()) && names_an_oid(inner) => {
+                // `x::regclass::text`, `to_regtype(x)::text`: the name, as
+                // a regclass or regtype prints.
+                use crate::expr::Func as F;
+                let (oid, ty) = self.expr(inner, scope)?;
+                let name = match oid {
+                    Expr::Func(F::Regclass | F::ToRegclass, ..) => {
+                        Expr::Func(F::RegclassName, vec![oid], DataType::Text)
+                    }
+                    Expr::Func(F::Regtype | F::ToRegtype, ..) => Expr::Func(
+                        F::FormatType,
+                        vec![oid, Expr::Const(Value::Null)],
+                        DataType::Text,
+                    ),
+                    other => return self.explicit_cast((other, ty), data_type(t)?),
+                };
+                self.explicit_cast((name, DataType::Text), data_type(t)?)
             }
             A::Cast {
                 expr, data_type: t, ..

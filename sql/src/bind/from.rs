@@ -444,6 +444,13 @@ impl Binder<'_> {
             } if object_name(name)? == "generate_series" => {
                 self.generate_series(args, alias.as_ref())
             }
+            ast::TableFactor::UNNEST {
+                alias,
+                array_exprs,
+                with_offset: false,
+                with_ordinality: false,
+                ..
+            } if array_exprs.len() == 1 => self.unnest_array(&array_exprs[0], alias.as_ref()),
             ast::TableFactor::Derived {
                 lateral,
                 subquery,
@@ -577,6 +584,10 @@ impl Binder<'_> {
         let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))] = args else {
             bail!(FeatureNotSupported, "unnest takes one array here");
         };
+        self.unnest_array(e, alias)
+    }
+
+    fn unnest_array(&mut self, e: &ast::Expr, alias: Option<&ast::TableAlias>) -> Result<Rel> {
         let (array, ty) = self.expr(e, &Scope::default()).map_err(|e| {
             if e.kind == ErrorKind::UndefinedColumn {
                 Error::unsupported("unnest arguments from other FROM items (LATERAL) are not supported yet")

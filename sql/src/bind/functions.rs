@@ -69,7 +69,12 @@ impl Binder<'_> {
             }
             "pg_get_userbyid" if n == 1 => {
                 let user = Value::text(self.identity.user.as_str());
-                unless_null(args, user, T::Text)
+                let oid = args.swap_remove(0);
+                let oid = self.coerce_text_like(oid, T::Int8)?;
+                Some((
+                    Expr::Func(Func::UserById, vec![oid, Expr::Const(user)], T::Text),
+                    T::Text,
+                ))
             }
             "pg_encoding_to_char" if n == 1 => unless_null(args, Value::text("UTF8"), T::Text),
             "pg_table_size" | "pg_relation_size" | "pg_total_relation_size"

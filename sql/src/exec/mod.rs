@@ -277,8 +277,11 @@ impl SubqueryRunner for ExecCtx<'_> {
                     self.with_txn(|t| syscat::get_indexdef(t, *oid, column))?,
                 ));
             }
-            (Func::PgGetConstraintdef, [Value::Int(oid), ..]) => {
-                return Ok(text(self.with_txn(|t| syscat::get_constraintdef(t, *oid))?));
+            (Func::PgGetConstraintdef, [Value::Int(oid), rest @ ..]) => {
+                let pretty = matches!(rest, [Value::Bool(true)]);
+                return Ok(text(
+                    self.with_txn(|t| syscat::get_constraintdef(t, *oid, pretty))?,
+                ));
             }
             (Func::PgGetViewdef, [Value::Int(oid), ..]) => {
                 return Ok(text(self.with_txn(|t| syscat::get_viewdef(t, *oid))?));

@@ -143,6 +143,9 @@ pub enum Func {
     ToRegtype,
     /// `pg_get_serial_sequence(table, column)`
     PgGetSerialSequence,
+    /// `pg_get_userbyid(oid, session user)`: `pg_database_owner` for its
+    /// OID, else the session's user (the only role here).
+    UserById,
     /// `json_build_object(k, v, …)`: JSON text (there is no json type yet).
     JsonBuildObject,
     /// `format_type(type oid, typmod)`
@@ -236,6 +239,7 @@ impl Func {
             Func::ToRegtype => "to_regtype",
             Func::PgGetSerialSequence => "pg_get_serial_sequence",
             Func::JsonBuildObject => "json_build_object",
+            Func::UserById => "pg_get_userbyid",
             Func::FormatType => "format_type",
             Func::QuoteIdent => "quote_ident",
             Func::ArrayToString => "array_to_string",
@@ -956,6 +960,13 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
             found.map_or(Value::Null, Value::Bool)
         }
         (Func::UnlessNull, [_, c]) => c.clone(),
+        (Func::UserById, [Value::Int(oid), user]) => {
+            if *oid == crate::syscat::DATABASE_OWNER_OID {
+                Value::text("pg_database_owner")
+            } else {
+                user.clone()
+            }
+        }
         (Func::JsonBuildObject, pairs) => {
             // Arguments were bound as (text key, value) pairs; values keep
             // their type.
