@@ -145,6 +145,8 @@ pub enum ErrorKind {
     InvalidSavepoint,
     /// A name that cannot be parsed (`to_regclass('a.b.c')`, 42602).
     InvalidName,
+    /// `CLOSE` or `FETCH` of a cursor that does not exist (34000).
+    InvalidCursorName,
     /// Valid PostgreSQL we do not support (yet).
     FeatureNotSupported,
     /// An argument to a function or a clause is invalid (e.g. negative LIMIT).

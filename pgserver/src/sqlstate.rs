@@ -62,6 +62,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         NoActiveTransaction => "25P01",
         InvalidSavepoint => "3B001",
         InvalidName => "42602",
+        InvalidCursorName => "34000",
         FeatureNotSupported => "0A000",
         OutOfMemory => "53200",
         StackDepth => "54001",

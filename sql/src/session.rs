@@ -101,6 +101,11 @@ enum Kind {
     Deallocate(Option<String>),
     /// `DISCARD ALL | PLANS | SEQUENCES | TEMP`.
     Discard(ast::DiscardObject),
+    /// `CLOSE ALL` (no cursors exist yet, so nothing to close) or `CLOSE
+    /// name` (`Some`: always an unknown cursor).
+    Close(Option<String>),
+    /// `UNLISTEN channel | *`: nothing listens yet.
+    Unlisten,
     /// Anything bound and executed in a transaction.
     Data,
     Empty,
@@ -276,6 +281,11 @@ fn classify(stmt: &ast::Statement) -> Result<Kind> {
         } => Kind::RollbackTo(ident(name)),
         S::Savepoint { name } => Kind::Savepoint(ident(name)),
         S::ReleaseSavepoint { name } => Kind::Release(ident(name)),
+        S::Close { cursor } => Kind::Close(match cursor {
+            ast::CloseCursor::All => None,
+            ast::CloseCursor::Specific { name } => Some(ident(name)),
+        }),
+        S::UNLISTEN { .. } => Kind::Unlisten,
         S::Commit { .. } | S::Rollback { .. } => {
             bail!(FeatureNotSupported, "AND CHAIN is not supported yet")
         }
@@ -891,6 +901,17 @@ impl Session {
                     rows: None,
                 })
             }
+            Kind::Close(None) => Ok(Outcome::Command {
+                tag: "CLOSE CURSOR ALL",
+                rows: None,
+            }),
+            Kind::Close(Some(name)) => {
+                bail!(InvalidCursorName, "cursor \"{name}\" does not exist")
+            }
+            Kind::Unlisten => Ok(Outcome::Command {
+                tag: "UNLISTEN",
+                rows: None,
+            }),
             Kind::Reset(name) => {
                 let defaults = self.defaults();
                 match name {

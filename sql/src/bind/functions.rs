@@ -92,6 +92,11 @@ impl Binder<'_> {
                 Some((Expr::Const(Value::Int(i64::from(std::process::id()))), T::Int4))
             }
             "pg_is_in_recovery" if n == 0 => Some((Expr::Const(Value::Bool(false)), T::Bool)),
+            // No advisory locks can be held yet (there is no
+            // pg_advisory_lock), so releasing them all has nothing to do;
+            // `void` prints as the empty string. Connection pools (asyncpg)
+            // call it on every release.
+            "pg_advisory_unlock_all" if n == 0 => Some((Expr::Const(Value::text("")), T::Text)),
             // No extended statistics, publications or partitions here.
             "pg_get_statisticsobjdef_columns" | "pg_get_partkeydef" if n == 1 => {
                 Some((Expr::Const(Value::Null), T::Text))
