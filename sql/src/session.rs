@@ -1239,18 +1239,26 @@ fn run_bound(
             filter,
             sets,
             returning,
+            join,
         } => {
-            let (n, rows) = limits
-                .ctx(txn, params)
-                .update(scan, filter, sets, returning)?;
+            let ctx = limits.ctx(txn, params);
+            let (n, rows) = match join {
+                Some(plan) => ctx.update_joined(&scan.table, plan, sets, returning)?,
+                None => ctx.update(scan, filter, sets, returning)?,
+            };
             with_returning("UPDATE", n, rows, returning)
         }
         Bound::Delete {
             scan,
             filter,
             returning,
+            join,
         } => {
-            let (n, rows) = limits.ctx(txn, params).delete(scan, filter, returning)?;
+            let ctx = limits.ctx(txn, params);
+            let (n, rows) = match join {
+                Some(plan) => ctx.delete_joined(&scan.table, plan, returning)?,
+                None => ctx.delete(scan, filter, returning)?,
+            };
             with_returning("DELETE", n, rows, returning)
         }
         Bound::Explain(inner) => Outcome::Rows {
@@ -1294,6 +1302,24 @@ pub fn explain(bound: &Bound) -> Vec<String> {
                 plan.explain(1, &mut out);
             }
         },
+        Bound::Update {
+            scan,
+            join: Some(plan),
+            ..
+        }
+        | Bound::Delete {
+            scan,
+            join: Some(plan),
+            ..
+        } => {
+            let verb = if matches!(bound, Bound::Update { .. }) {
+                "Update"
+            } else {
+                "Delete"
+            };
+            out.push(format!("{verb} on {}", scan.table.name));
+            plan.explain(1, &mut out);
+        }
         Bound::Update { scan, filter, .. } => scan_lines("Update", scan, filter, &mut out),
         Bound::Delete { scan, filter, .. } => scan_lines("Delete", scan, filter, &mut out),
         Bound::CreateTable { table, .. } => out.push(format!("Create Table {}", table.name)),

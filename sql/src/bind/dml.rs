@@ -379,10 +379,22 @@ impl Binder<'_> {
     }
 
     pub(super) fn update(&mut self, u: &ast::Update) -> Result<Bound> {
-        if u.from.is_some() {
-            bail!(FeatureNotSupported, "UPDATE ... FROM is not supported yet");
-        }
         let (table, scope) = self.single_table(&u.table)?;
+        if let Some(
+            ast::UpdateTableFromKind::AfterSet(from) | ast::UpdateTableFromKind::BeforeSet(from),
+        ) = &u.from
+        {
+            let (join, scope) = self.target_join(&table, &u.table, from, &u.selection)?;
+            let sets = self.assignments(&table, &u.assignments, &scope)?;
+            let returning = self.returning(&u.returning, &scope)?;
+            return Ok(Bound::Update {
+                scan: Self::whole(table),
+                filter: None,
+                sets,
+                returning,
+                join: Some(join),
+            });
+        }
         let sets = self.assignments(&table, &u.assignments, &scope)?;
         let (scan, filter) = self.scan_with_filter(table, &scope, &u.selection)?;
         let returning = self.returning(&u.returning, &scope)?;
@@ -391,13 +403,50 @@ impl Binder<'_> {
             filter,
             sets,
             returning,
+            join: None,
         })
     }
 
-    pub(super) fn delete(&mut self, d: &ast::Delete) -> Result<Bound> {
-        if d.using.is_some() {
-            bail!(FeatureNotSupported, "DELETE ... USING is not supported yet");
+    /// A full scan of `table` (the placeholder of a joined UPDATE/DELETE).
+    fn whole(table: Arc<Table>) -> Scan {
+        Scan {
+            table,
+            access: crate::plan::Access::Full,
+            reverse: false,
         }
+    }
+
+    /// `UPDATE t … FROM items WHERE …` / `DELETE FROM t USING items WHERE
+    /// …`: one plan over the target joined with the other items, target
+    /// columns first. Each target row is written once, however many rows
+    /// it joins (as in PostgreSQL, which of them sets the values is not
+    /// defined); rows are found again by their primary key.
+    fn target_join(
+        &mut self,
+        table: &Arc<Table>,
+        target: &ast::TableWithJoins,
+        items: &[ast::TableWithJoins],
+        selection: &Option<ast::Expr>,
+    ) -> Result<(Plan, Scope)> {
+        if table.primary_key.is_empty() {
+            bail!(
+                FeatureNotSupported,
+                "UPDATE … FROM and DELETE … USING need a primary key on \"{}\"",
+                table.name
+            );
+        }
+        let mut all = vec![target.clone()];
+        all.extend(items.iter().cloned());
+        let (plan, scope) = self.bind_from(&all, selection.as_ref())?;
+        if let Some(w) = selection
+            && contains_aggregate(w)
+        {
+            bail!(Grouping, "aggregate functions are not allowed in WHERE");
+        }
+        Ok((plan, scope))
+    }
+
+    pub(super) fn delete(&mut self, d: &ast::Delete) -> Result<Bound> {
         let from = match &d.from {
             ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
         };
@@ -408,12 +457,23 @@ impl Binder<'_> {
             );
         };
         let (table, scope) = self.single_table(twj)?;
+        if let Some(using) = &d.using {
+            let (join, scope) = self.target_join(&table, twj, using, &d.selection)?;
+            let returning = self.returning(&d.returning, &scope)?;
+            return Ok(Bound::Delete {
+                scan: Self::whole(table),
+                filter: None,
+                returning,
+                join: Some(join),
+            });
+        }
         let (scan, filter) = self.scan_with_filter(table, &scope, &d.selection)?;
         let returning = self.returning(&d.returning, &scope)?;
         Ok(Bound::Delete {
             scan,
             filter,
             returning,
+            join: None,
         })
     }
 }

@@ -95,6 +95,10 @@ pub enum Bound {
         sets: Vec<(usize, Expr, DataType)>,
         /// `RETURNING`.
         returning: Option<crate::exec::Returning>,
+        /// `UPDATE … FROM`: the join of the target with the FROM items
+        /// under WHERE, target columns first; `sets` and `returning` are
+        /// over its rows, and `scan`/`filter` are not used.
+        join: Option<Plan>,
     },
     /// `DELETE`.
     Delete {
@@ -104,6 +108,9 @@ pub enum Bound {
         filter: Option<Expr>,
         /// `RETURNING`.
         returning: Option<crate::exec::Returning>,
+        /// `DELETE … USING`: the join of the target with the USING items
+        /// under WHERE, target columns first (`scan`/`filter` unused).
+        join: Option<Plan>,
     },
     /// `CREATE TABLE`.
     CreateTable {

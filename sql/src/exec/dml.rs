@@ -572,6 +572,84 @@ impl ExecCtx<'_> {
         Ok((count, returned))
     }
 
+    /// The target rows of a joined UPDATE/DELETE: each target row once
+    /// (the first joined row that has it), with its key and the joined row.
+    fn joined_targets(&self, table: &Table, plan: &Plan) -> Result<Vec<(Vec<u8>, Row)>> {
+        let width = table.columns.len();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (i, row) in self.query(plan, &[])?.into_iter().enumerate() {
+            self.check_interrupt_at(i)?;
+            let pk: Vec<Value> = table
+                .primary_key
+                .iter()
+                .map(|&c| row[..width][c].clone())
+                .collect();
+            let (key, _) = table.key_for(&pk);
+            if seen.insert(key.clone()) {
+                out.push((key, row));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `UPDATE … FROM`: `plan` joins the target (its columns first) with
+    /// the FROM items under WHERE; SET and RETURNING see the joined row
+    /// (RETURNING with the new target values).
+    pub fn update_joined(
+        &self,
+        table: &Arc<Table>,
+        plan: &Plan,
+        sets: &[(usize, Expr, DataType)],
+        returning: &Option<Returning>,
+    ) -> Result<(u64, Vec<Row>)> {
+        let width = table.columns.len();
+        let targets = self.joined_targets(table, plan)?;
+        let mut changes = Vec::with_capacity(targets.len());
+        let mut returned = Vec::new();
+        for (i, (key, joined)) in targets.into_iter().enumerate() {
+            self.check_interrupt_at(i)?;
+            let old: Row = joined[..width].to_vec();
+            let mut values: Vec<(Value, DataType)> = old
+                .iter()
+                .cloned()
+                .zip(table.columns.iter().map(|c| c.ty))
+                .collect();
+            let env = self.env(&joined, &[]);
+            for (c, e, ty) in sets {
+                values[*c] = (e.eval(&env)?, *ty);
+            }
+            let new = self.conform(table, values)?;
+            let mut out_row = new.clone();
+            out_row.extend_from_slice(&joined[width..]);
+            self.returning_row(returning, &out_row, &mut returned)?;
+            changes.push((key, old, new));
+        }
+        let count = changes.len() as u64;
+        self.update_rows(table, &changes)?;
+        Ok((count, returned))
+    }
+
+    /// `DELETE … USING`: `plan` joins the target (its columns first) with
+    /// the USING items under WHERE; RETURNING sees the joined row.
+    pub fn delete_joined(
+        &self,
+        table: &Arc<Table>,
+        plan: &Plan,
+        returning: &Option<Returning>,
+    ) -> Result<(u64, Vec<Row>)> {
+        let width = table.columns.len();
+        let targets = self.joined_targets(table, plan)?;
+        let mut returned = Vec::new();
+        let mut rows = Vec::with_capacity(targets.len());
+        for (key, joined) in targets {
+            self.returning_row(returning, &joined, &mut returned)?;
+            rows.push((key, joined[..width].to_vec()));
+        }
+        self.delete_rows(table, &rows)?;
+        Ok((rows.len() as u64, returned))
+    }
+
     /// DELETE: returns the number of rows deleted and the RETURNING rows.
     pub fn delete(
         &self,
