@@ -147,6 +147,10 @@ pub enum ErrorKind {
     InvalidName,
     /// `CLOSE` or `FETCH` of a cursor that does not exist (34000).
     InvalidCursorName,
+    /// COPY data that does not parse (22P04).
+    BadCopyFileFormat,
+    /// Not allowed for this user (42501): e.g. COPY to a server file.
+    InsufficientPrivilege,
     /// Valid PostgreSQL we do not support (yet).
     FeatureNotSupported,
     /// An argument to a function or a clause is invalid (e.g. negative LIMIT).

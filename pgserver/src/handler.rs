@@ -29,13 +29,17 @@ use pgwire::api::query::{
     ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response,
     send_ready_for_query,
 };
-use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::results::{
+    CopyResponse, DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
+};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState, PgWireServerHandlers, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::extendedquery::{Bind, Close, Describe, Execute, Parse, Sync as PgSync};
 use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
@@ -382,6 +386,17 @@ impl Connection {
 fn to_response(outcome: Outcome, format: Option<&Format>) -> PgWireResult<Response> {
     Ok(match outcome {
         Outcome::Empty => Response::EmptyQuery,
+        Outcome::CopyIn { columns, .. } => {
+            Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
+        }
+        Outcome::CopyOut { columns, data, .. } => Response::CopyOut(CopyResponse::new(
+            0,
+            columns,
+            stream::iter(
+                data.into_iter()
+                    .map(|row| Ok(CopyData::new(bytes::Bytes::from(row)))),
+            ),
+        )),
         Outcome::Command { tag, rows } => {
             let t = match (tag, rows) {
                 ("INSERT", Some(n)) => Tag::new("INSERT").with_oid(0).with_rows(n as usize),
@@ -478,6 +493,16 @@ impl SimpleQueryHandler for Connection {
                     client
                         .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
                         .await?
+                }
+                Response::CopyOut(resp) => {
+                    pgwire::api::copy::send_copy_out_response(client, resp).await?
+                }
+                Response::CopyIn(resp) => {
+                    // The data follows; ReadyForQuery comes after CopyDone
+                    // (see the CopyHandler below).
+                    pgwire::api::copy::send_copy_in_response(client, resp).await?;
+                    client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    return Ok(());
                 }
                 _ => {}
             }
@@ -726,6 +751,69 @@ impl PgWireServerHandlers for Connection {
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.registration.sessions()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        Arc::new(self.clone_handle())
+    }
+}
+
+/// `COPY … FROM STDIN`'s data: handed to the session piece by piece; the
+/// rows go in as they are parsed ([`Session::copy_data`]).
+#[async_trait]
+impl CopyHandler for Connection {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let data = copy_data.data;
+        blocking(&self.session, Some(&self.interrupt), move |s| {
+            s.copy_data(&data);
+            Ok(())
+        })
+        .await
+        .map_err(|e| user_error(&e))
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let result = blocking(&self.session, Some(&self.interrupt), |s| s.copy_done()).await;
+        let status = self.status();
+        client.set_transaction_status(status);
+        self.idle.ready(status);
+        match result {
+            Ok(Outcome::Command { rows, .. }) => {
+                let tag = Tag::new("COPY").with_rows(rows.unwrap_or(0) as usize);
+                client
+                    .send(PgWireBackendMessage::CommandComplete(tag.into()))
+                    .await?;
+                Ok(())
+            }
+            Ok(_) => Err(user_error(&kv::Error::internal("COPY ended without a count"))),
+            Err(e) => Err(user_error(&e)),
+        }
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let message = fail.message;
+        let e = blocking(&self.session, None, move |s| Ok(s.copy_fail(&message)))
+            .await
+            .unwrap_or_else(|e| e);
+        let status = self.status();
+        client.set_transaction_status(status);
+        self.idle.ready(status);
+        user_error(&e)
     }
 }
 

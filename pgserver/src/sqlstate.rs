@@ -63,6 +63,8 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         InvalidSavepoint => "3B001",
         InvalidName => "42602",
         InvalidCursorName => "34000",
+        BadCopyFileFormat => "22P04",
+        InsufficientPrivilege => "42501",
         FeatureNotSupported => "0A000",
         OutOfMemory => "53200",
         StackDepth => "54001",

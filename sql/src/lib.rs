@@ -24,6 +24,7 @@
 
 pub mod bind;
 pub mod catalog;
+pub mod copy;
 pub mod exec;
 pub mod expr;
 pub mod interrupt;

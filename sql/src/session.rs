@@ -29,6 +29,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use txn::{Db, Installed, Txn};
 
+mod copy;
 mod ddl;
 
 use crate::bind::expr::ident;
@@ -78,6 +79,26 @@ pub enum Outcome {
     },
     /// The statement was empty.
     Empty,
+    /// `COPY … FROM STDIN` started: the client sends the data now
+    /// ([`Session::copy_data`], then [`Session::copy_done`]).
+    CopyIn {
+        /// Columns per row.
+        columns: usize,
+        /// CSV rather than text.
+        csv: bool,
+    },
+    /// `COPY … TO STDOUT`: the formatted rows, one text each (a header
+    /// line is part of the first).
+    CopyOut {
+        /// Columns per row.
+        columns: usize,
+        /// CSV rather than text.
+        csv: bool,
+        /// The data: one entry per row.
+        data: Vec<String>,
+        /// Rows (not counting a header).
+        rows: u64,
+    },
 }
 
 /// What kind of statement a prepared statement is.
@@ -101,6 +122,8 @@ enum Kind {
     Deallocate(Option<String>),
     /// `DISCARD ALL | PLANS | SEQUENCES | TEMP`.
     Discard(ast::DiscardObject),
+    /// `COPY … FROM STDIN | TO STDOUT`.
+    Copy,
     /// `CLOSE ALL` (no cursors exist yet, so nothing to close) or `CLOSE
     /// name` (`Some`: always an unknown cursor).
     Close(Option<String>),
@@ -136,6 +159,8 @@ pub struct Session {
     failed: bool,
     /// The explicit transaction's open savepoints, oldest first.
     savepoints: Vec<(String, txn::Savepoint)>,
+    /// A `COPY … FROM STDIN` waiting for its data.
+    copy: Option<copy::CopyIn>,
     /// `SET` values.
     settings: BTreeMap<String, String>,
     /// Commits installed and not yet known durable, when the caller waits
@@ -286,6 +311,7 @@ fn classify(stmt: &ast::Statement) -> Result<Kind> {
             ast::CloseCursor::Specific { name } => Some(ident(name)),
         }),
         S::UNLISTEN { .. } => Kind::Unlisten,
+        S::Copy { .. } => Kind::Copy,
         S::Commit { .. } | S::Rollback { .. } => {
             bail!(FeatureNotSupported, "AND CHAIN is not supported yet")
         }
@@ -367,6 +393,7 @@ impl Session {
             txn: None,
             failed: false,
             savepoints: Vec::new(),
+            copy: None,
             settings: default_settings(),
             deferred: None,
             interrupt: Arc::new(Interrupt::new()),
@@ -907,6 +934,13 @@ impl Session {
             }),
             Kind::Close(Some(name)) => {
                 bail!(InvalidCursorName, "cursor \"{name}\" does not exist")
+            }
+            Kind::Copy => {
+                let stmt = p.ast.as_ref().expect("COPY has its statement");
+                match self.start_copy(stmt)? {
+                    copy::Started::In { columns, csv } => Ok(Outcome::CopyIn { columns, csv }),
+                    copy::Started::Done(outcome) => Ok(outcome),
+                }
             }
             Kind::Unlisten => Ok(Outcome::Command {
                 tag: "UNLISTEN",

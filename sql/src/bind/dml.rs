@@ -325,6 +325,12 @@ impl Binder<'_> {
         Ok(Some(Returning { exprs, columns }))
     }
 
+    /// The DEFAULT of a column (NULL when it has none), typed as the
+    /// column (COPY fills the columns its data does not give with these).
+    pub fn column_default(&mut self, column: &Column) -> Result<Typed> {
+        self.default_value(column)
+    }
+
     /// The DEFAULT of a column (NULL when it has none), typed as the column.
     pub(super) fn default_value(&mut self, column: &Column) -> Result<Typed> {
         let Some(sql) = &column.default else {
