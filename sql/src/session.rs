@@ -213,6 +213,45 @@ impl<'a> Limits<'a> {
     }
 }
 
+/// `FREEZE ON` / `FREEZE OFF` in a COPY's options as `FREEZE TRUE` /
+/// `FREEZE FALSE`, outside quotes.
+fn freeze_on_as_true(sql: &str) -> String {
+    let lower = sql.to_ascii_lowercase();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    let mut quoted = false;
+    while i < sql.len() {
+        let rest = &lower[i..];
+        let c = sql[i..].chars().next().unwrap_or(' ');
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if !quoted && rest.starts_with("freeze") {
+            let after = rest[6..].trim_start();
+            let gap = rest.len() - 6 - after.len();
+            let word_end = |w: &str| {
+                after.starts_with(w)
+                    && after[w.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|c| !c.is_alphanumeric() && c != '_')
+            };
+            let replaced = [("on", "TRUE"), ("off", "FALSE")]
+                .into_iter()
+                .find(|(word, _)| gap > 0 && word_end(word));
+            if let Some((word, value)) = replaced {
+                out.push_str("FREEZE ");
+                out.push_str(value);
+                i += 6 + gap + word.len();
+                continue;
+            }
+        }
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
 /// Parses SQL text into statements; a syntax error is 42601.
 pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
     // PostgreSQL's `VACUUM [(options)] [ANALYZE] [VERBOSE] [table, ...]`
@@ -238,6 +277,15 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
             boost: false,
         })]);
     }
+    // `COPY … WITH (FREEZE ON)` (pgbench -i): the parser takes only
+    // TRUE/FALSE there; FREEZE does nothing here anyway.
+    let rewritten;
+    let sql = if body.len() >= 4 && body[..4].eq_ignore_ascii_case("copy") {
+        rewritten = freeze_on_as_true(sql);
+        rewritten.as_str()
+    } else {
+        sql
+    };
     Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
         if let sqlparser::parser::ParserError::RecursionLimitExceeded = e {
             return Error::new(
@@ -1380,7 +1428,21 @@ pub fn explain(bound: &Bound) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{format_memory, parse_memory};
+    use super::{format_memory, freeze_on_as_true, parse, parse_memory};
+
+    #[test]
+    fn copy_freeze_on_parses() {
+        assert_eq!(
+            freeze_on_as_true("copy t from stdin with (freeze on)"),
+            "copy t from stdin with (FREEZE TRUE)"
+        );
+        assert_eq!(
+            freeze_on_as_true("COPY t FROM STDIN (FREEZE OFF, FORMAT csv)"),
+            "COPY t FROM STDIN (FREEZE FALSE, FORMAT csv)"
+        );
+        assert_eq!(freeze_on_as_true("copy 'freeze on' x"), "copy 'freeze on' x");
+        assert!(parse("copy t from stdin with (freeze on)").is_ok());
+    }
 
     #[test]
     fn memory_settings_print_in_the_largest_unit_and_read_back() {
