@@ -149,6 +149,8 @@ pub enum ErrorKind {
     InvalidCursorName,
     /// COPY data that does not parse (22P04).
     BadCopyFileFormat,
+    /// `power(0, -1)`, `power(-8, 0.5)`, `sqrt(-1)` (2201F).
+    InvalidArgumentForPower,
     /// Not allowed for this user (42501): e.g. COPY to a server file.
     InsufficientPrivilege,
     /// Valid PostgreSQL we do not support (yet).

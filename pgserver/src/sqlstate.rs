@@ -64,6 +64,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         InvalidName => "42602",
         InvalidCursorName => "34000",
         BadCopyFileFormat => "22P04",
+        InvalidArgumentForPower => "2201F",
         InsufficientPrivilege => "42501",
         FeatureNotSupported => "0A000",
         OutOfMemory => "53200",

@@ -41,6 +41,13 @@ pub enum Access {
         /// predicate fixes it: the entries are then on one shard.
         partition: Option<Expr>,
     },
+    /// An OR of branches that each fix every primary-key column (`(a, b)
+    /// IN ((1, 2), (3, 4))`, `k IN (1, 2, 3)` with the rest of the key
+    /// fixed): one point read per key, rows in key order.
+    Points {
+        /// One key (a value per key column, in key order) per branch.
+        keys: Vec<Vec<Expr>>,
+    },
     /// Every row of the table, on every shard.
     Full,
 }
@@ -430,6 +437,19 @@ impl Scan {
             Access::Point { key } => {
                 format!("Point Get on {t} ({one}): {}", eqs(key).join(" AND "))
             }
+            Access::Points { keys } => {
+                let each: Vec<String> = keys
+                    .iter()
+                    .take(4)
+                    .map(|k| format!("({})", eqs(k).join(" AND ")))
+                    .collect();
+                let more = if keys.len() > 4 { " OR …" } else { "" };
+                format!(
+                    "Point Gets on {t} ({} keys): {}{more}",
+                    keys.len(),
+                    each.join(" OR ")
+                )
+            }
             Access::Range {
                 prefix,
                 lower,
@@ -507,6 +527,7 @@ impl Scan {
         }
         Some(match &self.access {
             Access::Point { .. } => Vec::new(),
+            Access::Points { .. } => pk.to_vec(),
             Access::Range { prefix, .. } => pk[prefix.len()..].to_vec(),
             Access::Index { index, prefix, .. } => index.columns[prefix.len()..]
                 .iter()

@@ -108,6 +108,53 @@ fn key_range(columns: &[usize], find: &FindComparison<'_>) -> KeyRange {
     (prefix, lower, upper)
 }
 
+/// The most branches an OR may have to be read as point gets.
+const MAX_POINTS: usize = 1000;
+
+/// When one conjunct is an OR whose branches (each with the other
+/// conjuncts) fix every primary-key column by equality, and the other
+/// conjuncts alone do not: the key of each branch. Branches that repeat a
+/// key are read once (the executor drops duplicate keys).
+fn point_keys(table: &Table, conjuncts: &[&Expr]) -> Option<Vec<Vec<Expr>>> {
+    if table.primary_key.is_empty() {
+        return None;
+    }
+    for (i, c) in conjuncts.iter().enumerate() {
+        if !matches!(c, Expr::Or(..)) {
+            continue;
+        }
+        let branches = c.disjuncts();
+        if branches.len() > MAX_POINTS {
+            continue;
+        }
+        let others: Vec<&Expr> = conjuncts
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, e)| *e)
+            .collect();
+        let mut keys = Vec::with_capacity(branches.len());
+        for b in &branches {
+            let mut parts = b.conjuncts();
+            parts.extend(others.iter().copied());
+            let comparisons = column_comparisons(&parts, table);
+            let key: Option<Vec<Expr>> = table
+                .primary_key
+                .iter()
+                .map(|&col| {
+                    comparisons
+                        .iter()
+                        .find(|(c, op, _)| *c == col && *op == CmpOp::Eq)
+                        .map(|(_, _, v)| (*v).clone())
+                })
+                .collect();
+            keys.push(key?);
+        }
+        return Some(keys);
+    }
+    None
+}
+
 /// Chooses how to read `table`'s rows for `predicate`: the primary key when
 /// the predicate fixes its first column, else the secondary index whose
 /// leading columns it constrains most, else a full scan.
@@ -116,6 +163,9 @@ pub fn choose_access(table: &Table, predicate: Option<&Expr>) -> Access {
         return Access::Full;
     };
     let conjuncts = predicate.conjuncts();
+    if let Some(keys) = point_keys(table, &conjuncts) {
+        return Access::Points { keys };
+    }
     let comparisons = column_comparisons(&conjuncts, table);
     let find = |col: usize, ops: &[CmpOp]| {
         comparisons
@@ -200,7 +250,8 @@ pub fn residual(table: &Table, access: &Access, predicate: Expr) -> Option<Expr>
             upper,
             ..
         } => (&index.columns, prefix, lower, upper),
-        Access::Full => return Some(predicate),
+        // Each row read is checked against the whole predicate.
+        Access::Full | Access::Points { .. } => return Some(predicate),
     };
     // (column, operator, value) of each comparison the access path applies.
     let mut slots: Vec<(usize, CmpOp, &Expr)> = Vec::new();

@@ -116,6 +116,34 @@ fn names_an_oid(e: &ast::Expr) -> bool {
     }
 }
 
+/// The fields of both sides when a comparison is between two row
+/// constructors (`(a, b)`, `ROW(a, b)`); an error when only one side is,
+/// or their lengths differ.
+fn row_operands<'e>(
+    l: &'e ast::Expr,
+    r: &'e ast::Expr,
+) -> Result<Option<(&'e [ast::Expr], &'e [ast::Expr])>> {
+    fn fields(e: &ast::Expr) -> Option<&[ast::Expr]> {
+        match e {
+            ast::Expr::Tuple(items) => Some(items),
+            ast::Expr::Nested(inner) => fields(inner),
+            _ => None,
+        }
+    }
+    match (fields(l), fields(r)) {
+        (None, None) => Ok(None),
+        (Some(a), Some(b)) if a.len() == b.len() && !a.is_empty() => Ok(Some((a, b))),
+        (Some(_), Some(_)) => Err(Error::new(
+            ErrorKind::Syntax,
+            "unequal number of entries in row expressions",
+        )),
+        _ => Err(Error::new(
+            ErrorKind::UndefinedFunction,
+            format!("operator does not exist: a row compared with a single value: {l} and {r}"),
+        )),
+    }
+}
+
 /// True for `regclass` (also `pg_catalog.regclass`).
 fn is_regclass(t: &ast::DataType) -> bool {
     matches!(t, ast::DataType::Regclass) || is_named_type(t, "regclass")
@@ -1304,8 +1332,59 @@ impl Binder<'_> {
         r: &ast::Expr,
         scope: &Scope,
     ) -> Result<Expr> {
+        if let Some(rows) = row_operands(l, r)? {
+            return self.compare_rows(rows, op, scope);
+        }
         let (a, b, _) = self.comparable(l, r, op.symbol(), scope)?;
         Ok(Expr::Cmp(op, Box::new(a), Box::new(b)))
+    }
+
+    /// A comparison of two row constructors, `(a, b) op (c, d)`, as
+    /// PostgreSQL defines it: `=` holds when every pair is equal, `<>`
+    /// when any differs; `<`, `<=`, `>`, `>=` compare lexicographically
+    /// (the first unequal pair decides). So `(a, b) IN ((1, 2), (3, 4))`
+    /// is an OR of ANDs of equalities, which the planner turns into key
+    /// lookups.
+    fn compare_rows(
+        &mut self,
+        (left, right): (&[ast::Expr], &[ast::Expr]),
+        op: CmpOp,
+        scope: &Scope,
+    ) -> Result<Expr> {
+        let pairs: Vec<(&ast::Expr, &ast::Expr)> = left.iter().zip(right).collect();
+        let and = |a: Expr, b: Expr| Expr::And(Box::new(a), Box::new(b));
+        let or = |a: Expr, b: Expr| Expr::Or(Box::new(a), Box::new(b));
+        match op {
+            CmpOp::Eq | CmpOp::NotEq => {
+                let mut terms = Vec::new();
+                for (a, b) in &pairs {
+                    terms.push(self.compare(a, op, b, scope)?);
+                }
+                let joined = if op == CmpOp::Eq {
+                    terms.into_iter().reduce(and)
+                } else {
+                    terms.into_iter().reduce(or)
+                };
+                joined.ok_or_else(|| Error::new(ErrorKind::Syntax, "empty row comparison"))
+            }
+            _ => {
+                // (a1, …, an) < (b1, …, bn): a1 < b1 OR (a1 = b1 AND (…)),
+                // the last pair compared with `op` itself (so `<=` admits
+                // equal rows).
+                let strict = match op {
+                    CmpOp::Lt | CmpOp::LtEq => CmpOp::Lt,
+                    _ => CmpOp::Gt,
+                };
+                let (last_a, last_b) = pairs[pairs.len() - 1];
+                let mut acc = self.compare(last_a, op, last_b, scope)?;
+                for (a, b) in pairs[..pairs.len() - 1].iter().rev() {
+                    let first = self.compare(a, strict, b, scope)?;
+                    let equal = self.compare(a, CmpOp::Eq, b, scope)?;
+                    acc = or(first, and(equal, acc));
+                }
+                Ok(acc)
+            }
+        }
     }
 
     fn arithmetic(

@@ -35,6 +35,7 @@ fn estimate(plan: &Plan) -> f64 {
     match plan {
         Plan::Scan(s) => match &s.access {
             Access::Point { .. } => 1.0,
+            Access::Points { keys } => keys.len() as f64,
             Access::Range { prefix, .. } if !prefix.is_empty() => 10.0 / (prefix.len() as f64),
             Access::Range { .. } => 300.0,
             Access::Index { prefix, .. } if !prefix.is_empty() => 20.0 / (prefix.len() as f64),

@@ -222,6 +222,22 @@ impl Binder<'_> {
                     T::Numeric(None),
                 )
             }
+            ("power" | "pow", [a, b])
+                if (a.is_numeric() || *a == T::Unknown) && (b.is_numeric() || *b == T::Unknown) =>
+            {
+                // Numeric casts to double precision implicitly, not back.
+                let t = if a.is_float() || b.is_float() {
+                    T::Float8
+                } else if matches!(a, T::Numeric(_)) || matches!(b, T::Numeric(_)) {
+                    T::Numeric(None)
+                } else {
+                    T::Float8
+                };
+                (Func::Power, vec![t, t], t)
+            }
+            ("sqrt", [t]) if t.is_integer() || t.is_float() || *t == T::Unknown => {
+                (Func::Sqrt, vec![T::Float8], T::Float8)
+            }
             ("mod", [a, b])
                 if (a.is_numeric() || *a == T::Unknown) && (b.is_numeric() || *b == T::Unknown) =>
             {

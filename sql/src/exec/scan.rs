@@ -175,6 +175,35 @@ impl ExecCtx<'_> {
                     None => Vec::new(),
                 }
             }
+            Access::Points { keys } => {
+                let mut wanted = Vec::with_capacity(keys.len());
+                'keys: for key in keys {
+                    let mut values = Vec::with_capacity(key.len());
+                    for (e, ty) in key.iter().zip(&pk_types) {
+                        match key_value(self.eval_const(e, outer)?, *ty) {
+                            KeyValue::Exact(v) => values.push(v),
+                            _ => continue 'keys,
+                        }
+                    }
+                    wanted.push(table.key_for(&values));
+                }
+                // Key order (the order the access promises), each key once.
+                wanted.sort_by(|a, b| a.0.cmp(&b.0));
+                wanted.dedup_by(|a, b| a.0 == b.0);
+                if reverse {
+                    wanted.reverse();
+                }
+                let mut found = Vec::new();
+                for (k, placement) in wanted {
+                    if let Some(v) = self.with_txn(|t| t.get(&k, placement))? {
+                        found.push((k, v));
+                        if limit.is_some_and(|l| found.len() >= l) {
+                            break;
+                        }
+                    }
+                }
+                found
+            }
             Access::Range {
                 prefix,
                 lower,

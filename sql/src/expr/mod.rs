@@ -693,6 +693,19 @@ impl Expr {
     }
 
     /// Splits a predicate into its top-level `AND`ed parts.
+    /// The branches of an OR tree (the expression itself when it is not
+    /// an OR).
+    pub fn disjuncts(&self) -> Vec<&Expr> {
+        match self {
+            Expr::Or(a, b) => {
+                let mut v = a.disjuncts();
+                v.extend(b.disjuncts());
+                v
+            }
+            other => vec![other],
+        }
+    }
+
     pub fn conjuncts(&self) -> Vec<&Expr> {
         crate::interrupt::grow(|| self.conjuncts_here())
     }
