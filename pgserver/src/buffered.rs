@@ -29,7 +29,9 @@ use pgwire::api::{
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
-use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::extendedquery::{
+    Describe, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
+};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, ProtocolVersion};
@@ -206,7 +208,11 @@ impl ExtendedQueryHandler for Deferred<'_> {
                     )))
                     .await?
             }
-            None => client.send(PgWireBackendMessage::NoData(NoData::new())).await?,
+            None => {
+                client
+                    .send(PgWireBackendMessage::NoData(NoData::new()))
+                    .await?
+            }
         }
         Ok(())
     }

@@ -24,12 +24,12 @@ use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
     save_startup_parameters_to_metadata,
 };
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
     ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response,
     send_ready_for_query,
 };
-use pgwire::api::copy::CopyHandler;
 use pgwire::api::results::{
     CopyResponse, DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
 };
@@ -795,7 +795,9 @@ impl CopyHandler for Connection {
                     .await?;
                 Ok(())
             }
-            Ok(_) => Err(user_error(&kv::Error::internal("COPY ended without a count"))),
+            Ok(_) => Err(user_error(&kv::Error::internal(
+                "COPY ended without a count",
+            ))),
             Err(e) => Err(user_error(&e)),
         }
     }

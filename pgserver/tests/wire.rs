@@ -540,7 +540,10 @@ async fn describe_answers_nodata_for_statements_without_rows() {
     assert_eq!(message_types(&mut sock).await.last(), Some(&b'Z'));
 
     let mut batch = Vec::new();
-    batch.extend(message(b'P', b"ins\0INSERT INTO nd VALUES ($1)\0\0\x01\0\0\0\x17"));
+    batch.extend(message(
+        b'P',
+        b"ins\0INSERT INTO nd VALUES ($1)\0\0\x01\0\0\0\x17",
+    ));
     batch.extend(message(b'D', b"Sins\0"));
     batch.extend(message(b'P', b"sel\0SELECT a FROM nd WHERE a = $1\0\0\0"));
     batch.extend(message(b'D', b"Ssel\0"));

@@ -747,7 +747,10 @@ pub fn list_views(txn: &mut Txn) -> Result<Vec<View>> {
 }
 
 /// The definitions stored as JSON under the catalog's index `index`.
-fn list_json<T: serde::de::DeserializeOwned>(txn: &mut Txn, index: keys::IndexId) -> Result<Vec<T>> {
+fn list_json<T: serde::de::DeserializeOwned>(
+    txn: &mut Txn,
+    index: keys::IndexId,
+) -> Result<Vec<T>> {
     let range = prefix_range(&keys::index_prefix(keys::CATALOG_TABLE, index));
     txn.scan(&range, ScanPlacement::Replicated, None)?
         .into_iter()

@@ -50,8 +50,14 @@ impl Options {
                 O::Format(f) => match f.value.to_lowercase().as_str() {
                     "csv" => csv = true,
                     "text" => csv = false,
-                    "binary" => bail!(FeatureNotSupported, "COPY in binary format is not supported yet"),
-                    other => bail!(InvalidParameterValue, "COPY format \"{other}\" not recognized"),
+                    "binary" => bail!(
+                        FeatureNotSupported,
+                        "COPY in binary format is not supported yet"
+                    ),
+                    other => bail!(
+                        InvalidParameterValue,
+                        "COPY format \"{other}\" not recognized"
+                    ),
                 },
                 O::Delimiter(c) => delimiter = Some(*c),
                 O::Null(s) => null = Some(s.clone()),
@@ -61,17 +67,26 @@ impl Options {
                 O::Encoding(e) => {
                     let e = e.to_uppercase().replace(['-', '_'], "");
                     if e != "UTF8" && e != "SQLASCII" {
-                        bail!(FeatureNotSupported, "COPY encoding {e} is not supported: data is UTF8");
+                        bail!(
+                            FeatureNotSupported,
+                            "COPY encoding {e} is not supported: data is UTF8"
+                        );
                     }
                 }
                 O::Freeze(_) => {}
-                other => bail!(FeatureNotSupported, "COPY option {other} is not supported yet"),
+                other => bail!(
+                    FeatureNotSupported,
+                    "COPY option {other} is not supported yet"
+                ),
             }
         }
         for o in legacy {
             use ast::CopyLegacyOption as L;
             match o {
-                L::Binary => bail!(FeatureNotSupported, "COPY in binary format is not supported yet"),
+                L::Binary => bail!(
+                    FeatureNotSupported,
+                    "COPY in binary format is not supported yet"
+                ),
                 L::Delimiter(c) => delimiter = Some(*c),
                 L::Null(s) => null = Some(s.clone()),
                 L::Header => header = true,
@@ -84,7 +99,10 @@ impl Options {
                             C::Quote(c) => quote = Some(*c),
                             C::Escape(c) => escape = Some(*c),
                             other => {
-                                bail!(FeatureNotSupported, "COPY option {other} is not supported yet")
+                                bail!(
+                                    FeatureNotSupported,
+                                    "COPY option {other} is not supported yet"
+                                )
                             }
                         }
                     }
@@ -93,7 +111,10 @@ impl Options {
             }
         }
         if header && !csv {
-            bail!(FeatureNotSupported, "COPY HEADER available only in CSV mode");
+            bail!(
+                FeatureNotSupported,
+                "COPY HEADER available only in CSV mode"
+            );
         }
         if !csv && (quote.is_some() || escape.is_some()) {
             bail!(FeatureNotSupported, "COPY quote available only in CSV mode");
@@ -101,10 +122,16 @@ impl Options {
         let delimiter = delimiter.unwrap_or(if csv { ',' } else { '\t' });
         let quote = quote.unwrap_or('"');
         if matches!(delimiter, '\n' | '\r' | '\\') && !csv || matches!(delimiter, '\n' | '\r') {
-            bail!(InvalidParameterValue, "COPY delimiter cannot be newline, carriage return or backslash");
+            bail!(
+                InvalidParameterValue,
+                "COPY delimiter cannot be newline, carriage return or backslash"
+            );
         }
         if csv && delimiter == quote {
-            bail!(InvalidParameterValue, "COPY delimiter and quote must be different");
+            bail!(
+                InvalidParameterValue,
+                "COPY delimiter and quote must be different"
+            );
         }
         Ok(Options {
             csv,
@@ -152,8 +179,9 @@ impl Options {
             || s.is_empty()
             || s.starts_with(' ')
             || s.ends_with(' ')
-            || s.chars()
-                .any(|c| c == self.delimiter || c == self.quote || c == '\n' || c == '\r' || c == self.escape)
+            || s.chars().any(|c| {
+                c == self.delimiter || c == self.quote || c == '\n' || c == '\r' || c == self.escape
+            })
             || s == "\\.";
         if !needs {
             out.push_str(s);
@@ -228,7 +256,10 @@ impl Parser {
             let text = std::str::from_utf8(raw).map_err(|_| {
                 Error::new(
                     ErrorKind::CharacterNotInRepertoire,
-                    format!("invalid byte sequence for encoding \"UTF8\" (COPY line {})", self.line),
+                    format!(
+                        "invalid byte sequence for encoding \"UTF8\" (COPY line {})",
+                        self.line
+                    ),
                 )
             })?;
             let line = self.line;
@@ -307,7 +338,10 @@ impl Parser {
         let mut raw = String::new();
         let mut chars = text.chars().peekable();
         let bad = |msg: &str| {
-            Error::new(ErrorKind::BadCopyFileFormat, format!("{msg} (COPY line {line})"))
+            Error::new(
+                ErrorKind::BadCopyFileFormat,
+                format!("{msg} (COPY line {line})"),
+            )
         };
         loop {
             match chars.next() {
@@ -423,7 +457,11 @@ impl Parser {
                     }
                 }
             }
-            fields.push(if !quoted && raw == o.null { None } else { Some(value) });
+            fields.push(if !quoted && raw == o.null {
+                None
+            } else {
+                Some(value)
+            });
             if chars.next().is_none() {
                 return Ok(fields);
             }

@@ -614,7 +614,11 @@ impl Plan {
             Plan::Scan(s) => s.column_names(),
             Plan::Values { types, .. } => (1..=types.len()).map(|i| format!("column{i}")).collect(),
             Plan::Series { .. } => vec!["generate_series".to_string()],
-            Plan::System(t) => t.columns().into_iter().map(|(n, _)| n.to_string()).collect(),
+            Plan::System(t) => t
+                .columns()
+                .into_iter()
+                .map(|(n, _)| n.to_string())
+                .collect(),
             Plan::Unnest { .. } => vec!["unnest".to_string()],
             Plan::Filter { input, .. }
             | Plan::Distinct { input }

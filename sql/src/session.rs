@@ -1440,7 +1440,10 @@ mod tests {
             freeze_on_as_true("COPY t FROM STDIN (FREEZE OFF, FORMAT csv)"),
             "COPY t FROM STDIN (FREEZE FALSE, FORMAT csv)"
         );
-        assert_eq!(freeze_on_as_true("copy 'freeze on' x"), "copy 'freeze on' x");
+        assert_eq!(
+            freeze_on_as_true("copy 'freeze on' x"),
+            "copy 'freeze on' x"
+        );
         assert!(parse("copy t from stdin with (freeze on)").is_ok());
     }
 

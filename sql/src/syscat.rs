@@ -635,6 +635,16 @@ impl SystemTable {
     }
 }
 
+/// A constraint as `information_schema` lists it: its table, name, type,
+/// columns, and for a foreign key the referenced columns.
+type ConstraintInfo<'a> = (
+    &'a Table,
+    String,
+    &'static str,
+    Vec<usize>,
+    Option<Vec<usize>>,
+);
+
 /// The user catalog, read once per scan of a system relation.
 struct Snapshot {
     tables: Vec<Arc<Table>>,
@@ -698,18 +708,105 @@ fn yes_no(x: bool) -> Value {
 /// PostgreSQL's reserved key words (and those reserved as column names):
 /// a name equal to one is quoted.
 const RESERVED: &[&str] = &[
-    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric",
-    "authorization", "binary", "both", "case", "cast", "check", "collate", "collation",
-    "column", "concurrently", "constraint", "create", "cross", "current_catalog",
-    "current_date", "current_role", "current_schema", "current_time", "current_timestamp",
-    "current_user", "default", "deferrable", "desc", "distinct", "do", "else", "end",
-    "except", "false", "fetch", "for", "foreign", "freeze", "from", "full", "grant", "group",
-    "having", "ilike", "in", "initially", "inner", "intersect", "into", "is", "isnull", "join",
-    "lateral", "leading", "left", "like", "limit", "localtime", "localtimestamp", "natural",
-    "not", "notnull", "null", "offset", "on", "only", "or", "order", "outer", "overlaps",
-    "placing", "primary", "references", "returning", "right", "select", "session_user",
-    "similar", "some", "symmetric", "table", "tablesample", "then", "to", "trailing", "true",
-    "union", "unique", "user", "using", "variadic", "verbose", "when", "where", "window",
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "authorization",
+    "binary",
+    "both",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "collation",
+    "column",
+    "concurrently",
+    "constraint",
+    "create",
+    "cross",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "false",
+    "fetch",
+    "for",
+    "foreign",
+    "freeze",
+    "from",
+    "full",
+    "grant",
+    "group",
+    "having",
+    "ilike",
+    "in",
+    "initially",
+    "inner",
+    "intersect",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "lateral",
+    "leading",
+    "left",
+    "like",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "natural",
+    "not",
+    "notnull",
+    "null",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "outer",
+    "overlaps",
+    "placing",
+    "primary",
+    "references",
+    "returning",
+    "right",
+    "select",
+    "session_user",
+    "similar",
+    "some",
+    "symmetric",
+    "table",
+    "tablesample",
+    "then",
+    "to",
+    "trailing",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "variadic",
+    "verbose",
+    "when",
+    "where",
+    "window",
     "with",
 ];
 
@@ -877,7 +974,10 @@ impl Snapshot {
                         b(ty.len > 0 && ty.len <= 8),
                         t("b"),
                         t(ty.category),
-                        b(matches!(ty.name, "bool" | "text" | "float8" | "timestamptz")),
+                        b(matches!(
+                            ty.name,
+                            "bool" | "text" | "float8" | "timestamptz"
+                        )),
                         b(true),
                         t(","),
                         o(0),
@@ -1284,43 +1384,47 @@ impl Snapshot {
 
     fn pg_attribute(&self) -> Vec<Row> {
         let mut out = Vec::new();
-        let attr = |rel: i64, num: usize, name: &str, ty: DataType, notnull, hasdef, ident: &str| {
-            let oid = type_oid(ty);
-            let len = TYPES.iter().find(|t| t.oid == oid).map_or(-1, |t| t.len);
-            let collatable = matches!(ty, DataType::Text | DataType::Varchar(_) | DataType::Char(_));
-            vec![
-                o(rel),
-                t(name),
-                o(oid),
-                o(-1),
-                o(len),
-                o(num as i64),
-                o(0),
-                o(-1),
-                o(type_modifier(ty)),
-                b(len > 0 && len <= 8),
-                t(if len == 8 || len < 0 { "d" } else { "i" }),
-                t(match ty {
-                    DataType::Numeric(_) => "m",
-                    _ if len < 0 => "x",
-                    _ => "p",
-                }),
-                t(""),
-                b(notnull),
-                b(hasdef),
-                b(false),
-                t(ident),
-                t(""),
-                b(false),
-                b(true),
-                o(0),
-                o(if collatable { 100 } else { 0 }),
-                NULL,
-                NULL,
-                NULL,
-                NULL,
-            ]
-        };
+        let attr =
+            |rel: i64, num: usize, name: &str, ty: DataType, notnull, hasdef, ident: &str| {
+                let oid = type_oid(ty);
+                let len = TYPES.iter().find(|t| t.oid == oid).map_or(-1, |t| t.len);
+                let collatable = matches!(
+                    ty,
+                    DataType::Text | DataType::Varchar(_) | DataType::Char(_)
+                );
+                vec![
+                    o(rel),
+                    t(name),
+                    o(oid),
+                    o(-1),
+                    o(len),
+                    o(num as i64),
+                    o(0),
+                    o(-1),
+                    o(type_modifier(ty)),
+                    b(len > 0 && len <= 8),
+                    t(if len == 8 || len < 0 { "d" } else { "i" }),
+                    t(match ty {
+                        DataType::Numeric(_) => "m",
+                        _ if len < 0 => "x",
+                        _ => "p",
+                    }),
+                    t(""),
+                    b(notnull),
+                    b(hasdef),
+                    b(false),
+                    t(ident),
+                    t(""),
+                    b(false),
+                    b(true),
+                    o(0),
+                    o(if collatable { 100 } else { 0 }),
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                ]
+            };
         for table in &self.tables {
             let rel = relation_oid(table.id);
             for (i, c) in table.columns.iter().enumerate() {
@@ -1555,7 +1659,7 @@ impl Snapshot {
 
     /// Each constraint of each table: (table, name, type, columns,
     /// referenced unique constraint's columns for foreign keys).
-    fn constraints(&self) -> Vec<(&Table, String, &'static str, Vec<usize>, Option<Vec<usize>>)> {
+    fn constraints(&self) -> Vec<ConstraintInfo<'_>> {
         let mut out = Vec::new();
         for table in &self.tables {
             for ix in indexes(table).iter().filter(|ix| ix.constraint) {
@@ -1691,21 +1795,19 @@ pub fn get_constraintdef(txn: &mut Txn, oid: i64, pretty: bool) -> Result<Option
         return Ok(None);
     };
     if (2048..3072).contains(&sub) {
-        return Ok(table.foreign_keys.get(sub as usize - 2048).map(|fk| {
-            fkey_def(table, fk, cat.table(&fk.parent))
-        }));
+        return Ok(table
+            .foreign_keys
+            .get(sub as usize - 2048)
+            .map(|fk| fkey_def(table, fk, cat.table(&fk.parent))));
     }
     if sub >= 3072 {
-        return Ok(table
-            .checks
-            .get(sub as usize - 3072)
-            .map(|c| {
-                if pretty {
-                    format!("CHECK ({})", c.sql)
-                } else {
-                    format!("CHECK (({}))", c.sql)
-                }
-            }));
+        return Ok(table.checks.get(sub as usize - 3072).map(|c| {
+            if pretty {
+                format!("CHECK ({})", c.sql)
+            } else {
+                format!("CHECK (({}))", c.sql)
+            }
+        }));
     }
     Ok(indexes(table)
         .iter()
@@ -1870,7 +1972,13 @@ mod tests {
 
     #[test]
     fn every_relation_has_typed_columns() {
-        for name in ["pg_class", "pg_attribute", "pg_type", "pg_constraint", "pg_index"] {
+        for name in [
+            "pg_class",
+            "pg_attribute",
+            "pg_type",
+            "pg_constraint",
+            "pg_index",
+        ] {
             let t = SystemTable::lookup(Some("pg_catalog"), name).unwrap();
             assert!(t.columns().len() > 5, "{name}");
         }
@@ -1883,8 +1991,14 @@ mod tests {
 
     #[test]
     fn types_format_as_postgresql_does() {
-        assert_eq!(format_type(1043, Some(24)).unwrap(), "character varying(20)");
-        assert_eq!(format_type(1700, Some((10 << 16 | 2) + 4)).unwrap(), "numeric(10,2)");
+        assert_eq!(
+            format_type(1043, Some(24)).unwrap(),
+            "character varying(20)"
+        );
+        assert_eq!(
+            format_type(1700, Some((10 << 16 | 2) + 4)).unwrap(),
+            "numeric(10,2)"
+        );
         assert_eq!(format_type(23, Some(-1)).unwrap(), "integer");
         assert_eq!(format_type(1007, None).unwrap(), "integer[]");
         assert_eq!(format_type(99_999, None), None);
@@ -1896,7 +2010,10 @@ mod tests {
 
     #[test]
     fn qualified_names_split_and_fold() {
-        assert_eq!(split_qualified("public.T").unwrap(), (Some("public".into()), "t".into()));
+        assert_eq!(
+            split_qualified("public.T").unwrap(),
+            (Some("public".into()), "t".into())
+        );
         assert_eq!(split_qualified("\"My.T\"").unwrap(), (None, "My.T".into()));
         assert!(split_qualified("a.b.c").is_err());
     }

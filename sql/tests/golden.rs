@@ -40,6 +40,13 @@ fn render(result: &kv::Result<Outcome>, out: &mut String) {
             }
         },
         Ok(Outcome::Empty) => out.push_str("(empty)\n"),
+        Ok(Outcome::CopyIn { columns, .. }) => {
+            let _ = writeln!(out, "(copy in, {columns} columns)");
+        }
+        Ok(Outcome::CopyOut { data, rows, .. }) => {
+            out.push_str(&data.concat());
+            let _ = writeln!(out, "(COPY {rows})");
+        }
         Err(e) => {
             let _ = writeln!(out, "ERROR ({:?}): {}", e.kind, e.message);
         }

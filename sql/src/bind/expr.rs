@@ -153,7 +153,9 @@ fn is_regclass(t: &ast::DataType) -> bool {
 /// modifiers.
 fn is_named_type(t: &ast::DataType, name: &str) -> bool {
     match t {
-        ast::DataType::Custom(n, mods) => mods.is_empty() && object_name(n).is_ok_and(|n| n == name),
+        ast::DataType::Custom(n, mods) => {
+            mods.is_empty() && object_name(n).is_ok_and(|n| n == name)
+        }
         _ => false,
     }
 }
@@ -229,8 +231,9 @@ pub fn data_type(t: &ast::DataType) -> Result<DataType> {
             "timestamp" => DataType::Timestamp,
             // The system catalog's types: OIDs are bigint here, names and
             // the one-byte "char" text (see `syscat`).
-            "oid" | "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole"
-            | "xid" => DataType::Int8,
+            "oid" | "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole" | "xid" => {
+                DataType::Int8
+            }
             "regclass" => DataType::Int8,
             "name" | "char" => DataType::Text,
             other => bail!(FeatureNotSupported, "type \"{other}\" is not supported"),
@@ -598,7 +601,10 @@ impl Binder<'_> {
                 // Text compares bytewise here (the C collation), which is
                 // what these name.
                 let name = object_name(collation)?;
-                if !matches!(name.as_str(), "default" | "c" | "C" | "posix" | "POSIX" | "ucs_basic") {
+                if !matches!(
+                    name.as_str(),
+                    "default" | "c" | "C" | "posix" | "POSIX" | "ucs_basic"
+                ) {
                     bail!(
                         FeatureNotSupported,
                         "collation \"{name}\" is not supported: text compares bytewise (the C collation)"
@@ -974,7 +980,12 @@ impl Binder<'_> {
         result
     }
 
-    pub(super) fn subquery_expr(&mut self, kind: SubqueryKind, plan: Plan, correlated: bool) -> Expr {
+    pub(super) fn subquery_expr(
+        &mut self,
+        kind: SubqueryKind,
+        plan: Plan,
+        correlated: bool,
+    ) -> Expr {
         self.next_subquery += 1;
         Expr::Subquery(Box::new(Subquery {
             id: self.next_subquery,
@@ -1248,11 +1259,7 @@ impl Binder<'_> {
         let a = self.text_operand(a)?;
         let x = self.expr(left, scope)?;
         let x = self.explicit_cast(x, DataType::Text)?.0;
-        let contains = Expr::Func(
-            crate::expr::Func::ArrayContains,
-            vec![a, x],
-            DataType::Bool,
-        );
+        let contains = Expr::Func(crate::expr::Func::ArrayContains, vec![a, x], DataType::Bool);
         Ok((
             if negated {
                 Expr::Not(Box::new(contains))

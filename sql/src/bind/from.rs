@@ -394,7 +394,10 @@ impl Binder<'_> {
                 let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))] =
                     args.args.as_slice()
                 else {
-                    bail!(UndefinedFunction, "function pg_partition_ancestors takes one argument");
+                    bail!(
+                        UndefinedFunction,
+                        "function pg_partition_ancestors takes one argument"
+                    );
                 };
                 let relid = self.expr(e, &Scope::default())?;
                 let relid = self.coerce(relid, DataType::Int8)?;
@@ -581,7 +584,11 @@ impl Binder<'_> {
 
     /// `FROM unnest(array) [AS alias[(column)]]` over an array's text form
     /// (the system catalog's arrays, `ARRAY(subquery)`).
-    fn unnest(&mut self, args: &[ast::FunctionArg], alias: Option<&ast::TableAlias>) -> Result<Rel> {
+    fn unnest(
+        &mut self,
+        args: &[ast::FunctionArg],
+        alias: Option<&ast::TableAlias>,
+    ) -> Result<Rel> {
         let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))] = args else {
             bail!(FeatureNotSupported, "unnest takes one array here");
         };
@@ -591,13 +598,19 @@ impl Binder<'_> {
     fn unnest_array(&mut self, e: &ast::Expr, alias: Option<&ast::TableAlias>) -> Result<Rel> {
         let (array, ty) = self.expr(e, &Scope::default()).map_err(|e| {
             if e.kind == ErrorKind::UndefinedColumn {
-                Error::unsupported("unnest arguments from other FROM items (LATERAL) are not supported yet")
+                Error::unsupported(
+                    "unnest arguments from other FROM items (LATERAL) are not supported yet",
+                )
             } else {
                 e
             }
         })?;
         if !(ty.is_string() || ty == DataType::Unknown) {
-            bail!(UndefinedFunction, "function unnest({}) does not exist", ty.pg_name());
+            bail!(
+                UndefinedFunction,
+                "function unnest({}) does not exist",
+                ty.pg_name()
+            );
         }
         let array = self.text_operand((array, ty))?;
         let columns = vec![OutputColumn {

@@ -77,20 +77,18 @@ impl Binder<'_> {
                 ))
             }
             "pg_encoding_to_char" if n == 1 => unless_null(args, Value::text("UTF8"), T::Text),
-            "pg_table_size" | "pg_relation_size" | "pg_total_relation_size"
-            | "pg_indexes_size"
+            "pg_table_size" | "pg_relation_size" | "pg_total_relation_size" | "pg_indexes_size"
                 if (1..=2).contains(&n) =>
             {
                 unless_null(args, Value::Int(0), T::Int8)
             }
-            "obj_description" | "col_description" | "shobj_description"
-                if (1..=2).contains(&n) =>
-            {
+            "obj_description" | "col_description" | "shobj_description" if (1..=2).contains(&n) => {
                 Some((Expr::Const(Value::Null), T::Text))
             }
-            "pg_backend_pid" if n == 0 => {
-                Some((Expr::Const(Value::Int(i64::from(std::process::id()))), T::Int4))
-            }
+            "pg_backend_pid" if n == 0 => Some((
+                Expr::Const(Value::Int(i64::from(std::process::id()))),
+                T::Int4,
+            )),
             "pg_is_in_recovery" if n == 0 => Some((Expr::Const(Value::Bool(false)), T::Bool)),
             // No advisory locks can be held yet (there is no
             // pg_advisory_lock), so releasing them all has nothing to do;
@@ -393,9 +391,9 @@ impl Binder<'_> {
             ("json_build_object", ts) if ts.len() % 2 == 0 => {
                 let mut out = Vec::new();
                 for (i, a) in args.into_iter().enumerate() {
-                    out.push(if i % 2 == 0 {
-                        self.text_operand(a)?
-                    } else if a.1 == T::Unknown {
+                    // Keys are text; values keep their type (an untyped
+                    // literal is text).
+                    out.push(if i % 2 == 0 || a.1 == T::Unknown {
                         self.text_operand(a)?
                     } else {
                         a.0

@@ -310,7 +310,12 @@ impl Func {
 }
 
 /// PostgreSQL's errors for powers without a real value.
-fn power_check(zero: bool, negative_exponent: bool, negative: bool, fractional: bool) -> Result<()> {
+fn power_check(
+    zero: bool,
+    negative_exponent: bool,
+    negative: bool,
+    fractional: bool,
+) -> Result<()> {
     if zero && negative_exponent {
         return Err(Error::new(
             ErrorKind::InvalidArgumentForPower,
@@ -329,9 +334,19 @@ fn power_check(zero: bool, negative_exponent: bool, negative: bool, fractional: 
 /// `a ^ b` for numerics: exact by repeated squaring for an integral
 /// exponent, through double precision otherwise; 16 decimals.
 fn numeric_power(a: Decimal, b: Decimal) -> Result<Decimal> {
-    let overflow = || Error::new(ErrorKind::NumericOutOfRange, "value overflows numeric format");
+    let overflow = || {
+        Error::new(
+            ErrorKind::NumericOutOfRange,
+            "value overflows numeric format",
+        )
+    };
     let r = if b.fract().is_zero() && b.abs() <= Decimal::from(100_000) {
-        let mut n = b.abs().trunc().to_string().parse::<u64>().map_err(|_| overflow())?;
+        let mut n = b
+            .abs()
+            .trunc()
+            .to_string()
+            .parse::<u64>()
+            .map_err(|_| overflow())?;
         let mut base = a;
         let mut acc = Decimal::ONE;
         while n > 0 {
@@ -357,7 +372,7 @@ fn numeric_power(a: Decimal, b: Decimal) -> Result<Decimal> {
     };
     let mut r = r.round_dp_with_strategy(16, RoundingStrategy::MidpointAwayFromZero);
     // Shown with 16 decimals where the 28 digits leave room.
-    let _ = r.rescale(16);
+    r.rescale(16);
     if r.scale() < 16 {
         r = r.normalize();
     }
@@ -385,13 +400,13 @@ fn json_string(out: &mut String, s: &str) {
 /// then kB, MB, GB, TB, PB below 20480 of each, rounded half away from
 /// zero (one extra bit is kept for the rounding).
 fn size_pretty(mut n: i64) -> String {
-    if n.abs() <= 10 * 1024 - 1 {
+    if n.abs() < 10 * 1024 {
         return format!("{n} bytes");
     }
     n /= 1 << 9;
     let units = ["kB", "MB", "GB", "TB", "PB"];
     for (i, unit) in units.iter().enumerate() {
-        if i == units.len() - 1 || n.abs() <= 20 * 1024 - 1 {
+        if i == units.len() - 1 || n.abs() < 20 * 1024 {
             return format!("{} {unit}", (n + if n < 0 { -1 } else { 1 }) / 2);
         }
         n /= 1 << 10;
@@ -967,7 +982,11 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
         (Func::Version, []) => Value::text(crate::VERSION_STRING),
         (Func::FormatType, [Value::Null, ..]) => Value::Null,
         (Func::FormatType, [Value::Int(oid), m]) => {
-            let typmod = if let Value::Int(m) = m { Some(*m) } else { None };
+            let typmod = if let Value::Int(m) = m {
+                Some(*m)
+            } else {
+                None
+            };
             Value::text(
                 crate::syscat::format_type(*oid, typmod).unwrap_or_else(|| "???".to_string()),
             )
@@ -1006,7 +1025,12 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
             Value::Float(r)
         }
         (Func::Power, [Value::Numeric(a), Value::Numeric(b)]) => {
-            power_check(a.is_zero(), b.is_sign_negative(), a.is_sign_negative(), !b.fract().is_zero())?;
+            power_check(
+                a.is_zero(),
+                b.is_sign_negative(),
+                a.is_sign_negative(),
+                !b.fract().is_zero(),
+            )?;
             Value::Numeric(numeric_power(*a, *b)?)
         }
         (Func::Sqrt, [Value::Float(x)]) => {

@@ -127,8 +127,7 @@ impl Session {
         let mut data = Vec::with_capacity(rows.len().max(1));
         let mut text = String::new();
         if opts.header {
-            let names: Vec<Option<String>> =
-                columns.iter().map(|c| Some(c.name.clone())).collect();
+            let names: Vec<Option<String>> = columns.iter().map(|c| Some(c.name.clone())).collect();
             opts.format_row(&names, &mut text);
         }
         for row in &rows {
@@ -287,10 +286,9 @@ impl Session {
                 } else {
                     "extra data after last expected column"
                 };
-                let col = c
-                    .targets
-                    .get(fields.len())
-                    .map_or(String::new(), |&i| format!(" \"{}\"", table.columns[i].name));
+                let col = c.targets.get(fields.len()).map_or(String::new(), |&i| {
+                    format!(" \"{}\"", table.columns[i].name)
+                });
                 bail!(
                     BadCopyFileFormat,
                     "{what}{} (COPY {}, line {line})",
