@@ -9,9 +9,9 @@ Both servers must give the same answers."""
 
 import asyncio
 import datetime
-import sys
 
 import asyncpg
+from drivers import same_everywhere
 
 
 async def answers(url):
@@ -45,13 +45,11 @@ async def answers(url):
 
 
 def main():
-    results = [asyncio.run(answers(url)) for url in sys.argv[1:]]
-    for url, r in zip(sys.argv[1:], results):
-        print(f"{url}: {r}")
-    if any(r != results[0] for r in results):
-        sys.exit("the servers answered differently")
-    assert "nested rolled back" in results[0]
-    print("asyncpg pool, executemany, nested transactions: same on every server")
+    same_everywhere(
+        lambda url: asyncio.run(answers(url)),
+        lambda r: "nested rolled back" in r,
+        "asyncpg pool, executemany, nested transactions: same on every server",
+    )
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ STDOUT read back with rows(); CSV inside a transaction; a duplicate key
 fails the whole COPY (nothing of it stays). Both must answer the same."""
 
 import datetime
-import sys
 
 import psycopg
+from drivers import same_everywhere
 
 
 def answers(url):
@@ -42,13 +42,11 @@ def answers(url):
 
 
 def main():
-    results = [answers(url) for url in sys.argv[1:]]
-    for url, r in zip(sys.argv[1:], results):
-        print(f"{url}: {r}")
-    if any(r != results[0] for r in results):
-        sys.exit("the servers answered differently")
-    assert results[0][0] == 2500 and results[0][3] == "23505"
-    print("COPY FROM STDIN / TO STDOUT through psycopg: same on every server")
+    same_everywhere(
+        answers,
+        lambda r: r[0] == 2500 and r[3] == "23505",
+        "COPY FROM STDIN / TO STDOUT through psycopg: same on every server",
+    )
 
 
 if __name__ == "__main__":

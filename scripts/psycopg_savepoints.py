@@ -7,9 +7,9 @@ given (Mako and PostgreSQL 15 alike; run by scripts/psycopg):
 - three levels deep, prepared statements inside.
 Both servers must give the same answers."""
 
-import sys
 
 import psycopg
+from drivers import same_everywhere
 from psycopg import errors
 
 
@@ -53,13 +53,11 @@ def answers(url):
 
 
 def main():
-    results = [answers(url) for url in sys.argv[1:]]
-    for url, r in zip(sys.argv[1:], results):
-        print(f"{url}: {r}")
-    if any(r != results[0] for r in results):
-        sys.exit("the servers answered differently")
-    assert results[0][0] == "duplicate rolled back"
-    print("nested transactions (savepoints): same on every server")
+    same_everywhere(
+        answers,
+        lambda r: r[0] == "duplicate rolled back",
+        "nested transactions (savepoints): same on every server",
+    )
 
 
 if __name__ == "__main__":

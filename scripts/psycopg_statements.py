@@ -9,9 +9,9 @@ and PostgreSQL 15 alike; run by scripts/psycopg):
 - foreign keys: a violation is 23503 through prepared statements too.
 Both servers must give the same answers."""
 
-import sys
 
 import psycopg
+from drivers import same_everywhere
 from psycopg import errors
 
 
@@ -65,13 +65,11 @@ def answers(url):
 
 
 def main():
-    results = [answers(url) for url in sys.argv[1:]]
-    for url, r in zip(sys.argv[1:], results):
-        print(f"{url}: {r}")
-    if any(r != results[0] for r in results):
-        sys.exit("the servers answered differently")
-    assert results[0][0] == "unique violation" and results[0][2] == "foreign key violation"
-    print("prepared statements, schema changes, DEALLOCATE, foreign keys: same on every server")
+    same_everywhere(
+        answers,
+        lambda r: r[0] == "unique violation" and r[2] == "foreign key violation",
+        "prepared statements, schema changes, DEALLOCATE, foreign keys: same on every server",
+    )
 
 
 if __name__ == "__main__":

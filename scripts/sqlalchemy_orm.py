@@ -6,8 +6,8 @@ pg_catalog). Not yet: get_pk_constraint, get_foreign_keys, get_indexes
 (their queries use set-returning functions in the select list and
 array_agg). Both servers must give the same answers."""
 
-import sys
 
+from drivers import same_everywhere
 from sqlalchemy import ForeignKey, String, create_engine, inspect, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -61,13 +61,11 @@ def answers(url):
 
 
 def main():
-    results = [answers(url) for url in sys.argv[1:]]
-    for url, r in zip(sys.argv[1:], results):
-        print(f"{url}: {r}")
-    if any(r != results[0] for r in results):
-        sys.exit("the servers answered differently")
-    assert results[0][1] == "IntegrityError"
-    print("SQLAlchemy create_all, ORM, begin_nested, inspector: same on every server")
+    same_everywhere(
+        answers,
+        lambda r: r[1] == "IntegrityError",
+        "SQLAlchemy create_all, ORM, begin_nested, inspector: same on every server",
+    )
 
 
 if __name__ == "__main__":
