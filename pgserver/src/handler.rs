@@ -783,7 +783,16 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let result = blocking(&self.session, Some(&self.interrupt), |s| s.copy_done()).await;
+        let result = blocking(&self.session, Some(&self.interrupt), |s| {
+            let outcome = s.copy_done();
+            Ok((outcome, s.take_deferred()))
+        })
+        .await;
+        // Acknowledged only once durable, as every commit.
+        let result = match result {
+            Ok((Ok(outcome), commits)) => durable(commits).await.map(|()| outcome),
+            Ok((Err(e), _)) | Err(e) => Err(e),
+        };
         let status = self.status();
         client.set_transaction_status(status);
         self.idle.ready(status);

@@ -110,11 +110,17 @@ impl Options {
                 other => bail!(FeatureNotSupported, "COPY option {other} is not supported"),
             }
         }
-        if header && !csv {
-            bail!(
-                FeatureNotSupported,
-                "COPY HEADER available only in CSV mode"
-            );
+        for (what, c) in [
+            ("delimiter", delimiter),
+            ("quote", quote),
+            ("escape", escape),
+        ] {
+            if c.is_some_and(|c| !c.is_ascii()) {
+                bail!(
+                    FeatureNotSupported,
+                    "COPY {what} must be a single one-byte character"
+                );
+            }
         }
         if !csv && (quote.is_some() || escape.is_some()) {
             bail!(FeatureNotSupported, "COPY quote available only in CSV mode");
@@ -198,11 +204,19 @@ impl Options {
     }
 }
 
+/// The longest record (line, or CSV record over several lines) COPY
+/// accepts, as PostgreSQL bounds a line.
+const MAX_RECORD: usize = 1 << 30;
+
 /// Reads rows from COPY data as it arrives.
 pub struct Parser {
     options: Options,
     /// Bytes not yet parsed (an incomplete line or record).
     pending: Vec<u8>,
+    /// How far into `pending` the search for the end of its first record
+    /// got, and whether it was inside CSV quotes there: a record split
+    /// over many CopyData messages is scanned once.
+    scanned: (usize, bool),
     /// The line number the next record starts on (1-based).
     pub line: u64,
     /// `\.` was seen: the rest is ignored.
@@ -221,6 +235,7 @@ impl Parser {
         Parser {
             options,
             pending: Vec::new(),
+            scanned: (0, false),
             line: 1,
             ended: false,
             skip_header,
@@ -243,8 +258,16 @@ impl Parser {
         let mut start = 0;
         while !self.ended {
             let Some(end) = self.record_end(start, last)? else {
+                if self.pending.len() - start > MAX_RECORD {
+                    bail!(
+                        ProgramLimitExceeded,
+                        "COPY line {} is longer than 1 GB",
+                        self.line
+                    );
+                }
                 break;
             };
+            self.scanned = (0, false);
             let raw = &self.pending[start..end];
             let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -280,6 +303,9 @@ impl Parser {
             out.push((line, fields));
         }
         self.pending.drain(..start.min(self.pending.len()));
+        if start > 0 {
+            self.scanned = (0, false);
+        }
         if self.ended {
             self.pending.clear();
         }
@@ -289,30 +315,40 @@ impl Parser {
     /// Where the record starting at `start` ends (after its newline), if
     /// it is complete: the next newline outside CSV quotes, or the end of
     /// the data when it is the last.
-    fn record_end(&self, start: usize, last: bool) -> Result<Option<usize>> {
+    fn record_end(&mut self, start: usize, last: bool) -> Result<Option<usize>> {
         let data = &self.pending[start..];
         if data.is_empty() {
             return Ok(None);
         }
+        // Where an earlier call stopped looking (for the first record only:
+        // later ones in this call start fresh).
+        let (from, mut quoted) = if start == 0 { self.scanned } else { (0, false) };
+        let from = from.min(data.len());
         if !self.options.csv {
-            return Ok(match data.iter().position(|&b| b == b'\n') {
-                Some(i) => Some(start + i + 1),
+            return Ok(match data[from..].iter().position(|&b| b == b'\n') {
+                Some(i) => Some(start + from + i + 1),
                 None if last => Some(self.pending.len()),
-                None => None,
+                None => {
+                    self.scanned = (data.len(), false);
+                    None
+                }
             });
         }
-        let (quote, escape) = (self.options.quote as u32, self.options.escape as u32);
-        let mut quoted = false;
-        let mut i = 0;
+        // The options are ASCII (checked), so bytes compare exactly.
+        let (quote, escape) = (self.options.quote as u8, self.options.escape as u8);
+        let mut i = from;
         while i < data.len() {
-            let b = u32::from(data[i]);
-            if quoted && b == escape && escape != quote && i + 1 < data.len() {
+            let b = data[i];
+            if quoted && b == escape && escape != quote {
+                if i + 1 >= data.len() {
+                    break; // what it escapes has not arrived yet
+                }
                 i += 2;
                 continue;
             }
             if b == quote {
                 quoted = !quoted;
-            } else if b == u32::from(b'\n') && !quoted {
+            } else if b == b'\n' && !quoted {
                 return Ok(Some(start + i + 1));
             }
             i += 1;
@@ -327,14 +363,19 @@ impl Parser {
             }
             return Ok(Some(self.pending.len()));
         }
+        if start == 0 {
+            self.scanned = (i, quoted);
+        }
         Ok(None)
     }
 
     fn text_fields(&self, text: &str, line: u64) -> Result<Vec<Option<String>>> {
         let d = self.options.delimiter;
         let mut fields = Vec::new();
-        let mut cur = String::new();
-        // Whether the raw field (before unescaping) equals the NULL text.
+        // The field's bytes: octal and hex escapes give bytes, which must
+        // form UTF-8 together with the rest.
+        let mut cur: Vec<u8> = Vec::new();
+        // The raw field (before unescaping), compared with the NULL text.
         let mut raw = String::new();
         let mut chars = text.chars().peekable();
         let bad = |msg: &str| {
@@ -343,14 +384,18 @@ impl Parser {
                 format!("{msg} (COPY line {line})"),
             )
         };
+        let push = |cur: &mut Vec<u8>, c: char| {
+            let mut b = [0u8; 4];
+            cur.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+        };
         loop {
             match chars.next() {
                 None => {
-                    fields.push(self.text_value(cur, &raw));
+                    fields.push(self.text_value(cur, &raw, line)?);
                     break;
                 }
                 Some(c) if c == d => {
-                    fields.push(self.text_value(std::mem::take(&mut cur), &raw));
+                    fields.push(self.text_value(std::mem::take(&mut cur), &raw, line)?);
                     raw.clear();
                 }
                 Some('\\') => {
@@ -360,12 +405,12 @@ impl Parser {
                     };
                     raw.push(e);
                     match e {
-                        'b' => cur.push('\u{8}'),
-                        'f' => cur.push('\u{c}'),
-                        'n' => cur.push('\n'),
-                        'r' => cur.push('\r'),
-                        't' => cur.push('\t'),
-                        'v' => cur.push('\u{b}'),
+                        'b' => cur.push(8),
+                        'f' => cur.push(12),
+                        'n' => cur.push(b'\n'),
+                        'r' => cur.push(b'\r'),
+                        't' => cur.push(b'\t'),
+                        'v' => cur.push(11),
                         '0'..='7' => {
                             let mut n = e.to_digit(8).unwrap_or(0);
                             for _ in 0..2 {
@@ -377,7 +422,7 @@ impl Parser {
                                     None => break,
                                 }
                             }
-                            cur.push(char::from_u32(n & 0xff).unwrap_or('\u{fffd}'));
+                            cur.push((n & 0xff) as u8);
                         }
                         'x' if chars.peek().is_some_and(|c| c.is_ascii_hexdigit()) => {
                             let mut n = 0;
@@ -390,26 +435,34 @@ impl Parser {
                                     None => break,
                                 }
                             }
-                            cur.push(char::from_u32(n).unwrap_or('\u{fffd}'));
+                            cur.push(n as u8);
                         }
-                        other => cur.push(other),
+                        other => push(&mut cur, other),
                     }
                 }
                 Some(c) => {
                     raw.push(c);
-                    cur.push(c);
+                    push(&mut cur, c);
                 }
             }
         }
         Ok(fields)
     }
 
-    fn text_value(&self, value: String, raw: &str) -> Option<String> {
+    fn text_value(&self, value: Vec<u8>, raw: &str, line: u64) -> Result<Option<String>> {
         if raw == self.options.null {
-            None
-        } else {
-            Some(value)
+            return Ok(None);
         }
+        let invalid = || {
+            Error::new(
+                ErrorKind::CharacterNotInRepertoire,
+                format!("invalid byte sequence for encoding \"UTF8\" (COPY line {line})"),
+            )
+        };
+        if value.contains(&0) {
+            return Err(invalid());
+        }
+        String::from_utf8(value).map(Some).map_err(|_| invalid())
     }
 
     fn csv_fields(&self, text: &str, line: u64) -> Result<Vec<Option<String>>> {
@@ -521,6 +574,38 @@ mod tests {
         let mut p = Parser::new(csv());
         p.feed(b"1,\"open").unwrap();
         assert!(p.finish().is_err());
+    }
+
+    #[test]
+    fn escapes_are_bytes_and_records_split_anywhere() {
+        // \303\251 is é in UTF-8; a NUL or a broken sequence is refused.
+        let mut p = Parser::new(text());
+        let rows = p.feed(b"caf\\303\\251\t\\xe2\\x82\\xac\n").unwrap();
+        assert_eq!(rows, vec![(1, vec![s("café"), s("€")])]);
+        assert!(Parser::new(text()).feed(b"a\\000b\n").is_err());
+        assert!(Parser::new(text()).feed(b"\\303\n").is_err());
+        // A CSV record with multi-byte text, fed one byte at a time.
+        let mut p = Parser::new(csv());
+        let data = "1,\"é,\"\"ü\"\"\nline\"\n2,ß\n".as_bytes();
+        let mut rows = Vec::new();
+        for b in data {
+            rows.extend(p.feed(std::slice::from_ref(b)).unwrap());
+        }
+        rows.extend(p.finish().unwrap());
+        assert_eq!(
+            rows,
+            vec![
+                (1, vec![s("1"), s("é,\"ü\"\nline")]),
+                (3, vec![s("2"), s("ß")])
+            ]
+        );
+    }
+
+    #[test]
+    fn non_ascii_options_are_refused() {
+        let quote = ast::CopyOption::Quote('é');
+        let format = ast::CopyOption::Format(ast::Ident::new("csv"));
+        assert!(Options::from_ast(&[format, quote], &[]).is_err());
     }
 
     #[test]

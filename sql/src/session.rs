@@ -258,8 +258,9 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
     // has forms the parser does not know; it does nothing here, so any
     // statement of its own that starts with VACUUM is one.
     let body = sql.trim().trim_end_matches(';').trim_end();
-    if body.len() >= 6
-        && body[..6].eq_ignore_ascii_case("vacuum")
+    if body
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("vacuum"))
         && body[6..]
             .chars()
             .next()
@@ -280,7 +281,10 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
     // `COPY … WITH (FREEZE ON)` (pgbench -i): the parser takes only
     // TRUE/FALSE there; FREEZE does nothing here anyway.
     let rewritten;
-    let sql = if body.len() >= 4 && body[..4].eq_ignore_ascii_case("copy") {
+    let sql = if body
+        .get(..4)
+        .is_some_and(|w| w.eq_ignore_ascii_case("copy"))
+    {
         rewritten = freeze_on_as_true(sql);
         rewritten.as_str()
     } else {
@@ -609,6 +613,17 @@ impl Session {
         &mut self,
         statements: Vec<ast::Statement>,
     ) -> Vec<Result<Outcome>> {
+        self.abandon_copy();
+        // The data of a COPY FROM STDIN follows the query string: nothing
+        // may run after it in the same string.
+        let copy_in = |s: &ast::Statement| matches!(s, ast::Statement::Copy { to: false, .. });
+        if statements.iter().rev().skip(1).any(copy_in) {
+            self.note_error();
+            return vec![Err(Error::new(
+                ErrorKind::FeatureNotSupported,
+                "COPY FROM STDIN must be the last statement of a query string",
+            ))];
+        }
         // Several statements without transaction control run in one
         // implicit transaction, as in PostgreSQL: all or nothing.
         let batch = statements.len() > 1
@@ -804,6 +819,7 @@ impl Session {
     /// Executes a prepared statement with parameter values (already of the
     /// prepared parameter types).
     pub fn execute(&mut self, p: &Prepared, params: &[Value]) -> Result<Outcome> {
+        self.abandon_copy();
         self.start_statement();
         let result = self.execute_inner(p, params);
         if result.is_err() {

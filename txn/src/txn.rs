@@ -52,6 +52,20 @@ fn buffered_bytes(key_len: usize, w: &Buffered) -> usize {
     ENTRY + key_len + w.value.as_ref().map_or(0, |v| v.len())
 }
 
+/// The bytes one undo record holds.
+fn undo_entry_bytes(key: &[u8], old: &Option<Buffered>) -> usize {
+    match old {
+        Some(w) => buffered_bytes(key.len(), w),
+        None => buffered_bytes(
+            key.len(),
+            &Buffered {
+                value: None,
+                placement: Placement::Replicated,
+            },
+        ),
+    }
+}
+
 /// Which shards a scan must visit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanPlacement {
@@ -184,6 +198,9 @@ pub struct Txn {
     /// oldest first, for [`Txn::rollback_to`]; recorded only while a
     /// savepoint is open.
     undo: Vec<(Vec<u8>, Option<Buffered>)>,
+    /// Approximate bytes `undo` holds (part of [`Txn::write_set_bytes`]:
+    /// rewriting one key under a savepoint must not grow memory unbounded).
+    undo_bytes: usize,
     /// How many savepoints are open.
     savepoints: usize,
 }
@@ -212,6 +229,7 @@ impl Txn {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64),
             undo: Vec::new(),
+            undo_bytes: 0,
             savepoints: 0,
         }
     }
@@ -246,7 +264,7 @@ impl Txn {
 
     /// Approximate bytes of memory the buffered writes hold.
     pub fn write_set_bytes(&self) -> usize {
-        self.write_bytes
+        self.write_bytes + self.undo_bytes
     }
 
     /// Buffers `w` at `key`, keeping [`Txn::write_set_bytes`] current.
@@ -261,6 +279,7 @@ impl Txn {
                 .saturating_sub(buffered_bytes(key_len, old));
         }
         if let Some(key) = undo_key {
+            self.undo_bytes += undo_entry_bytes(&key, &old);
             self.undo.push((key, old));
         }
     }
@@ -281,6 +300,7 @@ impl Txn {
             let Some((key, old)) = self.undo.pop() else {
                 break;
             };
+            self.undo_bytes = self.undo_bytes.saturating_sub(undo_entry_bytes(&key, &old));
             if let Some(now) = self.writes.get(&key) {
                 self.write_bytes = self
                     .write_bytes
@@ -304,6 +324,7 @@ impl Txn {
         self.savepoints = self.savepoints.saturating_sub(1);
         if self.savepoints == 0 {
             self.undo = Vec::new();
+            self.undo_bytes = 0;
         }
     }
 

@@ -88,6 +88,16 @@ fn rollback_to_a_savepoint_undoes_later_writes_only() {
     assert_eq!(t.write_set_bytes(), empty);
     t.release();
     t.release();
+    // Undo records count against the write set's bound.
+    let sp = t.savepoint();
+    let before = t.write_set_bytes();
+    for _ in 0..10 {
+        put(&mut t, 0, 6);
+    }
+    assert!(t.write_set_bytes() > before);
+    t.rollback_to(sp);
+    t.release();
+    assert_eq!(t.write_set_bytes(), before);
     put(&mut t, 2, 11);
     t.commit().unwrap();
     let mut r = db.begin();

@@ -116,6 +116,11 @@ fn names_an_oid(e: &ast::Expr) -> bool {
     }
 }
 
+/// The most fields a row constructor may have in a comparison (PostgreSQL's
+/// limit on a target list); an ordering comparison nests one level per
+/// field.
+const MAX_ROW_FIELDS: usize = 1664;
+
 /// The fields of both sides when a comparison is between two row
 /// constructors (`(a, b)`, `ROW(a, b)`); an error when only one side is,
 /// or their lengths differ.
@@ -132,6 +137,10 @@ fn row_operands<'e>(
     }
     match (fields(l), fields(r)) {
         (None, None) => Ok(None),
+        (Some(a), _) if a.len() > MAX_ROW_FIELDS => Err(Error::new(
+            ErrorKind::ProgramLimitExceeded,
+            format!("row expressions can have at most {MAX_ROW_FIELDS} entries"),
+        )),
         (Some(a), Some(b)) if a.len() == b.len() && !a.is_empty() => Ok(Some((a, b))),
         (Some(_), Some(_)) => Err(Error::new(
             ErrorKind::Syntax,
@@ -665,9 +674,7 @@ impl Binder<'_> {
                     terms.push(t);
                 }
                 let joined = if all {
-                    terms
-                        .into_iter()
-                        .reduce(|a, b| Expr::And(Box::new(a), Box::new(b)))
+                    balanced_and(terms)
                 } else {
                     balanced_or(terms)
                 };
@@ -1368,9 +1375,9 @@ impl Binder<'_> {
                     terms.push(self.compare(a, op, b, scope)?);
                 }
                 let joined = if op == CmpOp::Eq {
-                    terms.into_iter().reduce(and)
+                    balanced_and(terms)
                 } else {
-                    terms.into_iter().reduce(or)
+                    balanced_or(terms)
                 };
                 joined.ok_or_else(|| Error::new(ErrorKind::Syntax, "empty row comparison"))
             }
@@ -1446,13 +1453,24 @@ impl Binder<'_> {
 /// `a OR b OR …` as a balanced tree: an IN list of n items nests log2(n)
 /// deep, so that every recursive walk of it (evaluation, planning,
 /// EXPLAIN) stays shallow however long the list (OR is associative).
-fn balanced_or(mut items: Vec<Expr>) -> Option<Expr> {
+fn balanced_or(items: Vec<Expr>) -> Option<Expr> {
+    balanced(items, |a, b| Expr::Or(Box::new(a), Box::new(b)))
+}
+
+/// The AND of `items` as a balanced tree (see [`balanced_or`]).
+fn balanced_and(items: Vec<Expr>) -> Option<Expr> {
+    balanced(items, |a, b| Expr::And(Box::new(a), Box::new(b)))
+}
+
+/// `items` joined pairwise by `join`, level by level: a tree of depth
+/// log2(n), so that long lists cannot nest deeply.
+fn balanced(mut items: Vec<Expr>, join: impl Fn(Expr, Expr) -> Expr) -> Option<Expr> {
     while items.len() > 1 {
         let mut pairs = Vec::with_capacity(items.len().div_ceil(2));
         let mut it = items.into_iter();
         while let Some(a) = it.next() {
             pairs.push(match it.next() {
-                Some(b) => Expr::Or(Box::new(a), Box::new(b)),
+                Some(b) => join(a, b),
                 None => a,
             });
         }

@@ -566,19 +566,7 @@ impl Binder<'_> {
             name: "generate_series".into(),
             ty,
         }];
-        let qualifier = alias.map_or("generate_series".to_string(), |a| ident(&a.name));
-        let mut scope = query::output_scope(&columns, Some(&qualifier));
-        if let Some(a) = alias {
-            // `AS s` alone names the column too, as in PostgreSQL.
-            if a.columns.is_empty() {
-                rename_columns(
-                    &mut scope,
-                    &[ast::TableAliasColumnDef::from_name(a.name.value.clone())],
-                )?;
-            } else {
-                rename_columns(&mut scope, &a.columns)?;
-            }
-        }
+        let scope = function_scope(&columns, "generate_series", alias)?;
         Ok(Rel { plan, scope })
     }
 
@@ -617,18 +605,7 @@ impl Binder<'_> {
             name: "unnest".into(),
             ty: DataType::Text,
         }];
-        let qualifier = alias.map_or("unnest".to_string(), |a| ident(&a.name));
-        let mut scope = query::output_scope(&columns, Some(&qualifier));
-        if let Some(a) = alias {
-            if a.columns.is_empty() {
-                rename_columns(
-                    &mut scope,
-                    &[ast::TableAliasColumnDef::from_name(a.name.value.clone())],
-                )?;
-            } else {
-                rename_columns(&mut scope, &a.columns)?;
-            }
-        }
+        let scope = function_scope(&columns, "unnest", alias)?;
         Ok(Rel {
             plan: Plan::Unnest { array },
             scope,
@@ -779,6 +756,29 @@ fn merge_using(
         }
     }
     Ok(joined)
+}
+
+/// The scope of a one-column function in FROM (`generate_series`,
+/// `unnest`): qualified by the alias or the function's name; `AS s` alone
+/// names the column too, as in PostgreSQL.
+fn function_scope(
+    columns: &[OutputColumn],
+    function: &str,
+    alias: Option<&ast::TableAlias>,
+) -> Result<Scope> {
+    let qualifier = alias.map_or(function.to_string(), |a| ident(&a.name));
+    let mut scope = query::output_scope(columns, Some(&qualifier));
+    if let Some(a) = alias {
+        if a.columns.is_empty() {
+            rename_columns(
+                &mut scope,
+                &[ast::TableAliasColumnDef::from_name(a.name.value.clone())],
+            )?;
+        } else {
+            rename_columns(&mut scope, &a.columns)?;
+        }
+    }
+    Ok(scope)
 }
 
 fn rename_columns(scope: &mut Scope, names: &[ast::TableAliasColumnDef]) -> Result<()> {

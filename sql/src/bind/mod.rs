@@ -442,7 +442,26 @@ impl<'t> Binder<'t> {
     }
 
     fn table(&mut self, name: &ast::ObjectName) -> Result<Arc<Table>> {
+        let full = name;
         let name = object_name(name)?;
+        // A name reads the system catalog first (see `from.rs`), so a
+        // statement that writes or alters a table must not reach the user
+        // table of the same name behind it.
+        let schema = match full.0.as_slice() {
+            [.., ast::ObjectNamePart::Identifier(s), _] => Some(expr::ident(s)),
+            _ => None,
+        };
+        if crate::syscat::SystemTable::lookup(schema.as_deref(), &name).is_some() {
+            bail!(
+                InsufficientPrivilege,
+                "permission denied: \"{name}\" is a system catalog"
+            );
+        }
+        if let Some(s) = schema.as_deref()
+            && s != "public"
+        {
+            bail!(UndefinedTable, "relation \"{s}.{name}\" does not exist");
+        }
         let t = catalog::require_table(self.txn, &name)?;
         self.deps.push((name, (t.id, t.version)));
         Ok(t)

@@ -400,13 +400,13 @@ fn json_string(out: &mut String, s: &str) {
 /// then kB, MB, GB, TB, PB below 20480 of each, rounded half away from
 /// zero (one extra bit is kept for the rounding).
 fn size_pretty(mut n: i64) -> String {
-    if n.abs() < 10 * 1024 {
+    if n.unsigned_abs() < 10 * 1024 {
         return format!("{n} bytes");
     }
     n /= 1 << 9;
     let units = ["kB", "MB", "GB", "TB", "PB"];
     for (i, unit) in units.iter().enumerate() {
-        if i == units.len() - 1 || n.abs() < 20 * 1024 {
+        if i == units.len() - 1 || n.unsigned_abs() < 20 * 1024 {
             return format!("{} {unit}", (n + if n < 0 { -1 } else { 1 }) / 2);
         }
         n /= 1 << 10;
@@ -1005,12 +1005,10 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
             }
         },
         (Func::ArrayToString, [Value::Text(a), Value::Text(sep)]) => {
-            let inner = a.strip_prefix('{').and_then(|a| a.strip_suffix('}'));
-            match inner {
-                Some("") => Value::text(""),
-                Some(items) => Value::text(items.split(',').collect::<Vec<_>>().join(sep)),
-                None => Value::Text(a.clone()),
-            }
+            // NULL elements are skipped, as PostgreSQL does without a
+            // third argument.
+            let items: Vec<String> = array_items(a)?.into_iter().flatten().collect();
+            Value::text(items.join(sep))
         }
         (Func::SizePretty, [Value::Int(n)]) => Value::text(size_pretty(*n)),
         (Func::Power, [Value::Float(a), Value::Float(b)]) => {
@@ -1044,7 +1042,11 @@ pub fn call(f: Func, vals: &[Value], ty: DataType) -> Result<Value> {
         }
         (Func::ArrayElement, [Value::Text(a), Value::Int(i)]) => {
             let items = array_items(a)?;
-            match usize::try_from(*i - 1).ok().and_then(|i| items.get(i)) {
+            match i
+                .checked_sub(1)
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| items.get(i))
+            {
                 Some(Some(item)) => Value::text(item.as_str()),
                 _ => Value::Null,
             }

@@ -696,14 +696,14 @@ impl Expr {
     /// The branches of an OR tree (the expression itself when it is not
     /// an OR).
     pub fn disjuncts(&self) -> Vec<&Expr> {
-        match self {
+        crate::interrupt::grow(|| match self {
             Expr::Or(a, b) => {
                 let mut v = a.disjuncts();
                 v.extend(b.disjuncts());
                 v
             }
             other => vec![other],
-        }
+        })
     }
 
     pub fn conjuncts(&self) -> Vec<&Expr> {

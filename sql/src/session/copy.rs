@@ -208,9 +208,13 @@ impl Session {
         Ok(n)
     }
 
-    /// True while a COPY FROM STDIN waits for data.
-    pub fn copy_in_progress(&self) -> bool {
-        self.copy.is_some()
+    /// A COPY FROM STDIN left without CopyDone or CopyFail (the client sent
+    /// another message): it fails, and so does the transaction block it
+    /// was in, as in PostgreSQL; an implicit transaction just goes.
+    pub(super) fn abandon_copy(&mut self) {
+        if self.copy.take().is_some() {
+            self.note_error();
+        }
     }
 
     /// A piece of COPY data. An error is kept and reported by
