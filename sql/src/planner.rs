@@ -163,9 +163,6 @@ pub fn choose_access(table: &Table, predicate: Option<&Expr>) -> Access {
         return Access::Full;
     };
     let conjuncts = predicate.conjuncts();
-    if let Some(keys) = point_keys(table, &conjuncts) {
-        return Access::Points { keys };
-    }
     let comparisons = column_comparisons(&conjuncts, table);
     let find = |col: usize, ops: &[CmpOp]| {
         comparisons
@@ -178,6 +175,10 @@ pub fn choose_access(table: &Table, predicate: Option<&Expr>) -> Access {
         let (prefix, lower, upper) = key_range(&table.primary_key, &find);
         if prefix.len() == table.primary_key.len() {
             return Access::Point { key: prefix };
+        }
+        // Not fixed by the conjuncts alone: perhaps by each branch of an OR.
+        if let Some(keys) = point_keys(table, &conjuncts) {
+            return Access::Points { keys };
         }
         if !prefix.is_empty() || lower.is_some() || upper.is_some() {
             pk_range = Some(Access::Range {
