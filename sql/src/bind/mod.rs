@@ -17,7 +17,9 @@ pub mod expr;
 mod fkey;
 mod from;
 mod functions;
+mod oids;
 mod query;
+mod rows;
 mod window;
 
 use std::sync::Arc;

@@ -12,7 +12,9 @@ use std::fmt::Write as _;
 use kv::{Error, ErrorKind, Result};
 
 mod func;
-pub(crate) use func::array_items;
+mod math;
+mod textforms;
+pub(crate) use textforms::array_items;
 mod like;
 
 /// The longest text value, in bytes: PostgreSQL's limit on any field.

@@ -11,7 +11,7 @@ use kv::{Error, ErrorKind, Result, bail};
 use sqlparser::ast;
 use txn::Txn;
 
-use super::{Limits, Outcome, Session};
+use super::{Outcome, Session};
 use crate::bind::Binder;
 use crate::bind::expr::{ident, object_name};
 use crate::catalog::{self, Table};
@@ -325,16 +325,8 @@ impl Session {
             rows.push(row);
         }
         let source = InsertSource::Rows(rows);
-        let interrupt = self.interrupt.clone();
-        let identity = self.identity.clone();
-        let sequences = self.sequences.clone();
-        let limits = Limits {
-            sequences: &sequences,
-            memory: self.memory_limit(),
-            writes: self.write_limit,
-            interrupt: &interrupt,
-            identity: &identity,
-        };
+        let bounds = self.bounds();
+        let limits = bounds.limits();
         let txn = match (c.implicit.as_mut(), self.txn.as_mut()) {
             (Some(t), _) | (None, Some(t)) => t,
             (None, None) => return Err(Error::internal("COPY without a transaction")),
